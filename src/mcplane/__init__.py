@@ -1,0 +1,50 @@
+"""mcplane: the production plane for MCP tools and agents."""
+
+from mcplane._version import __version__
+from mcplane.app import Plane
+from mcplane.context import ANONYMOUS, Context, Principal
+from mcplane.dependencies import Inject
+from mcplane.errors import (
+    BudgetExceeded,
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    DependencyUnavailable,
+    Forbidden,
+    InternalError,
+    InvalidArguments,
+    MCPlaneError,
+    NotFound,
+    RateLimited,
+    Timeout,
+    Unauthenticated,
+    UpstreamError,
+)
+from mcplane.pipeline import Call, Pipeline
+from mcplane.transports.websocket import websocket_client
+
+__all__ = [
+    "ANONYMOUS",
+    "BudgetExceeded",
+    "Call",
+    "CircuitOpen",
+    "ConfigError",
+    "Context",
+    "DeadlineExceeded",
+    "DependencyUnavailable",
+    "Forbidden",
+    "Inject",
+    "InternalError",
+    "InvalidArguments",
+    "MCPlaneError",
+    "NotFound",
+    "Pipeline",
+    "Plane",
+    "Principal",
+    "RateLimited",
+    "Timeout",
+    "Unauthenticated",
+    "UpstreamError",
+    "__version__",
+    "websocket_client",
+]

@@ -1,0 +1,326 @@
+"""The Plane: registry + pipeline + lifespan, served over stdio, Streamable HTTP and WebSocket.
+
+Protocol work (JSON-RPC, both protocol eras, ``server/discover``, multi-round-trip requests,
+subscriptions, caching hints) is the official SDK's; the Plane registers tools, resources and
+prompts on an SDK ``MCPServer`` and routes every call through mcplane's pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    BlobResourceContents,
+    CallToolRequestParams,
+    CallToolResult,
+    GetPromptRequestParams,
+    GetPromptResult,
+    InputRequiredResult,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    TextResourceContents,
+    ToolAnnotations,
+)
+
+from mcplane.context import ANONYMOUS, Context
+from mcplane.dependencies import Dependency, bind_injections, open_dependencies
+from mcplane.middleware.errors import ErrorsMiddleware
+from mcplane.middleware.timeout import TimeoutMiddleware
+from mcplane.pipeline import Call, Pipeline
+from mcplane.policy import parse_duration
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.extension import Extension
+
+__all__ = ["Plane"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+Transport = Literal["stdio", "http", "ws"]
+
+
+class Plane:
+    """An MCP server whose every call passes through mcplane's production pipeline.
+
+    ``Plane("billing")`` then ``@plane.tool()``, ``@plane.resource(uri)``, ``@plane.prompt()``
+    and ``plane.run()`` (stdio) or ``plane.run(transport="http", port=8000)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        instructions: str | None = None,
+        default_timeout: float | str | None = 5.0,
+        extensions: Sequence[Extension] | None = None,
+        lifespan: Callable[[Plane], AbstractAsyncContextManager[Any]] | None = None,
+    ) -> None:
+        from mcplane._version import __version__
+
+        self.name = name
+        self.pipeline = Pipeline()
+        self.pipeline.set("errors", ErrorsMiddleware())
+        timeout = None if default_timeout is None else parse_duration(default_timeout, field="default_timeout")
+        self.pipeline.set("timeout", TimeoutMiddleware(timeout))
+        self._policies: dict[str, dict[str, Any]] = {}
+        self._dependencies: dict[str, Dependency] = {}
+        self._open: dict[str, Any] = {}
+        self._users = 0
+        self._lifespan_lock = anyio.Lock()
+        self._user_lifespan = lifespan
+        self._user_lifespan_value: Any = None
+        self._chain = self.pipeline.compose(self._provide)
+        self.sdk = _SDKServer(
+            self,
+            name=name,
+            version=version or __version__,
+            instructions=instructions,
+            extensions=extensions,
+            lifespan=_sdk_lifespan(self),
+            log_level="WARNING",
+        )
+
+    # ----------------------------------------------------------------- registration
+    def tool(
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        read_only: bool | None = None,
+        idempotent: bool | None = None,
+        destructive: bool | None = None,
+        open_world: bool | None = None,
+        timeout: float | str | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> Callable[[_F], _F]:
+        """Register a function as a tool. Typed parameters become the input schema."""
+        if callable(name):
+            raise TypeError("use @plane.tool() with parentheses")
+        hints = {
+            "read_only_hint": read_only,
+            "idempotent_hint": idempotent,
+            "destructive_hint": destructive,
+            "open_world_hint": open_world,
+        }
+        if any(v is not None for v in hints.values()):
+            base = annotations.model_dump() if annotations else {}
+            base.update({k: v for k, v in hints.items() if v is not None})
+            annotations = ToolAnnotations(**base)
+
+        def decorator(fn: _F) -> _F:
+            tool_name = name or fn.__name__
+            policy: dict[str, Any] = {}
+            if timeout is not None:
+                policy["timeout"] = parse_duration(timeout, field=f"tool {tool_name!r} timeout")
+            if annotations is not None:
+                policy["annotations"] = annotations
+            self._policies[tool_name] = policy
+            self.sdk.add_tool(
+                bind_injections(fn, self._resolve_dependency),
+                name=tool_name,
+                title=title,
+                description=description,
+                annotations=annotations,
+                meta=meta,
+                structured_output=structured_output,
+            )
+            return fn
+
+        return decorator
+
+    def resource(self, uri: str, **kwargs: Any) -> Callable[[_F], _F]:
+        """Register a function as a resource (``"users://{id}"`` makes it a template)."""
+        register = self.sdk.resource(uri, **kwargs)
+
+        def decorator(fn: _F) -> _F:
+            register(bind_injections(fn, self._resolve_dependency))
+            return fn
+
+        return decorator
+
+    def prompt(self, name: str | None = None, **kwargs: Any) -> Callable[[_F], _F]:
+        """Register a function as a prompt template."""
+        if callable(name):
+            raise TypeError("use @plane.prompt() with parentheses")
+        def decorator(fn: _F) -> _F:
+            self.sdk.prompt(name, **kwargs)(bind_injections(fn, self._resolve_dependency))
+            return fn
+
+        return decorator
+
+    def completion(self) -> Callable[[_F], _F]:
+        """Register the completion handler (``completion/complete``)."""
+        return self.sdk.completion()
+
+    def dependency(self, fn: _F) -> _F:
+        """Register a lifespan dependency: opened at start, closed at shutdown, injected with ``Inject``."""
+        dep = Dependency(fn.__name__, fn)
+        if dep.name in self._dependencies:
+            raise ValueError(f"a dependency named {dep.name!r} is already registered")
+        self._dependencies[dep.name] = dep
+        fn.__mcplane_dependency__ = dep  # type: ignore[attr-defined]
+        return fn
+
+    def policy_for(self, tool: str) -> Mapping[str, Any]:
+        return self._policies.get(tool, {})
+
+    # ----------------------------------------------------------------- lifespan
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Mapping[str, Any]]:
+        """Open dependencies (and the user lifespan) once; re-entrant, closed by the last user."""
+        async with self._lifespan_lock:
+            self._users += 1
+            if self._users == 1:
+                try:
+                    self._stack_cm = _open_all(self)
+                    self._open = await self._stack_cm.__aenter__()
+                except BaseException:
+                    self._users -= 1
+                    raise
+        try:
+            yield self._open
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._lifespan_lock:
+                    self._users -= 1
+                    if self._users == 0:
+                        cm, self._open = self._stack_cm, {}
+                        await cm.__aexit__(None, None, None)
+
+    def _resolve_dependency(self, name: str) -> Any:
+        try:
+            return self._open[name]
+        except KeyError:
+            raise LookupError(f"dependency {name!r} is not open (is the plane running?)") from None
+
+    # ----------------------------------------------------------------- calls
+    def make_context(self, request_context: ServerRequestContext[Any, Any] | None, params: Any) -> Context:
+        return Context(
+            request_context=request_context,
+            mcp_server=self.sdk,
+            input_params=params,
+            subscriptions=self.sdk._subscriptions,
+            principal=ANONYMOUS,
+            correlation_id=secrets.token_hex(8),
+            dependencies=self._open,
+        )
+
+    async def dispatch(self, call: Call) -> Any:
+        """Run one call through the whole pipeline."""
+        return await self._chain(call)
+
+    async def _provide(self, call: Call) -> Any:
+        if call.kind == "tool":
+            if self.sdk._tool_manager.get_tool(call.name) is None:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {call.name}", data={"code": "not_found"})
+            return await self.sdk.call_tool(call.name, dict(call.arguments), call.context)
+        if call.kind == "resource":
+            return await self.sdk._read_resource_result(call.name, call.context)
+        return await self.sdk.get_prompt(call.name, dict(call.arguments) or None, call.context)
+
+    # ----------------------------------------------------------------- serving
+    def http_app(self, **options: Any) -> Any:
+        """The ASGI app serving ``/mcp`` (Streamable HTTP and WebSocket), ``/health`` and ``/ready``."""
+        from mcplane.transports.http import HTTPApp, HTTPOptions
+
+        return HTTPApp(self, HTTPOptions(**options))
+
+    def run(self, transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+        """Serve until interrupted: ``stdio`` (default), ``http`` or ``ws`` (same ASGI app)."""
+        from mcplane.transports.serve import run
+
+        run(self, transport, host=host, port=port, **options)
+
+
+@asynccontextmanager
+async def _open_all(plane: Plane) -> AsyncIterator[dict[str, Any]]:
+    async with open_dependencies(plane._dependencies) as opened:
+        if plane._user_lifespan is not None:
+            async with plane._user_lifespan(plane) as value:
+                plane._user_lifespan_value = value
+                yield opened
+        else:
+            yield opened
+
+
+def _sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Any]:
+        async with plane.lifespan() as opened:
+            yield opened
+
+    return lifespan
+
+
+class _SDKServer(MCPServer[Any]):
+    """The SDK server with its call handlers routed through the plane's pipeline."""
+
+    def __init__(self, plane: Plane, **kwargs: Any) -> None:
+        self._plane = plane
+        super().__init__(**kwargs)
+
+    async def _handle_call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        arguments = params.arguments or {}
+        return await plane._chain(Call("tool", params.name, arguments, context, plane.policy_for(params.name)))
+
+    async def _handle_read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        return await plane._chain(Call("resource", str(params.uri), {}, context))
+
+    async def _handle_get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: GetPromptRequestParams
+    ) -> GetPromptResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        return await plane._chain(Call("prompt", params.name, params.arguments or {}, context))
+
+    async def _read_resource_result(self, uri: str, context: Context) -> ReadResourceResult | InputRequiredResult:
+        try:
+            results = await self.read_resource(uri, context)
+        except ResourceError as err:
+            code = INVALID_PARAMS if isinstance(err, ResourceNotFoundError) else INTERNAL_ERROR
+            message = "resource not found" if isinstance(err, ResourceNotFoundError) else "error reading resource"
+            if isinstance(err, UnexpectedResourceError):
+                raise  # the errors slot logs it and answers internal_error
+            raise MCPError(code=code, message=message, data={"uri": uri}) from None
+        if isinstance(results, InputRequiredResult):
+            return results
+        contents: list[TextResourceContents | BlobResourceContents] = []
+        for item in results:
+            if isinstance(item.content, bytes):
+                contents.append(
+                    BlobResourceContents(
+                        uri=uri,
+                        blob=base64.b64encode(item.content).decode(),
+                        mime_type=item.mime_type or "application/octet-stream",
+                        _meta=item.meta,
+                    )
+                )
+            else:
+                contents.append(
+                    TextResourceContents(
+                        uri=uri, text=item.content, mime_type=item.mime_type or "text/plain", _meta=item.meta
+                    )
+                )
+        return ReadResourceResult(contents=contents)

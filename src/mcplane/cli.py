@@ -1,0 +1,141 @@
+"""The ``mcplane`` command: ``run``, ``call`` and ``--version``.
+
+Every failure an operator can cause (a bad target, a port in use, bad JSON arguments, an
+endpoint that does not answer) is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import orjson
+
+from mcplane._version import __version__
+from mcplane.errors import ConfigError
+
+__all__ = ["main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcplane", description="The production plane for MCP tools and agents.")
+    parser.add_argument("--version", action="version", version=f"mcplane {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="serve a Plane over stdio, Streamable HTTP or WebSocket")
+    run.add_argument("target", help="path/to/file.py[:object] or package.module:object")
+    run.add_argument("--transport", choices=("stdio", "http", "ws"), default="stdio")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--path", default="/mcp", help="endpoint path for http and ws (default /mcp)")
+    run.add_argument(
+        "--allow-host", action="append", default=None, metavar="HOST", help="allowed Host header (repeatable)"
+    )
+    run.add_argument(
+        "--allow-origin", action="append", default=None, metavar="ORIGIN", help="allowed Origin (repeatable)"
+    )
+
+    call = commands.add_parser("call", help="call one tool on an MCP endpoint and print the result")
+    call.add_argument("endpoint", help="http(s)://... or ws(s)://... URL, or a stdio command line")
+    call.add_argument("tool")
+    call.add_argument("--args", default="{}", help="tool arguments as a JSON object")
+    call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    return parser
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> int:
+    print(f"mcplane: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _call(args)
+    except ConfigError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mcplane.loader import load_plane
+    from mcplane.transports.serve import bind_socket, serve_http
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"port must be between 0 and 65535, got {args.port}")
+    plane = load_plane(args.target)
+    if args.transport == "stdio":
+        plane.run("stdio")
+        return 0
+    sock = bind_socket(args.host, args.port)
+    options: dict[str, Any] = {"path": args.path}
+    if args.allow_host is not None:
+        options["allowed_hosts"] = tuple(args.allow_host)
+    if args.allow_origin is not None:
+        options["allowed_origins"] = tuple(args.allow_origin)
+    serve_http(plane, host=args.host, port=args.port, sock=sock, **options)
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    try:
+        arguments = orjson.loads(args.args)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise ConfigError("--args must be a JSON object")
+    try:
+        result = anyio.run(_call_async, args.endpoint, args.tool, arguments, args.timeout)
+    except TimeoutError:
+        return _fail(f"no answer from {args.endpoint} within {args.timeout:g} s")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        return _fail(f"call failed: {_describe(exc)}")
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_ERROR if result.get("isError") else 0
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _transport(endpoint: str) -> Any:
+    from mcp import StdioServerParameters
+
+    from mcplane.transports.websocket import websocket_client
+
+    if endpoint.startswith(("http://", "https://")):
+        return endpoint
+    if endpoint.startswith(("ws://", "wss://")):
+        return websocket_client(endpoint)
+    parts = shlex.split(endpoint)
+    if not parts:
+        raise ConfigError("empty endpoint")
+    return StdioServerParameters(command=parts[0], args=parts[1:])
+
+
+async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+    from mcp import Client
+
+    with anyio.fail_after(timeout):
+        async with Client(_transport(endpoint)) as client:
+            result = await client.call_tool(tool, arguments)
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

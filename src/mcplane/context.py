@@ -1,0 +1,101 @@
+"""The per-call context a tool, resource or prompt can ask for.
+
+A function receives it by declaring a parameter annotated with :class:`Context`. It is the
+official SDK's context (progress, logging, elicitation, resource reads, list-changed
+notifications) plus what mcplane adds: the principal, the correlation id, the call's deadline
+and the dependencies opened by the plane's lifespan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.server.mcpserver.context import Context as _SDKContext
+
+__all__ = ["ANONYMOUS", "Context", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: filled by the authentication layer, read by every later layer."""
+
+    subject: str
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    tenant: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.subject == ANONYMOUS.subject
+
+
+ANONYMOUS = Principal(subject="anonymous")
+
+
+class Context(_SDKContext[Any, Any]):
+    """Per-call context: principal, session, deadline, progress, logging, cancellation.
+
+    Progress and logging are the SDK's: ``await ctx.report_progress(1, 10)``,
+    ``await ctx.info("...")``. Cancellation arrives as ordinary task cancellation
+    (``anyio.get_cancelled_exc_class()``) when the client cancels or the deadline passes.
+    """
+
+    _principal: Principal
+    _correlation_id: str
+    _deadline: float | None
+    _dependencies: Mapping[str, Any]
+
+    def __init__(
+        self,
+        *,
+        principal: Principal = ANONYMOUS,
+        correlation_id: str = "",
+        deadline: float | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._principal = principal
+        self._correlation_id = correlation_id
+        self._deadline = deadline
+        self._dependencies = dependencies or {}
+
+    @property
+    def principal(self) -> Principal:
+        """The authenticated caller (``ANONYMOUS`` when no authentication is configured)."""
+        return self._principal
+
+    @property
+    def correlation_id(self) -> str:
+        """The id that ties this call's logs, audit record and any error together."""
+        return self._correlation_id
+
+    @property
+    def session_id(self) -> str | None:
+        """The transport session id for 2025-11-25 clients over HTTP; ``None`` when stateless."""
+        try:
+            return self.request_context.session.session_id
+        except (ValueError, AttributeError):
+            return None
+
+    @property
+    def deadline(self) -> float | None:
+        """Absolute deadline on the ``time.monotonic()`` clock, or ``None`` when unbounded."""
+        return self._deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or ``None`` when unbounded."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def dependency(self, name: str) -> Any:
+        """A lifespan dependency by name (the same object tools receive through :func:`Inject`)."""
+        try:
+            return self._dependencies[name]
+        except KeyError:
+            raise LookupError(f"no dependency named {name!r} is open") from None

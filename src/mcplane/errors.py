@@ -1,0 +1,169 @@
+"""The one exception tree of mcplane.
+
+Every failure a client can see has a stable code string that an agent can act on::
+
+    MCPlaneError                      (base; code "internal_error")
+    ├── ConfigError                   bad configuration or a bad CLI target; never reaches a client
+    ├── InvalidArguments              invalid_arguments        (tool error, not retryable)
+    ├── Unauthenticated               unauthenticated
+    ├── Forbidden                     forbidden
+    ├── NotFound                      not_found
+    ├── RateLimited                   rate_limited             (retryable, retry_after_ms)
+    ├── BudgetExceeded                budget_exceeded
+    ├── Timeout                       timeout                  (retryable)
+    ├── DeadlineExceeded              deadline_exceeded
+    ├── DependencyUnavailable         dependency_unavailable   (retryable)
+    ├── CircuitOpen                   circuit_open             (retryable, retry_after_ms)
+    ├── UpstreamError                 upstream_error
+    └── InternalError                 internal_error
+
+A tool failure becomes a tool result with ``isError: true`` whose ``structuredContent`` holds
+``{"error": {"code", "message", "retryable", "retry_after_ms"?, "correlation_id", "details"?}}``.
+A protocol failure becomes a JSON-RPC error whose ``data`` holds the same object.
+The message is always the class's fixed, safe text or the text the raiser chose; exception text
+from arbitrary code never reaches a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BudgetExceeded",
+    "CircuitOpen",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DependencyUnavailable",
+    "Forbidden",
+    "InternalError",
+    "InvalidArguments",
+    "MCPlaneError",
+    "NotFound",
+    "RateLimited",
+    "Timeout",
+    "Unauthenticated",
+    "UpstreamError",
+]
+
+# JSON-RPC codes used when an error travels as a protocol error rather than a tool result.
+_INVALID_PARAMS = -32602
+_INTERNAL_ERROR = -32603
+_SERVER_ERROR = -32000
+
+
+class MCPlaneError(Exception):
+    """Base of every mcplane error. Catch this to catch them all."""
+
+    code: ClassVar[str] = "internal_error"
+    jsonrpc_code: ClassVar[int] = _INTERNAL_ERROR
+    retryable: ClassVar[bool] = False
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after_ms: int | None = None,
+        details: Any = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.retry_after_ms = retry_after_ms
+        self.details = details
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+    def to_dict(self, correlation_id: str | None = None) -> dict[str, Any]:
+        """The wire form: what goes into ``structuredContent.error`` or JSON-RPC ``error.data``."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
+        if self.retry_after_ms is not None:
+            body["retry_after_ms"] = self.retry_after_ms
+        if correlation_id is not None:
+            body["correlation_id"] = correlation_id
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ConfigError(MCPlaneError):
+    """Configuration, target or command-line input is wrong. Reported to the operator, not to a client."""
+
+    code = "config_error"
+    default_message = "invalid configuration"
+
+
+class InvalidArguments(MCPlaneError):
+    code = "invalid_arguments"
+    jsonrpc_code = _INVALID_PARAMS
+    default_message = "invalid arguments"
+
+
+class Unauthenticated(MCPlaneError):
+    code = "unauthenticated"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "authentication required"
+
+
+class Forbidden(MCPlaneError):
+    code = "forbidden"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "not allowed"
+
+
+class NotFound(MCPlaneError):
+    code = "not_found"
+    jsonrpc_code = _INVALID_PARAMS
+    default_message = "not found"
+
+
+class RateLimited(MCPlaneError):
+    code = "rate_limited"
+    jsonrpc_code = _SERVER_ERROR
+    retryable = True
+    default_message = "rate limit exceeded"
+
+
+class BudgetExceeded(MCPlaneError):
+    code = "budget_exceeded"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "budget exceeded"
+
+
+class Timeout(MCPlaneError):
+    code = "timeout"
+    jsonrpc_code = _SERVER_ERROR
+    retryable = True
+    default_message = "the call timed out"
+
+
+class DeadlineExceeded(MCPlaneError):
+    code = "deadline_exceeded"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "the caller's deadline has passed"
+
+
+class DependencyUnavailable(MCPlaneError):
+    code = "dependency_unavailable"
+    jsonrpc_code = _SERVER_ERROR
+    retryable = True
+    default_message = "a dependency is unavailable"
+
+
+class CircuitOpen(MCPlaneError):
+    code = "circuit_open"
+    jsonrpc_code = _SERVER_ERROR
+    retryable = True
+    default_message = "circuit open"
+
+
+class UpstreamError(MCPlaneError):
+    code = "upstream_error"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "upstream error"
+
+
+class InternalError(MCPlaneError):
+    code = "internal_error"
+    jsonrpc_code = _INTERNAL_ERROR
+    default_message = "internal error"

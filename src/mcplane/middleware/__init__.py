@@ -1,0 +1,1 @@
+"""Pipeline middleware, one module per concern."""

@@ -1,0 +1,90 @@
+"""The outermost slot: every failure leaves as a stable error code, never as exception text.
+
+A tool failure becomes a tool result with ``isError: true`` and the error object in
+``structuredContent``; a protocol failure (an unknown tool, resource or prompt, or any failure
+of a resource read or prompt get) becomes a JSON-RPC error with the error object in ``data``.
+The exception itself is logged on the server with the correlation id the client sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from mcplane.errors import InternalError, InvalidArguments, MCPlaneError
+from mcplane.pipeline import Call, CallNext
+
+__all__ = ["ErrorsMiddleware", "error_result", "to_mcplane_error"]
+
+logger = logging.getLogger("mcplane.errors")
+
+
+def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]) or "(arguments)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def to_mcplane_error(exc: Exception) -> MCPlaneError | None:
+    """Find the mcplane error an exception means, looking through the SDK's wrappers.
+
+    Returns ``None`` for an unexpected crash (the caller logs it and answers ``internal_error``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MCPlaneError):
+            return current
+        if isinstance(current, ValidationError):
+            return InvalidArguments("the arguments do not match the tool's input schema", details=_validation_details(current))
+        current = current.__cause__
+    if isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError):
+        # A deliberate ToolError without a structured cause: its text was chosen by the tool author.
+        text = str(exc)
+        prefix = "Error executing tool "
+        if text.startswith(prefix) and ": " in text:
+            text = text.split(": ", 1)[1]
+        return InvalidArguments(text)
+    return None
+
+
+def error_result(error: MCPlaneError, correlation_id: str) -> CallToolResult:
+    body = error.to_dict(correlation_id)
+    return CallToolResult(
+        content=[TextContent(type="text", text=orjson.dumps({"error": body}).decode())],
+        structured_content={"error": body},
+        is_error=True,
+    )
+
+
+def protocol_error(error: MCPlaneError, correlation_id: str) -> MCPError:
+    return MCPError(code=error.jsonrpc_code, message=error.message, data=error.to_dict(correlation_id))
+
+
+class ErrorsMiddleware:
+    """Maps every exception to a stable code; logs the crash with its correlation id."""
+
+    async def __call__(self, call: Call, call_next: CallNext) -> Any:
+        try:
+            return await call_next(call)
+        except MCPError:
+            raise
+        except Exception as exc:
+            cid = call.context.correlation_id
+            error = to_mcplane_error(exc)
+            if error is None:
+                logger.error(
+                    "%s %r crashed (correlation_id=%s)", call.kind, call.name, cid, exc_info=exc.__cause__ or exc
+                )
+                error = InternalError()
+            if call.kind == "tool":
+                return error_result(error, cid)
+            raise protocol_error(error, cid) from None

@@ -1,0 +1,1 @@
+"""Transports: stdio, Streamable HTTP and WebSocket, server and client side."""

@@ -1,0 +1,44 @@
+"""One JSON-RPC message per frame (a WebSocket text frame, a stdio line): decode or explain.
+
+A frame that is not JSON gets a ``-32700`` parse error; JSON that is not a JSON-RPC message
+gets ``-32600`` with the request id when one can be read. Either way the connection lives on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from mcp.shared.message import SessionMessage
+from mcp_types import jsonrpc_message_adapter
+from pydantic import ValidationError
+
+__all__ = ["decode_frame", "encode_message", "error_frame"]
+
+
+def error_frame(request_id: Any, code: int, message: str, mcplane_code: str) -> str:
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+        request_id = None
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message, "data": {"code": mcplane_code}}}
+    ).decode()
+
+
+def decode_frame(frame: str | bytes) -> SessionMessage | str:
+    """The message a frame carries, or the text of the error frame to answer with."""
+    try:
+        raw = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return error_frame(None, -32700, "parse error: the frame is not valid JSON", "invalid_request")
+    if isinstance(raw, list):
+        return error_frame(None, -32600, "batches are not supported", "invalid_request")
+    try:
+        message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+    except ValidationError:
+        request_id = raw.get("id") if isinstance(raw, dict) else None
+        return error_frame(request_id, -32600, "invalid request: not a JSON-RPC 2.0 message", "invalid_request")
+    return SessionMessage(message)
+
+
+def encode_message(message: SessionMessage) -> str:
+    return message.message.model_dump_json(by_alias=True, exclude_unset=True)

@@ -1,0 +1,168 @@
+"""The HTTP tier: one pure-ASGI app for Streamable HTTP, WebSocket, health and readiness.
+
+``POST/GET/DELETE /mcp`` is Streamable HTTP, both protocol eras on one endpoint (the SDK's
+session manager routes 2026-07-28 stateless requests and 2025-11-25 sessions); a WebSocket
+upgrade on the same path is the WebSocket transport. Before anything reaches the protocol
+layer the tier checks Host/Origin and caps the body size, answering with a JSON-RPC error body
+and a stable code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.types import Receive, Scope, Send
+
+from mcplane.transports.events import MemoryEventStore
+from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
+
+if TYPE_CHECKING:
+    from mcplane.app import Plane
+
+__all__ = ["HTTPApp", "HTTPOptions"]
+
+logger = logging.getLogger("mcplane.http")
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HTTPOptions:
+    path: str = "/mcp"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest request body (HTTP) or message (WebSocket frame) accepted."""
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    allowed_origins: tuple[str, ...] = LOOPBACK_ORIGINS
+    json_response: bool = False
+    """Answer POSTs with one JSON body instead of an SSE stream when nothing else must stream."""
+    resumable: bool = True
+    """Keep an in-memory event store so 2025-11-25 clients can resume SSE streams (Last-Event-ID)."""
+    retry_interval_ms: int | None = 1000
+    ws_ping_interval: float = 20.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _error_body(status: int, code: str, message: str) -> bytes:
+    jsonrpc_code = -32600 if status != 500 else -32603
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": jsonrpc_code, "message": message, "data": {"code": code}}}
+    )
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class HTTPApp:
+    """ASGI callable serving one Plane."""
+
+    def __init__(self, plane: Plane, options: HTTPOptions | None = None) -> None:
+        self.plane = plane
+        self.options = options or HTTPOptions()
+        self.guard = HostOriginPolicy(tuple(self.options.allowed_hosts), tuple(self.options.allowed_origins))
+        self.draining = False
+        self._manager: StreamableHTTPSessionManager | None = None
+
+    def _new_manager(self) -> StreamableHTTPSessionManager:
+        opts = self.options
+        return StreamableHTTPSessionManager(
+            app=self.plane.sdk._lowlevel_server,
+            event_store=MemoryEventStore() if opts.resumable else None,
+            json_response=opts.json_response,
+            stateless=False,
+            security_settings=None,  # checked here, once, for HTTP and WebSocket alike
+            retry_interval=opts.retry_interval_ms,
+            max_request_body_size=opts.max_body_bytes,
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """What the ASGI lifespan runs: the plane's dependencies and the SDK session manager."""
+        manager = self._new_manager()
+        async with self.plane.lifespan(), manager.run():
+            self._manager = manager
+            try:
+                yield
+            finally:
+                self._manager = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.running():
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+                self.draining = True
+        except Exception as exc:
+            logger.error("startup failed: %s", exc)
+            await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path == "/health":
+            await _respond(send, 200, b'{"status":"ok"}')
+            return
+        if path == "/ready":
+            ready = self._manager is not None and not self.draining
+            await _respond(send, 200 if ready else 503, b'{"status":"ready"}' if ready else b'{"status":"not ready"}')
+            return
+        if path != self.options.path and path != self.options.path + "/":
+            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
+            return
+        headers = _headers(scope)
+        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
+        if rejection is not None:
+            status, reason = rejection
+            await _respond(send, status, _error_body(status, "forbidden", reason))
+            return
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.options.max_body_bytes:
+            await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
+            return
+        manager = self._manager
+        if manager is None:
+            await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
+            return
+        await manager.handle_request(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from mcplane.transports.websocket import serve_websocket
+
+        if scope["path"] != self.options.path:
+            await send({"type": "websocket.close", "code": 1008, "reason": "no such endpoint"})
+            return
+        headers = _headers(scope)
+        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
+        if rejection is not None:
+            await send({"type": "websocket.close", "code": 1008, "reason": rejection[1]})
+            return
+        await serve_websocket(self, scope, receive, send)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

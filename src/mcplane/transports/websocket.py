@@ -1,0 +1,170 @@
+"""WebSocket transport, server and client, following the SEP-1288 proposal.
+
+Subprotocol ``mcp``; one JSON-RPC message per text frame; keepalive pings; close codes that say
+what happened: 1000 normal, 1001 server going away, 1003 binary frame, 1008 policy (Host/Origin,
+missing subprotocol), 1009 message too big, 1011 internal error, 1013 not ready.
+A connection serves either protocol era, decided by the client's first request, like stdio.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from mcp.server.runner import serve_dual_era_loop
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+from starlette.types import Receive, Scope, Send
+
+from mcplane.transports.framing import decode_frame, encode_message
+
+if TYPE_CHECKING:
+    from mcplane.transports.http import HTTPApp
+
+__all__ = ["SUBPROTOCOL", "serve_websocket", "websocket_client"]
+
+logger = logging.getLogger("mcplane.websocket")
+
+SUBPROTOCOL = "mcp"
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
+
+
+async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one WebSocket connection (the ASGI scope has already passed the Host/Origin check)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if SUBPROTOCOL not in scope.get("subprotocols", []):
+        await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": "subprotocol 'mcp' required"})
+        return
+    if app._manager is None or app.draining:
+        await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "server not ready"})
+        return
+    await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
+
+    plane = app.plane
+    limit = app.options.max_body_bytes
+    lowlevel = plane.sdk._lowlevel_server
+    read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
+    write_stream, write_reader = create_context_streams[SessionMessage](32)
+    send_lock = anyio.Lock()
+    close: dict[str, Any] = {"code": CLOSE_NORMAL, "reason": ""}
+
+    async def send_text(text: str) -> None:
+        async with send_lock:
+            await send({"type": "websocket.send", "text": text})
+
+    async def reader() -> None:
+        async with read_writer:
+            while True:
+                incoming = await receive()
+                if incoming["type"] == "websocket.disconnect":
+                    close["code"] = None
+                    return
+                text = incoming.get("text")
+                if text is None:
+                    close.update(code=CLOSE_UNSUPPORTED, reason="binary frames are not supported")
+                    return
+                if len(text) > limit:
+                    close.update(code=CLOSE_TOO_BIG, reason="message too big")
+                    return
+                decoded = decode_frame(text)
+                if isinstance(decoded, str):
+                    await send_text(decoded)
+                else:
+                    await read_writer.send(decoded)
+
+    async def writer() -> None:
+        async with write_reader:
+            async for outgoing in write_reader:
+                await send_text(encode_message(outgoing))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+
+            async def serve() -> None:
+                await serve_dual_era_loop(
+                    lowlevel,
+                    read_stream,
+                    write_stream,
+                    lifespan_state=plane._open,
+                    init_options=lowlevel.create_initialization_options(),
+                )
+
+            tg.start_soon(serve)
+            await reader()
+    except Exception:
+        logger.exception("websocket connection failed")
+        close.update(code=CLOSE_INTERNAL, reason="internal error")
+    if close["code"] is not None:
+        try:
+            await send({"type": "websocket.close", "code": close["code"], "reason": close["reason"]})
+        except Exception:  # the peer may already be gone; nothing more to tell it
+            logger.debug("close frame not delivered")
+
+
+@asynccontextmanager
+async def websocket_client(
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    max_size: int = 4 * 1024 * 1024,
+    ping_interval: float | None = 20.0,
+    open_timeout: float = 10.0,
+) -> AsyncIterator[tuple[Any, Any]]:
+    """Connect to a WebSocket MCP endpoint; yields ``(read_stream, write_stream)`` for an SDK client.
+
+    Usable as a transport of the official SDK's ``mcp.Client``: ``Client(websocket_client(url))``.
+    """
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
+    write_stream, write_reader = create_context_streams[SessionMessage](32)
+    async with connect(
+        url,
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        additional_headers=headers,
+        max_size=max_size,
+        ping_interval=ping_interval,
+        open_timeout=open_timeout,
+    ) as ws:
+
+        async def reader() -> None:
+            async with read_writer:
+                try:
+                    async for frame in ws:
+                        decoded = decode_frame(frame)
+                        if isinstance(decoded, str):
+                            logger.warning("server sent an undecodable frame: %s", decoded)
+                            continue
+                        await read_writer.send(decoded)
+                except ConnectionClosed:
+                    return
+
+        async def writer() -> None:
+            async with write_reader:
+                async for outgoing in write_reader:
+                    try:
+                        await ws.send(encode_message(outgoing))
+                    except ConnectionClosed:
+                        return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            tg.start_soon(writer)
+            try:
+                yield read_stream, write_stream
+            finally:
+                tg.cancel_scope.cancel()
+
