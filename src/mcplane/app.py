@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -180,7 +180,7 @@ class Plane:
 
     # ----------------------------------------------------------------- lifespan
     @asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[Mapping[str, Any]]:
+    async def lifespan(self) -> AsyncGenerator[Mapping[str, Any]]:
         """Open dependencies (and the user lifespan) once; re-entrant, closed by the last user."""
         async with self._lifespan_lock:
             self._users += 1
@@ -247,7 +247,7 @@ class Plane:
 
 
 @asynccontextmanager
-async def _open_all(plane: Plane) -> AsyncIterator[dict[str, Any]]:
+async def _open_all(plane: Plane) -> AsyncGenerator[dict[str, Any]]:
     async with open_dependencies(plane._dependencies) as opened:
         if plane._user_lifespan is not None:
             async with plane._user_lifespan(plane) as value:
@@ -259,7 +259,7 @@ async def _open_all(plane: Plane) -> AsyncIterator[dict[str, Any]]:
 
 def _sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Any]) -> AsyncIterator[Any]:
+    async def lifespan(_: MCPServer[Any]) -> AsyncGenerator[Any]:
         async with plane.lifespan() as opened:
             yield opened
 

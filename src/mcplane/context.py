@@ -77,10 +77,9 @@ class Context(_SDKContext[Any, Any]):
     @property
     def session_id(self) -> str | None:
         """The transport session id for 2025-11-25 clients over HTTP; ``None`` when stateless."""
-        try:
-            return self.request_context.session.session_id
-        except (ValueError, AttributeError):
+        if self._request_context is None:
             return None
+        return self._request_context.session._connection.session_id
 
     @property
     def deadline(self) -> float | None:

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the Python package: Node 22 and the pinned official
+# MCP conformance harnesses (into .tools/, which git ignores), and starts Redis and PostgreSQL
+# when they are installed but not running.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools/alpha" "$tools/stable"
+
+install_npm() {  # dir, packages...
+  local dir="$1"; shift
+  local want="$*"
+  if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$want" ]; then return; fi
+  (cd "$dir" && [ -f package.json ] || echo '{"private":true}' > package.json)
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >/dev/null
+  echo "$want" > "$dir/.installed"
+}
+
+install_npm "$tools/alpha" node@22 @modelcontextprotocol/conformance@0.2.0-alpha.12 @modelcontextprotocol/server-everything
+install_npm "$tools/stable" @modelcontextprotocol/conformance@0.1.16
+
+node22="$tools/alpha/node_modules/node/bin/node"
+if ! "$node22" --version | grep -q '^v22\.'; then
+  echo "Node 22 did not install under $tools/alpha" >&2
+  exit 1
+fi
+
+# Services used by later layers' tests: start them if they are installed and not answering.
+if command -v redis-server >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true
+fi
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+echo "test dependencies ready: node $("$node22" --version), conformance 0.2.0-alpha.12 and 0.1.16"
