@@ -1,7 +1,12 @@
-"""FastMCP with one ``echo`` tool, run through its own ``run(transport="http")`` entry point."""
+"""FastMCP with one ``echo`` tool, served through its own ``run_http_async`` entry point.
+
+``FastMCP.run()`` drives uvicorn inside ``anyio.run`` (plain asyncio, whatever uvicorn's ``loop``
+setting says); the bench runs the same coroutine on uvloop so every server gets uvloop + httptools.
+"""
 
 from __future__ import annotations
 
+import uvloop
 from _common import announce, bind_free_socket, parse_args
 from fastmcp import FastMCP
 
@@ -21,16 +26,18 @@ def main() -> None:
         return
     sock = bind_free_socket()
     announce(sock)
-    mcp.run(
-        transport="http",
-        show_banner=False,
-        host="127.0.0.1",
-        port=sock.getsockname()[1],
-        log_level="WARNING",
-        json_response=args.json or None,
-        stateless_http=args.stateless or None,
-        uvicorn_config={"loop": "uvloop", "http": "httptools", "access_log": False},
-        sockets=[sock],
+    uvloop.run(
+        mcp.run_http_async(
+            transport="http",
+            show_banner=False,
+            host="127.0.0.1",
+            port=sock.getsockname()[1],
+            log_level="WARNING",
+            json_response=args.json or None,
+            stateless_http=args.stateless or None,
+            uvicorn_config={"http": "httptools", "access_log": False},
+            sockets=[sock],
+        )
     )
 
 

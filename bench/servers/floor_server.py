@@ -2,7 +2,7 @@
 
 Over HTTP it is one Starlette route; over stdio a plain asyncio line loop. It answers
 ``initialize`` (with an ``Mcp-Session-Id`` over HTTP), acknowledges notifications, and echoes
-``params.arguments.text`` for anything else.
+``params.arguments.text`` for ``tools/call``; ``server/discover`` gets a minimal result.
 """
 
 from __future__ import annotations
@@ -20,13 +20,22 @@ INIT_RESULT = {
     "capabilities": {"tools": {}},
     "serverInfo": {"name": "floor", "version": "0"},
 }
+DISCOVER_RESULT = {
+    "supportedVersions": ["2026-07-28"],
+    "capabilities": {"tools": {}},
+    "resultType": "complete",
+    "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "floor", "version": "0"}},
+}
 
 
 def answer(message: dict[str, Any]) -> dict[str, Any] | None:
     if "id" not in message:
         return None
-    if message.get("method") == "initialize":
+    method = message.get("method")
+    if method == "initialize":
         result: dict[str, Any] = INIT_RESULT
+    elif method == "server/discover":
+        result = DISCOVER_RESULT
     else:
         text = message["params"]["arguments"]["text"]
         result = {"content": [{"type": "text", "text": text}], "isError": False}

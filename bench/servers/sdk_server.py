@@ -23,9 +23,7 @@ def main() -> None:
     if args.transport == "stdio":
         server.run("stdio")
         return
-    app = server.streamable_http_app(
-        json_response=args.json, stateless_http=args.stateless, host="127.0.0.1"
-    )
+    app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless, host="127.0.0.1")
     serve_uvicorn(app)
 
 

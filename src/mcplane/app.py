@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -28,16 +29,19 @@ from mcp_types import (
     InputRequiredResult,
     ReadResourceRequestParams,
     ReadResourceResult,
+    SubscriptionsListenRequestParams,
     TextResourceContents,
     ToolAnnotations,
 )
 
 from mcplane.context import ANONYMOUS, Context
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
+from mcplane.errors import ConfigError, InvalidArguments
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.pipeline import Call, Pipeline
 from mcplane.policy import parse_duration
+from mcplane.tasks import TaskListenHandler, TaskPolicy, TaskRuntime, TasksExtension, current_scope, task_policy
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -54,6 +58,10 @@ class Plane:
 
     ``Plane("billing")`` then ``@plane.tool()``, ``@plane.resource(uri)``, ``@plane.prompt()``
     and ``plane.run()`` (stdio) or ``plane.run(transport="http", port=8000)``.
+
+    ``tasks`` installs the ``io.modelcontextprotocol/tasks`` extension (see :mod:`mcplane.tasks`):
+    ``True`` (default) with an in-memory runtime, a :class:`~mcplane.tasks.TaskRuntime` to
+    configure the store, TTL and poll interval, ``False`` to leave it out.
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class Plane:
         default_timeout: float | str | None = 5.0,
         extensions: Sequence[Extension] | None = None,
         lifespan: Callable[[Plane], AbstractAsyncContextManager[Any]] | None = None,
+        tasks: bool | TaskRuntime = True,
     ) -> None:
         from mcplane._version import __version__
 
@@ -80,16 +89,24 @@ class Plane:
         self._lifespan_lock = anyio.Lock()
         self._user_lifespan = lifespan
         self._user_lifespan_value: Any = None
-        self._chain = self.pipeline.compose(self._provide)
+        self._composed: tuple[tuple[str, Any], ...] = ()
+        self._composed_chain = self._provide
+        self.tasks: TaskRuntime | None = tasks if isinstance(tasks, TaskRuntime) else TaskRuntime() if tasks else None
+        installed = list(extensions or ())
+        if self.tasks is not None:  # innermost interceptor: it re-invokes the handler when a task resumes
+            installed.append(TasksExtension(self.tasks, self._task_policy))
         self.sdk = _SDKServer(
             self,
             name=name,
             version=version or __version__,
             instructions=instructions,
-            extensions=extensions,
+            extensions=installed,
             lifespan=_sdk_lifespan(self),
             log_level="WARNING",
         )
+        if self.tasks is not None:
+            self.tasks.bind(self.sdk._handle_call_tool)
+            _install_task_listen(self.sdk, self.tasks)
 
     # ----------------------------------------------------------------- registration
     def tool(
@@ -106,8 +123,24 @@ class Plane:
         timeout: float | str | None = None,
         meta: dict[str, Any] | None = None,
         structured_output: bool | None = None,
+        input_schema: Mapping[str, Any] | None = None,
+        task: bool | Literal["optional", "required", "forbidden"] | None = None,
+        task_after: float | str | None = 0,
     ) -> Callable[[_F], _F]:
-        """Register a function as a tool. Typed parameters become the input schema."""
+        """Register a function as a tool. Typed parameters become the input schema.
+
+        ``input_schema`` publishes a hand-written JSON Schema (2020-12 keywords such as ``$defs``,
+        ``allOf`` or ``if``/``then`` survive verbatim) in place of the derived one; the function's
+        typed parameters still validate the arguments.
+
+        ``task`` makes calls able to run as tasks (:mod:`mcplane.tasks`): ``True`` or
+        ``"optional"`` for clients that declared the tasks extension, ``"required"`` to refuse
+        the others with ``-32021``. ``task_after`` is how long such a call may run before it
+        becomes a task: ``0`` (default) at once, a duration to answer directly when the call
+        is done sooner, ``None`` only when the tool calls ``await ctx.start_task()``. A call
+        that may become a task is bounded by ``timeout`` when given and by the task TTL
+        otherwise, not by the plane's default timeout.
+        """
         if callable(name):
             raise TypeError("use @plane.tool() with parentheses")
         hints = {
@@ -128,6 +161,10 @@ class Plane:
                 policy["timeout"] = parse_duration(timeout, field=f"tool {tool_name!r} timeout")
             if annotations is not None:
                 policy["annotations"] = annotations
+            if (task_mode := task_policy(task, task_after, tool=tool_name)) is not None:
+                if self.tasks is None:
+                    raise ConfigError(f"tool {tool_name!r} uses tasks but the plane was created with tasks=False")
+                policy["task"] = task_mode
             self._policies[tool_name] = policy
             self.sdk.add_tool(
                 bind_injections(fn, self._resolve_dependency),
@@ -138,6 +175,10 @@ class Plane:
                 meta=meta,
                 structured_output=structured_output,
             )
+            if input_schema is not None:
+                registered = self.sdk._tool_manager.get_tool(tool_name)
+                assert registered is not None
+                registered.parameters = dict(input_schema)
             return fn
 
         return decorator
@@ -156,6 +197,7 @@ class Plane:
         """Register a function as a prompt template."""
         if callable(name):
             raise TypeError("use @plane.prompt() with parentheses")
+
         def decorator(fn: _F) -> _F:
             self.sdk.prompt(name, **kwargs)(bind_injections(fn, self._resolve_dependency))
             return fn
@@ -165,6 +207,23 @@ class Plane:
     def completion(self) -> Callable[[_F], _F]:
         """Register the completion handler (``completion/complete``)."""
         return self.sdk.completion()
+
+    def request_handler(self, method: str, params_type: type[Any]) -> Callable[[_F], _F]:
+        """Serve a JSON-RPC request method that is not a tool, resource or prompt call.
+
+        For protocol housekeeping the SDK leaves to the application, such as the 2025-11-25
+        era's ``logging/setLevel`` and ``resources/subscribe``/``unsubscribe``, or a custom
+        method. ``async handler(ctx, params)`` gets the SDK request context and ``params``
+        validated as ``params_type`` (a ``RequestParams`` subclass) and returns a result model or
+        dict. It replaces the SDK's handler for ``method``, if any, and runs outside the
+        pipeline: no timeout, authorization or audit applies.
+        """
+
+        def decorator(handler: _F) -> _F:
+            self.sdk._lowlevel_server.add_request_handler(method, params_type, handler)
+            return handler
+
+        return decorator
 
     def dependency(self, fn: _F) -> _F:
         """Register a lifespan dependency: opened at start, closed at shutdown, injected with ``Inject``."""
@@ -178,13 +237,21 @@ class Plane:
     def policy_for(self, tool: str) -> Mapping[str, Any]:
         return self._policies.get(tool, {})
 
+    def _task_policy(self, tool: str) -> TaskPolicy | None:
+        return self._policies.get(tool, {}).get("task")
+
     # ----------------------------------------------------------------- lifespan
     @asynccontextmanager
     async def lifespan(self) -> AsyncGenerator[Mapping[str, Any]]:
-        """Open dependencies (and the user lifespan) once; re-entrant, closed by the last user."""
+        """Open dependencies (and the user lifespan) once; re-entrant, closed by the last user.
+
+        The first user also runs the task runtime (its task group lives in that user's frame),
+        so detached tasks are cancelled when it leaves, before any dependency closes.
+        """
         async with self._lifespan_lock:
             self._users += 1
-            if self._users == 1:
+            first = self._users == 1
+            if first:
                 try:
                     self._stack_cm = _open_all(self)
                     self._open = await self._stack_cm.__aenter__()
@@ -192,7 +259,11 @@ class Plane:
                     self._users -= 1
                     raise
         try:
-            yield self._open
+            if first and self.tasks is not None:
+                async with self.tasks.running():
+                    yield self._open
+            else:
+                yield self._open
         finally:
             with anyio.CancelScope(shield=True):
                 async with self._lifespan_lock:
@@ -219,6 +290,13 @@ class Plane:
             dependencies=self._open,
         )
 
+    async def _chain(self, call: Call) -> Any:
+        """Run ``call`` through the pipeline as it is now: a slot set after construction takes effect."""
+        slots = tuple(self.pipeline._slots.items())
+        if slots != self._composed:
+            self._composed, self._composed_chain = slots, self.pipeline.compose(self._provide)
+        return await self._composed_chain(call)
+
     async def dispatch(self, call: Call) -> Any:
         """Run one call through the whole pipeline."""
         return await self._chain(call)
@@ -230,6 +308,13 @@ class Plane:
             return await self.sdk.call_tool(call.name, dict(call.arguments), call.context)
         if call.kind == "resource":
             return await self.sdk._read_resource_result(call.name, call.context)
+        prompt = self.sdk._prompt_manager.get_prompt(call.name)
+        if prompt is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {call.name}", data={"code": "not_found"})
+        missing = [arg.name for arg in prompt.arguments or () if arg.required and arg.name not in call.arguments]
+        if missing:
+            details = [{"field": name, "message": "Field required", "type": "missing"} for name in missing]
+            raise InvalidArguments("missing required prompt arguments", details=details)
         return await self.sdk.get_prompt(call.name, dict(call.arguments) or None, call.context)
 
     # ----------------------------------------------------------------- serving
@@ -257,6 +342,15 @@ async def _open_all(plane: Plane) -> AsyncGenerator[dict[str, Any]]:
             yield opened
 
 
+def _install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
+    """Serve ``subscriptions/listen`` with the tasks extension's ``taskIds`` filter on top."""
+    lowlevel = sdk._lowlevel_server
+    entry = lowlevel.get_request_handler("subscriptions/listen")
+    if entry is not None and isinstance(entry.handler, ListenHandler):
+        handler = TaskListenHandler(entry.handler, sdk._subscriptions, runtime)
+        lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)
+
+
 def _sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncGenerator[Any]:
@@ -279,7 +373,10 @@ class _SDKServer(MCPServer[Any]):
         plane = self._plane
         context = plane.make_context(ctx, params)
         arguments = params.arguments or {}
-        return await plane._chain(Call("tool", params.name, arguments, context, plane.policy_for(params.name)))
+        policy = plane.policy_for(params.name)
+        if current_scope.get() is not None and "timeout" not in policy:
+            policy = {**policy, "timeout": None}  # it may become a task: bounded by the task TTL instead
+        return await plane._chain(Call("tool", params.name, arguments, context, policy))
 
     async def _handle_read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams

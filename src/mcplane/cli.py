@@ -10,7 +10,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import orjson
@@ -24,8 +24,15 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one ``mcplane: error:`` line like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"mcplane: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mcplane", description="The production plane for MCP tools and agents.")
+    parser = _Parser(prog="mcplane", description="The production plane for MCP tools and agents.")
     parser.add_argument("--version", action="version", version=f"mcplane {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -51,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> int:
-    print(f"mcplane: error: {message}", file=sys.stderr)
+    one_line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"mcplane: error: {one_line}", file=sys.stderr)
     return code
 
 
@@ -128,10 +136,10 @@ def _transport(endpoint: str) -> Any:
     return StdioServerParameters(command=parts[0], args=parts[1:])
 
 
-async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], seconds: float) -> dict[str, Any]:
     from mcp import Client
 
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(seconds):
         async with Client(_transport(endpoint)) as client:
             result = await client.call_tool(tool, arguments)
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -8,14 +8,20 @@ and the dependencies opened by the plane's lifespan.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver.context import Context as _SDKContext
+from mcp_types import LoggingLevel
+
+from mcplane.tasks.scope import current_scope
 
 __all__ = ["ANONYMOUS", "Context", "Principal"]
+
+logger = logging.getLogger("mcplane.context")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,10 @@ class Context(_SDKContext[Any, Any]):
     Progress and logging are the SDK's: ``await ctx.report_progress(1, 10)``,
     ``await ctx.info("...")``. Cancellation arrives as ordinary task cancellation
     (``anyio.get_cancelled_exc_class()``) when the client cancels or the deadline passes.
+
+    A call of a task-capable tool (``@plane.tool(task=...)``) may become a task: then
+    ``task_id`` is set, progress updates the task's ``statusMessage`` and log messages are
+    dropped (nobody reads the answered call's stream any more).
     """
 
     _principal: Principal
@@ -91,6 +101,35 @@ class Context(_SDKContext[Any, Any]):
         if self._deadline is None:
             return None
         return max(0.0, self._deadline - time.monotonic())
+
+    @property
+    def task_id(self) -> str | None:
+        """The id of the task this call runs as, or ``None`` while it answers its caller directly."""
+        scope = current_scope.get()
+        return scope.task_id if scope is not None else None
+
+    async def start_task(self) -> str | None:
+        """Answer the caller with a task now; the rest of this call runs as that task.
+
+        Returns the task id, or ``None`` when the call cannot become a task (the tool was not
+        registered with ``task=``, or the client did not declare the tasks extension).
+        """
+        scope = current_scope.get()
+        return await scope.start_task() if scope is not None else None
+
+    async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        scope = current_scope.get()
+        if scope is not None and scope.detached:
+            await scope.progress(progress, total, message)
+            return
+        await super().report_progress(progress, total, message)
+
+    async def log(self, level: LoggingLevel, data: Any, *, logger_name: str | None = None) -> None:
+        scope = current_scope.get()
+        if scope is not None and scope.detached:
+            logger.debug("dropped a %s log message from task %s: tasks carry no log messages", level, scope.task_id)
+            return
+        await super().log(level, data, logger_name=logger_name)  # pyright: ignore[reportDeprecated]
 
     def dependency(self, name: str) -> Any:
         """A lifespan dependency by name (the same object tools receive through :func:`Inject`)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -53,13 +53,13 @@ class Dependency:
 
 
 @asynccontextmanager
-async def _sync_to_async(cm: Any) -> AsyncIterator[Any]:
+async def _sync_to_async(cm: Any) -> AsyncGenerator[Any]:
     with cm as value:
         yield value
 
 
 @asynccontextmanager
-async def _constant(value: Any) -> AsyncIterator[Any]:
+async def _constant(value: Any) -> AsyncGenerator[Any]:
     if inspect.isawaitable(value):
         value = await value
     yield value
@@ -72,7 +72,7 @@ class Injected:
     dependency: Dependency
 
 
-def Inject(dependency: Dependency | Callable[..., Any]) -> Any:  # noqa: N802 - reads like a marker, as FastAPI's Depends
+def Inject(dependency: Dependency | Callable[..., Any]) -> Any:
     """Mark a tool parameter as receiving a lifespan dependency (hidden from the input schema)."""
     if isinstance(dependency, Dependency):
         return Injected(dependency)
@@ -88,14 +88,14 @@ def bind_injections(fn: Callable[..., Any], resolve: Callable[[str], Any]) -> Ca
     ``resolve(name)`` returns the open dependency. A function without injected parameters is
     returned unchanged, so the common case costs nothing.
     """
+    if not any(isinstance(param.default, Injected) for param in inspect.signature(fn).parameters.values()):
+        return fn  # nothing to inject: annotations are left for the SDK to resolve, unevaluated
     signature = inspect.signature(fn, eval_str=True)
     injected = {
         name: param.default.dependency.name
         for name, param in signature.parameters.items()
         if isinstance(param.default, Injected)
     }
-    if not injected:
-        return fn
     kept = [param for name, param in signature.parameters.items() if name not in injected]
     hints = {k: v for k, v in typing.get_type_hints(fn, include_extras=True).items() if k not in injected}
 
@@ -124,7 +124,7 @@ def bind_injections(fn: Callable[..., Any], resolve: Callable[[str], Any]) -> Ca
 
 
 @asynccontextmanager
-async def open_dependencies(dependencies: Mapping[str, Dependency]) -> AsyncIterator[dict[str, Any]]:
+async def open_dependencies(dependencies: Mapping[str, Dependency]) -> AsyncGenerator[dict[str, Any]]:
     """Open every dependency in registration order; close them in reverse order on exit."""
     opened: dict[str, Any] = {}
     async with AsyncExitStack() as stack:
@@ -134,5 +134,5 @@ async def open_dependencies(dependencies: Mapping[str, Dependency]) -> AsyncIter
 
 
 @contextmanager
-def no_dependencies() -> Iterator[dict[str, Any]]:
+def no_dependencies() -> Generator[dict[str, Any]]:
     yield {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,27 @@ def _import_module(name: str) -> Any:
         raise ConfigError(f"importing {name} failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _describe(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return "class"
+    return type(obj).__name__
+
+
+def _call_factory(target: str, factory: Any) -> Any:
+    """A function named as the target is a factory: called with no arguments, it returns the Plane."""
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        raise ConfigError(f"{target} is a function that takes arguments, not an mcplane Plane or a factory") from None
+    try:
+        made = factory()
+    except Exception as exc:
+        raise ConfigError(f"calling {target}() failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(made, Plane):
+        raise ConfigError(f"{target}() returned a {_describe(made)}, not an mcplane Plane")
+    return made
+
+
 def load_plane(target: str) -> Plane:
     """Import the target and return its Plane; a bad target is a one-line ConfigError."""
     source, _, attr = target.partition(":")
@@ -56,10 +78,10 @@ def load_plane(target: str) -> Plane:
                 obj = getattr(obj, part)
             except AttributeError:
                 raise ConfigError(f"{source} has no object named {attr!r}") from None
-        if callable(obj) and not isinstance(obj, Plane):
-            obj = obj()
+        if inspect.isfunction(obj):
+            obj = _call_factory(target, obj)
         if not isinstance(obj, Plane):
-            raise ConfigError(f"{target} is a {type(obj).__name__}, not an mcplane Plane")
+            raise ConfigError(f"{target} is a {_describe(obj)}, not an mcplane Plane")
         return obj
     planes = [value for value in vars(module).values() if isinstance(value, Plane)]
     if not planes:

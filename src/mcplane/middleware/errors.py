@@ -27,9 +27,26 @@ logger = logging.getLogger("mcplane.errors")
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": ".".join(str(part) for part in err["loc"]) or "(arguments)", "message": err["msg"], "type": err["type"]}
+        {
+            "field": ".".join(str(part) for part in err["loc"]) or "(arguments)",
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in exc.errors(include_url=False, include_input=False)
     ]
+
+
+def _rejected_arguments(exc: BaseException) -> bool:
+    """The SDK's argument check failed: a deliberate ``ToolError`` caused directly by a ``ValidationError``.
+
+    A ``ValidationError`` deeper in a crash (a tool validating its own data) is the tool's bug,
+    not the caller's, and its text must not reach the client.
+    """
+    return (
+        isinstance(exc, ToolError)
+        and not isinstance(exc, UnexpectedToolError)
+        and isinstance(exc.__cause__, ValidationError)
+    )
 
 
 def to_mcplane_error(exc: Exception) -> MCPlaneError | None:
@@ -37,14 +54,18 @@ def to_mcplane_error(exc: Exception) -> MCPlaneError | None:
 
     Returns ``None`` for an unexpected crash (the caller logs it and answers ``internal_error``).
     """
+    if isinstance(exc, ValidationError):
+        return InvalidArguments("the arguments do not match the input schema", details=_validation_details(exc))
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, MCPlaneError):
             return current
-        if isinstance(current, ValidationError):
-            return InvalidArguments("the arguments do not match the tool's input schema", details=_validation_details(current))
+        if _rejected_arguments(current):
+            assert isinstance(current.__cause__, ValidationError)
+            details = _validation_details(current.__cause__)
+            return InvalidArguments("the arguments do not match the tool's input schema", details=details)
         current = current.__cause__
     if isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError):
         # A deliberate ToolError without a structured cause: its text was chosen by the tool author.

@@ -37,13 +37,12 @@ class TimeoutMiddleware:
         deadline = caller_deadline if caller_bound else own_deadline
         assert deadline is not None
         ctx._deadline = deadline
-        with anyio.CancelScope(deadline=_to_anyio_clock(deadline)) as scope:
-            result = await call_next(call)
-        if scope.cancelled_caught:
-            if caller_bound:
-                raise DeadlineExceeded()
-            raise Timeout(f"the call did not finish within {timeout:g} s")
-        return result
+        with anyio.CancelScope(deadline=_to_anyio_clock(deadline)):
+            return await call_next(call)
+        # Reached only when this scope's deadline cancelled the call.
+        if caller_bound:
+            raise DeadlineExceeded()
+        raise Timeout(f"the call did not finish within {timeout:g} s")
 
 
 def _to_anyio_clock(monotonic_deadline: float) -> float:

@@ -20,7 +20,11 @@ def error_frame(request_id: Any, code: int, message: str, mcplane_code: str) -> 
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         request_id = None
     return orjson.dumps(
-        {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message, "data": {"code": mcplane_code}}}
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "error": {"code": code, "message": message, "data": {"code": mcplane_code}},
+        }
     ).decode()
 
 

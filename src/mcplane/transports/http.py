@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
@@ -89,7 +89,7 @@ class HTTPApp:
         )
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
+    async def running(self) -> AsyncGenerator[None]:
         """What the ASGI lifespan runs: the plane's dependencies and the SDK session manager."""
         manager = self._new_manager()
         async with self.plane.lifespan(), manager.run():
@@ -111,14 +111,20 @@ class HTTPApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
+        started = False
         try:
             async with self.running():
                 await send({"type": "lifespan.startup.complete"})
+                started = True
                 message = await receive()
                 self.draining = True
         except Exception as exc:
-            logger.error("startup failed: %s", exc)
-            await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+            if started:  # the startup was answered already: this failure belongs to the shutdown
+                logger.error("shutdown failed: %s", exc, exc_info=exc)
+                await send({"type": "lifespan.shutdown.failed", "message": type(exc).__name__})
+            else:
+                logger.error("startup failed: %s", exc)
+                await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
             return
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -140,10 +146,18 @@ class HTTPApp:
             status, reason = rejection
             await _respond(send, status, _error_body(status, "forbidden", reason))
             return
+        limit = self.options.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.options.max_body_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
             return
+        if declared is None and scope["method"] == "POST":
+            # No declared length (chunked): count the body as it arrives, then hand it on whole.
+            body = await _read_body(receive, limit)
+            if body is None:
+                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
+                return
+            receive = _replay(body, receive)
         manager = self._manager
         if manager is None:
             await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
@@ -154,14 +168,57 @@ class HTTPApp:
         from mcplane.transports.websocket import serve_websocket
 
         if scope["path"] != self.options.path:
-            await send({"type": "websocket.close", "code": 1008, "reason": "no such endpoint"})
+            await _refuse_websocket(receive, send, "no such endpoint")
             return
         headers = _headers(scope)
         rejection = self.guard.check(headers.get("host"), headers.get("origin"))
         if rejection is not None:
-            await send({"type": "websocket.close", "code": 1008, "reason": rejection[1]})
+            await _refuse_websocket(receive, send, rejection[1])
             return
         await serve_websocket(self, scope, receive, send)
+
+
+async def _refuse_websocket(receive: Receive, send: Send, reason: str) -> None:
+    """Refuse the upgrade: closing before accepting makes the server answer the handshake with 403.
+
+    (A ``websocket.http.response`` denial could carry the JSON-RPC body, but uvicorn's default
+    WebSocket implementation logs a spurious ERROR for every such denial: uvicorn PR #3138.)
+    """
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` as soon as it grows past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the protocol layer sees an empty body and a disconnect
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then defers to the real one."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -8,16 +8,23 @@ from dataclasses import dataclass
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_ORIGINS", "HostOriginPolicy"]
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
-LOOPBACK_ORIGINS: tuple[str, ...] = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
-                                     "https://127.0.0.1:*", "https://localhost:*", "https://[::1]:*",
-                                     "http://127.0.0.1", "http://localhost", "https://localhost")
+LOOPBACK_ORIGINS: tuple[str, ...] = tuple(
+    f"{scheme}://{host}{port}"
+    for port in (":*", "")
+    for scheme in ("http", "https")
+    for host in ("127.0.0.1", "localhost", "[::1]")
+)
 
 
 def _matches(value: str, patterns: Sequence[str]) -> bool:
     for pattern in patterns:
-        if pattern == "*" or value == pattern:
+        if pattern == "*":
             return True
-        if pattern.endswith(":*") and value.startswith(pattern[:-1]) and value[len(pattern) - 1 :].isdigit():
+        if pattern.endswith(":*"):
+            # Any port: the value is the name, a colon and digits (never the literal pattern).
+            if value.startswith(pattern[:-1]) and value[len(pattern) - 1 :].isdigit():
+                return True
+        elif value == pattern:
             return True
     return False
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import signal
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,7 @@ from mcplane.errors import ConfigError
 if TYPE_CHECKING:
     from mcplane.app import Plane
 
-__all__ = ["bind_socket", "run", "serve_http"]
+__all__ = ["bind_socket", "run", "serve_http", "serve_stdio_until_stopped"]
 
 logger = logging.getLogger("mcplane.serve")
 
@@ -64,26 +66,37 @@ def serve_http(plane: Plane, *, host: str, port: int, sock: socket.socket | None
 
 
 def _best_loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 def _best_http() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+
+
+async def serve_stdio_until_stopped(plane: Plane) -> None:
+    """Serve stdio until stdin closes or SIGTERM/SIGINT arrives; either way the lifespan closes.
+
+    A client that stops a stdio server closes its stdin and, if it lingers, sends SIGTERM (the
+    official SDK does so after two seconds): both end the serving loop the same orderly way.
+    """
+    from mcplane.transports.stdio import serve_stdio
+
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await serve_stdio(plane)
+        tg.cancel_scope.cancel()
 
 
 def run(plane: Plane, transport: str, *, host: str, port: int, **options: Any) -> None:
     if transport == "stdio":
-        from mcplane.transports.stdio import serve_stdio
-
-        anyio.run(serve_stdio, plane)
+        anyio.run(serve_stdio_until_stopped, plane)
     elif transport in ("http", "ws"):
         serve_http(plane, host=host, port=port, **options)
     else:

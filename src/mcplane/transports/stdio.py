@@ -9,45 +9,56 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import anyio
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
 from mcplane.transports.framing import decode_frame, encode_message, error_frame
 
 __all__ = ["serve_stdio", "stdio_streams"]
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+"""How long a stopping transport waits for queued answers to be written."""
+EOF_GRACE_SECONDS = 30.0
+"""How long, after the end of input, requests already read may take to be answered."""
 
 
 @asynccontextmanager
 async def stdio_streams(
     stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
-) -> AsyncIterator[tuple[Any, Any]]:
+) -> AsyncGenerator[tuple[Any, Any]]:
     """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout."""
     restore: int | None = None
+    private: int | None = None
     if stdout is None:
         sys.stdout.flush()
         private = os.dup(1)
         restore = os.dup(1)
         os.dup2(2, 1)
-        stdout = os.fdopen(private, "wb", buffering=0)
-    if stdin is None:
-        stdin = sys.stdin.buffer
-    lines = await _line_reader(stdin, max_line_bytes)
+        stdout = os.fdopen(private, "wb", buffering=0, closefd=False)
+    source: IO[bytes] = sys.stdin.buffer if stdin is None else stdin
+    loop = asyncio.get_running_loop()
+    lines = asyncio.StreamReader(limit=max_line_bytes, loop=loop)
+    pipe = await _connect_stdin(source, lines)
     out = stdout
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
     write_stream, write_reader = create_context_streams[SessionMessage](32)
 
+    unanswered = _Unanswered()
+
     def write_line(text: str) -> None:
         # Pipes to a client are written whole and fast; a blocking write here is what the
         # official SDK's thread-hop write costs without the hop.
-        out.write(text.encode() + b"\n")
+        _write_all(out, text.encode() + b"\n")
 
     async def reader() -> None:
         async with read_writer:
@@ -57,6 +68,9 @@ async def stdio_streams(
                 except asyncio.IncompleteReadError as exc:
                     line = exc.partial
                     if not line.strip():
+                        # End of input. Requests already read are answered before the
+                        # protocol layer sees the end (it would abandon them unanswered).
+                        await unanswered.settled(EOF_GRACE_SECONDS)
                         return
                 except asyncio.LimitOverrunError:
                     await _discard_line(lines)
@@ -68,32 +82,111 @@ async def stdio_streams(
                 if isinstance(decoded, str):
                     write_line(decoded)
                 else:
+                    unanswered.read(decoded.message)
                     await read_writer.send(decoded)
 
+    written_all = anyio.Event()
+    # The writer outlives a cancelled caller (SIGTERM, a cancelled scope) long enough to drain.
+    writer_scope = anyio.CancelScope(shield=True)
+
     async def writer() -> None:
-        async with write_reader:
-            async for message in write_reader:
-                write_line(encode_message(message))
+        try:
+            with writer_scope:
+                async with write_reader:
+                    async for message in write_reader:
+                        write_line(encode_message(message))
+                        unanswered.written(message.message)
+        finally:
+            written_all.set()
 
     try:
         async with anyio.create_task_group() as tg:
+            if pipe is None:
+                tg.start_soon(_feed_from_file, source, lines)
             tg.start_soon(reader)
             tg.start_soon(writer)
             try:
                 yield read_stream, write_stream
             finally:
+                # Answers already queued (the last replies, the errors for abandoned requests)
+                # still go out before the transport stops, even when stopping by cancellation.
+                with anyio.move_on_after(DRAIN_SECONDS, shield=True):
+                    await read_stream.aclose()
+                    await write_stream.aclose()
+                    await written_all.wait()
+                writer_scope.cancel()
                 tg.cancel_scope.cancel()
     finally:
+        if pipe is not None:
+            pipe.close()
         if restore is not None:
             os.dup2(restore, 1)
             os.close(restore)
+        if private is not None:
+            os.close(private)
 
 
-async def _line_reader(stdin: IO[bytes], limit: int) -> asyncio.StreamReader:
+class _Unanswered:
+    """The ids of requests read from the client and not answered yet."""
+
+    def __init__(self) -> None:
+        self._ids: set[RequestId] = set()
+        self._quiet: anyio.Event | None = None
+
+    def read(self, message: JSONRPCMessage) -> None:
+        if isinstance(message, JSONRPCRequest):
+            self._ids.add(message.id)
+        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            # A cancelled request is never answered (the spec forbids it): stop waiting for it.
+            self._forget((message.params or {}).get("requestId"))
+
+    def written(self, message: JSONRPCMessage) -> None:
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            self._forget(message.id)
+
+    def _forget(self, request_id: Any) -> None:
+        self._ids.discard(request_id)
+        if not self._ids and self._quiet is not None:
+            self._quiet.set()
+
+    async def settled(self, grace: float) -> None:
+        """Return once every request read so far has its answer written, or after ``grace`` seconds."""
+        with anyio.move_on_after(grace):
+            while self._ids:
+                self._quiet = anyio.Event()
+                await self._quiet.wait()
+
+
+async def _connect_stdin(stdin: IO[bytes], reader: asyncio.StreamReader) -> asyncio.BaseTransport | None:
+    """Read a pipe, socket or terminal through the event loop; ``None`` for a regular file."""
+    if stat.S_ISREG(os.fstat(stdin.fileno()).st_mode):
+        return None  # ``mcplane run app.py < requests.jsonl``: the loop cannot watch a file
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), stdin)
-    return reader
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), stdin)
+    return transport
+
+
+async def _feed_from_file(stdin: IO[bytes], reader: asyncio.StreamReader) -> None:
+    fd = stdin.fileno()
+    while chunk := await anyio.to_thread.run_sync(os.read, fd, 65536):
+        reader.feed_data(chunk)
+    reader.feed_eof()
+
+
+def _write_all(out: IO[bytes], data: bytes) -> None:
+    """Write every byte, even to a non-blocking descriptor that takes a little at a time."""
+    view = memoryview(data)
+    while view:
+        try:
+            # A non-blocking raw file answers None (typed as int) when it would block.
+            written = cast("int | None", out.write(view))
+        except BlockingIOError as exc:
+            written = exc.characters_written
+        if written is not None and written >= len(view):
+            break
+        view = view[written or 0 :]
+        select.select([], [out.fileno()], [])
+    out.flush()
 
 
 async def _discard_line(reader: asyncio.StreamReader) -> None:

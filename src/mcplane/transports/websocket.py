@@ -9,7 +9,7 @@ A connection serves either protocol era, decided by the client's first request, 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,15 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     if message["type"] != "websocket.connect":
         return
     if SUBPROTOCOL not in scope.get("subprotocols", []):
+        # Accept (selecting no subprotocol) only to say why in a close frame: a refused handshake
+        # would reach the client as a bare 403 with no reason.
+        await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": CLOSE_POLICY, "reason": "subprotocol 'mcp' required"})
         return
+    await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
     if app._manager is None or app.draining:
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "server not ready"})
         return
-    await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
 
     plane = app.plane
     limit = app.options.max_body_bytes
@@ -58,10 +61,18 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     write_stream, write_reader = create_context_streams[SessionMessage](32)
     send_lock = anyio.Lock()
     close: dict[str, Any] = {"code": CLOSE_NORMAL, "reason": ""}
+    peer_gone = False
 
     async def send_text(text: str) -> None:
+        nonlocal peer_gone
+        if peer_gone:
+            return  # keep draining what the protocol layer still writes, to nobody
         async with send_lock:
-            await send({"type": "websocket.send", "text": text})
+            try:
+                await send({"type": "websocket.send", "text": text})
+            except OSError:  # the ASGI server's ClientDisconnected: the client left mid-answer
+                peer_gone = True
+                close["code"] = None
 
     async def reader() -> None:
         async with read_writer:
@@ -74,7 +85,7 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                 if text is None:
                     close.update(code=CLOSE_UNSUPPORTED, reason="binary frames are not supported")
                     return
-                if len(text) > limit:
+                if len(text) > limit // 4 and len(text.encode()) > limit:  # a char is at most 4 bytes
                     close.update(code=CLOSE_TOO_BIG, reason="message too big")
                     return
                 decoded = decode_frame(text)
@@ -121,7 +132,7 @@ async def websocket_client(
     max_size: int = 4 * 1024 * 1024,
     ping_interval: float | None = 20.0,
     open_timeout: float = 10.0,
-) -> AsyncIterator[tuple[Any, Any]]:
+) -> AsyncGenerator[tuple[Any, Any]]:
     """Connect to a WebSocket MCP endpoint; yields ``(read_stream, write_stream)`` for an SDK client.
 
     Usable as a transport of the official SDK's ``mcp.Client``: ``Client(websocket_client(url))``.
@@ -167,4 +178,3 @@ async def websocket_client(
                 yield read_stream, write_stream
             finally:
                 tg.cancel_scope.cancel()
-

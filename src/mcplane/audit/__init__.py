@@ -1,0 +1,36 @@
+"""The audit log: one hash-chained record per call, to a JSONL file or PostgreSQL.
+
+- :mod:`.chain`: the record format and hash chain every sink writes and ``verify`` checks;
+- :mod:`.entry`: what a record says about a call (no raw arguments, results or secrets);
+- :mod:`.sink`, :mod:`.jsonl`, :mod:`.postgres`: the :class:`AuditSink` Protocol and its sinks;
+- :mod:`.writer`: the failure policy (fail closed / open) and the retry buffer;
+- :mod:`.verify`: ``mcplane audit verify``.
+
+The pipeline middleware is :class:`mcplane.middleware.audit.AuditMiddleware`.
+"""
+
+from mcplane.audit.chain import GENESIS, canonical, record_hash, seal
+from mcplane.audit.jsonl import AuditFileError, FsyncPolicy, JsonlSink
+from mcplane.audit.postgres import PostgresSink
+from mcplane.audit.sink import AuditSink
+from mcplane.audit.verify import Problem, VerifyReport, verify_file, verify_lines, verify_postgres
+from mcplane.audit.writer import AuditOptions, AuditWriter
+
+__all__ = [
+    "GENESIS",
+    "AuditFileError",
+    "AuditOptions",
+    "AuditSink",
+    "AuditWriter",
+    "FsyncPolicy",
+    "JsonlSink",
+    "PostgresSink",
+    "Problem",
+    "VerifyReport",
+    "canonical",
+    "record_hash",
+    "seal",
+    "verify_file",
+    "verify_lines",
+    "verify_postgres",
+]

@@ -1,0 +1,187 @@
+"""The failure policy between the audit middleware and a sink, and the retry buffer.
+
+Each call is written twice: a ``pending`` record **before** the call runs and an outcome record
+(``ok`` / ``error``) after it, linked by ``call_id``.
+
+- **Fail closed** (default): if the ``pending`` record cannot be written, the call is refused with
+  ``dependency_unavailable`` and never runs; so nothing ever acts without a durable trace of the
+  attempt. Nothing happened, so the refused attempt is logged at ERROR (content and its hash),
+  not buffered.
+- **Fail open** (``fail_open=True``): the call runs anyway; the record is logged at ERROR with
+  its content and content hash and kept in the retry buffer. Once the buffer holds
+  ``buffer_size`` records, new calls are refused as in fail-closed mode: the buffer bounds how
+  much unaudited work fail-open allows, and no record is ever evicted.
+- **Outcomes** (both modes): the call has already run, so its result is returned whatever
+  happens; an outcome that cannot be written is logged at ERROR and buffered (outcomes may exceed
+  ``buffer_size`` by at most the number of calls in flight).
+
+Every write first retries the buffered records, in order, in the same batch, so the chain keeps
+the order in which things happened. After a failure the sink is not tried again on the call path
+for ``retry_interval`` seconds (calls fail closed or are buffered at once, instead of each
+waiting on a dead sink); :meth:`AuditWriter.flush` retries immediately, e.g. from a health loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from mcplane.audit.chain import canonical, sha256_hex
+from mcplane.audit.sink import AuditSink
+from mcplane.errors import DependencyUnavailable
+
+__all__ = ["AuditOptions", "AuditWriter"]
+
+logger = logging.getLogger("mcplane.audit")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    fail_open: bool = False
+    """Let calls run when the sink is down (records go to the retry buffer); default: refuse them."""
+    buffer_size: int = 10_000
+    """Records held for retry before even fail-open refuses new calls."""
+    retry_interval: float = 1.0
+    """Seconds after a sink failure before the call path tries the sink again."""
+    write_timeout: float = 10.0
+    """Seconds one sink write may take before it counts as failed."""
+    trust_forwarded: bool = False
+    """Take the client IP from ``X-Forwarded-For`` (only behind a proxy you control)."""
+    clock: Callable[[], float] = time.monotonic
+
+
+class AuditWriter:
+    """Writes entries to a sink under the failure policy of :class:`AuditOptions`."""
+
+    def __init__(self, sink: AuditSink, options: AuditOptions | None = None) -> None:
+        self.sink = sink
+        self.options = options or AuditOptions()
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._lock = anyio.Lock()
+        self._failed_at: float | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting in the retry buffer."""
+        return len(self._buffer)
+
+    @property
+    def healthy(self) -> bool:
+        """The last write succeeded and nothing waits for retry (a readiness signal)."""
+        return self._failed_at is None and not self._buffer
+
+    async def write_pending(self, entry: dict[str, Any]) -> None:
+        """Write the record that precedes a call; raise ``DependencyUnavailable`` to refuse the call."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                error: BaseException | None = None
+                if not self._resting():
+                    error = await self._try_write(entry)
+                    if error is None:
+                        return
+                if self.options.fail_open and len(self._buffer) < self.options.buffer_size:
+                    self._keep(entry, error)
+                    return
+                self._log_refused(entry, error)
+                raise DependencyUnavailable("the audit log is unavailable")
+
+    async def write_outcome(self, entry: dict[str, Any]) -> None:
+        """Write the record that follows a call. Never raises: on failure the record is buffered."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                error: BaseException | None = None
+                if not self._resting():
+                    error = await self._try_write(entry)
+                    if error is None:
+                        return
+                self._keep(entry, error)
+
+    async def flush(self) -> bool:
+        """Write the buffered records now (or, after a failure with nothing buffered, ping the sink).
+
+        Returns :attr:`healthy`. A readiness check or a periodic task calls this, so a sink that
+        failed is noticed as recovered even while fail-closed refuses every call.
+        """
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if self._buffer:
+                    await self._try_write(None)
+                elif self._failed_at is not None:
+                    try:
+                        with anyio.fail_after(self.options.write_timeout):
+                            await self.sink.ping()
+                    except Exception:
+                        self._failed_at = self.options.clock()
+                    else:
+                        self._failed_at = None
+                        logger.warning("audit: %s recovered", self.sink.description)
+        return self.healthy
+
+    async def aclose(self) -> None:
+        """Flush what can be flushed, then close the sink."""
+        await self.flush()
+        if self._buffer:
+            logger.error(
+                "audit: %d buffered records could not be written to %s before shutdown; "
+                "each was logged at ERROR with its content when it was buffered",
+                len(self._buffer),
+                self.sink.description,
+            )
+        await self.sink.aclose()
+
+    # ------------------------------------------------------------------ internals
+    def _resting(self) -> bool:
+        """Inside ``retry_interval`` after a failure: do not touch the sink on the call path."""
+        failed_at = self._failed_at
+        return failed_at is not None and self.options.clock() - failed_at < self.options.retry_interval
+
+    async def _try_write(self, entry: dict[str, Any] | None) -> BaseException | None:
+        """Write the buffer plus ``entry`` as one batch; return the failure, if any."""
+        batch = [*self._buffer, *([] if entry is None else [entry])]
+        try:
+            with anyio.fail_after(self.options.write_timeout):
+                await self.sink.append(batch)
+        except Exception as exc:
+            self._failed_at = self.options.clock()
+            return exc
+        if self._failed_at is not None or self._buffer:
+            logger.warning("audit: %s recovered; wrote %d buffered records", self.sink.description, len(self._buffer))
+        self._failed_at = None
+        self._buffer.clear()
+        return None
+
+    def _keep(self, entry: dict[str, Any], error: BaseException | None) -> None:
+        self._buffer.append(entry)
+        content = canonical(entry)
+        logger.error(
+            "audit record not written to %s (%s); kept for retry (%d buffered): sha256=%s record=%s",
+            self.sink.description,
+            _describe(error),
+            len(self._buffer),
+            sha256_hex(content),
+            content.decode(),
+        )
+
+    def _log_refused(self, entry: Mapping[str, Any], error: BaseException | None) -> None:
+        content = canonical(entry)
+        logger.error(
+            "audit record not written to %s (%s); call refused (dependency_unavailable): sha256=%s record=%s",
+            self.sink.description,
+            _describe(error),
+            sha256_hex(content),
+            content.decode(),
+        )
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "sink failed recently; retrying after the retry interval"
+    if isinstance(error, TimeoutError):
+        return "write timed out"
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -1,0 +1,248 @@
+"""Redis implementations of every backend Protocol (redis-py asyncio), for more than one replica.
+
+Each takes a ``redis.asyncio.Redis`` client it does not own (build one with
+:func:`connect_redis`) and a key ``prefix`` (default ``"mcplane:"``) that namespaces its keys:
+
+- rate limits: ``{prefix}rl:{{tag}}...:{amount}/{period_ms}ms`` — GCRA state, one Lua script;
+- budgets: ``{prefix}budget:{{tag}}...`` — spent units with the window as PX expiry, one Lua script;
+- cache: ``{prefix}cache:{key}`` — ``SET PX`` / ``GET`` / ``DEL``.
+
+Multi-key scripts only touch keys that share one hash tag, so they run on Redis Cluster too.
+The scripts read Redis ``TIME`` and PX expiries, never a replica's clock.
+
+A connection failure (refused, timed out, Redis loading or read-only after a failover) raises
+:class:`~mcplane.errors.DependencyUnavailable` with a fixed message naming the component, never
+the URL (it may hold a password); the original exception is chained for the server log. The
+client reconnects by itself on the next call once Redis is back.
+
+``redis`` is imported lazily: the memory backends work without it installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from mcplane.backends.budget import BudgetDecision, check_spend, pick
+from mcplane.backends.cache import CacheStats, check_ttl
+from mcplane.backends.keys import DEFAULT_PREFIX, check_prefix, same_slot
+from mcplane.backends.rate_limit import Decision, Limit, check_cost, limit_suffix
+from mcplane.errors import ConfigError, DependencyUnavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisBudgetStore", "RedisCache", "RedisRateLimiter", "connect_redis", "unavailable"]
+
+GCRA_LUA = """
+-- KEYS: rate-limit keys sharing one hash tag. ARGV: cost, then interval_ms, period_ms per key.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local cost = tonumber(ARGV[1])
+local eps = 1e-6
+local tats = {}
+local worst, worst_index = 0, 0
+local remaining, remaining_index = -1, 0
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local period = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat == nil or tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local over = new_tat - now - period
+  tats[i] = new_tat
+  if over > eps then
+    if over > worst then worst, worst_index = over, i end
+  else
+    local left = math.floor((period - (new_tat - now)) / interval + eps)
+    if remaining < 0 or left < remaining then remaining, remaining_index = left, i end
+  end
+end
+if worst_index > 0 then
+  return {0, 0, math.max(1, math.ceil(worst - eps)), worst_index}
+end
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX', math.max(1, math.ceil(tats[i] - now)))
+end
+return {1, remaining, 0, remaining_index}
+"""
+
+BUDGET_LUA = """
+-- KEYS: budget keys sharing one hash tag. ARGV: cost, window_ms, force (0|1), then a limit per key.
+local cost = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local force = ARGV[3] == '1'
+local spent, ttl = {}, {}
+local allowed = 1
+for i = 1, #KEYS do
+  local pttl = redis.call('PTTL', KEYS[i])
+  if pttl > 0 then
+    spent[i] = tonumber(redis.call('GET', KEYS[i])) or 0
+    ttl[i] = pttl
+  else
+    spent[i], ttl[i] = 0, 0
+  end
+  if spent[i] + cost > tonumber(ARGV[3 + i]) then allowed = 0 end
+end
+if (allowed == 1 or force) and cost > 0 then
+  allowed = 1
+  for i = 1, #KEYS do
+    if spent[i] == 0 then
+      redis.call('SET', KEYS[i], cost, 'PX', window)
+      ttl[i] = window
+    else
+      redis.call('INCRBY', KEYS[i], cost)
+    end
+    spent[i] = spent[i] + cost
+    if spent[i] > tonumber(ARGV[3 + i]) then allowed = 0 end
+  end
+end
+local out = {allowed}
+for i = 1, #KEYS do
+  out[#out + 1] = spent[i]
+  out[#out + 1] = ttl[i]
+end
+return out
+"""
+
+
+def connect_redis(url: str, *, timeout: float = 2.0, retries: int = 1, max_connections: int | None = None) -> Redis:
+    """A client that fails fast: ``timeout`` seconds to connect or answer, ``retries`` quick retries.
+
+    redis-py's own default retries ten times with backoff, which turns one Redis outage into
+    seconds of latency on every call; a layer that fails open or closed wants the answer now.
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
+        max_connections=max_connections,
+        decode_responses=False,
+    )
+
+
+@contextmanager
+def unavailable(component: str) -> Generator[None, None, None]:
+    """Turn Redis connection-level failures into ``DependencyUnavailable`` naming ``component``."""
+    from redis import exceptions as rx
+
+    try:
+        yield
+    except (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.ClusterDownError, rx.TryAgainError) as exc:
+        raise DependencyUnavailable(f"the {component} is unavailable", details={"dependency": "redis"}) from exc
+
+
+def _check_client(client: Redis) -> None:
+    if client.get_connection_kwargs().get("decode_responses"):
+        raise ConfigError("the Redis client for mcplane backends must use decode_responses=False")
+
+
+class RedisRateLimiter:
+    """GCRA in one Lua script per hit: every replica sharing the Redis enforces one limit."""
+
+    component = "rate limit store"
+
+    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = check_prefix(prefix) + "rl:"
+        self._script = client.register_script(GCRA_LUA)
+
+    async def hit(self, key: str, limit: Limit, *, cost: int = 1) -> Decision:
+        return await self.hit_all([(key, limit)], cost=cost)
+
+    async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        keys = same_slot(key for key, _ in checks)
+        check_cost(cost, [limit for _, limit in checks])
+        args: list[Any] = [cost]
+        for _, limit in checks:
+            args += [repr(limit.interval_ms), repr(limit.period_ms)]
+        redis_keys = [self._key(key, limit) for key, (_, limit) in zip(keys, checks, strict=True)]
+        with unavailable(self.component):
+            allowed, remaining, retry_after_ms, index = await self._script(keys=redis_keys, args=args)
+        return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
+
+    async def reset(self, key: str, limit: Limit) -> None:
+        with unavailable(self.component):
+            await self._client.delete(self._key(same_slot([key])[0], limit))
+
+    def _key(self, tagged_key: str, limit: Limit) -> str:
+        return f"{self._prefix}{tagged_key}:{limit_suffix(limit)}"
+
+
+class RedisBudgetStore:
+    """Budgets as counters whose PX expiry is the window, spent by one Lua script."""
+
+    component = "budget store"
+
+    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = check_prefix(prefix) + "budget:"
+        self._script = client.register_script(BUDGET_LUA)
+
+    async def try_spend(self, key: str, cost: int, limit: int, window: float) -> BudgetDecision:
+        return await self._spend([(key, limit)], cost, window, force=False)
+
+    async def try_spend_all(self, checks: Sequence[tuple[str, int]], cost: int, window: float) -> BudgetDecision:
+        return await self._spend(checks, cost, window, force=False)
+
+    async def charge(self, checks: Sequence[tuple[str, int]], cost: int, window: float) -> BudgetDecision:
+        return await self._spend(checks, cost, window, force=True)
+
+    async def _spend(
+        self, checks: Sequence[tuple[str, int]], cost: int, window: float, *, force: bool
+    ) -> BudgetDecision:
+        keys = same_slot(key for key, _ in checks)
+        window_ms = check_spend(cost, [limit for _, limit in checks], window)
+        args: list[Any] = [cost, window_ms, int(force), *(limit for _, limit in checks)]
+        with unavailable(self.component):
+            out = await self._script(keys=[self._prefix + key for key in keys], args=args)
+        values = [int(value) for value in out]
+        rows = [(values[1 + 2 * i], limit, values[2 + 2 * i]) for i, (_, limit) in enumerate(checks)]
+        return pick(rows, bool(values[0]), [key for key, _ in checks])
+
+
+class RedisCache:
+    """Tool results as plain Redis strings with PX expiry (evicted by Redis' own maxmemory policy)."""
+
+    component = "cache"
+
+    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        _check_client(client)
+        self._client = client
+        self._prefix = check_prefix(prefix) + "cache:"
+        self.stats = CacheStats()
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            with unavailable(self.component):
+                value = await self._client.get(self._prefix + key)
+        except DependencyUnavailable:
+            self.stats.errors += 1
+            raise
+        if value is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return value if isinstance(value, bytes) else value.encode()
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        ttl_ms = check_ttl(ttl)
+        try:
+            with unavailable(self.component):
+                await self._client.set(self._prefix + key, value, px=ttl_ms)
+        except DependencyUnavailable:
+            self.stats.errors += 1
+            raise
+        self.stats.sets += 1
+
+    async def delete(self, key: str) -> None:
+        with unavailable(self.component):
+            await self._client.delete(self._prefix + key)

@@ -1,0 +1,184 @@
+"""Typed configuration: ``mcplane.yaml`` plus environment overrides, built once and passed in.
+
+Loading order: the YAML file, then ``MCPLANE__SECTION__KEY=value`` environment overrides (values
+parsed as YAML scalars, so ``MCPLANE__SERVER__DEFAULT_TIMEOUT=2s`` and
+``MCPLANE__CACHE__ENABLED=true`` work), then secret references (``${env:NAME}``,
+``${file:PATH}``, ``${vault:PATH#KEY}``) resolved, then validation. A mistake is reported with
+the file, the key path and what was expected, and nothing starts.
+
+Per-tool policy comes from the decorator and from ``tools:`` globs in the file; **the file wins**,
+so operators change policy without a redeploy. Among globs, the most specific (longest pattern
+without wildcards counted first) wins; an exact name beats any glob.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mcplane.errors import ConfigError
+from mcplane.policy import parse_duration
+
+__all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
+
+ENV_PREFIX = "MCPLANE__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ConfigError as exc:
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
+
+
+class ToolPolicy(_Section):
+    """What an operator can set per tool (or per glob of tools)."""
+
+    timeout: float | None = None
+    rate_limit: str | list[str] | None = None
+    rate_limit_scope: Literal["principal", "global", "both"] | None = None
+    cache_ttl: float | None = None
+    cache_scope: Literal["private", "public"] | None = None
+    roles: list[str] | None = None
+    scopes: list[str] | None = None
+    cost: int | None = Field(default=None, ge=0)
+    retryable: bool | None = None
+
+    @field_validator("timeout", "cache_ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+    def as_policy(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ServerSection(_Section):
+    name: str | None = None
+    default_timeout: float | None = 5.0
+
+    @field_validator("default_timeout", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+
+class HTTPSection(_Section):
+    path: str = "/mcp"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    allowed_hosts: list[str] | None = None
+    allowed_origins: list[str] | None = None
+    json_response: bool = False
+
+
+class PlaneConfig(_Section):
+    """The whole of ``mcplane.yaml``. Sections not listed here are rejected, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerSection = ServerSection()
+    http: HTTPSection = HTTPSection()
+    redis_url: str | None = None
+    tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+    layers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Options for pipeline layers by slot name (``auth``, ``rate_limit``, ``cache``, ``budget``,
+    ``audit``); each layer validates its own section when the plane starts."""
+
+    def policy_for(self, tool: str) -> dict[str, Any]:
+        """The file's policy for one tool: every matching glob, most specific last (so it wins)."""
+        matches = [pattern for pattern in self.tools if fnmatch.fnmatchcase(tool, pattern)]
+        matches.sort(key=_specificity)
+        merged: dict[str, Any] = {}
+        for pattern in matches:
+            merged.update(self.tools[pattern].as_policy())
+        return merged
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    exact = not any(ch in pattern for ch in "*?[")
+    literal = sum(1 for ch in pattern if ch not in "*?[]")
+    return (1 if exact else 0, literal)
+
+
+def merge_policy(code: Mapping[str, Any], config: PlaneConfig | None, tool: str) -> dict[str, Any]:
+    """Decorator policy overlaid by the file's policy (the file wins)."""
+    merged = dict(code)
+    if config is not None:
+        merged.update(config.policy_for(tool))
+    return merged
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment {key}: conflicts with another override")
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return tree
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    resolve: Any = None,
+) -> PlaneConfig:
+    """Read, override, resolve and validate. ``resolve`` maps the raw tree (secret references)."""
+    environ = os.environ if environ is None else environ
+    source = str(path) if path is not None else "(environment)"
+    raw: Any = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: no such config file")
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    tree = _deep_merge(raw, _env_overrides(environ))
+    if resolve is not None:
+        tree = resolve(tree)
+    try:
+        return PlaneConfig.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{source}: {_where(first['loc'])}: {first['msg']}{more}") from None

@@ -1,0 +1,155 @@
+"""The hot path: ``tools/call`` of a plain local tool, answered without the SDK's per-message machinery.
+
+The official SDK's dispatch (Starlette request objects, pydantic validation of every JSON-RPC
+envelope, the SSE deferral window, the stream loop of a session) costs far more than a typical
+tool. mcplane answers the common case itself — a well-formed ``tools/call`` of a tool that does
+not ask for the SDK's request context — and leaves everything else to the SDK, byte for byte:
+
+* the request is validated with the SDK's own inbound ladder (``classify_inbound_request``), so
+  what the fast path accepts is exactly what the SDK would accept;
+* the call still runs through mcplane's whole pipeline (errors, auth, limits, audit, ...);
+* the result is shaped by the SDK's per-version result sieve, plus the ``serverInfo`` stamp and
+  ``resultType`` on 2026-07-28, as the SDK's runner does.
+
+Anything unusual (progress tokens, log-level opt-in, multi-round-trip input, tasks, extra
+params, a tool that takes a ``Context`` or can return ``input_required``) falls back to the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver.resolve import returns_input_required
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp_types import CallToolResult, ErrorData
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from mcplane.context import ANONYMOUS, Principal
+from mcplane.pipeline import Call
+
+if TYPE_CHECKING:
+    from mcplane.app import Plane
+
+__all__ = ["FastPath"]
+
+_PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+_ALLOWED_PARAMS = frozenset({"name", "arguments", "_meta"})
+_ALLOWED_META = frozenset(
+    {
+        _PROTOCOL_VERSION_KEY,
+        "io.modelcontextprotocol/clientCapabilities",
+        "io.modelcontextprotocol/clientInfo",
+        "traceparent",
+        "tracestate",
+    }
+)
+_SDK_BUILTIN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
+
+
+class FastPath:
+    """Decides whether a request may take the hot path, and serves it."""
+
+    def __init__(self, plane: Plane) -> None:
+        self.plane = plane
+        self._eligible: dict[str, bool] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Off when someone added SDK-level middleware: it must see every message."""
+        middleware = self.plane.sdk._lowlevel_server.middleware
+        return all(type(m).__name__ in _SDK_BUILTIN_MIDDLEWARE for m in middleware)
+
+    def tool_eligible(self, name: str) -> bool:
+        known = self._eligible.get(name)
+        if known is None:
+            known = self._eligible[name] = self._decide(name)
+        return known
+
+    def _decide(self, name: str) -> bool:
+        tool = self.plane.sdk._tool_manager.get_tool(name)
+        if tool is None or tool.context_kwarg is not None or tool.resolved_params:
+            return False
+        if "x-mcp-header" in repr(tool.parameters):
+            return False
+        if self.plane.policy_for(name).get("task"):
+            return False
+        return not returns_input_required(tool.fn)
+
+    def forget(self, name: str) -> None:
+        """Drop a cached decision (after a tool is added, replaced or removed)."""
+        self._eligible.pop(name, None)
+
+    def match(self, message: Any, *, modern: bool, headers: Mapping[str, str] | None = None) -> str | None:
+        """The protocol version to serve ``message`` at on the hot path, or ``None`` to use the SDK.
+
+        ``modern`` says which era the connection (or HTTP request) is in; for HTTP the routing
+        headers are checked by the SDK's ladder, for streams there are none.
+        """
+        if not isinstance(message, dict) or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
+            return None
+        request_id = message.get("id")
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+            return None
+        params = message.get("params")
+        if not isinstance(params, dict) or not params.keys() <= _ALLOWED_PARAMS:
+            return None
+        name = params.get("name")
+        arguments = params.get("arguments", {})
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return None
+        meta = params.get("_meta")
+        if meta is not None and (not isinstance(meta, dict) or not meta.keys() <= _ALLOWED_META):
+            return None
+        if not self.tool_eligible(name) or not self.enabled:
+            return None
+        if modern:
+            if meta is None:
+                return None
+            verdict = classify_inbound_request(message, headers=dict(headers) if headers is not None else None)
+            if isinstance(verdict, InboundLadderRejection):
+                return None
+            version = getattr(verdict, "protocol_version", None)
+            return version if version in MODERN_PROTOCOL_VERSIONS else None
+        if meta is not None and _PROTOCOL_VERSION_KEY in meta:
+            return None
+        return HANDSHAKE_PROTOCOL_VERSIONS[-1]
+
+    async def serve(
+        self, message: dict[str, Any], version: str, *, principal: Principal = ANONYMOUS, request: Any = None
+    ) -> dict[str, Any]:
+        """Run a matched ``tools/call`` through the pipeline; returns the JSON-RPC response object."""
+        request_id = message["id"]
+        params = message["params"]
+        name: str = params["name"]
+        plane = self.plane
+        context = plane.make_context(None, None)
+        if principal is not ANONYMOUS:
+            context._principal = principal
+        try:
+            result = await plane.dispatch(
+                Call("tool", name, params.get("arguments") or {}, context, plane.policy_for(name))
+            )
+        except MCPError as exc:
+            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(exc.error)}
+        if not isinstance(result, CallToolResult):
+            # Only reachable if a middleware returned something exotic: never send it unshaped.
+            error = ErrorData(code=-32603, message="Handler returned an invalid result")
+            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(error)}
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        dumped = _methods.serialize_server_result("tools/call", version, dumped)
+        if version in MODERN_PROTOCOL_VERSIONS:
+            dumped.setdefault("resultType", "complete")
+            meta = dumped.get("_meta")
+            stamp = plane.sdk._lowlevel_server.server_info_stamp
+            if meta is None:
+                dumped["_meta"] = {"io.modelcontextprotocol/serverInfo": stamp}
+            elif isinstance(meta, dict) and meta.get("io.modelcontextprotocol/serverInfo") is None:
+                dumped["_meta"] = {**meta, "io.modelcontextprotocol/serverInfo": stamp}
+        return {"jsonrpc": "2.0", "id": request_id, "result": dumped}
+
+
+def _error_body(error: ErrorData) -> dict[str, Any]:
+    return error.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,67 @@
+"""The audit slot: a tamper-evident record of every call, written before and after it runs.
+
+It sits after ``authenticate`` (so it knows who) and before ``authorize`` (so denials are
+recorded). For each call it writes a ``pending`` record before calling on, then an outcome
+record: ``ok``; ``error`` with the code from a tool result's ``structuredContent.error.code``;
+or ``error`` with the code of a raised exception (``Forbidden`` from authorize, a timeout, a
+crash, a cancellation), which it re-raises unchanged. See :mod:`mcplane.audit.writer` for what
+happens when the sink fails and :mod:`mcplane.audit.entry` for what a record holds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from mcplane.audit.chain import canonical, sha256_hex
+from mcplane.audit.entry import call_entry, error_code_of, request_facts, result_code, utc_now
+from mcplane.audit.sink import AuditSink
+from mcplane.audit.writer import AuditOptions, AuditWriter
+from mcplane.pipeline import Call, CallNext
+
+__all__ = ["AuditMiddleware"]
+
+
+class AuditMiddleware:
+    def __init__(self, sink: AuditSink, options: AuditOptions | None = None) -> None:
+        self.options = options or AuditOptions()
+        self.writer = AuditWriter(sink, self.options)
+
+    async def __call__(self, call: Call, call_next: CallNext) -> Any:
+        facts = request_facts(call.context, trust_forwarded=self.options.trust_forwarded)
+        base = call_entry(call, uuid.uuid4().hex, facts)
+        await self.writer.write_pending(
+            {
+                **base,
+                "time": utc_now(),
+                "status": "pending",
+                "error_code": None,
+                "result_sha256": "",
+                "duration_ms": None,
+            }
+        )
+        started = time.perf_counter()
+        try:
+            result = await call_next(call)
+        except BaseException as exc:
+            await self.writer.write_outcome(_outcome(base, started, error_code_of(exc), ""))
+            raise
+        code = result_code(result)
+        await self.writer.write_outcome(_outcome(base, started, code, sha256_hex(canonical(result))))
+        return result
+
+    async def aclose(self) -> None:
+        """Flush buffered records and close the sink (call at shutdown)."""
+        await self.writer.aclose()
+
+
+def _outcome(base: dict[str, Any], started: float, code: str | None, result_sha256: str) -> dict[str, Any]:
+    return {
+        **base,
+        "time": utc_now(),
+        "status": "ok" if code is None else "error",
+        "error_code": code,
+        "result_sha256": result_sha256,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+    }

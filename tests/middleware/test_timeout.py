@@ -1,0 +1,116 @@
+"""The timeout slot: min(own timeout, caller's deadline), applied by cancellation, never by sleeping."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from mcplane.context import Context
+from mcplane.errors import DeadlineExceeded, Timeout
+from mcplane.middleware.timeout import TimeoutMiddleware
+from mcplane.pipeline import Call
+
+TINY = 0.05
+
+
+def _call(*, timeout: float | None = None, deadline: float | None = None) -> Call:
+    policy = {} if timeout is None else {"timeout": timeout}
+    return Call("tool", "t", {}, Context(correlation_id="c", deadline=deadline), policy)
+
+
+async def _never(call: Call) -> Any:
+    await anyio.Event().wait()  # never fires: only cancellation ends this
+
+
+async def _report_deadline(call: Call) -> tuple[float | None, float | None]:
+    return call.context.deadline, call.context.remaining()
+
+
+async def test_a_call_that_never_finishes_times_out_with_its_policy_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(Timeout) as caught:
+        await TimeoutMiddleware(default_timeout=60)(_call(timeout=TINY), _never)
+    assert time.monotonic() - started < 5
+    assert caught.value.code == "timeout"
+    assert caught.value.retryable is True
+    assert caught.value.message == "the call did not finish within 0.05 s"
+
+
+async def test_the_default_timeout_applies_without_a_policy() -> None:
+    with pytest.raises(Timeout, match=r"within 0\.05 s"):
+        await TimeoutMiddleware(default_timeout=TINY)(_call(), _never)
+
+
+async def test_no_timeout_and_no_deadline_leaves_the_call_unbounded() -> None:
+    assert await TimeoutMiddleware(default_timeout=None)(_call(), _report_deadline) == (None, None)
+
+
+async def test_the_call_sees_its_own_deadline() -> None:
+    before = time.monotonic()
+    deadline, remaining = await TimeoutMiddleware(default_timeout=None)(_call(timeout=30), _report_deadline)
+    assert deadline is not None
+    assert remaining is not None
+    assert before + 30 <= deadline <= time.monotonic() + 30
+    assert 29 < remaining <= 30
+
+
+async def test_a_tighter_caller_deadline_wins_and_answers_deadline_exceeded() -> None:
+    caller_deadline = time.monotonic() + TINY
+    middleware = TimeoutMiddleware(default_timeout=60)
+    assert (await middleware(_call(deadline=time.monotonic() + 20), _report_deadline))[0] is not None
+
+    seen: list[float | None] = []
+
+    async def record_then_hang(call: Call) -> Any:
+        seen.append(call.context.deadline)
+        await anyio.Event().wait()
+
+    with pytest.raises(DeadlineExceeded) as caught:
+        await middleware(_call(deadline=caller_deadline), record_then_hang)
+    assert seen == [caller_deadline], "the caller's deadline is passed on unchanged"
+    assert caught.value.code == "deadline_exceeded"
+
+
+async def test_a_tighter_own_timeout_wins_over_a_loose_caller_deadline() -> None:
+    caller_deadline = time.monotonic() + 60
+    with pytest.raises(Timeout):
+        await TimeoutMiddleware(default_timeout=None)(_call(timeout=TINY, deadline=caller_deadline), _never)
+
+    deadline, _ = await TimeoutMiddleware(default_timeout=None)(
+        _call(timeout=10, deadline=caller_deadline), _report_deadline
+    )
+    assert deadline is not None
+    assert deadline < caller_deadline
+
+
+async def test_a_caller_deadline_alone_bounds_the_call() -> None:
+    with pytest.raises(DeadlineExceeded):
+        await TimeoutMiddleware(default_timeout=None)(_call(deadline=time.monotonic() + TINY), _never)
+
+
+async def test_an_expired_deadline_fails_before_the_call_runs() -> None:
+    ran: list[bool] = []
+
+    async def provider(call: Call) -> None:
+        ran.append(True)
+
+    with pytest.raises(DeadlineExceeded):
+        await TimeoutMiddleware(default_timeout=5)(_call(deadline=time.monotonic() - 1), provider)
+    assert ran == []
+
+
+async def test_a_fast_call_returns_its_result() -> None:
+    async def quick(call: Call) -> str:
+        return "done"
+
+    assert await TimeoutMiddleware(default_timeout=TINY)(_call(), quick) == "done"
+
+
+async def test_an_outer_cancellation_is_not_reported_as_a_timeout() -> None:
+    middleware = TimeoutMiddleware(default_timeout=60)
+    with anyio.move_on_after(TINY) as outer:
+        await middleware(_call(), _never)
+    assert outer.cancelled_caught, "the outer scope's cancellation propagated out of the middleware"
