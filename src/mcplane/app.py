@@ -279,7 +279,15 @@ class Plane:
             raise LookupError(f"dependency {name!r} is not open (is the plane running?)") from None
 
     # ----------------------------------------------------------------- calls
-    def make_context(self, request_context: ServerRequestContext[Any, Any] | None, params: Any) -> Context:
+    def make_context(
+        self,
+        request_context: ServerRequestContext[Any, Any] | None,
+        params: Any,
+        *,
+        scope: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> Context:
         return Context(
             request_context=request_context,
             mcp_server=self.sdk,
@@ -288,6 +296,9 @@ class Plane:
             principal=ANONYMOUS,
             correlation_id=secrets.token_hex(8),
             dependencies=self._open,
+            scope=scope,
+            meta=meta,
+            session_id=session_id,
         )
 
     async def _chain(self, call: Call) -> Any:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.mcpserver.context import Context as _SDKContext
 from mcp_types import LoggingLevel
@@ -58,6 +58,10 @@ class Context(_SDKContext[Any, Any]):
     _correlation_id: str
     _deadline: float | None
     _dependencies: Mapping[str, Any]
+    _scope: Mapping[str, Any] | None
+    _meta: Mapping[str, Any] | None
+    _session_id: str | None
+    _headers: Mapping[str, str] | None
 
     def __init__(
         self,
@@ -66,6 +70,9 @@ class Context(_SDKContext[Any, Any]):
         correlation_id: str = "",
         deadline: float | None = None,
         dependencies: Mapping[str, Any] | None = None,
+        scope: Mapping[str, Any] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,6 +80,10 @@ class Context(_SDKContext[Any, Any]):
         self._correlation_id = correlation_id
         self._deadline = deadline
         self._dependencies = dependencies or {}
+        self._scope = scope
+        self._meta = meta
+        self._session_id = session_id
+        self._headers = None
 
     @property
     def principal(self) -> Principal:
@@ -87,9 +98,39 @@ class Context(_SDKContext[Any, Any]):
     @property
     def session_id(self) -> str | None:
         """The transport session id for 2025-11-25 clients over HTTP; ``None`` when stateless."""
-        if self._request_context is None:
-            return None
+        if self._session_id is not None or self._request_context is None:
+            return self._session_id
         return self._request_context.session._connection.session_id
+
+    @property
+    def scope(self) -> Mapping[str, Any] | None:
+        """The ASGI scope of the HTTP request or WebSocket connection that carried the call, if any."""
+        if self._scope is None and self._request_context is not None:
+            scope = getattr(self._request_context.request, "scope", None)
+            if isinstance(scope, Mapping):
+                self._scope = cast("Mapping[str, Any]", scope)
+        return self._scope
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The HTTP request (or WebSocket handshake) headers, lower-cased; ``None`` on stdio."""
+        if self._headers is None:
+            scope = self.scope
+            if scope is not None:
+                self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            elif self._request_context is not None:
+                self._headers = super().headers
+        return self._headers
+
+    @property
+    def request_meta(self) -> Mapping[str, Any]:
+        """The request's ``_meta`` (trace context, deadline, protocol envelope); empty when absent."""
+        if self._meta is None:
+            meta: Any = None
+            if self._request_context is not None and self._request_context.meta is not None:
+                meta = self._request_context.meta
+            self._meta = meta if isinstance(meta, Mapping) else {}
+        return self._meta
 
     @property
     def deadline(self) -> float | None:

@@ -55,6 +55,8 @@ class FastPath:
     def __init__(self, plane: Plane) -> None:
         self.plane = plane
         self._eligible: dict[str, bool] = {}
+        self.served = 0
+        """Calls answered on the hot path (a plain counter; metrics read it)."""
 
     @property
     def enabled(self) -> bool:
@@ -118,14 +120,22 @@ class FastPath:
         return HANDSHAKE_PROTOCOL_VERSIONS[-1]
 
     async def serve(
-        self, message: dict[str, Any], version: str, *, principal: Principal = ANONYMOUS, request: Any = None
+        self,
+        message: dict[str, Any],
+        version: str,
+        *,
+        principal: Principal = ANONYMOUS,
+        scope: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> dict[str, Any]:
         """Run a matched ``tools/call`` through the pipeline; returns the JSON-RPC response object."""
+        self.served += 1
         request_id = message["id"]
         params = message["params"]
         name: str = params["name"]
         plane = self.plane
-        context = plane.make_context(None, None)
+        meta = params.get("_meta")
+        context = plane.make_context(None, None, scope=scope, meta=meta or {}, session_id=session_id)
         if principal is not ANONYMOUS:
             context._principal = principal
         try:

@@ -75,32 +75,21 @@ class RequestFacts:
 
 
 def request_facts(context: Context, *, trust_forwarded: bool = False) -> RequestFacts:
-    rc = context._request_context
-    if rc is None:
-        return RequestFacts()
-    request: Any = rc.request
-    headers: Mapping[str, str] | None = getattr(request, "headers", None)
+    headers = context.headers
+    scope = context.scope
+    if headers is None and scope is None:
+        return RequestFacts(session_id=str(context.session_id or "")[:_MAX_TEXT])
     client_ip = ""
     if trust_forwarded:
         client_ip = _header(headers, "x-forwarded-for").split(",")[0].strip()
-    if not client_ip:
-        client = getattr(request, "client", None)
-        host = getattr(client, "host", None)
-        scope = getattr(request, "scope", None)
-        if host is None and isinstance(scope, Mapping):
-            peer = scope.get("client")
-            host = peer[0] if isinstance(peer, list | tuple) and peer else None
+    if not client_ip and scope is not None:
+        peer = scope.get("client")
+        host = peer[0] if isinstance(peer, list | tuple) and peer else None
         client_ip = str(host)[:_MAX_TEXT] if host else ""
     trace = _trace_id(_header(headers, "traceparent"))
     if not trace:
-        meta: Mapping[str, Any] | None = rc.meta
-        if meta is None and context._input_params is not None:
-            meta = context._input_params.meta
-        trace = _trace_id(meta.get("traceparent")) if meta else ""
-    try:
-        session_id = context.session_id or ""
-    except AttributeError:
-        session_id = ""
+        trace = _trace_id(context.request_meta.get("traceparent"))
+    session_id = context.session_id or ""
     return RequestFacts(client_ip, _header(headers, "user-agent"), trace, str(session_id)[:_MAX_TEXT])
 
 

@@ -49,7 +49,10 @@ class AuthenticateMiddleware:
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         context = call.context
         if context.principal.anonymous:
-            found = principal_of(context._request_context)
+            scope = context.scope
+            found = scope.get(SCOPE_KEY) if scope is not None else None
+            if not isinstance(found, Principal):
+                found = principal_of(context._request_context)
             if found is not None:
                 context._principal = found
         if self.required and context.principal.anonymous:

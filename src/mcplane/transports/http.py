@@ -19,7 +19,9 @@ import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
+from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
+from mcplane.transports.http_fast import serve_fast
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ class HTTPOptions:
     """Keep an in-memory event store so 2025-11-25 clients can resume SSE streams (Last-Event-ID)."""
     retry_interval_ms: int | None = 1000
     ws_ping_interval: float = 20.0
+    fast_path: bool = True
+    """Answer plain ``tools/call`` requests on mcplane's hot path (see :mod:`mcplane.fastpath`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +79,16 @@ class HTTPApp:
         self.guard = HostOriginPolicy(tuple(self.options.allowed_hosts), tuple(self.options.allowed_origins))
         self.draining = False
         self._manager: StreamableHTTPSessionManager | None = None
+        self.fast: FastPath | None = FastPath(plane) if self.options.fast_path else None
+        self.initialized_sessions: set[str] = set()
+        """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
+
+    def note_initialized(self, session_id: str) -> None:
+        manager = self._manager
+        if manager is not None:
+            # Forget sessions the SDK has dropped, so the set stays as small as the live sessions.
+            self.initialized_sessions.intersection_update(manager._server_instances)
+        self.initialized_sessions.add(session_id)
 
     def _new_manager(self) -> StreamableHTTPSessionManager:
         opts = self.options
@@ -140,6 +154,8 @@ class HTTPApp:
         if path != self.options.path and path != self.options.path + "/":
             await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
             return
+        # Some HTTP parsers keep trailing blanks in header values; RFC 9110 says they are not part of it.
+        scope["headers"] = [(k, v.strip(b" \t")) for k, v in scope["headers"]]
         headers = _headers(scope)
         rejection = self.guard.check(headers.get("host"), headers.get("origin"))
         if rejection is not None:
@@ -151,17 +167,20 @@ class HTTPApp:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
             return
-        if declared is None and scope["method"] == "POST":
-            # No declared length (chunked): count the body as it arrives, then hand it on whole.
-            body = await _read_body(receive, limit)
-            if body is None:
-                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
-                return
-            receive = _replay(body, receive)
         manager = self._manager
         if manager is None:
             await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
             return
+        if scope["method"] == "POST" and (declared is None or self.fast is not None):
+            # Read the body whole: to count an undeclared (chunked) one against the cap, and to
+            # let the hot path look at it. The SDK gets it replayed, unchanged.
+            body = await _read_body(receive, limit)
+            if body is None:
+                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
+                return
+            if self.fast is not None and await serve_fast(self, scope, headers, body, send):
+                return
+            receive = _replay(body, receive)
         await manager.handle_request(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

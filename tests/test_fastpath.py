@@ -1,0 +1,248 @@
+"""The hot path answers exactly what the SDK path answers, and only when it may."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from mcplane import Context, Plane
+from mcplane.transports.http import HTTPApp, HTTPOptions
+
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def make_plane() -> Plane:
+    plane = Plane("fast")
+
+    @plane.tool()
+    async def echo(text: str) -> str:
+        return text
+
+    @plane.tool()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @plane.tool()
+    async def point(x: int) -> Point:
+        return Point(x=x, y=-x)
+
+    @plane.tool()
+    async def boom() -> str:
+        raise RuntimeError("secret-token-123")
+
+    @plane.tool()
+    async def with_ctx(ctx: Context) -> str:
+        return ctx.principal.subject
+
+    return plane
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "sdk"])
+def fast(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+@asynccontextmanager
+async def serving(fast: bool) -> AsyncIterator[tuple[httpx.AsyncClient, HTTPApp]]:
+    """The HTTP tier in-process (its task group lives in the test's own task)."""
+    app = HTTPApp(make_plane(), HTTPOptions(fast_path=fast))
+    async with app.running():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            yield http, app
+
+
+def modern_call(name: str, arguments: dict[str, Any], *, request_id: int = 1, **meta: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {
+            "name": name,
+            "arguments": arguments,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                **meta,
+            },
+        },
+    }
+
+
+def modern_headers(name: str, method: str = "tools/call") -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+        "mcp-name": name,
+    }
+
+
+def body_of(response: httpx.Response) -> dict[str, Any]:
+    if response.headers["content-type"].startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        data = [d for d in data if d]
+        return orjson.loads(data[-1])
+    return orjson.loads(response.content)
+
+
+def scrub(value: Any) -> Any:
+    """Drop the per-call correlation id so two answers can be compared."""
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if k != "correlation_id"}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, str) and value.startswith('{"error"'):
+        return scrub(orjson.loads(value))
+    return value
+
+
+EXPECTED: dict[str, dict[str, Any]] = {}
+
+CASES = [
+    ("echo", {"text": "hé ☃"}),
+    ("add", {"a": 2, "b": 3}),
+    ("point", {"x": 4}),
+    ("boom", {}),
+    ("add", {"a": "x"}),
+    ("echo", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "arguments"), CASES)
+async def test_modern_answers_match_the_sdk(fast: bool, name: str, arguments: dict[str, Any]) -> None:
+    async with serving(fast) as (http, app):
+        response = await http.post("/mcp", json=modern_call(name, arguments), headers=modern_headers(name))
+        assert response.status_code == 200
+        body = scrub(body_of(response))
+        assert "secret-token-123" not in response.text
+        key = f"{name}:{orjson.dumps(arguments).decode()}"
+        # Both parametrizations of the fixture must agree; whichever runs second compares.
+        if key in EXPECTED:
+            assert body == EXPECTED[key]
+        else:
+            EXPECTED[key] = body
+        assert body["result"]["resultType"] == "complete"
+        assert body["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "fast"
+        if app.fast is not None:
+            assert app.fast.served == 1
+        else:
+            assert app.options.fast_path is False
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"progressToken": "p1"}, {"io.modelcontextprotocol/logLevel": "info"}],
+    ids=["progress", "log-level"],
+)
+async def test_modern_requests_with_extras_use_the_sdk(fast: bool, meta: dict[str, Any]) -> None:
+    async with serving(fast) as (http, app):
+        response = await http.post(
+            "/mcp", json=modern_call("echo", {"text": "a"}, **meta), headers=modern_headers("echo")
+        )
+        assert body_of(response)["result"]["structuredContent"] == {"result": "a"}
+        assert app.fast is None or app.fast.served == 0
+
+
+async def test_tools_asking_for_the_context_use_the_sdk(fast: bool) -> None:
+    async with serving(fast) as (http, app):
+        response = await http.post("/mcp", json=modern_call("with_ctx", {}), headers=modern_headers("with_ctx"))
+        assert body_of(response)["result"]["structuredContent"] == {"result": "anonymous"}
+        assert app.fast is None or app.fast.served == 0
+
+
+async def test_header_mismatch_is_the_sdks_rejection(fast: bool) -> None:
+    async with serving(fast) as (http, app):
+        response = await http.post("/mcp", json=modern_call("echo", {"text": "a"}), headers=modern_headers("add"))
+        assert response.status_code == 400
+        assert body_of(response)["error"]["code"] == -32020
+        assert app.fast is None or app.fast.served == 0
+
+
+async def _open_session(http: httpx.AsyncClient) -> str:
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    response = await http.post("/mcp", json=init, headers=headers)
+    session = response.headers["mcp-session-id"]
+    headers |= {"mcp-session-id": session, "mcp-protocol-version": LEGACY}
+    note = await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    assert note.status_code == 202
+    return session
+
+
+def legacy_headers(session: str) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-session-id": session,
+        "mcp-protocol-version": LEGACY,
+    }
+
+
+async def test_legacy_session_calls_match_the_sdk(fast: bool) -> None:
+    async with serving(fast) as (http, app):
+        session = await _open_session(http)
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "point", "arguments": {"x": 2}}}
+        response = await http.post("/mcp", json=call, headers=legacy_headers(session))
+        body = body_of(response)
+        assert body == {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "result": {
+                "content": [{"type": "text", "text": '{\n  "x": 2,\n  "y": -2\n}'}],
+                "structuredContent": {"x": 2, "y": -2},
+                "isError": False,
+            },
+        }
+        assert app.fast is None or app.fast.served == 1
+
+
+async def test_legacy_call_before_initialized_goes_to_the_sdk(fast: bool) -> None:
+    async with serving(fast) as (http, app):
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        }
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        session = (await http.post("/mcp", json=init, headers=headers)).headers["mcp-session-id"]
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}},
+        }
+        await http.post("/mcp", json=call, headers=legacy_headers(session))
+        assert app.fast is None or app.fast.served == 0
+
+
+async def test_unknown_session_is_not_found(fast: bool) -> None:
+    async with serving(fast) as (http, app):
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}},
+        }
+        response = await http.post("/mcp", json=call, headers=legacy_headers("nope"))
+        assert response.status_code == 404
+        assert app.fast is None or app.fast.served == 0
