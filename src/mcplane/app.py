@@ -37,6 +37,7 @@ from mcp_types import (
 from mcplane.context import ANONYMOUS, Context
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments
+from mcplane.fastpath import FastPath
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.pipeline import Call, Pipeline
@@ -107,6 +108,8 @@ class Plane:
         if self.tasks is not None:
             self.tasks.bind(self.sdk._handle_call_tool)
             _install_task_listen(self.sdk, self.tasks)
+        self.fast = FastPath(self)
+        """The hot path for plain ``tools/call`` requests (see :mod:`mcplane.fastpath`)."""
 
     # ----------------------------------------------------------------- registration
     def tool(
@@ -175,7 +178,9 @@ class Plane:
                 meta=meta,
                 structured_output=structured_output,
             )
+            self.fast.forget(tool_name)
             if input_schema is not None:
+                policy["input_schema"] = True
                 registered = self.sdk._tool_manager.get_tool(tool_name)
                 assert registered is not None
                 registered.parameters = dict(input_schema)

@@ -76,7 +76,8 @@ class FastPath:
             return False
         if "x-mcp-header" in repr(tool.parameters):
             return False
-        if self.plane.policy_for(name).get("task"):
+        policy = self.plane.policy_for(name)
+        if policy.get("task") or policy.get("input_schema"):
             return False
         return not returns_input_required(tool.fn)
 

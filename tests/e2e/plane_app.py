@@ -118,6 +118,7 @@ async def diagnostics() -> dict[str, int]:
         "fds": len(os.listdir("/proc/self/fd")),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
+        "fast_served": plane.fast.served,
     }
 
 

@@ -54,7 +54,9 @@ async def test_http_and_websocket_share_one_dependency_and_leak_nothing(tmp_path
             before = await _diagnostics(client)
             total = await _count_calls(client, CALLS)
             assert total == 20 + CALLS, "every call saw the same ledger object"
-            _assert_no_growth(before, await _diagnostics(client))
+            after = await _diagnostics(client)
+            _assert_no_growth(before, after)
+            assert after["fast_served"] - before["fast_served"] > CALLS, "plain calls take the hot path"
 
         # Connections come and go (legacy sessions, WebSocket connections); none leaves anything behind.
         for _ in range(2):  # warm-up round, then the measured rounds
@@ -71,8 +73,10 @@ async def test_http_and_websocket_share_one_dependency_and_leak_nothing(tmp_path
             async with Client(websocket_client(server.ws_url), mode="legacy") as client:  # pyright: ignore[reportArgumentType]
                 await client.call_tool("count_call", {})
         async with Client(websocket_client(server.ws_url), mode="2026-07-28") as ws:  # pyright: ignore[reportArgumentType]
+            ws_before = await _diagnostics(ws)
             total = await _count_calls(ws, CALLS)
             assert total > 20 + 2 * CALLS
+            assert (await _diagnostics(ws))["fast_served"] - ws_before["fast_served"] > CALLS
         async with Client(server.url, mode="2026-07-28") as probe:
             _assert_no_growth(before, await _diagnostics(probe))
 
@@ -96,7 +100,9 @@ async def test_stdio_opens_the_dependency_once_and_closes_it_when_stdin_closes(t
         await _count_calls(client, 20)
         before = await _diagnostics(client)
         assert await _count_calls(client, CALLS) == 20 + CALLS
-        _assert_no_growth(before, await _diagnostics(client))
+        after = await _diagnostics(client)
+        _assert_no_growth(before, after)
+        assert after["fast_served"] - before["fast_served"] > CALLS, "plain calls take the hot path"
         assert _log_lines(log) == ["open"]
     # The SDK's stdio client closes stdin, waits for the exit and, after two seconds, sends SIGTERM:
     # either way the server closed its lifespan before the client returned.

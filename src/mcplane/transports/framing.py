@@ -13,7 +13,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import jsonrpc_message_adapter
 from pydantic import ValidationError
 
-__all__ = ["decode_frame", "encode_message", "error_frame"]
+__all__ = ["PARSE_ERROR_FRAME", "decode_frame", "decode_value", "encode_message", "error_frame"]
 
 
 def error_frame(request_id: Any, code: int, message: str, mcplane_code: str) -> str:
@@ -28,12 +28,20 @@ def error_frame(request_id: Any, code: int, message: str, mcplane_code: str) -> 
     ).decode()
 
 
+PARSE_ERROR_FRAME = error_frame(None, -32700, "parse error: the frame is not valid JSON", "invalid_request")
+
+
 def decode_frame(frame: str | bytes) -> SessionMessage | str:
     """The message a frame carries, or the text of the error frame to answer with."""
     try:
         raw = orjson.loads(frame)
     except orjson.JSONDecodeError:
-        return error_frame(None, -32700, "parse error: the frame is not valid JSON", "invalid_request")
+        return PARSE_ERROR_FRAME
+    return decode_value(raw)
+
+
+def decode_value(raw: Any) -> SessionMessage | str:
+    """The message an already-parsed frame carries, or the text of the error frame to answer with."""
     if isinstance(raw, list):
         return error_frame(None, -32600, "batches are not supported", "invalid_request")
     try:

@@ -79,7 +79,7 @@ class HTTPApp:
         self.guard = HostOriginPolicy(tuple(self.options.allowed_hosts), tuple(self.options.allowed_origins))
         self.draining = False
         self._manager: StreamableHTTPSessionManager | None = None
-        self.fast: FastPath | None = FastPath(plane) if self.options.fast_path else None
+        self.fast: FastPath | None = plane.fast if self.options.fast_path else None
         self.initialized_sessions: set[str] = set()
         """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
 

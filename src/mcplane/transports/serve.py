@@ -23,7 +23,7 @@ logger = logging.getLogger("mcplane.serve")
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind now, so a port in use is a clear error before anything starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -17,11 +17,14 @@ from contextlib import asynccontextmanager
 from typing import IO, Any, cast
 
 import anyio
+import orjson
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
-from mcplane.transports.framing import decode_frame, encode_message, error_frame
+from mcplane.fastpath import FastPath
+from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message, error_frame
+from mcplane.transports.stream_fast import StreamFastPath
 
 __all__ = ["serve_stdio", "stdio_streams"]
 
@@ -34,9 +37,17 @@ EOF_GRACE_SECONDS = 30.0
 
 @asynccontextmanager
 async def stdio_streams(
-    stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    fast: FastPath | None = None,
 ) -> AsyncGenerator[tuple[Any, Any]]:
-    """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout."""
+    """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout.
+
+    With ``fast``, plain ``tools/call`` requests are answered on mcplane's hot path and never
+    reach the streams (see :mod:`mcplane.transports.stream_fast`).
+    """
     restore: int | None = None
     private: int | None = None
     if stdout is None:
@@ -60,6 +71,13 @@ async def stdio_streams(
         # official SDK's thread-hop write costs without the hop.
         _write_all(out, text.encode() + b"\n")
 
+    async def write_fast(payload: bytes) -> None:
+        _write_all(out, payload + b"\n")
+
+    hot = StreamFastPath(fast, write_fast) if fast is not None else None
+    if hot is not None:
+        hot.on_done = unanswered.forget_id
+
     async def reader() -> None:
         async with read_writer:
             while True:
@@ -78,7 +96,15 @@ async def stdio_streams(
                     continue
                 if not line.strip():
                     continue
-                decoded = decode_frame(line)
+                try:
+                    raw = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    write_line(PARSE_ERROR_FRAME)
+                    continue
+                if hot is not None and hot.offer(raw):
+                    unanswered.add_id(raw["id"])
+                    continue
+                decoded = decode_value(raw)
                 if isinstance(decoded, str):
                     write_line(decoded)
                 else:
@@ -94,6 +120,8 @@ async def stdio_streams(
             with writer_scope:
                 async with write_reader:
                     async for message in write_reader:
+                        if hot is not None:
+                            hot.observe_outbound(message.message)
                         write_line(encode_message(message))
                         unanswered.written(message.message)
         finally:
@@ -101,6 +129,8 @@ async def stdio_streams(
 
     try:
         async with anyio.create_task_group() as tg:
+            if hot is not None:
+                hot.bind(tg)
             if pipe is None:
                 tg.start_soon(_feed_from_file, source, lines)
             tg.start_soon(reader)
@@ -139,6 +169,12 @@ class _Unanswered:
         elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
             # A cancelled request is never answered (the spec forbids it): stop waiting for it.
             self._forget((message.params or {}).get("requestId"))
+
+    def add_id(self, request_id: RequestId) -> None:
+        self._ids.add(request_id)
+
+    def forget_id(self, request_id: RequestId) -> None:
+        self._forget(request_id)
 
     def written(self, message: JSONRPCMessage) -> None:
         if isinstance(message, JSONRPCResponse | JSONRPCError):
@@ -204,5 +240,5 @@ async def _discard_line(reader: asyncio.StreamReader) -> None:
 async def serve_stdio(plane: Any) -> None:
     """Serve a Plane over stdio until stdin closes."""
     lowlevel = plane.sdk._lowlevel_server
-    async with stdio_streams() as (read_stream, write_stream):
+    async with stdio_streams(fast=plane.fast) as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from mcp.server.runner import serve_dual_era_loop
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from starlette.types import Receive, Scope, Send
 
-from mcplane.transports.framing import decode_frame, encode_message
+from mcplane.context import ANONYMOUS, Principal
+from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
+from mcplane.transports.stream_fast import StreamFastPath
 
 if TYPE_CHECKING:
     from mcplane.transports.http import HTTPApp
@@ -74,6 +77,16 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                 peer_gone = True
                 close["code"] = None
 
+    async def write_fast(payload: bytes) -> None:
+        await send_text(payload.decode())
+
+    hot: StreamFastPath | None = None
+    if app.fast is not None:
+        principal = scope.get("mcplane.principal")
+        hot = StreamFastPath(
+            app.fast, write_fast, principal=principal if isinstance(principal, Principal) else ANONYMOUS, scope=scope
+        )
+
     async def reader() -> None:
         async with read_writer:
             while True:
@@ -88,7 +101,14 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                 if len(text) > limit // 4 and len(text.encode()) > limit:  # a char is at most 4 bytes
                     close.update(code=CLOSE_TOO_BIG, reason="message too big")
                     return
-                decoded = decode_frame(text)
+                try:
+                    raw = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    await send_text(PARSE_ERROR_FRAME)
+                    continue
+                if hot is not None and hot.offer(raw):
+                    continue
+                decoded = decode_value(raw)
                 if isinstance(decoded, str):
                     await send_text(decoded)
                 else:
@@ -97,10 +117,14 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     async def writer() -> None:
         async with write_reader:
             async for outgoing in write_reader:
+                if hot is not None:
+                    hot.observe_outbound(outgoing.message)
                 await send_text(encode_message(outgoing))
 
     try:
         async with anyio.create_task_group() as tg:
+            if hot is not None:
+                hot.bind(tg)
             tg.start_soon(writer)
 
             async def serve() -> None:

@@ -1,0 +1,123 @@
+"""The hot path on message streams (stdio lines, WebSocket frames); see :mod:`mcplane.fastpath`.
+
+A stream connection's era is decided by its opening request, as the SDK's dual-era loop decides
+it; the hot path engages only once that has happened and only for requests of the same era:
+
+* 2025-11-25: after the ``initialize`` answer and the client's ``notifications/initialized``,
+  served at the negotiated version;
+* 2026-07-28: requests carrying the per-request envelope, validated by the SDK's inbound ladder.
+
+A hot-path call runs in its own task; ``notifications/cancelled`` for it cancels that task and no
+answer is sent, as the protocol requires. Everything else goes to the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import orjson
+from mcp_types import JSONRPCMessage, JSONRPCResponse
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from mcplane.context import ANONYMOUS, Principal
+from mcplane.fastpath import FastPath
+
+__all__ = ["StreamFastPath"]
+
+_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+
+
+class StreamFastPath:
+    """Per-connection state of the hot path; the transport offers it every decoded message."""
+
+    def __init__(
+        self,
+        fast: FastPath,
+        write: Callable[[bytes], Awaitable[None]],
+        *,
+        principal: Principal = ANONYMOUS,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.fast = fast
+        self._write = write
+        self._principal = principal
+        self._scope = scope
+        self._era: str | None = None
+        self._initialize_id: Any = None
+        self._legacy_version: str | None = None
+        self._initialized = False
+        self._running: dict[Any, anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.on_done: Callable[[Any], None] | None = None
+        """Told the id of every request the hot path finished (answered or cancelled)."""
+
+    def bind(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._tg = task_group
+
+    def offer(self, raw: Any) -> bool:
+        """Take ``raw`` (a decoded JSON value) onto the hot path; False leaves it to the SDK."""
+        if not isinstance(raw, dict):
+            return False
+        method = raw.get("method")
+        if method == "notifications/cancelled":
+            params = raw.get("params")
+            request_id = params.get("requestId") if isinstance(params, dict) else None
+            scope = self._running.get(request_id) if isinstance(request_id, str | int) else None
+            if scope is not None:
+                scope.cancel()
+            return False
+        if self._era is None:
+            if "id" in raw and isinstance(method, str):
+                params = raw.get("params")
+                meta = params.get("_meta") if isinstance(params, dict) else None
+                modern = method != "initialize" and isinstance(meta, dict) and _VERSION_KEY in meta
+                self._era = "modern" if modern else "legacy"
+                if method == "initialize":
+                    self._initialize_id = raw.get("id")
+            return False
+        if self._era == "legacy":
+            if method == "notifications/initialized" and self._legacy_version is not None:
+                self._initialized = True
+                return False
+            if not self._initialized or self._legacy_version is None:
+                return False
+            if self.fast.match(raw, modern=False) is None:
+                return False
+            version = self._legacy_version
+        else:
+            matched = self.fast.match(raw, modern=True)
+            if matched is None:
+                return False
+            version = matched
+        if self._tg is None or raw["id"] in self._running:
+            return False
+        scope = anyio.CancelScope()
+        self._running[raw["id"]] = scope
+        self._tg.start_soon(self._serve, raw, version, scope)
+        return True
+
+    def observe_outbound(self, message: JSONRPCMessage) -> None:
+        """Learn the negotiated version from the SDK's answer to ``initialize``."""
+        if (
+            self._initialize_id is not None
+            and isinstance(message, JSONRPCResponse)
+            and message.id == self._initialize_id
+        ):
+            version = message.result.get("protocolVersion")
+            if isinstance(version, str) and version in HANDSHAKE_PROTOCOL_VERSIONS:
+                self._legacy_version = version
+            self._initialize_id = None
+
+    async def _serve(self, raw: dict[str, Any], version: str, scope: anyio.CancelScope) -> None:
+        request_id = raw["id"]
+        try:
+            with scope:
+                response = await self.fast.serve(raw, version, principal=self._principal, scope=self._scope)
+                await self._write(orjson.dumps(response))
+        finally:
+            self._running.pop(request_id, None)
+            if self.on_done is not None:
+                self.on_done(request_id)
