@@ -7,42 +7,31 @@ prompts on an SDK ``MCPServer`` and routes every call through mcplane's pipeline
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
-from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
-from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
-    INTERNAL_ERROR,
     INVALID_PARAMS,
-    BlobResourceContents,
-    CallToolRequestParams,
-    CallToolResult,
-    GetPromptRequestParams,
-    GetPromptResult,
-    InputRequiredResult,
-    ReadResourceRequestParams,
-    ReadResourceResult,
-    SubscriptionsListenRequestParams,
-    TextResourceContents,
     ToolAnnotations,
 )
+from pydantic import ValidationError
 
+from mcplane.config import PlaneConfig, ToolPolicy
 from mcplane.context import ANONYMOUS, Context
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments
 from mcplane.fastpath import FastPath
+from mcplane.layers import Layers, build_layers
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.pipeline import Call, Pipeline
 from mcplane.policy import parse_duration
-from mcplane.tasks import TaskListenHandler, TaskPolicy, TaskRuntime, TasksExtension, current_scope, task_policy
+from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
+from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -75,6 +64,7 @@ class Plane:
         extensions: Sequence[Extension] | None = None,
         lifespan: Callable[[Plane], AbstractAsyncContextManager[Any]] | None = None,
         tasks: bool | TaskRuntime = True,
+        config: PlaneConfig | None = None,
     ) -> None:
         from mcplane._version import __version__
 
@@ -82,8 +72,12 @@ class Plane:
         self.pipeline = Pipeline()
         self.pipeline.set("errors", ErrorsMiddleware())
         timeout = None if default_timeout is None else parse_duration(default_timeout, field="default_timeout")
-        self.pipeline.set("timeout", TimeoutMiddleware(timeout))
+        self._timeout = TimeoutMiddleware(timeout)
+        self.pipeline.set("timeout", self._timeout)
+        self.config = PlaneConfig()
+        self.layers = Layers()
         self._policies: dict[str, dict[str, Any]] = {}
+        self._merged: dict[str, dict[str, Any]] = {}
         self._dependencies: dict[str, Dependency] = {}
         self._open: dict[str, Any] = {}
         self._users = 0
@@ -96,20 +90,33 @@ class Plane:
         installed = list(extensions or ())
         if self.tasks is not None:  # innermost interceptor: it re-invokes the handler when a task resumes
             installed.append(TasksExtension(self.tasks, self._task_policy))
-        self.sdk = _SDKServer(
+        self.sdk = SDKServer(
             self,
             name=name,
             version=version or __version__,
             instructions=instructions,
             extensions=installed,
-            lifespan=_sdk_lifespan(self),
+            lifespan=sdk_lifespan(self),
             log_level="WARNING",
         )
         if self.tasks is not None:
             self.tasks.bind(self.sdk._handle_call_tool)
-            _install_task_listen(self.sdk, self.tasks)
+            install_task_listen(self.sdk, self.tasks)
         self.fast = FastPath(self)
         """The hot path for plain ``tools/call`` requests (see :mod:`mcplane.fastpath`)."""
+        if config is not None:
+            self.configure(config)
+
+    def configure(self, config: PlaneConfig) -> None:
+        """Apply a config (``mcplane.yaml``): its per-tool policy overrides the decorators'.
+
+        Layers are built from it when the plane starts; configuring a running plane is refused.
+        """
+        if self._users:
+            raise ConfigError("configure the plane before it starts")
+        self.config = config
+        self._merged.clear()
+        self._timeout.default_timeout = config.server.default_timeout
 
     # ----------------------------------------------------------------- registration
     def tool(
@@ -124,6 +131,14 @@ class Plane:
         destructive: bool | None = None,
         open_world: bool | None = None,
         timeout: float | str | None = None,
+        rate_limit: str | list[str] | None = None,
+        rate_limit_scope: Literal["principal", "global", "both"] | None = None,
+        cache_ttl: float | str | None = None,
+        cache_scope: Literal["private", "public"] | None = None,
+        roles: list[str] | None = None,
+        scopes: list[str] | None = None,
+        cost: int | None = None,
+        retryable: bool | None = None,
         meta: dict[str, Any] | None = None,
         structured_output: bool | None = None,
         input_schema: Mapping[str, Any] | None = None,
@@ -131,6 +146,12 @@ class Plane:
         task_after: float | str | None = 0,
     ) -> Callable[[_F], _F]:
         """Register a function as a tool. Typed parameters become the input schema.
+
+        Policy keywords (each overridable per tool glob in ``mcplane.yaml``): ``timeout``
+        (``"2s"``), ``rate_limit`` (``"100/minute"`` or a list), ``rate_limit_scope``,
+        ``cache_ttl`` (``"5m"``), ``cache_scope`` (``"private"`` unless the result is the same
+        for everyone), ``roles``/``scopes`` (who may call it), ``cost`` (budget units per call),
+        ``retryable`` (callers may retry it although it is not read-only or idempotent).
 
         ``input_schema`` publishes a hand-written JSON Schema (2020-12 keywords such as ``$defs``,
         ``allOf`` or ``if``/``then`` survive verbatim) in place of the derived one; the function's
@@ -159,9 +180,27 @@ class Plane:
 
         def decorator(fn: _F) -> _F:
             tool_name = name or fn.__name__
-            policy: dict[str, Any] = {}
-            if timeout is not None:
-                policy["timeout"] = parse_duration(timeout, field=f"tool {tool_name!r} timeout")
+            declared: dict[str, Any] = {
+                "timeout": timeout,
+                "rate_limit": rate_limit,
+                "rate_limit_scope": rate_limit_scope,
+                "cache_ttl": cache_ttl,
+                "cache_scope": cache_scope,
+                "roles": roles,
+                "scopes": scopes,
+                "cost": cost,
+                "retryable": retryable,
+            }
+            try:
+                policy: dict[str, Any] = ToolPolicy.model_validate(
+                    {k: v for k, v in declared.items() if v is not None}
+                ).as_policy()
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in first["loc"])
+                message = str(first["msg"]).removeprefix("Value error, ")
+                raise ConfigError(f"tool {tool_name!r} {where}: {message}") from None
+            _check_policy(tool_name, policy)
             if annotations is not None:
                 policy["annotations"] = annotations
             if (task_mode := task_policy(task, task_after, tool=tool_name)) is not None:
@@ -169,6 +208,7 @@ class Plane:
                     raise ConfigError(f"tool {tool_name!r} uses tasks but the plane was created with tasks=False")
                 policy["task"] = task_mode
             self._policies[tool_name] = policy
+            self._merged.pop(tool_name, None)
             self.sdk.add_tool(
                 bind_injections(fn, self._resolve_dependency),
                 name=tool_name,
@@ -240,7 +280,19 @@ class Plane:
         return fn
 
     def policy_for(self, tool: str) -> Mapping[str, Any]:
+        """The tool's policy: the decorator's, overridden by the config file's matching globs."""
+        merged = self._merged.get(tool)
+        if merged is None:
+            merged = self._merged[tool] = {**self._policies.get(tool, {}), **self.config.policy_for(tool)}
+        return merged
+
+    def code_policy(self, tool: str) -> Mapping[str, Any]:
+        """The policy the decorator declared, before the config file."""
         return self._policies.get(tool, {})
+
+    async def readiness(self) -> dict[str, tuple[bool, str]]:
+        """Each configured backend's health: ``{"redis": (True, "ok"), "audit": (False, "...")}``."""
+        return {name: await check() for name, check in self.layers.health_checks.items()}
 
     def _task_policy(self, tool: str) -> TaskPolicy | None:
         return self._policies.get(tool, {}).get("task")
@@ -258,10 +310,14 @@ class Plane:
             first = self._users == 1
             if first:
                 try:
+                    self.layers = build_layers(
+                        self.config, self.pipeline, {name: self.policy_for(name) for name in self._policies}
+                    )
                     self._stack_cm = _open_all(self)
                     self._open = await self._stack_cm.__aenter__()
                 except BaseException:
                     self._users -= 1
+                    await self.layers.aclose()
                     raise
         try:
             if first and self.tasks is not None:
@@ -275,7 +331,10 @@ class Plane:
                     self._users -= 1
                     if self._users == 0:
                         cm, self._open = self._stack_cm, {}
-                        await cm.__aexit__(None, None, None)
+                        try:
+                            await cm.__aexit__(None, None, None)
+                        finally:
+                            await self.layers.aclose()
 
     def _resolve_dependency(self, name: str) -> Any:
         try:
@@ -358,82 +417,9 @@ async def _open_all(plane: Plane) -> AsyncGenerator[dict[str, Any]]:
             yield opened
 
 
-def _install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
-    """Serve ``subscriptions/listen`` with the tasks extension's ``taskIds`` filter on top."""
-    lowlevel = sdk._lowlevel_server
-    entry = lowlevel.get_request_handler("subscriptions/listen")
-    if entry is not None and isinstance(entry.handler, ListenHandler):
-        handler = TaskListenHandler(entry.handler, sdk._subscriptions, runtime)
-        lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)
+def _check_policy(tool: str, policy: Mapping[str, Any]) -> None:
+    """Refuse a malformed rate limit at registration, not at the first call."""
+    if "rate_limit" in policy:
+        from mcplane.middleware.rate_limit import resolve_limits
 
-
-def _sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[Any]) -> AsyncGenerator[Any]:
-        async with plane.lifespan() as opened:
-            yield opened
-
-    return lifespan
-
-
-class _SDKServer(MCPServer[Any]):
-    """The SDK server with its call handlers routed through the plane's pipeline."""
-
-    def __init__(self, plane: Plane, **kwargs: Any) -> None:
-        self._plane = plane
-        super().__init__(**kwargs)
-
-    async def _handle_call_tool(
-        self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
-    ) -> CallToolResult | InputRequiredResult:
-        plane = self._plane
-        context = plane.make_context(ctx, params)
-        arguments = params.arguments or {}
-        policy = plane.policy_for(params.name)
-        if current_scope.get() is not None and "timeout" not in policy:
-            policy = {**policy, "timeout": None}  # it may become a task: bounded by the task TTL instead
-        return await plane._chain(Call("tool", params.name, arguments, context, policy))
-
-    async def _handle_read_resource(
-        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
-    ) -> ReadResourceResult | InputRequiredResult:
-        plane = self._plane
-        context = plane.make_context(ctx, params)
-        return await plane._chain(Call("resource", str(params.uri), {}, context))
-
-    async def _handle_get_prompt(
-        self, ctx: ServerRequestContext[Any, Any], params: GetPromptRequestParams
-    ) -> GetPromptResult | InputRequiredResult:
-        plane = self._plane
-        context = plane.make_context(ctx, params)
-        return await plane._chain(Call("prompt", params.name, params.arguments or {}, context))
-
-    async def _read_resource_result(self, uri: str, context: Context) -> ReadResourceResult | InputRequiredResult:
-        try:
-            results = await self.read_resource(uri, context)
-        except ResourceError as err:
-            code = INVALID_PARAMS if isinstance(err, ResourceNotFoundError) else INTERNAL_ERROR
-            message = "resource not found" if isinstance(err, ResourceNotFoundError) else "error reading resource"
-            if isinstance(err, UnexpectedResourceError):
-                raise  # the errors slot logs it and answers internal_error
-            raise MCPError(code=code, message=message, data={"uri": uri}) from None
-        if isinstance(results, InputRequiredResult):
-            return results
-        contents: list[TextResourceContents | BlobResourceContents] = []
-        for item in results:
-            if isinstance(item.content, bytes):
-                contents.append(
-                    BlobResourceContents(
-                        uri=uri,
-                        blob=base64.b64encode(item.content).decode(),
-                        mime_type=item.mime_type or "application/octet-stream",
-                        _meta=item.meta,
-                    )
-                )
-            else:
-                contents.append(
-                    TextResourceContents(
-                        uri=uri, text=item.content, mime_type=item.mime_type or "text/plain", _meta=item.meta
-                    )
-                )
-        return ReadResourceResult(contents=contents)
+        resolve_limits(policy["rate_limit"], field=f"tool {tool!r} rate_limit")

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcplane.auth.config import AuthConfig
+from mcplane.auth.policy import AccessPolicy
 from mcplane.errors import ConfigError
 from mcplane.policy import parse_duration
+from mcplane.secrets import Secret
 
 __all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
 
@@ -31,7 +34,7 @@ ENV_PREFIX = "MCPLANE__"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 def _duration(value: Any) -> float | None:
@@ -81,20 +84,90 @@ class HTTPSection(_Section):
     allowed_hosts: list[str] | None = None
     allowed_origins: list[str] | None = None
     json_response: bool = False
+    fast_path: bool = True
+
+
+Backend = Literal["memory", "redis"]
+
+
+class RateLimitSection(_Section):
+    backend: Backend = "memory"
+    default: str | list[str] | None = None
+    """Limit for tools whose policy declares none (``None``: such tools are not limited)."""
+    scope: Literal["principal", "global", "both"] = "principal"
+    fail_open: bool = False
+
+
+class CacheSection(_Section):
+    enabled: bool = False
+    """Cache ``readOnlyHint`` tools that declare no ``cache_ttl`` for ``default_ttl``."""
+    backend: Backend = "memory"
+    default_ttl: float = 60.0
+    max_entries: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=1_048_576, gt=0)
+    encryption_keys: list[Secret] = Field(default_factory=list)
+    """Fernet keys, newest first: values are encrypted at rest; older keys still decrypt."""
+    fail_open: bool = True
+
+    @field_validator("default_ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+
+class BudgetSection(_Section):
+    limit: int = Field(ge=0)
+    """Units (declared ``cost`` or estimated tokens) per principal per window."""
+    window: float = 3600.0
+    session_limit: int | None = Field(default=None, ge=0)
+    charge_results: bool = True
+    backend: Backend = "memory"
+    fail_open: bool = False
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+
+class AuditSection(_Section):
+    sink: Literal["file", "postgres"] = "file"
+    path: str = "mcplane-audit.jsonl"
+    fsync: Literal["always", "interval", "never"] = "always"
+    dsn: Secret | None = None
+    table: str = "mcplane_audit"
+    fail_open: bool = False
+    trust_forwarded: bool = False
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> AuditSection:
+        if self.sink == "postgres" and self.dsn is None:
+            raise ValueError("audit.sink postgres needs audit.dsn")
+        return self
 
 
 class PlaneConfig(_Section):
-    """The whole of ``mcplane.yaml``. Sections not listed here are rejected, never ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """The whole of ``mcplane.yaml``. Unknown keys are rejected, never ignored."""
 
     server: ServerSection = ServerSection()
     http: HTTPSection = HTTPSection()
-    redis_url: str | None = None
+    redis_url: Secret | None = None
+    """Redis for every shared layer whose ``backend`` is ``redis``."""
+    auth: AuthConfig | None = None
+    authorization: AccessPolicy | None = None
+    rate_limit: RateLimitSection | None = None
+    cache: CacheSection | None = None
+    budget: BudgetSection | None = None
+    audit: AuditSection | None = None
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
-    layers: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    """Options for pipeline layers by slot name (``auth``, ``rate_limit``, ``cache``, ``budget``,
-    ``audit``); each layer validates its own section when the plane starts."""
+
+    @model_validator(mode="after")
+    def _redis_when_needed(self) -> PlaneConfig:
+        for name in ("rate_limit", "cache", "budget"):
+            section = getattr(self, name)
+            if section is not None and section.backend == "redis" and self.redis_url is None:
+                raise ValueError(f"{name}.backend is redis but redis_url is not set")
+        return self
 
     def policy_for(self, tool: str) -> dict[str, Any]:
         """The file's policy for one tool: every matching glob, most specific last (so it wins)."""

@@ -45,7 +45,7 @@ def test_health_and_ready(http: httpx.Client) -> None:
     health = http.get("/health")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     ready = http.get("/ready")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": {"server": "ok"}})
 
 
 def test_unknown_path_is_404_with_a_jsonrpc_body(http: httpx.Client) -> None:
@@ -129,7 +129,7 @@ async def test_not_ready_until_the_lifespan_runs() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         assert (await client.get("/health")).status_code == 200
         ready = await client.get("/ready")
-        assert (ready.status_code, ready.json()) == (503, {"status": "not ready"})
+        assert (ready.status_code, ready.json()) == (503, {"status": "not ready", "checks": {"server": "not started"}})
         call = await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)
         assert call.status_code == 503
         assert _jsonrpc_error(call)["data"] == {"code": "dependency_unavailable"}

@@ -80,6 +80,8 @@ class HTTPApp:
         self.draining = False
         self._manager: StreamableHTTPSessionManager | None = None
         self.fast: FastPath | None = plane.fast if self.options.fast_path else None
+        self._auth: Any = None
+        """Authentication in front of the MCP endpoint, when the plane's config has ``auth``."""
         self.initialized_sessions: set[str] = set()
         """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
 
@@ -108,10 +110,16 @@ class HTTPApp:
         manager = self._new_manager()
         async with self.plane.lifespan(), manager.run():
             self._manager = manager
+            authenticator = self.plane.layers.authenticator
+            if authenticator is not None:
+                from mcplane.auth import AuthASGI
+
+                self._auth = AuthASGI(self._authenticated, authenticator, mcp_path=self.options.path)
             try:
                 yield
             finally:
                 self._manager = None
+                self._auth = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -148,11 +156,7 @@ class HTTPApp:
             await _respond(send, 200, b'{"status":"ok"}')
             return
         if path == "/ready":
-            ready = self._manager is not None and not self.draining
-            await _respond(send, 200 if ready else 503, b'{"status":"ready"}' if ready else b'{"status":"not ready"}')
-            return
-        if path != self.options.path and path != self.options.path + "/":
-            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
+            await self._ready(send)
             return
         # Some HTTP parsers keep trailing blanks in header values; RFC 9110 says they are not part of it.
         scope["headers"] = [(k, v.strip(b" \t")) for k, v in scope["headers"]]
@@ -162,6 +166,33 @@ class HTTPApp:
             status, reason = rejection
             await _respond(send, status, _error_body(status, "forbidden", reason))
             return
+        if self._auth is not None:
+            await self._auth(scope, receive, send)
+        else:
+            await self._authenticated(scope, receive, send)
+
+    async def _ready(self, send: Send) -> None:
+        checks: dict[str, tuple[bool, str]] = {}
+        if self._manager is None:
+            checks["server"] = (False, "not started")
+        elif self.draining:
+            checks["server"] = (False, "draining")
+        else:
+            checks["server"] = (True, "ok")
+            checks.update(await self.plane.readiness())
+        ready = all(ok for ok, _ in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": {k: v[1] for k, v in checks.items()}}
+        await _respond(send, 200 if ready else 503, orjson.dumps(body))
+
+    async def _authenticated(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket_endpoint(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path != self.options.path and path != self.options.path + "/":
+            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
+            return
+        headers = _headers(scope)
         limit = self.options.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -184,15 +215,21 @@ class HTTPApp:
         await manager.handle_request(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from mcplane.transports.websocket import serve_websocket
-
-        if scope["path"] != self.options.path:
-            await _refuse_websocket(receive, send, "no such endpoint")
-            return
         headers = _headers(scope)
         rejection = self.guard.check(headers.get("host"), headers.get("origin"))
         if rejection is not None:
             await _refuse_websocket(receive, send, rejection[1])
+            return
+        if self._auth is not None:
+            await self._auth(scope, receive, send)
+        else:
+            await self._authenticated(scope, receive, send)
+
+    async def _websocket_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from mcplane.transports.websocket import serve_websocket
+
+        if scope["path"] != self.options.path:
+            await _refuse_websocket(receive, send, "no such endpoint")
             return
         await serve_websocket(self, scope, receive, send)
 

@@ -1,0 +1,186 @@
+"""Build the pipeline's layers and their backends from a :class:`~mcplane.config.PlaneConfig`.
+
+A layer is installed only when something asks for it — a config section, or a tool whose policy
+declares it (``rate_limit=``, ``cache_ttl=``, ``roles=``) — so a bare plane pays for nothing it
+does not use. Backends are memory by default and Redis when a section says ``backend: redis``;
+a Redis that is configured but down is never replaced by memory (no silent fallback): each layer
+fails open or closed as its section says, and readiness reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mcplane.config import PlaneConfig
+from mcplane.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from mcplane.auth import Authenticator
+
+__all__ = ["Layers", "build_layers"]
+
+logger = logging.getLogger("mcplane.layers")
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@dataclass
+class Layers:
+    """What :func:`build_layers` made: the authenticator for the transports, checks, and cleanups."""
+
+    authenticator: Authenticator | None = None
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception:  # one failing close must not keep the others from running
+                logger.exception("closing a layer failed")
+
+
+def _wants(policies: Mapping[str, Mapping[str, Any]], key: str) -> bool:
+    return any(policy.get(key) not in (None, False) for policy in policies.values())
+
+
+def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]]) -> Layers:
+    """Fill the pipeline's slots for ``config``; ``policies`` are the merged per-tool policies."""
+    layers = Layers()
+    redis_client: Any = None
+
+    def redis() -> Any:
+        nonlocal redis_client
+        if redis_client is None:
+            from mcplane.backends.redis import connect_redis
+
+            assert config.redis_url is not None  # checked when the config was validated
+            redis_client = connect_redis(config.redis_url.get())
+            layers.closers.append(redis_client.aclose)
+
+            async def ping() -> tuple[bool, str]:
+                try:
+                    await redis_client.ping()
+                except Exception as exc:  # any failure means "not ready"; the reason is logged, not shown
+                    logger.warning("redis ping failed: %s", type(exc).__name__)
+                    return False, "redis unreachable"
+                return True, "ok"
+
+            layers.health_checks["redis"] = ping
+        return redis_client
+
+    _auth(config, pipeline, policies, layers)
+    _rate_limit(config, pipeline, policies, redis)
+    _cache(config, pipeline, policies, redis)
+    _budget(config, pipeline, redis)
+    _audit(config, pipeline, layers)
+    return layers
+
+
+def _auth(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], layers: Layers) -> None:
+    from mcplane.auth import AccessPolicy, AuthenticateMiddleware, Authenticator
+    from mcplane.middleware.authorize import AuthorizeMiddleware
+
+    if config.auth is not None:
+        layers.authenticator = Authenticator(config.auth)
+        pipeline.set("authenticate", AuthenticateMiddleware(required=config.auth.required))
+    if config.authorization is not None or _wants(policies, "roles") or _wants(policies, "scopes"):
+        pipeline.set("authorize", AuthorizeMiddleware(config.authorization or AccessPolicy()))
+
+
+def _rate_limit(
+    config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], redis: Callable[[], Any]
+) -> None:
+    section = config.rate_limit
+    if section is None and not _wants(policies, "rate_limit"):
+        return
+    from mcplane.backends import MemoryRateLimiter
+    from mcplane.backends.redis import RedisRateLimiter
+    from mcplane.middleware.rate_limit import RateLimitMiddleware, RateLimitOptions
+
+    if section is not None and section.backend == "redis":
+        limiter: Any = RedisRateLimiter(redis())
+    else:
+        limiter = MemoryRateLimiter()
+    options = (
+        RateLimitOptions(default=section.default, scope=section.scope, fail_open=section.fail_open)
+        if section is not None
+        else RateLimitOptions()
+    )
+    pipeline.set("rate_limit", RateLimitMiddleware(options, limiter))
+
+
+def _cache(
+    config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], redis: Callable[[], Any]
+) -> None:
+    section = config.cache
+    if (section is None or not section.enabled) and not _wants(policies, "cache_ttl"):
+        return
+    from mcplane.backends import EncryptedCache, MemoryCache
+    from mcplane.backends.redis import RedisCache
+    from mcplane.middleware.cache import CacheMiddleware, CacheOptions
+
+    if section is not None and section.backend == "redis":
+        cache: Any = RedisCache(redis())
+    else:
+        cache = MemoryCache(max_entries=section.max_entries if section is not None else 10_000)
+    if section is not None and section.encryption_keys:
+        cache = EncryptedCache(cache, [key.get() for key in section.encryption_keys])
+    options = (
+        CacheOptions(
+            enabled=section.enabled,
+            default_ttl=section.default_ttl,
+            max_bytes=section.max_bytes,
+            fail_open=section.fail_open,
+        )
+        if section is not None
+        else CacheOptions()
+    )
+    pipeline.set("cache", CacheMiddleware(options, cache))
+
+
+def _budget(config: PlaneConfig, pipeline: Pipeline, redis: Callable[[], Any]) -> None:
+    section = config.budget
+    if section is None:
+        return
+    from mcplane.backends import MemoryBudgetStore
+    from mcplane.backends.redis import RedisBudgetStore
+    from mcplane.middleware.budget import BudgetMiddleware, BudgetOptions
+
+    store: Any = RedisBudgetStore(redis()) if section.backend == "redis" else MemoryBudgetStore()
+    options = BudgetOptions(
+        limit=section.limit,
+        window=section.window,
+        session_limit=section.session_limit,
+        charge_results=section.charge_results,
+        fail_open=section.fail_open,
+    )
+    pipeline.set("budget", BudgetMiddleware(options, store))
+
+
+def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
+    section = config.audit
+    if section is None:
+        return
+    from mcplane.audit import AuditOptions, JsonlSink, PostgresSink
+    from mcplane.middleware.audit import AuditMiddleware
+
+    if section.sink == "postgres":
+        assert section.dsn is not None  # checked when the config was validated
+        sink: Any = PostgresSink(section.dsn, table=section.table)
+    else:
+        sink = JsonlSink(section.path, fsync=section.fsync)
+    middleware = AuditMiddleware(
+        sink, AuditOptions(fail_open=section.fail_open, trust_forwarded=section.trust_forwarded)
+    )
+    pipeline.set("audit", middleware)
+    layers.closers.append(middleware.aclose)
+
+    async def healthy() -> tuple[bool, str]:
+        await middleware.writer.flush()
+        return (True, "ok") if middleware.writer.healthy else (False, "audit sink failing")
+
+    layers.health_checks["audit"] = healthy

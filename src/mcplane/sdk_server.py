@@ -1,0 +1,124 @@
+"""The official SDK's ``MCPServer`` with its call and list handlers routed through a Plane.
+
+Calls (``tools/call``, ``resources/read``, ``prompts/get``) go through the plane's pipeline;
+lists (``tools/list``, ``resources/list``, ``resources/templates/list``, ``prompts/list``) show a
+principal only what the authorization layer would let it call.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    BlobResourceContents,
+    CallToolRequestParams,
+    CallToolResult,
+    GetPromptRequestParams,
+    GetPromptResult,
+    InputRequiredResult,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    SubscriptionsListenRequestParams,
+    TextResourceContents,
+)
+
+from mcplane.context import Context
+from mcplane.pipeline import Call
+from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+
+    from mcplane.app import Plane
+
+__all__ = ["SDKServer", "install_task_listen", "sdk_lifespan"]
+
+
+def install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
+    """Serve ``subscriptions/listen`` with the tasks extension's ``taskIds`` filter on top."""
+    lowlevel = sdk._lowlevel_server
+    entry = lowlevel.get_request_handler("subscriptions/listen")
+    if entry is not None and isinstance(entry.handler, ListenHandler):
+        handler = TaskListenHandler(entry.handler, sdk._subscriptions, runtime)
+        lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)
+
+
+def sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Any]) -> AsyncGenerator[Any]:
+        async with plane.lifespan() as opened:
+            yield opened
+
+    return lifespan
+
+
+class SDKServer(MCPServer[Any]):
+    """The SDK server with its call handlers routed through the plane's pipeline."""
+
+    def __init__(self, plane: Plane, **kwargs: Any) -> None:
+        self._plane = plane
+        super().__init__(**kwargs)
+
+    async def _handle_call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
+    ) -> CallToolResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        arguments = params.arguments or {}
+        policy = plane.policy_for(params.name)
+        if current_scope.get() is not None and "timeout" not in policy:
+            policy = {**policy, "timeout": None}  # it may become a task: bounded by the task TTL instead
+        return await plane._chain(Call("tool", params.name, arguments, context, policy))
+
+    async def _handle_read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        return await plane._chain(Call("resource", str(params.uri), {}, context))
+
+    async def _handle_get_prompt(
+        self, ctx: ServerRequestContext[Any, Any], params: GetPromptRequestParams
+    ) -> GetPromptResult | InputRequiredResult:
+        plane = self._plane
+        context = plane.make_context(ctx, params)
+        return await plane._chain(Call("prompt", params.name, params.arguments or {}, context))
+
+    async def _read_resource_result(self, uri: str, context: Context) -> ReadResourceResult | InputRequiredResult:
+        try:
+            results = await self.read_resource(uri, context)
+        except ResourceError as err:
+            code = INVALID_PARAMS if isinstance(err, ResourceNotFoundError) else INTERNAL_ERROR
+            message = "resource not found" if isinstance(err, ResourceNotFoundError) else "error reading resource"
+            if isinstance(err, UnexpectedResourceError):
+                raise  # the errors slot logs it and answers internal_error
+            raise MCPError(code=code, message=message, data={"uri": uri}) from None
+        if isinstance(results, InputRequiredResult):
+            return results
+        contents: list[TextResourceContents | BlobResourceContents] = []
+        for item in results:
+            if isinstance(item.content, bytes):
+                contents.append(
+                    BlobResourceContents(
+                        uri=uri,
+                        blob=base64.b64encode(item.content).decode(),
+                        mime_type=item.mime_type or "application/octet-stream",
+                        _meta=item.meta,
+                    )
+                )
+            else:
+                contents.append(
+                    TextResourceContents(
+                        uri=uri, text=item.content, mime_type=item.mime_type or "text/plain", _meta=item.meta
+                    )
+                )
+        return ReadResourceResult(contents=contents)
