@@ -20,15 +20,18 @@ PUBLIC_API = [
     "InternalError",
     "InvalidArguments",
     "MCPlaneError",
+    "NonBlank",
     "NotFound",
     "Pipeline",
     "Plane",
+    "PlaneConfig",
     "Principal",
     "RateLimited",
     "Timeout",
     "Unauthenticated",
     "UpstreamError",
     "__version__",
+    "load_config",
     "websocket_client",
 ]
 

@@ -2,6 +2,7 @@
 
 from mcplane._version import __version__
 from mcplane.app import Plane
+from mcplane.config import PlaneConfig, load_config
 from mcplane.context import ANONYMOUS, Context, Principal
 from mcplane.dependencies import Inject
 from mcplane.errors import (
@@ -22,6 +23,7 @@ from mcplane.errors import (
 )
 from mcplane.pipeline import Call, Pipeline
 from mcplane.transports.websocket import websocket_client
+from mcplane.types import NonBlank
 
 __all__ = [
     "ANONYMOUS",
@@ -37,14 +39,17 @@ __all__ = [
     "InternalError",
     "InvalidArguments",
     "MCPlaneError",
+    "NonBlank",
     "NotFound",
     "Pipeline",
     "Plane",
+    "PlaneConfig",
     "Principal",
     "RateLimited",
     "Timeout",
     "Unauthenticated",
     "UpstreamError",
     "__version__",
+    "load_config",
     "websocket_client",
 ]

@@ -28,6 +28,7 @@ from mcplane.fastpath import FastPath
 from mcplane.layers import Layers, build_layers
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
+from mcplane.middleware.validate import ValidateMiddleware
 from mcplane.pipeline import Call, Pipeline
 from mcplane.policy import parse_duration
 from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
@@ -74,6 +75,7 @@ class Plane:
         timeout = None if default_timeout is None else parse_duration(default_timeout, field="default_timeout")
         self._timeout = TimeoutMiddleware(timeout)
         self.pipeline.set("timeout", self._timeout)
+        self._validate = ValidateMiddleware()
         self.config = PlaneConfig()
         self.layers = Layers()
         self._policies: dict[str, dict[str, Any]] = {}
@@ -221,6 +223,8 @@ class Plane:
             self.fast.forget(tool_name)
             if input_schema is not None:
                 policy["input_schema"] = True
+                policy["json_schema"] = dict(input_schema)
+                self.pipeline.set("validate", self._validate)
                 registered = self.sdk._tool_manager.get_tool(tool_name)
                 assert registered is not None
                 registered.parameters = dict(input_schema)

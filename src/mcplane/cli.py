@@ -7,6 +7,7 @@ endpoint that does not answer) is one line on stderr and a non-zero exit, never 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -48,6 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-origin", action="append", default=None, metavar="ORIGIN", help="allowed Origin (repeatable)"
     )
+    run.add_argument(
+        "--config", default=os.environ.get("MCPLANE_CONFIG"), metavar="FILE", help="mcplane.yaml (or $MCPLANE_CONFIG)"
+    )
+
+    config = commands.add_parser("config", help="work with mcplane.yaml")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a config file (secrets resolved) and summarise it")
+    check.add_argument("file")
+
+    audit = commands.add_parser("audit", help="work with the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser("verify", help="verify the audit hash chain; exit 1 at the first problem")
+    verify.add_argument("--file", metavar="PATH", help="a JSONL audit log")
+    verify.add_argument("--dsn", metavar="DSN", help="a PostgreSQL audit table's database (or ${env:NAME})")
+    verify.add_argument("--table", metavar="T", help="the table (default mcplane_audit)")
 
     call = commands.add_parser("call", help="call one tool on an MCP endpoint and print the result")
     call.add_argument("endpoint", help="http(s)://... or ws(s)://... URL, or a stdio command line")
@@ -64,10 +80,20 @@ def _fail(message: str, code: int = EXIT_ERROR) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["audit", "verify"] and not {"-h", "--help"} & set(argv[2:]):
+        # The verifier has its own options (--file | --dsn [--table]); hand them over untouched.
+        from mcplane.audit.verify import main as verify_main
+
+        return verify_main(argv[2:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "config":
+            return _config_check(args.file)
+        if args.command == "audit":
+            return _fail("usage: mcplane audit verify (--file PATH | --dsn DSN [--table T])", EXIT_USAGE)
         return _call(args)
     except ConfigError as exc:
         return _fail(exc.message)
@@ -82,16 +108,35 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {args.port}")
     plane = load_plane(args.target)
+    if args.config is not None:
+        from mcplane.config import load_config
+
+        plane.configure(load_config(args.config))
     if args.transport == "stdio":
         plane.run("stdio")
         return 0
     sock = bind_socket(args.host, args.port)
-    options: dict[str, Any] = {"path": args.path}
+    options: dict[str, Any] = plane.config.http_options()
+    if args.path != "/mcp" or "path" not in options:
+        options["path"] = args.path
     if args.allow_host is not None:
         options["allowed_hosts"] = tuple(args.allow_host)
     if args.allow_origin is not None:
         options["allowed_origins"] = tuple(args.allow_origin)
     serve_http(plane, host=args.host, port=args.port, sock=sock, **options)
+    return 0
+
+
+def _config_check(file: str) -> int:
+    from mcplane.config import load_config
+
+    config = load_config(file)
+    sections = [
+        name for name in ("auth", "authorization", "rate_limit", "cache", "budget", "audit") if getattr(config, name)
+    ]
+    print(f"ok: {file}")
+    print(f"  layers configured: {', '.join(sections) or 'none'}")
+    print(f"  tool policies: {len(config.tools)} pattern(s); redis: {'yes' if config.redis_url else 'no'}")
     return 0
 
 

@@ -169,6 +169,21 @@ class PlaneConfig(_Section):
                 raise ValueError(f"{name}.backend is redis but redis_url is not set")
         return self
 
+    def http_options(self) -> dict[str, Any]:
+        """The ``http:`` section as keyword options of :class:`~mcplane.transports.http.HTTPOptions`."""
+        http = self.http
+        options: dict[str, Any] = {
+            "path": http.path,
+            "max_body_bytes": http.max_body_bytes,
+            "json_response": http.json_response,
+            "fast_path": http.fast_path,
+        }
+        if http.allowed_hosts is not None:
+            options["allowed_hosts"] = tuple(http.allowed_hosts)
+        if http.allowed_origins is not None:
+            options["allowed_origins"] = tuple(http.allowed_origins)
+        return options
+
     def policy_for(self, tool: str) -> dict[str, Any]:
         """The file's policy for one tool: every matching glob, most specific last (so it wins)."""
         matches = [pattern for pattern in self.tools if fnmatch.fnmatchcase(tool, pattern)]
@@ -247,11 +262,16 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     tree = _deep_merge(raw, _env_overrides(environ))
-    if resolve is not None:
-        tree = resolve(tree)
+    if resolve is None:
+        from mcplane.secrets import Secrets
+
+        base = Path(path).parent if path is not None else None
+        resolve = Secrets(environ=environ, base_dir=base).resolve
+    tree = resolve(tree)
     try:
         return PlaneConfig.model_validate(tree)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {_where(first['loc'])}: {first['msg']}{more}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {_where(first['loc'])}: {message}{more}") from None

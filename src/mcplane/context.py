@@ -41,6 +41,11 @@ class Principal:
 
 ANONYMOUS = Principal(subject="anonymous")
 
+TIMEOUT_META_KEY = "mcplane/timeout_ms"
+"""``_meta`` key carrying the caller's remaining time in milliseconds."""
+TIMEOUT_HEADER = b"mcplane-timeout-ms"
+"""HTTP header (lower-case) carrying the caller's remaining time in milliseconds."""
+
 
 class Context(_SDKContext[Any, Any]):
     """Per-call context: principal, session, deadline, progress, logging, cancellation.
@@ -136,6 +141,38 @@ class Context(_SDKContext[Any, Any]):
     def deadline(self) -> float | None:
         """Absolute deadline on the ``time.monotonic()`` clock, or ``None`` when unbounded."""
         return self._deadline
+
+    def incoming_timeout(self) -> float | None:
+        """Seconds the caller said it will wait (``_meta`` ``mcplane/timeout_ms``, else the
+        ``Mcplane-Timeout-Ms`` header); ``None`` when it said nothing or nonsense."""
+        raw: Any = self.request_meta.get(TIMEOUT_META_KEY)
+        if raw is None:
+            scope = self.scope
+            if scope is not None:
+                for key, value in scope.get("headers", ()):
+                    if key == TIMEOUT_HEADER:
+                        raw = value.decode("latin-1")
+                        break
+        if raw is None or isinstance(raw, bool):
+            return None
+        try:
+            millis = float(raw)
+        except (TypeError, ValueError):
+            return None
+        if millis != millis or millis < 0:  # NaN or negative
+            return None
+        return millis / 1000.0
+
+    def propagation_meta(self) -> dict[str, Any]:
+        """``_meta`` entries for a call this one makes onward: the time left (and the trace context)."""
+        meta: dict[str, Any] = {}
+        remaining = self.remaining()
+        if remaining is not None:
+            meta[TIMEOUT_META_KEY] = int(remaining * 1000)
+        for key in ("traceparent", "tracestate"):
+            if (value := self.request_meta.get(key)) is not None:
+                meta[key] = value
+        return meta
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (never negative), or ``None`` when unbounded."""

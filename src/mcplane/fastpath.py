@@ -44,6 +44,7 @@ _ALLOWED_META = frozenset(
         "io.modelcontextprotocol/clientInfo",
         "traceparent",
         "tracestate",
+        "mcplane/timeout_ms",
     }
 )
 _SDK_BUILTIN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})

@@ -25,13 +25,20 @@ from mcp_types import (
     GetPromptRequestParams,
     GetPromptResult,
     InputRequiredResult,
+    ListPromptsResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
     ReadResourceRequestParams,
     ReadResourceResult,
     SubscriptionsListenRequestParams,
     TextResourceContents,
 )
 
-from mcplane.context import Context
+from mcplane.auth.middleware import principal_of
+from mcplane.auth.policy import AccessPolicy, Kind, visible
+from mcplane.context import ANONYMOUS, Context
 from mcplane.pipeline import Call
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
 
@@ -78,6 +85,52 @@ class SDKServer(MCPServer[Any]):
         if current_scope.get() is not None and "timeout" not in policy:
             policy = {**policy, "timeout": None}  # it may become a task: bounded by the task TTL instead
         return await plane._chain(Call("tool", params.name, arguments, context, policy))
+
+    def _visible(self, ctx: ServerRequestContext[Any, Any], kind: Kind) -> Callable[[str], bool] | None:
+        """A name filter for list results, or ``None`` when no authorization layer is installed."""
+        plane = self._plane
+        if plane.pipeline.get("authorize") is None:
+            return None
+        principal = principal_of(ctx) or ANONYMOUS
+        policy = plane.config.authorization or AccessPolicy()
+
+        def allowed(name: str) -> bool:
+            code = plane.policy_for(name) if kind == "tool" else None
+            return visible(principal, kind, name, policy, code)
+
+        return allowed
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        result = await super()._handle_list_tools(ctx, params)
+        if (allowed := self._visible(ctx, "tool")) is not None:
+            result.tools = [tool for tool in result.tools if allowed(tool.name)]
+        return result
+
+    async def _handle_list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        result = await super()._handle_list_resources(ctx, params)
+        if (allowed := self._visible(ctx, "resource")) is not None:
+            result.resources = [item for item in result.resources if allowed(str(item.uri))]
+        return result
+
+    async def _handle_list_resource_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        result = await super()._handle_list_resource_templates(ctx, params)
+        if (allowed := self._visible(ctx, "resource")) is not None:
+            result.resource_templates = [item for item in result.resource_templates if allowed(item.uri_template)]
+        return result
+
+    async def _handle_list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListPromptsResult:
+        result = await super()._handle_list_prompts(ctx, params)
+        if (allowed := self._visible(ctx, "prompt")) is not None:
+            result.prompts = [item for item in result.prompts if allowed(item.name)]
+        return result
 
     async def _handle_read_resource(
         self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams

@@ -4,6 +4,10 @@ The effective limit is ``min(policy timeout, time left before the caller's deadl
 passes, the call is cancelled and answers ``timeout`` (or ``deadline_exceeded`` when the
 caller's deadline was the tighter bound). Whatever the call hands on through mcplane sees the
 same deadline on its context.
+
+The caller's remaining time arrives as ``_meta["mcplane/timeout_ms"]`` on the request or as the
+HTTP header ``Mcplane-Timeout-Ms`` (milliseconds left, a number; relative, so clocks need not
+agree). ``ctx.propagation_meta()`` gives what to send on: the time still left.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class TimeoutMiddleware:
         now = time.monotonic()
         own_deadline = None if timeout is None else now + float(timeout)
         caller_deadline = ctx.deadline
+        if caller_deadline is None:
+            remaining = ctx.incoming_timeout()
+            if remaining is not None:
+                caller_deadline = now + remaining
         if caller_deadline is not None and caller_deadline <= now:
             raise DeadlineExceeded()
         if own_deadline is None and caller_deadline is None:

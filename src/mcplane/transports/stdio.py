@@ -22,6 +22,8 @@ from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
+from mcplane.context import ANONYMOUS, Principal
+from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message, error_frame
 from mcplane.transports.stream_fast import StreamFastPath
@@ -42,6 +44,7 @@ async def stdio_streams(
     *,
     max_line_bytes: int = MAX_LINE_BYTES,
     fast: FastPath | None = None,
+    principal: Principal = ANONYMOUS,
 ) -> AsyncGenerator[tuple[Any, Any]]:
     """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout.
 
@@ -74,7 +77,7 @@ async def stdio_streams(
     async def write_fast(payload: bytes) -> None:
         _write_all(out, payload + b"\n")
 
-    hot = StreamFastPath(fast, write_fast) if fast is not None else None
+    hot = StreamFastPath(fast, write_fast, principal=principal) if fast is not None else None
     if hot is not None:
         hot.on_done = unanswered.forget_id
 
@@ -238,7 +241,21 @@ async def _discard_line(reader: asyncio.StreamReader) -> None:
 
 
 async def serve_stdio(plane: Any) -> None:
-    """Serve a Plane over stdio until stdin closes."""
+    """Serve a Plane over stdio until stdin closes.
+
+    With ``auth`` configured, the session runs as the principal of ``$MCPLANE_TOKEN`` (verified
+    like an HTTP bearer token) or the configured local principal; a bad token stops the start.
+    """
+    from mcplane.auth import current_principal, principal_from_env
+
     lowlevel = plane.sdk._lowlevel_server
-    async with stdio_streams(fast=plane.fast) as (read_stream, write_stream):
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    async with plane.lifespan():
+        principal = ANONYMOUS
+        if plane.config.auth is not None:
+            try:
+                principal = await principal_from_env(plane.config.auth, plane.layers.authenticator)
+            except MCPlaneError as exc:
+                raise ConfigError(f"stdio authentication failed: {exc.message}") from None
+        current_principal.set(principal)
+        async with stdio_streams(fast=plane.fast, principal=principal) as (read_stream, write_stream):
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
