@@ -342,3 +342,21 @@ async def test_secret_values_never_reach_logs_errors_or_audit_records(
     assert DB_PASSWORD not in audit_text
     assert "crashed" in caplog.text
     assert DB_PASSWORD not in caplog.text
+
+
+def test_redact_all_logs_covers_loggers_and_handlers_made_later(caplog: pytest.LogCaptureFixture) -> None:
+    from mcplane.secrets import redact_all_logs
+
+    secrets = Secrets(environ={"LATE_TOKEN": "tok-5f1e-late-value"})
+    secrets.resolve({"token": "${env:LATE_TOKEN}"})
+    redact_all_logs(secrets)
+    redact_all_logs(secrets)  # idempotent: one factory per resolver
+    late = logging.getLogger("mcplane.tests.late-logger")
+    with caplog.at_level(logging.INFO, logger="mcplane.tests.late-logger"):
+        late.info("connecting with %s", "tok-5f1e-late-value")
+        try:
+            raise RuntimeError("failed with tok-5f1e-late-value")
+        except RuntimeError:
+            late.exception("boom")
+    assert "tok-5f1e-late-value" not in caplog.text
+    assert "**********" in caplog.text

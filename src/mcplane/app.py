@@ -119,6 +119,10 @@ class Plane:
         self.config = config
         self._merged.clear()
         self._timeout.default_timeout = config.server.default_timeout
+        if config.secrets is not None:
+            from mcplane.secrets import redact_all_logs
+
+            redact_all_logs(config.secrets)
 
     # ----------------------------------------------------------------- registration
     def tool(

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mcplane.auth.config import AuthConfig
 from mcplane.auth.policy import AccessPolicy
 from mcplane.errors import ConfigError
 from mcplane.policy import parse_duration
-from mcplane.secrets import Secret
+from mcplane.secrets import Secret, Secrets
 
 __all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
 
@@ -160,6 +160,12 @@ class PlaneConfig(_Section):
     budget: BudgetSection | None = None
     audit: AuditSection | None = None
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+    _secrets: Any = PrivateAttr(default=None)
+    """The resolver the file's secret references went through (refresh and log redaction)."""
+
+    @property
+    def secrets(self) -> Secrets | None:
+        return self._secrets
 
     @model_validator(mode="after")
     def _redis_when_needed(self) -> PlaneConfig:
@@ -262,14 +268,16 @@ def load_config(
         if not isinstance(raw, dict):
             raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     tree = _deep_merge(raw, _env_overrides(environ))
+    secrets: Secrets | None = None
     if resolve is None:
-        from mcplane.secrets import Secrets
-
         base = Path(path).parent if path is not None else None
-        resolve = Secrets(environ=environ, base_dir=base).resolve
+        secrets = Secrets(environ=environ, base_dir=base)
+        resolve = secrets.resolve
     tree = resolve(tree)
     try:
-        return PlaneConfig.model_validate(tree)
+        config = PlaneConfig.model_validate(tree)
+        config._secrets = secrets
+        return config
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

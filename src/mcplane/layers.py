@@ -72,6 +72,16 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
             layers.health_checks["redis"] = ping
         return redis_client
 
+    secrets = config.secrets
+    if secrets is not None and secrets.refresh_interval is not None and secrets._tracked:
+
+        async def refresh() -> tuple[bool, str]:
+            # Readiness probes arrive every few seconds: they keep secret references fresh.
+            await secrets.refresh_if_due()
+            return True, "ok"
+
+        layers.health_checks["secrets"] = refresh
+
     _auth(config, pipeline, policies, layers)
     _rate_limit(config, pipeline, policies, redis)
     _cache(config, pipeline, policies, redis)

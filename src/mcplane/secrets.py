@@ -37,7 +37,7 @@ from pydantic_core import core_schema
 
 from mcplane.errors import ConfigError
 
-__all__ = ["MASK", "RedactingFilter", "Secret", "Secrets", "VaultSettings"]
+__all__ = ["MASK", "RedactingFilter", "Secret", "Secrets", "VaultSettings", "redact_all_logs"]
 
 logger = logging.getLogger("mcplane.secrets")
 
@@ -321,6 +321,29 @@ class RedactingFilter(logging.Filter):
             if name not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, name, redact(value))
         return True
+
+
+_redacting: list[RedactingFilter] = []
+
+
+def redact_all_logs(secrets: Secrets) -> None:
+    """Mask ``secrets``' values in every log record of this process, whatever logger or handler.
+
+    A record factory runs the :class:`RedactingFilter` as each record is made, so records of
+    loggers and handlers configured later (uvicorn's, a user's) are covered too. Idempotent.
+    """
+    if any(existing._secrets is secrets for existing in _redacting):
+        return
+    redacting = RedactingFilter(secrets)
+    _redacting.append(redacting)
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redacting.filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 def hvac_reader(settings: VaultSettings) -> VaultReader:
