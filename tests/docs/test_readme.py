@@ -91,7 +91,7 @@ def test_server_snippet_runs_over_stdio(tmp_path: Path) -> None:
 def test_run_and_call_commands(quickstart_port: int) -> None:
     lines = [
         line.split("#")[0].strip()
-        for line in _blocks("bash")[2].splitlines()
+        for line in next(block for block in _blocks("bash") if "mcplane --version" in block).splitlines()
         if line.startswith("mcplane call") or line.startswith("mcplane --version")
     ]
     assert len(lines) == 4
@@ -123,3 +123,28 @@ async def test_client_snippets(quickstart_port: int, marker: str) -> None:
     else:
         assert any("result" in line or "structured" in line for line in printed)
         assert any("tools=" in line for line in printed)
+
+
+def test_production_layers_snippets(tmp_path: Path) -> None:
+    from mcplane import Plane
+
+    decorated = next(block for block in _blocks("python") if "@plane.tool(timeout=" in block)
+    plane = Plane("readme")
+    exec(compile(decorated, "README", "exec"), {"plane": plane})
+    policy = plane.policy_for("invoice_total")
+    assert policy["timeout"] == 2.0
+    assert policy["rate_limit"] == "100/minute"
+    assert policy["roles"] == ["billing"]
+
+    config = tmp_path / "mcplane.yaml"
+    config.write_text(_blocks("yaml")[0])
+    out = subprocess.run([str(BIN / "mcplane"), "config", "check", str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "authorization" in out.stdout and "audit" in out.stdout
+
+    from mcplane import load_config
+
+    loaded = load_config(config)
+    plane.configure(loaded)
+    assert plane.policy_for("billing_charge")["timeout"] == 1.0, "the file's glob applies"
+    assert plane.policy_for("invoice_total")["timeout"] == 2.0, "no glob matches: the decorator's value"
