@@ -140,7 +140,8 @@ def test_production_layers_snippets(tmp_path: Path) -> None:
     config.write_text(_blocks("yaml")[0])
     out = subprocess.run([str(BIN / "mcplane"), "config", "check", str(config)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "authorization" in out.stdout and "audit" in out.stdout
+    assert "authorization" in out.stdout
+    assert "audit" in out.stdout
 
     from mcplane import load_config
 
