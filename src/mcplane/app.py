@@ -119,6 +119,8 @@ class Plane:
         self.config = config
         self._merged.clear()
         self._timeout.default_timeout = config.server.default_timeout
+        if config.server.name:
+            self.name = self.sdk._lowlevel_server.name = config.server.name
         if config.secrets is not None:
             from mcplane.secrets import redact_all_logs
 
@@ -405,12 +407,14 @@ class Plane:
         """The ASGI app serving ``/mcp`` (Streamable HTTP and WebSocket), ``/health`` and ``/ready``."""
         from mcplane.transports.http import HTTPApp, HTTPOptions
 
-        return HTTPApp(self, HTTPOptions(**options))
+        return HTTPApp(self, HTTPOptions(**{**self.config.http_options(), **options}))
 
     def run(self, transport: Transport = "stdio", *, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
         """Serve until interrupted: ``stdio`` (default), ``http`` or ``ws`` (same ASGI app)."""
         from mcplane.transports.serve import run
 
+        if transport != "stdio":
+            options = {**self.config.http_options(), **options}
         run(self, transport, host=host, port=port, **options)
 
 

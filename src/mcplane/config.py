@@ -7,14 +7,15 @@ parsed as YAML scalars, so ``MCPLANE__SERVER__DEFAULT_TIMEOUT=2s`` and
 the file, the key path and what was expected, and nothing starts.
 
 Per-tool policy comes from the decorator and from ``tools:`` globs in the file; **the file wins**,
-so operators change policy without a redeploy. Among globs, the most specific (longest pattern
-without wildcards counted first) wins; an exact name beats any glob.
+so operators change policy without a redeploy. Among globs, the most specific (most literal
+characters) wins, and the one written first among equally specific ones; an exact name beats any glob.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,7 @@ from mcplane.secrets import Secret, Secrets
 __all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
 
 ENV_PREFIX = "MCPLANE__"
+_ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h)?\s*$")
 
 
 class _Section(BaseModel):
@@ -46,6 +48,16 @@ def _duration(value: Any) -> float | None:
         raise ValueError(exc.message.split(": ", 1)[-1]) from None
 
 
+def _rate_limit(value: str | list[str] | None) -> str | list[str] | None:
+    """Check a rate limit (``"100/minute"`` or a list) when the file is read, not at the first call."""
+    if value is None or value in ("off", "") or value == []:
+        return value
+    from mcplane.backends.rate_limit import parse_limits
+
+    parse_limits(value)  # raises ValueError with what was expected
+    return value
+
+
 class ToolPolicy(_Section):
     """What an operator can set per tool (or per glob of tools)."""
 
@@ -59,10 +71,22 @@ class ToolPolicy(_Section):
     cost: int | None = Field(default=None, ge=0)
     retryable: bool | None = None
 
-    @field_validator("timeout", "cache_ttl", mode="before")
+    @field_validator("timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
+
+    @field_validator("cache_ttl", mode="before")
+    @classmethod
+    def _parse_ttl(cls, value: Any) -> float | None:
+        if _ZERO.match(str(value)) and not isinstance(value, bool):
+            return 0.0  # caching off for the tool (e.g. the file turning off a decorator's cache_ttl)
+        return _duration(value)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _rate_limit(value)
 
     def as_policy(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -97,6 +121,11 @@ class RateLimitSection(_Section):
     scope: Literal["principal", "global", "both"] = "principal"
     fail_open: bool = False
 
+    @field_validator("default")
+    @classmethod
+    def _parse_rate_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _rate_limit(value)
+
 
 class CacheSection(_Section):
     enabled: bool = False
@@ -113,6 +142,20 @@ class CacheSection(_Section):
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: list[Secret]) -> list[Secret]:
+        from cryptography.fernet import Fernet
+
+        for position, key in enumerate(keys, 1):
+            try:
+                Fernet(key.get())
+            except (ValueError, TypeError):  # never echo the key: it is a secret
+                raise ValueError(
+                    f"key #{position} is not a valid Fernet key (make one with Fernet.generate_key())"
+                ) from None
+        return keys
 
 
 class BudgetSection(_Section):
@@ -138,6 +181,14 @@ class AuditSection(_Section):
     table: str = "mcplane_audit"
     fail_open: bool = False
     trust_forwarded: bool = False
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, table: str) -> str:
+        from mcplane.audit.postgres import _table_ident
+
+        _table_ident(table)  # raises ValueError naming what is expected
+        return table
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> AuditSection:
@@ -193,6 +244,8 @@ class PlaneConfig(_Section):
     def policy_for(self, tool: str) -> dict[str, Any]:
         """The file's policy for one tool: every matching glob, most specific last (so it wins)."""
         matches = [pattern for pattern in self.tools if fnmatch.fnmatchcase(tool, pattern)]
+        # Least specific first; among equally specific globs the one written first is applied last (it wins).
+        matches.reverse()
         matches.sort(key=_specificity)
         merged: dict[str, Any] = {}
         for pattern in matches:
@@ -227,6 +280,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"environment {key}: conflicts with another override")
+        if isinstance(node.get(path[-1]), dict):  # MCPLANE__A after MCPLANE__A__B: as ambiguous as the reverse
+            raise ConfigError(f"environment {key}: conflicts with another override")
         node[path[-1]] = yaml.safe_load(raw) if raw else raw
     return tree
 
@@ -263,8 +318,8 @@ def load_config(
             raw = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            raise ConfigError(f"{file}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+            raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     tree = _deep_merge(raw, _env_overrides(environ))

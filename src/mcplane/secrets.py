@@ -315,6 +315,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+            # Handlers that re-render the live exception (rich's) would show it unredacted; the
+            # formatted, redacted text stays and standard formatters print it.
+            record.exc_info = None
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         for name, value in list(record.__dict__.items()):

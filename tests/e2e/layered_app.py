@@ -15,6 +15,7 @@ from datetime import datetime
 import anyio
 
 from mcplane import Context, Plane
+from mcplane.errors import NotFound
 from mcplane.types import NonBlank
 
 plane = Plane("layered", instructions="Every layer configured from mcplane.yaml.")
@@ -32,6 +33,7 @@ async def whoami(ctx: Context) -> dict[str, object]:
         "roles": sorted(principal.roles),
         "auth_method": principal.claims.get("auth_method"),
         "api_key_id": principal.claims.get("api_key_id"),
+        "issuer": principal.claims.get("iss"),
     }
 
 
@@ -51,6 +53,12 @@ def admin_stats() -> str:
 def ops_restart() -> str:
     """Only the decorator's ``roles=`` guards it (no file rule matches)."""
     return "restarted"
+
+
+@plane.tool()
+def internal_debug() -> str:
+    """No rule in the file and no roles in code: ``default: deny`` keeps everyone out."""
+    return "debug"
 
 
 @plane.tool(timeout="5s")
@@ -74,9 +82,9 @@ def counted(key: str) -> int:
     return executions[f"counted:{key}"]
 
 
-@plane.tool(cost=4)
+@plane.tool(cost=400)
 def pricey() -> int:
-    """Costs 4 budget units per call; returns how often it really ran."""
+    """Costs 400 budget units per call; returns how often it really ran."""
     executions["pricey"] += 1
     return executions["pricey"]
 
@@ -90,7 +98,7 @@ def login(username: str, password: str) -> str:
 @plane.tool()
 def fail_politely() -> str:
     """A tool error the tool chose (audited as an error outcome)."""
-    raise ValueError("nothing to report")
+    raise NotFound("no such report")
 
 
 @plane.tool()

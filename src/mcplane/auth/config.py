@@ -36,6 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, f
 from mcplane.auth.keys import load_pem_public_key
 from mcplane.errors import ConfigError
 from mcplane.policy import parse_duration
+from mcplane.secrets import Secret
 
 __all__ = [
     "APIKey",
@@ -68,8 +69,25 @@ def _seconds(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 
 
+def _reveal(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.get()
+    if isinstance(value, list):
+        return [_reveal(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_resolved_secrets(cls, data: Any) -> Any:
+        """A secret reference (``${env:JWT_SECRET}``) arrives from the config loader as a
+        :class:`~mcplane.secrets.Secret`; these fields take its text (``SecretStr`` keeps it hidden)."""
+        if isinstance(data, dict):
+            return {key: _reveal(item) for key, item in data.items()}  # pyright: ignore[reportUnknownVariableType]
+        return data
 
 
 class ClaimsMapping(_Model):
