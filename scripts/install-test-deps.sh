@@ -32,4 +32,19 @@ fi
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
+
+# --- deploy/ tests: promtool (Debian package `prometheus`) for `promtool check/test rules` -----
+# tests/deploy/test_prometheus.py skips without promtool, and fails without it under CI.
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  apt_as=""
+  if [ "$(id -u)" != 0 ]; then apt_as="sudo -n"; fi
+  apt_install="$apt_as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus"
+  if ! $apt_install >/dev/null 2>&1; then
+    $apt_as apt-get update -qq >/dev/null 2>&1 || true
+    $apt_install >/dev/null 2>&1 \
+      || echo "warning: could not install promtool (apt-get install prometheus); deploy rule tests will skip" >&2
+  fi
+fi
+# --- end deploy/ block ---------------------------------------------------------------------------
+
 echo "test dependencies ready: node $("$node22" --version), conformance 0.2.0-alpha.12 and 0.1.16"
