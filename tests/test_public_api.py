@@ -8,9 +8,11 @@ import mcplane
 
 PUBLIC_API = [
     "ANONYMOUS",
+    "Budget",
     "BudgetExceeded",
     "Call",
     "CircuitOpen",
+    "Client",
     "ConfigError",
     "Context",
     "DeadlineExceeded",
@@ -27,7 +29,9 @@ PUBLIC_API = [
     "PlaneConfig",
     "Principal",
     "RateLimited",
+    "RetryPolicy",
     "Timeout",
+    "ToolFailed",
     "Unauthenticated",
     "UpstreamError",
     "__version__",

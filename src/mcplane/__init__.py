@@ -2,6 +2,7 @@
 
 from mcplane._version import __version__
 from mcplane.app import Plane
+from mcplane.client import Budget, Client, RetryPolicy, ToolFailed
 from mcplane.config import PlaneConfig, load_config
 from mcplane.context import ANONYMOUS, Context, Principal
 from mcplane.dependencies import Inject
@@ -27,9 +28,11 @@ from mcplane.types import NonBlank
 
 __all__ = [
     "ANONYMOUS",
+    "Budget",
     "BudgetExceeded",
     "Call",
     "CircuitOpen",
+    "Client",
     "ConfigError",
     "Context",
     "DeadlineExceeded",
@@ -46,7 +49,9 @@ __all__ = [
     "PlaneConfig",
     "Principal",
     "RateLimited",
+    "RetryPolicy",
     "Timeout",
+    "ToolFailed",
     "Unauthenticated",
     "UpstreamError",
     "__version__",

@@ -69,6 +69,8 @@ class MCPlaneError(Exception):
         self.message = message or self.default_message
         self.retry_after_ms = retry_after_ms
         self.details = details
+        self.correlation_id: str | None = None
+        """Set on errors a client received: the id the server logged the failure under."""
         super().__init__(self.message)
 
     def __repr__(self) -> str:
