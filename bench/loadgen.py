@@ -7,6 +7,9 @@ C parser uvicorn uses), all callback-driven on uvloop: no coroutine, future or d
 stdio: spawns the server as a subprocess (pinned to the server CPU) and pipelines
 newline-delimited JSON-RPC on its stdin/stdout with up to ``concurrency`` requests in flight.
 
+With ``--auth`` every HTTP request carries ``Authorization: Bearer <JWT>``, a token minted once at
+start with PyJWT from the run's secret and subject (``fullpipe.py``).
+
 Every response is checked: HTTP 200, the request's id, the echoed text, no JSON-RPC error, no
 ``isError``. Only responses that complete inside the measured window count; the window opens
 after the warm-up and the server's CPU time (``/proc/<pid>/stat``) is read at both edges.
@@ -232,6 +235,12 @@ class HTTPLoad:
             b"POST /mcp HTTP/1.1\r\nHost: " + host + b"\r\n"
             b"Accept: application/json, text/event-stream\r\nContent-Type: application/json\r\n"
         )
+        if args.auth:
+            # A valid HS256 token minted once, at start (see fullpipe.py); on every request of both
+            # HTTP legs, the session's initialize and notifications/initialized included.
+            from fullpipe import mint_token
+
+            common += b"Authorization: Bearer " + mint_token().encode("ascii") + b"\r\n"
         self.common = common
         if args.leg == "http-2026":
             self.body_template = MODERN_CALL
@@ -618,6 +627,11 @@ def main() -> None:
     parser.add_argument("--server-log", help="stdio legs: append the server's stderr here")
     parser.add_argument("--pid-file", help="stdio legs: write the spawned server's pid here (for a profiler)")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="HTTP legs: send `Authorization: Bearer <JWT>` minted from MCPLANE_BENCH_JWT_SECRET/_SUBJECT",
+    )
     parser.add_argument("server_cmd", nargs="*", help="stdio legs: the server command line")
     args = parser.parse_args()
     if args.load_cpu is not None:

@@ -75,13 +75,15 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("mcp_types (models, per-version method tables)", ("mcp_types/",)),
     ("pydantic (validation / serialization)", ("pydantic/", "pydantic_core/")),
     ("fastmcp", ("fastmcp/",)),
+    ("PyJWT (token decode, HMAC verify)", ("jwt/",)),
+    ("redis-py (client, connection pool, RESP)", ("redis/",)),
     ("starlette / sse-starlette", ("starlette/", "sse_starlette/")),
     ("uvicorn (Python side)", ("uvicorn/",)),
     ("anyio", ("anyio/",)),
     ("asyncio (Python event loop, streams, tasks)", ("asyncio/",)),
     (
         "json / logging / typing / other stdlib",
-        ("json/", "logging/", "typing.py", "contextlib.py", "enum.py", "uuid.py"),
+        ("json/", "logging/", "typing.py", "contextlib.py", "enum.py", "uuid.py", "hmac.py", "base64.py"),
     ),
 )
 COMPLETE_ROOTS = frozenset({"<module>", "MainThread", "Thread._bootstrap", "_bootstrap"})
@@ -214,6 +216,64 @@ def render_collapsed(summary: dict[str, Any], title: str, unit: str = "samples")
     return "\n".join(out) + "\n"
 
 
+# The pipeline's layers as they appear in stacks. A layer's own time is every sample whose deepest
+# layer frame is that one and that did not go on into the next pipeline step (``step`` in
+# mcplane/pipeline.py, the ``call_next`` of a middleware), nor into the app behind the HTTP auth.
+LAYER_FRAMES: tuple[tuple[str, str], ...] = (
+    ("AuthASGI.__call__", "auth: bearer check in the HTTP tier (AuthASGI, JWT verify)"),
+    ("AuthenticateMiddleware.__call__", "auth: authenticate slot (principal onto the context)"),
+    ("AuditMiddleware.__call__", "audit (records, hashes, JSONL append)"),
+    ("AuthorizeMiddleware.__call__", "authorization"),
+    ("RateLimitMiddleware.__call__", "rate limit (middleware + hit, caller side)"),
+    ("RedisRateLimiter._run_batch", "rate limit: Redis pipeline task (redis-py)"),
+    ("RedisRateLimiter._sent", "rate limit: Redis pipeline task (redis-py)"),
+    ("BudgetMiddleware.__call__", "budget"),
+    ("CacheMiddleware.__call__", "cache"),
+)
+DOWNSTREAM = frozenset({"step", "HTTPApp._authenticated"})
+
+
+def layer_breakdown(lines: Iterable[str]) -> list[tuple[str, float]]:
+    """Each layer's own share of the samples (see :data:`LAYER_FRAMES`), largest first."""
+    names = {frame: label for frame, label in LAYER_FRAMES}
+    own: Counter[str] = Counter()
+    total = 0
+    for line in lines:
+        text, _, count = line.rstrip("\n").rpartition(" ")
+        if not text:
+            continue
+        weight = int(count)
+        total += weight
+        label = None
+        for frame in text.split(";"):
+            name = _frame(frame)[0]
+            if name in names:
+                label = names[name]
+            elif label is not None and name in DOWNSTREAM:
+                label = None  # went on to the next layer (or the app): not this layer's own time
+        if label is not None:
+            own[label] += weight
+    return [(label, 100 * weight / (total or 1)) for label, weight in own.most_common()]
+
+
+def render_layers(shares: list[tuple[str, float]], cpu_us_per_call: float | None) -> str:
+    if not shares:
+        return ""
+    out = [
+        "### Per layer (own time: not the layers or the tool it calls on)",
+        "",
+        "µs/call ≈ share \u00d7 the server's CPU per call measured under the same load with the profiler "
+        "attached (the profiler inflates Python code, so read the µs as a split of the measured cost).",
+        "",
+        "| layer | % of samples | ≈ µs/call |",
+        "|---|--:|--:|",
+    ]
+    for label, share in shares:
+        us = "n/a" if cpu_us_per_call is None else f"{share / 100 * cpu_us_per_call:.0f}"
+        out.append(f"| {label} | {share:.1f} | {us} |")
+    return "\n".join(out) + "\n"
+
+
 def render_cprofile(path: Path, calls: int, top: int = 40) -> str:
     stats = pstats.Stats(str(path))
     rows = []
@@ -282,12 +342,21 @@ def main() -> int:
     limit = args.warmup + args.duration + 120
     try:
         with contextlib.ExitStack() as stack:
+            if variant.layered:  # per-run JWT secret, subject and audit directory; cleaned up on exit
+                stack.enter_context(bench.fullpipe.pipeline_env())
             if args.leg in bench.HTTP_LEGS:
                 pid, port = stack.enter_context(
                     bench.http_server(variant, args.leg, 0, log_path, 60.0, prefix, signal.SIGINT)
                 )
                 gen = bench.run_loadgen(
-                    run_args, args.leg, args.concurrency, port=port, server_pid=pid, log_path=log_path, wait=False
+                    run_args,
+                    args.leg,
+                    args.concurrency,
+                    port=port,
+                    server_pid=pid,
+                    log_path=log_path,
+                    wait=False,
+                    auth=variant.auth,
                 )
             else:
                 cmd = [bench.PYTHON, *prefix, str(bench.SERVERS / variant.script), "--transport", "stdio"]
@@ -358,6 +427,8 @@ def main() -> int:
         body = render_collapsed(
             summary, f"pyinstrument, {args.interval * 1000:g} ms interval, {args.duration - 1:g} s", "µs sampled"
         )
+        efficiency = result.get("calls_per_cpu_s")
+        body += "\n" + render_layers(layer_breakdown(collapsed), 1e6 / efficiency if efficiency else None)
     else:
         body = render_cprofile(prof_path, result["requests_sent"])
     text = head + "\n" + body

@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import fullpipe  # noqa: E402  (next to this file)
+
 SERVERS = BENCH / "servers"
 PYTHON = sys.executable
 
@@ -59,6 +63,18 @@ class Variant:
     """Extra server flags per leg; a leg missing here is not run for this variant."""
     config: dict[str, str] = field(default_factory=dict)
     """What the configuration is, per leg, for the table."""
+    auth: bool = False
+    """The server wants ``Authorization: Bearer <JWT>`` (readiness probe and load generator send one)."""
+    default: bool = True
+    """Part of a plain ``python bench/run.py``; the layer sweep's variants are not (``--sweep``)."""
+    base: str | None = None
+    """Layer sweep: the variant this one adds one layer to (its delta is computed against it)."""
+    adds: str = ""
+    """Layer sweep: what this variant adds to ``base``."""
+
+    @property
+    def layered(self) -> bool:
+        return any("--layers" in flags for flags in self.args.values())
 
 
 EVERY_LEG = {leg: () for leg in ALL_LEGS}
@@ -117,6 +133,119 @@ VARIANTS: tuple[Variant, ...] = (
             **{leg: "raw asyncio line loop + orjson (no MCP)" for leg in STDIO_LEGS},
         },
     ),
+)
+
+
+def _layered(
+    key: str,
+    role: str,
+    layers: str,
+    describe: str,
+    *,
+    fsync: str = "interval",
+    default: bool = False,
+    base: str | None = None,
+    adds: str = "",
+) -> Variant:
+    """A bare-echo Plane plus pipeline layers (``fullpipe.py``), on the HTTP legs."""
+    return Variant(
+        key,
+        role,
+        "mcplane_server.py",
+        {leg: ("--layers", layers, "--fsync", fsync) for leg in HTTP_LEGS},
+        {leg: describe for leg in HTTP_LEGS},
+        auth="auth" in layers.split(","),
+        default=default,
+        base=base,
+        adds=adds,
+    )
+
+
+FULL = "auth,authz,ratelimit,audit"
+FULL_DESCRIPTION = (
+    "`Plane` + JWT HS256 auth + authorization (role rule) + rate limit on Redis (1000000/second, principal) "
+    "+ audit JSONL file, fsync {}"
+)
+VARIANTS += (
+    _layered(
+        "mcplane-full",
+        "full",
+        FULL,
+        FULL_DESCRIPTION.format("`interval`"),
+        default=True,
+        base="mcplane+ratelimit",
+        adds="+ audit (JSONL, fsync interval)",
+    ),
+    _layered(
+        "mcplane-full-fsync",
+        "full",
+        FULL,
+        FULL_DESCRIPTION.format("`always` (informative)"),
+        fsync="always",
+        default=True,
+        base="mcplane+ratelimit",
+        adds="+ audit (JSONL, fsync always)",
+    ),
+    # The layer sweep (`--sweep`): one layer at a time, cumulatively, then audit and the Redis round trip alone.
+    _layered("mcplane+auth", "layer", "auth", "`Plane` + JWT HS256 auth", base="mcplane", adds="+ auth (JWT HS256)"),
+    _layered(
+        "mcplane+authz",
+        "layer",
+        "auth,authz",
+        "`Plane` + auth + authorization",
+        base="mcplane+auth",
+        adds="+ authorization (role rule)",
+    ),
+    _layered(
+        "mcplane+rl-memory",
+        "layer",
+        "auth,authz,ratelimit-memory",
+        "`Plane` + auth + authorization + rate limit in memory",
+        base="mcplane+authz",
+        adds="+ rate limit, memory backend",
+    ),
+    _layered(
+        "mcplane+ratelimit",
+        "layer",
+        "auth,authz,ratelimit",
+        "`Plane` + auth + authorization + rate limit on Redis",
+        base="mcplane+authz",
+        adds="+ rate limit, Redis backend",
+    ),
+    _layered(
+        "mcplane+audit",
+        "layer",
+        "audit",
+        "`Plane` + audit JSONL file, fsync `interval` (no auth)",
+        base="mcplane",
+        adds="+ audit alone (fsync interval)",
+    ),
+)
+SWEEP = (
+    "mcplane",
+    "mcplane+auth",
+    "mcplane+authz",
+    "mcplane+rl-memory",
+    "mcplane+ratelimit",
+    "mcplane-full",
+    "mcplane-full-fsync",
+    "mcplane+audit",
+)
+FULL_TARGET = 0.7
+PIPELINE_NOTES = (
+    "**Where the added cost goes** (layer sweep `python bench/run.py --sweep --repeat 2` of 2026-11-24, "
+    "server CPU µs per call added at concurrency 32, http-2026 / http-2025; details, profiles and the fixes in "
+    '`bench/PROFILE.md`, section "The full pipeline"): **audit** (JSONL, `fsync: interval`) +101 / +97, the '
+    "costliest layer; **rate limit on Redis** +54 / +49 (+22 of it the middleware and GCRA bookkeeping, as on the "
+    "memory backend; the rest the pipelined Redis round trip), and at concurrency 1 the costliest: +141 / +147 µs of "
+    "CPU and +182 / +189 µs of p50, one unshared round trip per call; **JWT auth** +13 / +13; **authorization** +2 / "
+    "+2. `fsync: always` instead of `interval`: +17 / +30 at concurrency 32 (concurrent records share an fsync), "
+    "but +393 / +422 µs of CPU and +0.6 ms of p50 at concurrency 1 (two fsyncs per call). Before the fixes in "
+    "`src/mcplane/auth`, `audit`, `backends` (verified-token cache, inline JSONL appends and group commit, "
+    "auto-pipelined Redis hits) the same layers cost audit +341, Redis rate limit +125, JWT auth +115, "
+    "authorization -3 (http-2026), and the full pipeline ran at 0.15 to 0.21\u00d7 the bare Plane. The "
+    "0.7\u00d7 goal is not met: what is left (pydantic `Context` attribute reads, about 35 µs per call over all "
+    "layers; redis-py's RESP parsing in Python; two hashed audit records per call) is listed in `bench/PROFILE.md`."
 )
 VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
 TARGET_RATIO = 1.5
@@ -197,15 +326,15 @@ def http_server(
         except queue.Empty:
             raise ServerError(f"{variant.key}: no LISTENING line within {timeout:g} s") from None
         if not first.startswith(b"LISTENING "):
-            raise ServerError(f"{variant.key}: exited or said {first!r} (see {log_path})")
+            raise ServerError(f"{variant.key}: exited or said {first!r}")
         port = int(first.split()[1])
-        _wait_ready(proc, port, timeout)
+        _wait_ready(proc, port, timeout, auth=variant.auth)
         yield proc.pid, port
     finally:
         _stop(proc, stop_signal)
 
 
-def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float) -> None:
+def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float, *, auth: bool = False) -> None:
     """Poll a real 2026-07-28 tools/call until it echoes, under ``timeout`` (no fixed sleeps)."""
     deadline = _now() + timeout
     body = json.dumps(
@@ -230,6 +359,8 @@ def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float) -> None:
         "Mcp-Method": "tools/call",
         "Mcp-Name": "echo",
     }
+    if auth:
+        headers["Authorization"] = f"Bearer {fullpipe.mint_token()}"
     last = "no answer"
     backoff = 0.02
     while _now() < deadline:
@@ -269,6 +400,7 @@ def run_loadgen(
     log_path: Path,
     pid_file: Path | None = None,
     wait: bool = True,
+    auth: bool = False,
 ) -> Any:
     """Run one cell's load generator and return its JSON result (``wait=False``: the Popen)."""
     cmd = [
@@ -287,6 +419,8 @@ def run_loadgen(
     ]
     if args.load_cpu is not None:
         cmd += ["--load-cpu", str(args.load_cpu)]
+    if auth:
+        cmd.append("--auth")
     if port is not None:
         cmd += ["--port", str(port), "--server-pid", str(server_pid)]
     if args.server_cpu is not None:
@@ -321,14 +455,23 @@ def finish_loadgen(proc: subprocess.Popen[str], limit: float) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the matrix
-def run_matrix(args: argparse.Namespace, out_dir: Path, stamp: str) -> list[dict[str, Any]]:
+def run_matrix(
+    args: argparse.Namespace,
+    out_dir: Path,
+    stamp: str,
+    only: set[tuple[str, str]] | None = None,
+    first_round: int = 1,
+) -> list[dict[str, Any]]:
+    """Every (leg, server) of the arguments (``only``: just these pairs), ``args.repeat`` rounds."""
     cells: list[dict[str, Any]] = []
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     plan = [(leg, v) for leg in args.legs for v in VARIANTS if v.key in args.servers and leg in v.args]
+    if only is not None:
+        plan = [(leg, v) for leg, v in plan if (leg, v.key) in only]
     total = len(plan) * len(args.concurrency) * args.repeat
     done = 0
-    for round_no in range(1, args.repeat + 1):
+    for round_no in range(first_round, first_round + args.repeat):
         for leg, variant in plan:
             log_path = log_dir / f"{stamp}-{leg}-{variant.key}.log"
             base = {"leg": leg, "server": variant.key, "role": variant.role, "config": variant.config.get(leg, "")}
@@ -339,7 +482,12 @@ def run_matrix(args: argparse.Namespace, out_dir: Path, stamp: str) -> list[dict
                         for conc in args.concurrency:
                             _progress(done + len(results) + 1, total, leg, variant.key, conc)
                             results.append(
-                                (conc, run_loadgen(args, leg, conc, port=port, server_pid=pid, log_path=log_path))
+                                (
+                                    conc,
+                                    run_loadgen(
+                                        args, leg, conc, port=port, server_pid=pid, log_path=log_path, auth=variant.auth
+                                    ),
+                                )
                             )
                 else:
                     server_cmd = [PYTHON, str(SERVERS / variant.script), "--transport", "stdio", *variant.args[leg]]
@@ -501,16 +649,151 @@ def ratios(rows: list[dict[str, Any]], legs: list[str], concurrency: list[int]) 
                     "clean": _clean(best) and _clean(best_eff),
                     "noisy": _noisy(best) or _noisy(best_eff),
                 }
+            if not any(role in entry for role in ("sdk", "fastmcp", "floor")):
+                continue  # nothing to compare with in this run (e.g. --sweep)
             entry["noisy"] = _noisy(mine) or any(entry[r]["noisy"] for r in ("sdk", "fastmcp", "floor") if r in entry)
             out.append(entry)
     return out
+
+
+def _row(rows: list[dict[str, Any]], leg: str, server: str, conc: int) -> dict[str, Any] | None:
+    for r in rows:
+        if r["leg"] == leg and r["server"] == server and r["concurrency"] == conc and "failed" not in r:
+            return r
+    return None
+
+
+def _cpu_us(row: dict[str, Any] | None) -> float | None:
+    """Server CPU per call in µs (calls/CPU-s inverted)."""
+    eff = row.get("calls_per_cpu_s") if row is not None else None
+    return 1e6 / eff if eff else None
+
+
+def _delta(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or b is None else f"{a - b:+,.0f}"
+
+
+def full_ratios(rows: list[dict[str, Any]], legs: list[str], concurrency: list[int]) -> list[dict[str, Any]]:
+    """Each full-pipeline variant ÷ bare mcplane, per leg and concurrency (same run)."""
+    out = []
+    for leg in legs:
+        for conc in concurrency:
+            bare = _row(rows, leg, "mcplane", conc)
+            if bare is None:
+                continue
+            for variant in VARIANTS:
+                if variant.role != "full":
+                    continue
+                full = _row(rows, leg, variant.key, conc)
+                if full is None:
+                    continue
+                out.append(
+                    {
+                        "leg": leg,
+                        "concurrency": conc,
+                        "server": variant.key,
+                        "calls_per_s": _ratio(full["calls_per_s"], bare["calls_per_s"]),
+                        "calls_per_cpu_s": _ratio(full.get("calls_per_cpu_s"), bare.get("calls_per_cpu_s")),
+                        "bare_cpu_us": _cpu_us(bare),
+                        "full_cpu_us": _cpu_us(full),
+                        "bare_p50_ms": bare["p50_ms"],
+                        "full_p50_ms": full["p50_ms"],
+                        "clean": _clean(bare) and _clean(full),
+                        "noisy": _noisy(bare) or _noisy(full),
+                    }
+                )
+    return out
+
+
+def render_pipeline(meta: dict[str, Any], rows: list[dict[str, Any]], full_rows: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    if full_rows:
+        lines += [
+            "## Full pipeline (mcplane-full ÷ bare mcplane, same run)",
+            "",
+            "`mcplane-full` = the same echo `Plane` plus JWT HS256 auth (every request carries a valid "
+            "`Authorization: Bearer` token), authorization (a role rule for `echo`, default deny), a rate limit "
+            "on Redis that never triggers (`1000000/second`, scope principal: one GCRA script round trip per call) "
+            "and audit to a JSONL file with `fsync: interval` (at most one fsync per second: a machine crash can lose "
+            "the last second of records, a process crash loses nothing). `mcplane-full-fsync` is the same with "
+            f"`fsync: always` (one fsync per record, i.e. two per call). Target ≥ {FULL_TARGET}\u00d7. CPU µs/call = "
+            "server CPU per answered call (calls/CPU-s inverted).",
+            "",
+            "| leg | conc | server | ÷ bare calls/s | ÷ bare calls/CPU-s | bare CPU µs/call | full CPU µs/call "
+            "| added µs/call | p50 bare → full ms |",
+            "|---|--:|---|--:|--:|--:|--:|--:|--:|",
+        ]
+        for e in full_rows:
+            hit = ""
+            if e["calls_per_s"] is not None and e["server"] == "mcplane-full":
+                hit = " ✓" if e["calls_per_s"] >= FULL_TARGET else " ✗"
+            flag = "" if e["clean"] else " ⚠"
+            if e["noisy"]:
+                flag += " (noisy)"
+            lines.append(
+                f"| {e['leg']}{flag} | {e['concurrency']} | {e['server']} | **{_x(e['calls_per_s'])}**{hit} "
+                f"| {_x(e['calls_per_cpu_s'])} | {_fmt(e['bare_cpu_us'], 0)} | {_fmt(e['full_cpu_us'], 0)} "
+                f"| {_delta(e['full_cpu_us'], e['bare_cpu_us'])} | {_fmt(e['bare_p50_ms'], 3)} → "
+                f"{_fmt(e['full_p50_ms'], 3)} |"
+            )
+        pipeline = meta.get("pipeline") or {}
+        if pipeline:
+            lines += [
+                "",
+                f"Audit files on a `{pipeline.get('audit_filesystem')}` filesystem "
+                f"({pipeline.get('audit_records', 0):,} records, {pipeline.get('audit_bytes', 0) / 1e6:,.1f} MB "
+                f"written in the run, then deleted); Redis keys of the run deleted afterwards: "
+                f"{pipeline.get('redis_keys_deleted', 0)} (GCRA keys expire within milliseconds at this limit).",
+            ]
+        lines += ["", PIPELINE_NOTES, ""]
+    ordered = [VARIANT_BY_KEY[key] for key in SWEEP] + [v for v in VARIANTS if v.key not in SWEEP]
+    sweep = [v for v in ordered if v.base is not None and any(r["server"] == v.key for r in rows)]
+    if any(v.role == "layer" for v in sweep):
+        lines += [
+            "## Layer sweep (one layer at a time)",
+            "",
+            "Each row adds one layer to the row named in *vs*; Δ = this row minus that row, in server CPU µs "
+            "per call (calls/CPU-s inverted: the cost the layer adds to the server) and in p50 latency "
+            "(what a caller waits, Redis round trip included). At concurrency 32 the server is CPU-bound, so the "
+            "CPU column is the layer's cost; differences of a few µs are within run-to-run noise.",
+            "",
+            "| leg | conc | server | adds | vs | calls/s | CPU µs/call | Δ CPU µs/call | p50 ms | Δ p50 µs |",
+            "|---|--:|---|---|---|--:|--:|--:|--:|--:|",
+        ]
+        for leg in meta["legs"]:
+            for conc in meta["concurrency"]:
+                bare = _row(rows, leg, "mcplane", conc)
+                if bare is not None:
+                    lines.append(
+                        f"| {leg}{' ⚠' if _noisy(bare) else ''} | {conc} | mcplane | (bare) | | "
+                        f"{_fmt(bare['calls_per_s'], 0)} | {_fmt(_cpu_us(bare), 0)} | | {_fmt(bare['p50_ms'], 3)} | |"
+                    )
+                for v in sweep:
+                    row = _row(rows, leg, v.key, conc)
+                    if row is None:
+                        continue
+                    base = _row(rows, leg, v.base or "", conc)
+                    p50_delta = _delta(row["p50_ms"] * 1000, base["p50_ms"] * 1000) if base is not None else "n/a"
+                    noisy = " ⚠" if _noisy(row) or _noisy(base) else ""
+                    lines.append(
+                        f"| {leg}{noisy} | {conc} | {v.key} | {v.adds} | {v.base} | {_fmt(row['calls_per_s'], 0)} "
+                        f"| {_fmt(_cpu_us(row), 0)} | {_delta(_cpu_us(row), _cpu_us(base))} "
+                        f"| {_fmt(row['p50_ms'], 3)} | {p50_delta} |"
+                    )
+        lines.append("")
+    return lines
 
 
 def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}\u00d7"  # multiplication sign
 
 
-def render(meta: dict[str, Any], rows: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> str:
+def render(
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    ratio_rows: list[dict[str, Any]],
+    full_rows: list[dict[str, Any]] | None = None,
+) -> str:
     v = meta["versions"]
     lines = [
         "# mcplane bench results",
@@ -528,6 +811,19 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], ratio_rows: list[di
         f"{meta['repeat']} round(s) (per cell the median of its quiet rounds); HTTP servers under uvicorn "
         "with uvloop + httptools at log level "
         "warning; every response checked (HTTP 200, id, echoed text, no error).",
+        *(
+            [
+                "- **Re-measured**: "
+                + "; ".join(
+                    f"{len(r['cells'])} leg/server pair(s) with no quiet round measured again at {r['date']} "
+                    f"({', '.join('/'.join(c) for c in r['cells'])})"
+                    for r in meta["reruns"]
+                )
+                + " (`--rerun-noisy`); their extra rounds count like the others."
+            ]
+            if meta.get("reruns")
+            else []
+        ),
         "- **Columns**: calls/s = answered calls in the window ÷ wall time; calls/CPU-s = the same calls ÷ the "
         "server process's CPU seconds (utime+stime) over the window — the efficiency number that survives a slow "
         "or saturated load generator; srv/load = CPU use of the server / load generator over the window (≈100% "
@@ -555,32 +851,34 @@ def render(meta: dict[str, Any], rows: list[dict[str, Any]], ratio_rows: list[di
             "",
         ]
 
-    lines += [
-        "## Ratios (mcplane ÷ reference, same run)",
-        "",
-        "SDK best = the faster of the SDK's default and best configurations in that cell "
-        f"(target ≥ {TARGET_RATIO}\u00d7); calls/CPU-s ratios compare against the most efficient reference "
-        "configuration.",
-        "",
-        "| leg | conc | ÷ SDK best calls/s | ÷ SDK best calls/CPU-s | SDK best is | ÷ FastMCP calls/s "
-        "| ÷ FastMCP calls/CPU-s | ÷ floor calls/s | ÷ floor calls/CPU-s |",
-        "|---|--:|--:|--:|---|--:|--:|--:|--:|",
-    ]
-    for e in ratio_rows:
-        sdk, fast, floor = e.get("sdk", {}), e.get("fastmcp", {}), e.get("floor", {})
-        hit = ""
-        if sdk.get("calls_per_s") is not None:
-            hit = " ✓" if sdk["calls_per_s"] >= TARGET_RATIO else " ✗"
-        flag = "" if e["mcplane_clean"] and all(r.get("clean", True) for r in (sdk, fast, floor)) else " ⚠"
-        if e.get("noisy"):
-            flag += " (noisy)"
-        lines.append(
-            f"| {e['leg']}{flag} | {e['concurrency']} | **{_x(sdk.get('calls_per_s'))}**{hit} "
-            f"| {_x(sdk.get('calls_per_cpu_s'))} | {sdk.get('server', 'n/a')} "
-            f"| {_x(fast.get('calls_per_s'))} | {_x(fast.get('calls_per_cpu_s'))} "
-            f"| {_x(floor.get('calls_per_s'))} | {_x(floor.get('calls_per_cpu_s'))} |"
-        )
-    lines.append("")
+    if ratio_rows:
+        lines += [
+            "## Ratios (mcplane ÷ reference, same run)",
+            "",
+            "SDK best = the faster of the SDK's default and best configurations in that cell "
+            f"(target ≥ {TARGET_RATIO}\u00d7); calls/CPU-s ratios compare against the most efficient reference "
+            "configuration.",
+            "",
+            "| leg | conc | ÷ SDK best calls/s | ÷ SDK best calls/CPU-s | SDK best is | ÷ FastMCP calls/s "
+            "| ÷ FastMCP calls/CPU-s | ÷ floor calls/s | ÷ floor calls/CPU-s |",
+            "|---|--:|--:|--:|---|--:|--:|--:|--:|",
+        ]
+        for e in ratio_rows:
+            sdk, fast, floor = e.get("sdk", {}), e.get("fastmcp", {}), e.get("floor", {})
+            hit = ""
+            if sdk.get("calls_per_s") is not None:
+                hit = " ✓" if sdk["calls_per_s"] >= TARGET_RATIO else " ✗"
+            flag = "" if e["mcplane_clean"] and all(r.get("clean", True) for r in (sdk, fast, floor)) else " ⚠"
+            if e.get("noisy"):
+                flag += " (noisy)"
+            lines.append(
+                f"| {e['leg']}{flag} | {e['concurrency']} | **{_x(sdk.get('calls_per_s'))}**{hit} "
+                f"| {_x(sdk.get('calls_per_cpu_s'))} | {sdk.get('server', 'n/a')} "
+                f"| {_x(fast.get('calls_per_s'))} | {_x(fast.get('calls_per_cpu_s'))} "
+                f"| {_x(floor.get('calls_per_s'))} | {_x(floor.get('calls_per_cpu_s'))} |"
+            )
+        lines.append("")
+    lines += render_pipeline(meta, rows, full_rows or [])
     order = {v.key: i for i, v in enumerate(VARIANTS)}
     for leg in meta["legs"]:
         leg_rows = sorted((r for r in rows if r["leg"] == leg), key=lambda r: (order[r["server"]], r["concurrency"]))
@@ -622,7 +920,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each window (default 1)")
     parser.add_argument("--quick", action="store_true", help="1 s windows after 0.5 s warm-up")
     parser.add_argument("--legs", default=",".join(DEFAULT_LEGS), help=f"comma list of {', '.join(LEGS)}")
-    parser.add_argument("--servers", default=",".join(v.key for v in VARIANTS), help="comma list of server keys")
+    parser.add_argument(
+        "--servers", default=",".join(v.key for v in VARIANTS if v.default), help="comma list of server keys"
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the layer sweep: bare mcplane, then one pipeline layer at a time, on the HTTP legs "
+        f"(servers {','.join(SWEEP)}; --legs defaults to the HTTP legs)",
+    )
+    parser.add_argument(
+        "--audit-dir", default=None, help="parent of the run's temporary audit directory (default: the temp dir)"
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: re-render a run's raw JSON (bench/out/results-*.json) into --results",
+    )
+    parser.add_argument(
+        "--rerun-noisy",
+        metavar="JSON",
+        help="take a run's raw JSON and measure again (--repeat more rounds) every leg/server with a cell "
+        "that had no quiet round or failed; the extra rounds join that run's cells (its settings are reused)",
+    )
     parser.add_argument("--concurrency", default="1,32", help="comma list (default 1,32)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of the whole matrix; the median is reported")
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -632,6 +952,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results", default=str(BENCH / "RESULTS.md"), help="markdown output (overwritten)")
     parser.add_argument("--out-dir", default=str(BENCH / "out"), help="raw JSON and server logs")
     args = parser.parse_args(argv)
+    if args.sweep:
+        if "--servers" not in (argv if argv is not None else sys.argv[1:]):
+            args.servers = ",".join(SWEEP)
+        if "--legs" not in (argv if argv is not None else sys.argv[1:]):
+            args.legs = "http-2026,http-2025"
     if args.quick:
         args.duration, args.warmup = 1.0, 0.5
     args.legs = [leg for leg in args.legs.split(",") if leg]
@@ -653,9 +978,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report(meta: dict[str, Any], cells: list[dict[str, Any]]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """The markdown report, the raw record and the aggregated rows of one run's cells."""
+    rows = aggregate(cells)
+    ratio_rows = ratios(rows, meta["legs"], meta["concurrency"])
+    full_rows = full_ratios(rows, meta["legs"], meta["concurrency"])
+    raw = {"meta": meta, "cells": cells, "rows": rows, "ratios": ratio_rows, "full_ratios": full_rows}
+    return render(meta, rows, ratio_rows, full_rows), raw, rows
+
+
+def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
+    """More rounds for the disturbed cells of a recorded run, added to its cells, then the report again."""
+    recorded = json.loads(source.read_text())
+    meta, cells = recorded["meta"], recorded["cells"]
+    rows = aggregate(cells)
+    redo = {(r["leg"], r["server"]) for r in rows if "failed" in r or not r.get("quiet_rounds", 1)}
+    if not redo:
+        print("no noisy or failed cells: nothing to measure", file=sys.stderr)
+    else:
+        print(f"measuring again: {', '.join(f'{leg}/{server}' for leg, server in sorted(redo))}", file=sys.stderr)
+        for key in ("legs", "servers", "concurrency", "duration", "warmup"):
+            setattr(args, key, meta[key])
+        out_dir = Path(args.out_dir)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        first = max(c.get("round", 1) for c in cells) + 1
+        layered = any(VARIANT_BY_KEY[server].layered for _, server in redo)
+        with fullpipe.pipeline_env(args.audit_dir) if layered else contextlib.nullcontext():
+            try:
+                cells = cells + run_matrix(args, out_dir, stamp, only=redo, first_round=first)
+            finally:
+                _stop_all()
+        meta = {**meta, "reruns": [*meta.get("reruns", []), {"date": stamp, "cells": sorted(map(list, redo))}]}
+        text, raw, rows = report(meta, cells)
+        (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
+        (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
+        Path(args.results).write_text(text)
+        print(text)
+    return 1 if any(not _clean(r) for r in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        recorded = json.loads(Path(args.render).read_text())
+        text, _, rows = report(recorded["meta"], recorded["cells"])
+        Path(args.results).write_text(text)
+        print(text)
+        return 1 if any(not _clean(r) for r in rows) else 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.rerun_noisy:
+        return rerun_noisy(args, Path(args.rerun_noisy))
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -677,21 +1049,23 @@ def main(argv: list[str] | None = None) -> int:
         "servers": args.servers,
         "concurrency": args.concurrency,
     }
+    layered = any(VARIANT_BY_KEY[key].layered for key in args.servers)
     try:
-        cells = run_matrix(args, out_dir, stamp)
+        with fullpipe.pipeline_env(args.audit_dir) if layered else contextlib.nullcontext() as env:
+            try:
+                cells = run_matrix(args, out_dir, stamp)
+            finally:
+                _stop_all()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    finally:
-        _stop_all()
-    rows = aggregate(cells)
-    ratio_rows = ratios(rows, args.legs, args.concurrency)
-    report = render(meta, rows, ratio_rows)
-    raw = {"meta": meta, "cells": cells, "rows": rows, "ratios": ratio_rows}
+    if env is not None:
+        meta["pipeline"] = env.describe()
+    text, raw, rows = report(meta, cells)
     (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
     (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
-    Path(args.results).write_text(report)
-    print(report)
+    Path(args.results).write_text(text)
+    print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 
 

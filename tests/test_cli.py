@@ -181,3 +181,13 @@ def test_call_failures_are_one_line(cli: Callable[..., Outcome], e2e_server: Ser
     _assert_one_line_error(cli("call", f"http://127.0.0.1:{port}/mcp", "add"), "call failed:")
     _assert_one_line_error(cli("call", "no-such-command-zz --flag", "add"), "call failed: FileNotFoundError")
     _assert_one_line_error(cli("call", "", "add"), "empty endpoint")
+
+
+def test_gateway_subcommand_reaches_the_gateway(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("upstreams: {a: {endpoints: [{url: 'ftp://nope'}]}}\n")
+    code = main(["gateway", "--config", str(bad)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert err.startswith("mcplane")
+    assert len(err.strip().splitlines()) == 1

@@ -13,11 +13,14 @@ import sys
 from typing import Any
 
 
-def parse_args(extra: tuple[str, ...] = ()) -> argparse.Namespace:
+def parse_args(extra: tuple[str, ...] = (), options: dict[str, str] | None = None) -> argparse.Namespace:
+    """``extra``: boolean flags; ``options``: string options with their defaults."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--transport", choices=("http", "stdio"), default="http")
     for flag in extra:
         parser.add_argument(f"--{flag}", action="store_true")
+    for name, default in (options or {}).items():
+        parser.add_argument(f"--{name}", default=default)
     return parser.parse_args()
 
 

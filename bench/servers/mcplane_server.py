@@ -1,6 +1,14 @@
-"""mcplane: a bare Plane with one ``echo`` tool, served the way ``mcplane run`` serves it."""
+"""mcplane: a bare Plane with one ``echo`` tool, served the way ``mcplane run`` serves it.
+
+``--layers auth,authz,ratelimit,audit`` (and ``--fsync``) configures pipeline layers on the same
+Plane with ``plane.configure(PlaneConfig)``, as ``mcplane run app.py --config mcplane.yaml``
+would; what each layer is lives in ``bench/fullpipe.py``.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from _common import announce, bind_free_socket, parse_args
 
@@ -16,7 +24,12 @@ async def echo(text: str) -> str:
 
 
 def main() -> None:
-    args = parse_args(("json",))
+    args = parse_args(("json",), {"layers": "", "fsync": "interval"})
+    if args.layers:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        import fullpipe
+
+        plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
     if args.transport == "stdio":
         plane.run("stdio")
         return
@@ -24,8 +37,11 @@ def main() -> None:
 
     sock = bind_free_socket()
     announce(sock)
-    options = {"json_response": True} if args.json else {}
-    # The same call `mcplane run FILE --transport http` makes (uvloop + httptools, log level warning).
+    # The same call `mcplane run FILE [--config mcplane.yaml] --transport http` makes (uvloop + httptools,
+    # log level warning, the config's `http:` section).
+    options = plane.config.http_options()
+    if args.json:
+        options["json_response"] = True
     serve_http(plane, host="127.0.0.1", port=sock.getsockname()[1], sock=sock, **options)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
 from mcp.shared.exceptions import MCPError
@@ -29,7 +29,7 @@ from mcplane.layers import Layers, build_layers
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ValidateMiddleware
-from mcplane.pipeline import Call, Pipeline
+from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
 from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
@@ -38,10 +38,39 @@ if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
     from mcp.server.extension import Extension
 
-__all__ = ["Plane"]
+__all__ = ["Plane", "Provider"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 Transport = Literal["stdio", "http", "ws"]
+ListKind = Literal["tool", "resource", "resource_template", "prompt"]
+
+
+class Provider(Protocol):
+    """A source of tools, resources and prompts that are not local functions (gateway upstreams).
+
+    The plane consults its providers, in the order added, for names it has no local definition
+    of; their calls run through the same pipeline. See :class:`mcplane.gateway.UpstreamProvider`.
+    """
+
+    def owns(self, kind: CallKind, name: str) -> bool:
+        """Whether the provider serves ``name`` (a tool or prompt name, or a resource URI)."""
+        ...
+
+    def policy(self, tool: str) -> Mapping[str, Any] | None:
+        """The tool's code-level policy (``json_schema``, ``annotations``, ``timeout``), if it serves it."""
+        ...
+
+    def listed(self, kind: ListKind) -> Sequence[Any]:
+        """Entries for ``tools/list`` (``Tool``), ``resources/list``, ``resources/templates/list``, ``prompts/list``."""
+        ...
+
+    async def provide(self, call: Call) -> Any:
+        """Serve one call (it has passed every pipeline layer)."""
+        ...
+
+    def open(self, plane: Plane) -> AbstractAsyncContextManager[None]:
+        """Opened with the plane's lifespan (after its dependencies), closed before them."""
+        ...
 
 
 class Plane:
@@ -88,6 +117,7 @@ class Plane:
         self._user_lifespan_value: Any = None
         self._composed: tuple[tuple[str, Any], ...] = ()
         self._composed_chain = self._provide
+        self.providers: list[Provider] = []
         self.tasks: TaskRuntime | None = tasks if isinstance(tasks, TaskRuntime) else TaskRuntime() if tasks else None
         installed = list(extensions or ())
         if self.tasks is not None:  # innermost interceptor: it re-invokes the handler when a task resumes
@@ -289,11 +319,26 @@ class Plane:
         fn.__mcplane_dependency__ = dep  # type: ignore[attr-defined]
         return fn
 
+    def add_provider(self, provider: Provider) -> None:
+        """Serve a provider's tools, resources and prompts (those without a local definition)."""
+        if self._users:
+            raise ConfigError("add providers before the plane starts")
+        self.providers.append(provider)
+        self.pipeline.set("validate", self._validate)  # provider tools are checked against their JSON Schema
+        self._merged.clear()
+
+    def providers_changed(self) -> None:
+        """A provider's catalog changed: forget merged policies (they include the provider's)."""
+        self._merged.clear()
+
     def policy_for(self, tool: str) -> Mapping[str, Any]:
-        """The tool's policy: the decorator's, overridden by the config file's matching globs."""
+        """The tool's policy: the decorator's (or its provider's), overridden by the config file's globs."""
         merged = self._merged.get(tool)
         if merged is None:
-            merged = self._merged[tool] = {**self._policies.get(tool, {}), **self.config.policy_for(tool)}
+            code = self._policies.get(tool)
+            if code is None:
+                code = next((p for provider in self.providers if (p := provider.policy(tool)) is not None), {})
+            merged = self._merged[tool] = {**code, **self.config.policy_for(tool)}
         return merged
 
     def code_policy(self, tool: str) -> Mapping[str, Any]:
@@ -312,17 +357,19 @@ class Plane:
     async def lifespan(self) -> AsyncGenerator[Mapping[str, Any]]:
         """Open dependencies (and the user lifespan) once; re-entrant, closed by the last user.
 
-        The first user also runs the task runtime (its task group lives in that user's frame),
-        so detached tasks are cancelled when it leaves, before any dependency closes.
+        The first user also runs the task runtime and the providers (their task groups live in
+        that user's frame), so detached tasks are cancelled and upstream connections closed when
+        it leaves, before any dependency closes.
         """
         async with self._lifespan_lock:
             self._users += 1
             first = self._users == 1
             if first:
                 try:
-                    self.layers = build_layers(
-                        self.config, self.pipeline, {name: self.policy_for(name) for name in self._policies}
-                    )
+                    policies = {name: self.policy_for(name) for name in self._policies}
+                    if self.providers:  # provider tools are not known yet: the file's globs say what they need
+                        policies.update({f"glob:{glob}": p.as_policy() for glob, p in self.config.tools.items()})
+                    self.layers = build_layers(self.config, self.pipeline, policies)
                     self._stack_cm = _open_all(self)
                     self._open = await self._stack_cm.__aenter__()
                 except BaseException:
@@ -330,8 +377,12 @@ class Plane:
                     await self.layers.aclose()
                     raise
         try:
-            if first and self.tasks is not None:
-                async with self.tasks.running():
+            if first and (self.tasks is not None or self.providers):
+                async with AsyncExitStack() as running:  # task groups: entered and left in this frame
+                    for provider in self.providers:
+                        await running.enter_async_context(provider.open(self))
+                    if self.tasks is not None:
+                        await running.enter_async_context(self.tasks.running())
                     yield self._open
             else:
                 yield self._open
@@ -386,7 +437,19 @@ class Plane:
         """Run one call through the whole pipeline."""
         return await self._chain(call)
 
+    def _local(self, kind: CallKind, name: str) -> bool:
+        if kind == "tool":
+            return self.sdk._tool_manager.get_tool(name) is not None
+        if kind == "prompt":
+            return self.sdk._prompt_manager.get_prompt(name) is not None
+        manager = self.sdk._resource_manager
+        return name in manager._resources or any(t.matches(name) is not None for t in manager._templates.values())
+
     async def _provide(self, call: Call) -> Any:
+        if self.providers and not self._local(call.kind, call.name):
+            for provider in self.providers:
+                if provider.owns(call.kind, call.name):
+                    return await provider.provide(call)
         if call.kind == "tool":
             if self.sdk._tool_manager.get_tool(call.name) is None:
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {call.name}", data={"code": "not_found"})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -52,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--config", default=os.environ.get("MCPLANE_CONFIG"), metavar="FILE", help="mcplane.yaml (or $MCPLANE_CONFIG)"
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=os.environ.get("MCPLANE_WORKERS") or "1",
+        metavar="N",
+        help="worker processes sharing the port, for http and ws (default 1, or $MCPLANE_WORKERS)",
+    )
+    run.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+    commands.add_parser(
+        "gateway", help="federate upstream MCP servers: mcplane gateway --config gateway.yaml", add_help=False
+    )
 
     config = commands.add_parser("config", help="work with mcplane.yaml")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -81,6 +92,10 @@ def _fail(message: str, code: int = EXIT_ERROR) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["gateway"]:
+        from mcplane.gateway.cli import main as gateway_main
+
+        return gateway_main(argv[1:])
     if argv[:2] == ["audit", "verify"] and not {"-h", "--help"} & set(argv[2:]):
         # The verifier has its own options (--file | --dsn [--table]); hand them over untouched.
         from mcplane.audit.verify import main as verify_main
@@ -102,20 +117,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mcplane.loader import load_plane
-    from mcplane.transports.serve import bind_socket, serve_http
+    from mcplane.transports.serve import bind_socket, configure_process_logging, serve_http
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {args.port}")
-    plane = load_plane(args.target)
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.transport == "stdio":
+        raise ConfigError("--workers applies to the http and ws transports, not stdio")
+    config = None
     if args.config is not None:
         from mcplane.config import load_config
 
-        plane.configure(load_config(args.config))
+        config = load_config(args.config)
+    if args.workers > 1 and args.worker_fd is None:
+        from mcplane.config import PlaneConfig
+        from mcplane.transports.workers import supervise
+
+        config = config or PlaneConfig()
+        configure_process_logging(config)
+        return supervise(_worker_args(args), bind_socket(args.host, args.port), args.workers, config)
+    from mcplane.loader import load_plane
+
+    plane = load_plane(args.target)
+    if config is not None:
+        plane.configure(config)
+    configure_process_logging(plane.config)
     if args.transport == "stdio":
         plane.run("stdio")
         return 0
-    sock = bind_socket(args.host, args.port)
+    if args.worker_fd is not None:
+        import socket
+
+        from mcplane.observability import setup
+
+        setup.metrics_port_elsewhere = True  # the supervisor serves metrics.port for every worker
+        sock = socket.socket(fileno=args.worker_fd)
+    else:
+        sock = bind_socket(args.host, args.port)
     options: dict[str, Any] = plane.config.http_options()
     if args.path != "/mcp" or "path" not in options:
         options["path"] = args.path
@@ -123,8 +162,21 @@ def _run(args: argparse.Namespace) -> int:
         options["allowed_hosts"] = tuple(args.allow_host)
     if args.allow_origin is not None:
         options["allowed_origins"] = tuple(args.allow_origin)
-    serve_http(plane, host=args.host, port=args.port, sock=sock, **options)
+    serve_http(plane, host=args.host, port=args.port, sock=sock, supervised=args.worker_fd is not None, **options)
     return 0
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The ``mcplane run`` arguments a worker gets (everything but ``--workers``)."""
+    argv = [args.target, "--transport", args.transport, "--host", args.host, "--port", str(args.port)]
+    argv += ["--path", args.path, "--workers", "1"]
+    for host in args.allow_host or ():
+        argv += ["--allow-host", host]
+    for origin in args.allow_origin or ():
+        argv += ["--allow-origin", origin]
+    if args.config is not None:
+        argv += ["--config", args.config]
+    return argv
 
 
 def _config_check(file: str) -> int:
@@ -166,27 +218,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _transport(endpoint: str) -> Any:
-    from mcp import StdioServerParameters
-
-    from mcplane.transports.websocket import websocket_client
-
-    if endpoint.startswith(("http://", "https://")):
-        return endpoint
-    if endpoint.startswith(("ws://", "wss://")):
-        return websocket_client(endpoint)
-    parts = shlex.split(endpoint)
-    if not parts:
-        raise ConfigError("empty endpoint")
-    return StdioServerParameters(command=parts[0], args=parts[1:])
-
-
 async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], seconds: float) -> dict[str, Any]:
-    from mcp import Client
+    """One call through :class:`mcplane.client.Client`: the deadline travels to the server, no retries,
+    an error result is printed as it came."""
+    from mcp.shared.exceptions import MCPError
 
+    from mcplane.client import Client
+    from mcplane.errors import DeadlineExceeded, MCPlaneError
+
+    client = Client(endpoint, timeout=seconds, retry=None, raise_on_error=False, connect_timeout=None)
     with anyio.fail_after(seconds):
-        async with Client(_transport(endpoint)) as client:
-            result = await client.call_tool(tool, arguments)
+        try:
+            async with client:
+                result = await client.call_tool(tool, arguments)
+        except DeadlineExceeded as exc:
+            raise TimeoutError from exc
+        except MCPlaneError as exc:
+            if isinstance(exc.__cause__, MCPError):  # a protocol error: report it as the server put it
+                raise exc.__cause__ from None
+            raise
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 

@@ -95,8 +95,10 @@ class ToolPolicy(_Section):
 class ServerSection(_Section):
     name: str | None = None
     default_timeout: float | None = 5.0
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    """On SIGTERM/SIGINT, how long calls in flight may take to finish before they are cut short."""
 
-    @field_validator("default_timeout", mode="before")
+    @field_validator("default_timeout", "shutdown_grace", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
@@ -197,6 +199,38 @@ class AuditSection(_Section):
         return self
 
 
+class MetricsSection(_Section):
+    enabled: bool = True
+    """Count and time every call; serve Prometheus text at ``/metrics``."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve ``/metrics`` on this port only (not on the MCP port)."""
+    host: str = "0.0.0.0"
+    """Interface for :attr:`port`."""
+
+
+class TracingSection(_Section):
+    enabled: bool = False
+    """One OpenTelemetry span per call, exported over OTLP/HTTP (needs ``mcplane[otel]``)."""
+    otlp_endpoint: str | None = None
+    """Collector URL (``http://collector:4318``); unset: ``$OTEL_EXPORTER_OTLP_ENDPOINT`` or localhost."""
+    service_name: str | None = None
+    """``service.name`` of the spans; unset: ``$OTEL_SERVICE_NAME``, else ``server.name``, else ``mcplane``."""
+
+
+class ObservabilitySection(_Section):
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """Level of mcplane's own loggers (one ``info`` event per call and per lifecycle step)."""
+    log_format: Literal["json", "text", "auto"] = "auto"
+    """``auto``: human-readable text when stderr is a terminal, JSON lines otherwise."""
+    metrics: MetricsSection = MetricsSection()
+    tracing: TracingSection = TracingSection()
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
 class PlaneConfig(_Section):
     """The whole of ``mcplane.yaml``. Unknown keys are rejected, never ignored."""
 
@@ -210,6 +244,8 @@ class PlaneConfig(_Section):
     cache: CacheSection | None = None
     budget: BudgetSection | None = None
     audit: AuditSection | None = None
+    observability: ObservabilitySection = ObservabilitySection()
+    """Logs, metrics (on unless turned off) and tracing (off unless turned on)."""
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
     _secrets: Any = PrivateAttr(default=None)
     """The resolver the file's secret references went through (refresh and log redaction)."""

@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver.context import Context as _SDKContext
 from mcp_types import LoggingLevel
+from opentelemetry.trace import get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mcplane.tasks.scope import current_scope
 
@@ -45,6 +47,7 @@ TIMEOUT_META_KEY = "mcplane/timeout_ms"
 """``_meta`` key carrying the caller's remaining time in milliseconds."""
 TIMEOUT_HEADER = b"mcplane-timeout-ms"
 """HTTP header (lower-case) carrying the caller's remaining time in milliseconds."""
+_W3C = TraceContextTextMapPropagator()
 
 
 class Context(_SDKContext[Any, Any]):
@@ -59,14 +62,19 @@ class Context(_SDKContext[Any, Any]):
     dropped (nobody reads the answered call's stream any more).
     """
 
-    _principal: Principal
-    _correlation_id: str
-    _deadline: float | None
-    _dependencies: Mapping[str, Any]
-    _scope: Mapping[str, Any] | None
-    _meta: Mapping[str, Any] | None
-    _session_id: str | None
-    _headers: Mapping[str, str] | None
+    # mcplane's own per-call state lives in the instance ``__dict__`` (pydantic leaves undeclared
+    # underscore names alone), so reads are plain attribute lookups: declared private attributes
+    # go through pydantic's ``__getattr__`` fallback, ~25x slower, and the pipeline reads these
+    # on every call.
+    if TYPE_CHECKING:
+        _principal: Principal
+        _correlation_id: str
+        _deadline: float | None
+        _dependencies: Mapping[str, Any]
+        _scope: Mapping[str, Any] | None
+        _meta: Mapping[str, Any] | None
+        _session_id: str | None
+        _headers: Mapping[str, str] | None
 
     def __init__(
         self,
@@ -164,11 +172,18 @@ class Context(_SDKContext[Any, Any]):
         return millis / 1000.0
 
     def propagation_meta(self) -> dict[str, Any]:
-        """``_meta`` entries for a call this one makes onward: the time left (and the trace context)."""
+        """``_meta`` entries for a call this one makes onward: the time left and the trace context.
+
+        The trace context is the *current* span's (``traceparent``/``tracestate``), so the next
+        hop becomes its child; with no span (tracing off), the caller's context is passed on as it came.
+        """
         meta: dict[str, Any] = {}
         remaining = self.remaining()
         if remaining is not None:
             meta[TIMEOUT_META_KEY] = int(remaining * 1000)
+        if get_current_span().get_span_context().is_valid:
+            _W3C.inject(meta)
+            return meta
         for key in ("traceparent", "tracestate"):
             if (value := self.request_meta.get(key)) is not None:
                 meta[key] = value

@@ -19,6 +19,7 @@ from mcplane.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from mcplane.auth import Authenticator
+    from mcplane.observability import Observability
 
 __all__ = ["Layers", "build_layers"]
 
@@ -32,6 +33,8 @@ class Layers:
     """What :func:`build_layers` made: the authenticator for the transports, checks, and cleanups."""
 
     authenticator: Authenticator | None = None
+    observability: Observability | None = None
+    """Metrics, call logs and tracing (the ``observability`` section); set once the plane started."""
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -87,6 +90,7 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
     _cache(config, pipeline, policies, redis)
     _budget(config, pipeline, redis)
     _audit(config, pipeline, layers)
+    _observability(config, pipeline, layers)  # last: it instruments the layers above
     return layers
 
 
@@ -194,3 +198,10 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
         return (True, "ok") if middleware.writer.healthy else (False, "audit sink failing")
 
     layers.health_checks["audit"] = healthy
+
+
+def _observability(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
+    from mcplane.observability import build_observability
+
+    layers.observability = build_observability(config, pipeline)
+    layers.closers.append(layers.observability.aclose)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
@@ -45,9 +45,11 @@ from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-    from mcplane.app import Plane
+    from mcplane.app import ListKind, Plane
 
 __all__ = ["SDKServer", "install_task_listen", "sdk_lifespan"]
+
+_Item = TypeVar("_Item")
 
 
 def install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
@@ -100,10 +102,31 @@ class SDKServer(MCPServer[Any]):
 
         return allowed
 
+    def _with_providers(self, kind: ListKind, local: list[_Item], key: Callable[[_Item], str]) -> list[_Item]:
+        """Local entries, then each provider's (in order) whose key no local or earlier entry has."""
+        if not self._plane.providers:
+            return local
+        merged, seen = list(local), {key(item) for item in local}
+        for provider in self._plane.providers:
+            for item in provider.listed(kind):
+                if key(item) not in seen:
+                    seen.add(key(item))
+                    merged.append(item)
+        return merged
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        schema = super()._tool_input_schema(name)
+        if schema is None:  # an upstream tool's schema: the SDK checks Mcp-Param headers against it
+            for provider in self._plane.providers:
+                if (policy := provider.policy(name)) is not None and (found := policy.get("json_schema")) is not None:
+                    return dict(found)
+        return schema
+
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
         result = await super()._handle_list_tools(ctx, params)
+        result.tools = self._with_providers("tool", result.tools, lambda item: item.name)
         if (allowed := self._visible(ctx, "tool")) is not None:
             result.tools = [tool for tool in result.tools if allowed(tool.name)]
         return result
@@ -112,6 +135,7 @@ class SDKServer(MCPServer[Any]):
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
         result = await super()._handle_list_resources(ctx, params)
+        result.resources = self._with_providers("resource", result.resources, lambda item: str(item.uri))
         if (allowed := self._visible(ctx, "resource")) is not None:
             result.resources = [item for item in result.resources if allowed(str(item.uri))]
         return result
@@ -120,6 +144,9 @@ class SDKServer(MCPServer[Any]):
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourceTemplatesResult:
         result = await super()._handle_list_resource_templates(ctx, params)
+        result.resource_templates = self._with_providers(
+            "resource_template", result.resource_templates, lambda item: item.uri_template
+        )
         if (allowed := self._visible(ctx, "resource")) is not None:
             result.resource_templates = [item for item in result.resource_templates if allowed(item.uri_template)]
         return result
@@ -128,6 +155,7 @@ class SDKServer(MCPServer[Any]):
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListPromptsResult:
         result = await super()._handle_list_prompts(ctx, params)
+        result.prompts = self._with_providers("prompt", result.prompts, lambda item: item.name)
         if (allowed := self._visible(ctx, "prompt")) is not None:
             result.prompts = [item for item in result.prompts if allowed(item.name)]
         return result

@@ -9,6 +9,10 @@
 - **fsync policy**: ``"always"`` (every append is on disk before the call goes on; the default),
   ``"interval"`` (at most once per ``fsync_interval`` seconds, and on close: a machine crash can
   lose that window), ``"never"`` (the OS decides).
+- **Where the I/O runs**: an append that fsyncs, opens the file or waits for another process's
+  ``flock`` runs in a worker thread. Any other append (``"interval"`` between fsyncs,
+  ``"never"``) is a few non-blocking syscalls (``stat``, ``flock(LOCK_NB)``, ``write`` into the
+  page cache) and runs inline: a thread hop would cost ten times the write.
 - **Rotation**: if the path now names a different file (moved away by logrotate), the sink opens
   the new one, which starts its own chain at ``seq`` 1.
 """
@@ -56,12 +60,13 @@ class JsonlSink:
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self._clock = clock
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
         self._fd: int | None = None
         self._head: tuple[int, str] | None = None
         self._size = -1
         self._last_sync = clock()
         self._unsynced = False
+        self._inline = sys.platform != "win32" and fsync != "always"
 
     @property
     def description(self) -> str:
@@ -70,8 +75,25 @@ class JsonlSink:
     async def append(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not entries:
             return []
+        batch = list(entries)
         async with self._lock:
-            return await anyio.to_thread.run_sync(self._append_sync, list(entries))
+            if self._may_inline():
+                records = self._append_sync(batch, inline=True)
+                if records is not None:
+                    return records
+            records = await anyio.to_thread.run_sync(self._append_sync, batch)
+            assert records is not None  # only an inline append gives up
+            return records
+
+    def append_nowait(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+        """:meth:`append` right now, on the caller's thread, or ``None`` (nothing written) when that
+        could block: an fsync is due or the policy is ``always``, the file is not open yet or was
+        rotated, another append (or process) holds the lock. Raises like :meth:`append` on failure."""
+        if not entries:
+            return []
+        if self._lock.locked() or not self._may_inline():
+            return None
+        return self._append_sync(list(entries), inline=True)
 
     async def ping(self) -> None:
         async with self._lock:
@@ -107,10 +129,21 @@ class JsonlSink:
         self._fd, self._head, self._size = fd, None, -1
         return fd
 
-    def _append_sync(self, entries: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        fd = self._open()
-        if sys.platform != "win32":
-            fcntl.flock(fd, fcntl.LOCK_EX)
+    def _append_sync(self, entries: list[Mapping[str, Any]], inline: bool = False) -> list[dict[str, Any]] | None:
+        """Append ``entries``. ``inline`` (on the event loop): ``None`` instead of anything that could
+        block (reopening a rotated file, another process holding the lock, an fsync that fell due)."""
+        if inline:
+            fd = self._fd
+            try:
+                if fd is None or os.stat(self.path).st_ino != os.fstat(fd).st_ino:
+                    return None
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: another process is appending; FileNotFoundError: rotated away
+                return None
+        else:
+            fd = self._open()
+            if sys.platform != "win32":
+                fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             size = os.fstat(fd).st_size
             if self._head is None or size != self._size:
@@ -125,7 +158,7 @@ class JsonlSink:
                 data += canonical(record) + b"\n"
             try:
                 _write_all(fd, bytes(data))
-                self._sync(fd)
+                self._sync(fd, inline)
             except BaseException:
                 self._head, self._size = None, -1
                 os.ftruncate(fd, size)  # never leave a torn line behind
@@ -136,15 +169,20 @@ class JsonlSink:
             if sys.platform != "win32":
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _sync(self, fd: int) -> None:
+    def _may_inline(self) -> bool:
+        if not self._inline or self._fd is None:
+            return False
+        return self.fsync != "interval" or self._clock() - self._last_sync < self.fsync_interval
+
+    def _sync(self, fd: int, inline: bool = False) -> None:
         if self.fsync == "never":
             return
         now = self._clock()
-        if self.fsync == "always" or now - self._last_sync >= self.fsync_interval:
+        if not inline and (self.fsync == "always" or now - self._last_sync >= self.fsync_interval):
             os.fsync(fd)
             self._last_sync, self._unsynced = now, False
         else:
-            self._unsynced = True
+            self._unsynced = True  # inline: an fsync that fell due meanwhile is left to the next append
 
     def _read_sync(self) -> list[str]:
         try:

@@ -19,6 +19,17 @@ Every write first retries the buffered records, in order, in the same batch, so 
 the order in which things happened. After a failure the sink is not tried again on the call path
 for ``retry_interval`` seconds (calls fail closed or are buffered at once, instead of each
 waiting on a dead sink); :meth:`AuditWriter.flush` retries immediately, e.g. from a health loop.
+
+**Group commit**: records of concurrent calls that arrive while a write is in progress are written
+together by the next write, in arrival order, as one batch (one sink round trip, one ``fsync``
+with ``fsync: always``). Each call still waits until its own record is written (or its failure
+is handled) before it goes on, so the guarantees above hold per record; a batch that fails is
+handled record by record, in order, exactly as if each had been written alone.
+
+**Without waiting**: a sink that can append without blocking (:meth:`JsonlSink.append_nowait
+<mcplane.audit.jsonl.JsonlSink.append_nowait>` between fsyncs) is written to at once, in the
+caller's turn of the event loop, when nothing is queued or being written: no lock, no timeout
+scope, no thread. Whenever it cannot, the record takes the path above.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +67,18 @@ class AuditOptions:
     clock: Callable[[], float] = time.monotonic
 
 
+class _Slot:
+    """One record waiting for the next batch, and what became of it."""
+
+    __slots__ = ("done", "entry", "pending", "refused")
+
+    def __init__(self, entry: dict[str, Any], pending: bool) -> None:
+        self.entry = entry
+        self.pending = pending
+        self.done = False
+        self.refused = False
+
+
 class AuditWriter:
     """Writes entries to a sink under the failure policy of :class:`AuditOptions`."""
 
@@ -63,8 +86,12 @@ class AuditWriter:
         self.sink = sink
         self.options = options or AuditOptions()
         self._buffer: deque[dict[str, Any]] = deque()
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._queue: list[_Slot] = []
         self._failed_at: float | None = None
+        self._append_nowait: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]] | None] | None = getattr(
+            sink, "append_nowait", None
+        )
 
     @property
     def buffered(self) -> int:
@@ -78,29 +105,70 @@ class AuditWriter:
 
     async def write_pending(self, entry: dict[str, Any]) -> None:
         """Write the record that precedes a call; raise ``DependencyUnavailable`` to refuse the call."""
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                error: BaseException | None = None
-                if not self._resting():
-                    error = await self._try_write(entry)
-                    if error is None:
-                        return
-                if self.options.fail_open and len(self._buffer) < self.options.buffer_size:
-                    self._keep(entry, error)
-                    return
-                self._log_refused(entry, error)
-                raise DependencyUnavailable("the audit log is unavailable")
+        if (await self._commit(entry, pending=True)).refused:
+            raise DependencyUnavailable("the audit log is unavailable")
 
     async def write_outcome(self, entry: dict[str, Any]) -> None:
         """Write the record that follows a call. Never raises: on failure the record is buffered."""
+        await self._commit(entry, pending=False)
+
+    async def _commit(self, entry: dict[str, Any], *, pending: bool) -> _Slot:
+        """Queue the record; whoever holds the lock next writes everything queued by then (group commit)."""
+        slot = _Slot(entry, pending)
+        if self._append_nowait is not None and not self._queue and not self._lock.locked() and self._write_nowait(slot):
+            return slot
+        self._queue.append(slot)
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                error: BaseException | None = None
-                if not self._resting():
-                    error = await self._try_write(entry)
-                    if error is None:
-                        return
-                self._keep(entry, error)
+                if not slot.done:  # else an earlier holder wrote it with its own batch
+                    batch, self._queue = self._queue, []
+                    try:
+                        await self._write_batch(batch)
+                    finally:
+                        # Undone only after a BaseException (which this caller raises): the records of
+                        # the other callers in the batch go to the next holder of the lock.
+                        self._queue[:0] = [queued for queued in batch if not queued.done and queued is not slot]
+        return slot
+
+    def _write_nowait(self, slot: _Slot) -> bool:
+        """Write the buffer plus this record now if the sink can without blocking; ``False``: it cannot."""
+        assert self._append_nowait is not None
+        if self._resting():
+            return False
+        try:
+            written = self._append_nowait([*self._buffer, slot.entry])
+        except Exception as exc:
+            self._failed_at = self.options.clock()
+            self._settle([slot], exc)
+            return True
+        if written is None:
+            return False
+        self._written()
+        slot.done = True
+        return True
+
+    async def _write_batch(self, batch: list[_Slot]) -> None:
+        """Write the batch; on failure (or while resting) handle each record in order, as if alone."""
+        if self._resting():
+            self._settle(batch, None)
+            return
+        error = await self._try_write([slot.entry for slot in batch])
+        if error is not None:
+            self._settle(batch, error)
+            return
+        for slot in batch:
+            slot.done = True
+
+    def _settle(self, batch: list[_Slot], error: BaseException | None) -> None:
+        """The records of a write that failed (or was not tried), in order: kept for retry or refused."""
+        for slot in batch:
+            room = self.options.fail_open and len(self._buffer) < self.options.buffer_size
+            if not slot.pending or room:  # outcomes always; pending records when fail-open has room
+                self._keep(slot.entry, error)
+            else:
+                self._log_refused(slot.entry, error)
+                slot.refused = True
+            slot.done = True
 
     async def flush(self) -> bool:
         """Write the buffered records now (or, after a failure with nothing buffered, ping the sink).
@@ -111,7 +179,7 @@ class AuditWriter:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._buffer:
-                    await self._try_write(None)
+                    await self._try_write([])
                 elif self._failed_at is not None:
                     try:
                         with anyio.fail_after(self.options.write_timeout):
@@ -141,20 +209,24 @@ class AuditWriter:
         failed_at = self._failed_at
         return failed_at is not None and self.options.clock() - failed_at < self.options.retry_interval
 
-    async def _try_write(self, entry: dict[str, Any] | None) -> BaseException | None:
-        """Write the buffer plus ``entry`` as one batch; return the failure, if any."""
-        batch = [*self._buffer, *([] if entry is None else [entry])]
+    async def _try_write(self, entries: list[dict[str, Any]]) -> BaseException | None:
+        """Write the buffer plus ``entries`` as one batch; return the failure, if any."""
+        batch = [*self._buffer, *entries]
         try:
             with anyio.fail_after(self.options.write_timeout):
                 await self.sink.append(batch)
         except Exception as exc:
             self._failed_at = self.options.clock()
             return exc
+        self._written()
+        return None
+
+    def _written(self) -> None:
+        """The buffer (and the batch) reached the sink."""
         if self._failed_at is not None or self._buffer:
             logger.warning("audit: %s recovered; wrote %d buffered records", self.sink.description, len(self._buffer))
         self._failed_at = None
         self._buffer.clear()
-        return None
 
     def _keep(self, entry: dict[str, Any], error: BaseException | None) -> None:
         self._buffer.append(entry)

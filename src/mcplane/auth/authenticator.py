@@ -77,8 +77,11 @@ class Authenticator:
         """A bearer value (a JWT, or an API key when allowed) → principal."""
         use_api_key = self.config.api_keys_in_bearer and len(self.api_keys) > 0
         if self.jwt is not None and (looks_like_jwt(token) or not use_api_key):
-            claims = await self.jwt.verify(token)
-            return principal_from_claims(claims, self.jwt.config.claims)
+            verified = await self.jwt.verified(token)
+            principal = verified.principal
+            if principal is None:  # first sight of this token: the claims are checked and mapped once
+                principal = verified.principal = principal_from_claims(verified.claims, self.jwt.config.claims)
+            return principal
         if use_api_key:
             return self.api_keys.verify(token)
         raise AuthenticationFailed("invalid_token")

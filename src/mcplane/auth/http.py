@@ -43,6 +43,7 @@ __all__ = ["METADATA_PATH", "AuthASGI", "metadata_url", "protected_resource_meta
 
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 WS_CLOSE_POLICY = 1008
+_IDENTITY_CACHE_SIZE = 1024
 
 
 def metadata_url(resource: str) -> str:
@@ -73,6 +74,9 @@ class AuthASGI:
         if self.config.resource is not None:
             paths.add(METADATA_PATH + urlsplit(self.config.resource).path.rstrip("/"))
         self.metadata_paths = frozenset(paths)
+        self._identities: dict[int, tuple[Principal, AuthenticatedUser, AuthCredentials]] = {}
+        """The SDK's view (``scope["user"]``/``["auth"]``) of recent principals, which repeat: the
+        authenticator hands out the same (immutable) principal for a token it has verified."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -99,13 +103,22 @@ class AuthASGI:
         scope = dict(scope)
         scope[SCOPE_KEY] = principal
         if not principal.anonymous:
-            scope["user"] = AuthenticatedUser(_access_token(principal))
-            scope["auth"] = AuthCredentials(sorted(principal.scopes))
+            scope["user"], scope["auth"] = self._identity(principal)
         token = current_principal.set(principal)
         try:
             await self.app(scope, receive, send)
         finally:
             current_principal.reset(token)
+
+    def _identity(self, principal: Principal) -> tuple[AuthenticatedUser, AuthCredentials]:
+        known = self._identities.get(id(principal))
+        if known is not None and known[0] is principal:
+            return known[1], known[2]
+        user, credentials = AuthenticatedUser(_access_token(principal)), AuthCredentials(sorted(principal.scopes))
+        if len(self._identities) >= _IDENTITY_CACHE_SIZE:
+            del self._identities[next(iter(self._identities))]  # the oldest
+        self._identities[id(principal)] = (principal, user, credentials)  # holding it keeps its id unique
+        return user, credentials
 
     def resource(self, scope: Scope) -> str:
         if self.config.resource is not None:

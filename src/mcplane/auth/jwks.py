@@ -62,6 +62,12 @@ class JWKSCache:
     def keys(self) -> tuple[VerificationKey, ...]:
         return self._keys
 
+    @property
+    def fresh(self) -> bool:
+        """Fetched less than ``max_age`` ago (so :meth:`keys_for` would not refetch for age)."""
+        fetched = self._fetched_at
+        return fetched is not None and self._clock() - fetched < self._max_age
+
     async def keys_for(self, kid: str | None) -> Sequence[VerificationKey]:
         """The keys that may verify a token with this ``kid`` (every key when it has none)."""
         if self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age:

@@ -48,13 +48,14 @@ class AuthenticateMiddleware:
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         context = call.context
-        if context.principal.anonymous:
+        principal = context.principal  # read once: a Context attribute read is not free (pydantic)
+        if principal.anonymous:
             scope = context.scope
             found = scope.get(SCOPE_KEY) if scope is not None else None
             if not isinstance(found, Principal):
                 found = principal_of(context._request_context)
             if found is not None:
-                context._principal = found
-        if self.required and context.principal.anonymous:
+                context._principal = principal = found
+        if self.required and principal.anonymous:
             raise AuthenticationFailed("missing_token")
         return await call_next(call)

@@ -12,13 +12,22 @@ The order of checks is fixed, so nothing about an unverified token is believed:
 Reason codes: ``invalid_token`` (malformed, disallowed or mismatched algorithm, missing or
 ill-typed ``exp``), ``unknown_key``, ``bad_signature``, ``wrong_issuer``, ``wrong_audience``,
 ``expired``, ``not_yet_valid``.
+
+A client sends the same token on every request until it expires, so a token that passed steps
+1 to 3 is remembered (up to :data:`VERIFIED_CACHE_SIZE` tokens, only ever ones that verified):
+the next request with the same bytes skips the parsing and the signature check, and only step 4
+runs again, against the clock of that request. A remembered token is believed only while the
+key that verified it still would: a static key always (the configuration is immutable), a JWKS
+key while the key set is fresh (``jwks_max_age``) and still holds it; otherwise the token goes
+through every step again, which refreshes the key set as usual.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -42,6 +51,21 @@ __all__ = ["JWTVerifier", "looks_like_jwt"]
 
 MAX_CANDIDATE_KEYS = 8
 """A token without ``kid`` is tried against at most this many keys."""
+VERIFIED_CACHE_SIZE = 1024
+"""Tokens whose signature, issuer and audience checked out, remembered (oldest dropped first)."""
+
+
+class VerifiedToken:
+    """A token that passed the signature, issuer and audience checks, and the key that verified it."""
+
+    __slots__ = ("claims", "key", "principal", "static")
+
+    def __init__(self, claims: Mapping[str, Any], key: VerificationKey, *, static: bool) -> None:
+        self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
+        self.key = key
+        self.static = static
+        self.principal: Any = None
+        """What the authenticator made of the claims (a pure function of them), kept with the token."""
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -66,6 +90,7 @@ class JWTVerifier:
         self._clock = clock
         self._algorithms = frozenset(config.algorithms)
         self._static = tuple(_static_key(key.kid, key.secret, key.pem) for key in config.keys)
+        self._verified: dict[str, VerifiedToken] = {}
         self.jwks: JWKSCache | None = None
         if config.jwks_url is not None:
             self.jwks = JWKSCache(
@@ -80,6 +105,17 @@ class JWTVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The verified claims, or :class:`AuthenticationFailed` with the reason."""
+        return dict((await self.verified(token)).claims)
+
+    async def verified(self, token: str) -> VerifiedToken:
+        """Like :meth:`verify`, returning the remembered token (read-only claims) for callers that
+        keep what they derive from it on :attr:`VerifiedToken.principal`."""
+        known = self._verified.get(token)
+        if known is not None:
+            if self._still_trusted(known):
+                self._check_times(known.claims)
+                return known
+            del self._verified[token]
         if len(token) > self.config.max_token_bytes or not looks_like_jwt(token):
             raise AuthenticationFailed("invalid_token")
         try:
@@ -98,9 +134,19 @@ class JWTVerifier:
         usable = [key for key in candidates if key.algorithm == alg][:MAX_CANDIDATE_KEYS]
         if not usable:
             raise AuthenticationFailed("invalid_token")  # e.g. HS256 presented for an RSA key
-        claims = self._decode(token, usable)
+        claims, key = self._decode(token, usable)
         self._check_times(claims)
-        return claims
+        entry = VerifiedToken(claims, key, static=any(key is static for static in self._static))
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = entry
+        return entry
+
+    def _still_trusted(self, entry: VerifiedToken) -> bool:
+        if entry.static:
+            return True
+        jwks = self.jwks
+        return jwks is not None and jwks.fresh and entry.key in jwks.keys
 
     async def _candidates(self, kid: str | None) -> Sequence[VerificationKey]:
         if kid is None:
@@ -122,11 +168,11 @@ class JWTVerifier:
                 return remote
         return [key for key in self._static if key.kid is None]
 
-    def _decode(self, token: str, keys: Sequence[VerificationKey]) -> dict[str, Any]:
+    def _decode(self, token: str, keys: Sequence[VerificationKey]) -> tuple[dict[str, Any], VerificationKey]:
         issuer = self.config.issuer
         for key in keys:
             try:
-                return jwt.decode(
+                claims = jwt.decode(
                     token,
                     key.key,
                     algorithms=[key.algorithm],
@@ -145,9 +191,10 @@ class JWTVerifier:
                 continue
             except PyJWTError as exc:
                 raise AuthenticationFailed(_reason(exc)) from None
+            return claims, key
         raise AuthenticationFailed("bad_signature")
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
+    def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock()
         leeway = self.config.leeway
         exp = claims.get("exp")

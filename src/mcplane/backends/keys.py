@@ -10,6 +10,7 @@ same rule, so a call that would fail on a Cluster fails the same way in a unit t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -55,6 +56,7 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of short strings, asked on every call
 def tag_for(*parts: str | None) -> str:
     """A hash tag naming ``parts`` unambiguously: ``{["tool","search"]}``.
 

@@ -10,6 +10,14 @@ Each takes a ``redis.asyncio.Redis`` client it does not own (build one with
 Multi-key scripts only touch keys that share one hash tag, so they run on Redis Cluster too.
 The scripts read Redis ``TIME`` and PX expiries, never a replica's clock.
 
+Rate-limit hits are **auto-pipelined**: a limiter keeps at most one round trip to Redis in flight;
+the hits that concurrent calls make meanwhile wait and then go together as one pipeline (one
+write, one round trip, one read) instead of one round trip each. Each hit is still its own atomic
+script run with its own answer; a hit with nothing in flight is sent at the end of its turn of
+the event loop, alone (as before) unless others joined it in that turn. A connection failure
+fails every hit of its pipeline and the hits waiting behind it, so while Redis does not answer no
+hit waits longer than one timeout.
+
 A connection failure (refused, timed out, Redis loading or read-only after a failover) raises
 :class:`~mcplane.errors.DependencyUnavailable` with a fixed message naming the component, never
 the URL (it may hold a password); the original exception is chained for the server log. The
@@ -20,6 +28,7 @@ client reconnects by itself on the next call once Redis is back.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -143,30 +152,131 @@ def _check_client(client: Redis) -> None:
         raise ConfigError("the Redis client for mcplane backends must use decode_responses=False")
 
 
+_Hit = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+_PREPARED_SIZE = 4096
+
+
 class RedisRateLimiter:
     """GCRA in one Lua script per hit: every replica sharing the Redis enforces one limit."""
 
     component = "rate limit store"
 
-    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX, pipelining: bool = True) -> None:
+        """``pipelining``: send the hits of one event-loop turn as one pipeline (see the module doc)."""
         _check_client(client)
         self._client = client
         self._prefix = check_prefix(prefix) + "rl:"
         self._script = client.register_script(GCRA_LUA)
+        self._pipelining = pipelining
+        self._prepared: dict[tuple[tuple[str, Limit], ...], tuple[list[str], list[str]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[_Hit] = []
+        self._in_flight: asyncio.Task[BaseException | None] | None = None
 
     async def hit(self, key: str, limit: Limit, *, cost: int = 1) -> Decision:
         return await self.hit_all([(key, limit)], cost=cost)
 
     async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
-        keys = same_slot(key for key, _ in checks)
+        redis_keys, limit_args = self._prepare(tuple(checks))
         check_cost(cost, [limit for _, limit in checks])
-        args: list[Any] = [cost]
-        for _, limit in checks:
-            args += [repr(limit.interval_ms), repr(limit.period_ms)]
-        redis_keys = [self._key(key, limit) for key, (_, limit) in zip(keys, checks, strict=True)]
+        args: list[Any] = [cost, *limit_args]
         with unavailable(self.component):
-            allowed, remaining, retry_after_ms, index = await self._script(keys=redis_keys, args=args)
+            if self._pipelining:
+                allowed, remaining, retry_after_ms, index = await self._queue(redis_keys, args)
+            else:
+                allowed, remaining, retry_after_ms, index = await self._script(keys=redis_keys, args=args)
         return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
+
+    def _queue(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Wait for the next pipeline (the first hit with nothing in flight schedules it)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests, a restarted app): nothing of the old one survives
+            self._loop, self._waiting, self._in_flight = loop, [], None
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting and self._in_flight is None:
+            loop.call_soon(self._send_waiting, loop)
+        self._waiting.append((keys, args, future))
+        return future
+
+    def _send_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._waiting = self._waiting, []
+        if not batch or loop is not self._loop:
+            return
+        # Its own task: a caller that gives up (cancellation) must not take the others' answers with it.
+        task = self._in_flight = loop.create_task(self._run_batch(batch))
+        task.add_done_callback(lambda done: self._sent(loop, done))
+
+    def _sent(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[BaseException | None]) -> None:
+        if loop is not self._loop or self._in_flight is not task:
+            return
+        self._in_flight = None
+        failure = None if task.cancelled() else task.result()
+        if failure is not None:  # Redis did not answer: the hits that waited behind get that answer now
+            batch, self._waiting = self._waiting, []
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+        elif self._waiting:
+            self._send_waiting(loop)
+
+    async def _run_batch(self, batch: list[_Hit]) -> BaseException | None:
+        """Run the batch and answer each hit; the connection-level failure, if that is what happened."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import NoScriptError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        try:
+            if len(batch) == 1:
+                keys, args, _ = batch[0]
+                results: list[Any] = [await self._script(keys=keys, args=args)]
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in batch:
+                        pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+                    results = await pipe.execute(raise_on_error=False)
+                for i, result in enumerate(results):
+                    if isinstance(result, NoScriptError):  # Redis restarted or flushed its scripts
+                        results[i] = await self._call_script(batch[i])  # loads the script, then runs it
+        except BaseException as exc:
+            for _, _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return exc if isinstance(exc, RedisConnectionError | RedisTimeoutError) else None
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():  # the caller was cancelled
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        return None
+
+    async def _call_script(self, hit: _Hit) -> Any:
+        keys, args, _ = hit
+        try:
+            return await self._script(keys=keys, args=args)
+        except Exception as exc:  # this hit's answer, not the batch's
+            return exc
+
+    def _prepare(self, checks: tuple[tuple[str, Limit], ...]) -> tuple[list[str], list[str]]:
+        """Redis keys and per-limit script arguments of ``checks`` (remembered: a caller repeats them)."""
+        prepared = self._prepared.get(checks)
+        if prepared is None:
+            keys = same_slot(key for key, _ in checks)
+            limit_args: list[str] = []
+            for _, limit in checks:
+                limit_args += [repr(limit.interval_ms), repr(limit.period_ms)]
+            redis_keys = [self._key(key, limit) for key, (_, limit) in zip(keys, checks, strict=True)]
+            if len(self._prepared) >= _PREPARED_SIZE:
+                del self._prepared[next(iter(self._prepared))]  # the oldest
+            prepared = self._prepared[checks] = (redis_keys, limit_args)
+        return prepared
 
     async def reset(self, key: str, limit: Limit) -> None:
         with unavailable(self.component):

@@ -131,5 +131,9 @@ class RateLimitMiddleware:
         if scope == "global":
             return f"{tag}:global"
         principal = call.context.principal
-        who = json.dumps([principal.tenant, principal.subject], ensure_ascii=False, separators=(",", ":"))
-        return f"{tag}:principal:{who}"
+        return f"{tag}:principal:{_who(principal.tenant, principal.subject)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _who(tenant: str | None, subject: str) -> str:
+    return json.dumps([tenant, subject], ensure_ascii=False, separators=(",", ":"))

@@ -15,10 +15,12 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
+from mcplane.errors import DependencyUnavailable
 from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.http_fast import serve_fast
@@ -26,6 +28,8 @@ from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOr
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
+    from mcplane.observability import Observability
+    from mcplane.transports.websocket import Connection
 
 __all__ = ["HTTPApp", "HTTPOptions"]
 
@@ -59,15 +63,49 @@ def _error_body(status: int, code: str, message: str) -> bytes:
     )
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = b"application/json",
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra_headers],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _shutting_down_body(request_id: Any) -> bytes:
+    error = DependencyUnavailable("the server is shutting down; retry on another instance", retry_after_ms=1000)
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "error": {"code": error.jsonrpc_code, "message": error.message, "data": error.to_dict()},
+        }
+    )
+
+
+REFUSED_WHILE_DRAINING = frozenset({"tools/call", "resources/read", "prompts/get", "subscriptions/listen"})
+"""Requests that start new work; everything else (lists, pings, answers, cancellations) still passes,
+so a client can finish what it has in flight (the SDK's client lists tools to check a result)."""
+
+
+def _new_work_in(body: bytes) -> list[Any] | None:
+    """The ids of the requests in a POST body that would start new work; ``None``: not JSON."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    messages: list[Any] = parsed if isinstance(parsed, list) else [parsed]  # pyright: ignore[reportUnknownVariableType]
+    return [
+        m.get("id") for m in messages if isinstance(m, dict) and "id" in m and m.get("method") in REFUSED_WHILE_DRAINING
+    ]
 
 
 class HTTPApp:
@@ -84,6 +122,10 @@ class HTTPApp:
         """Authentication in front of the MCP endpoint, when the plane's config has ``auth``."""
         self.initialized_sessions: set[str] = set()
         """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
+        self.observability: Observability | None = None
+        self.websockets: set[Connection] = set()
+        """Open WebSocket connections (closed in order at the end of a drain)."""
+        self._websockets_gone: anyio.Event | None = None
 
     def note_initialized(self, session_id: str) -> None:
         manager = self._manager
@@ -110,6 +152,9 @@ class HTTPApp:
         manager = self._new_manager()
         async with self.plane.lifespan(), manager.run():
             self._manager = manager
+            self.observability = self.plane.layers.observability
+            if self.observability is not None:
+                self.observability.bind(self.plane)
             authenticator = self.plane.layers.authenticator
             if authenticator is not None:
                 from mcplane.auth import AuthASGI
@@ -120,6 +165,7 @@ class HTTPApp:
             finally:
                 self._manager = None
                 self._auth = None
+                self.observability = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -158,6 +204,9 @@ class HTTPApp:
         if path == "/ready":
             await self._ready(send)
             return
+        if path == "/metrics":
+            await self._metrics(send)
+            return
         # Some HTTP parsers keep trailing blanks in header values; RFC 9110 says they are not part of it.
         scope["headers"] = [(k, v.strip(b" \t")) for k, v in scope["headers"]]
         headers = _headers(scope)
@@ -181,8 +230,57 @@ class HTTPApp:
             checks["server"] = (True, "ok")
             checks.update(await self.plane.readiness())
         ready = all(ok for ok, _ in checks.values())
+        if self.observability is not None:
+            self.observability.set_ready(ready)
         body = {"status": "ready" if ready else "not ready", "checks": {k: v[1] for k, v in checks.items()}}
         await _respond(send, 200 if ready else 503, orjson.dumps(body))
+
+    async def _metrics(self, send: Send) -> None:
+        """Prometheus text, when ``observability.metrics`` is on and not moved to a port of its own."""
+        obs = self.observability
+        if obs is None or not obs.serves_mcp_port:
+            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
+            return
+        body, content_type = await obs.scrape()
+        await _respond(send, 200, body, content_type.encode())
+
+    async def _refuse_draining(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """While draining: refuse a request that would start new work (503, ``dependency_unavailable``).
+
+        New work is a call, a ``subscriptions/listen`` stream or a standalone SSE stream (``GET``).
+        Returns the ``receive`` to go on with (the body replayed) for everything else: lists,
+        pings, notifications, answers to the server's own requests, ``DELETE``; they help the
+        calls in flight finish. ``None`` when refused.
+        """
+        method = scope["method"]
+        if method == "DELETE":
+            return receive
+        request_ids: list[Any] | None = [None]
+        if method == "POST":
+            body = await _read_body(receive, self.options.max_body_bytes)
+            if body is None:
+                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
+                return None
+            request_ids = _new_work_in(body)
+            if request_ids is not None and not request_ids:
+                return _replay(body, receive)
+        request_id = request_ids[0] if request_ids and len(request_ids) == 1 else None
+        await _respond(send, 503, _shutting_down_body(request_id), extra_headers=((b"retry-after", b"1"),))
+        return None
+
+    async def close_websockets(self, seconds: float) -> None:
+        """End of a drain: each open WebSocket writes the answers it owes, then closes with 1001."""
+        with anyio.move_on_after(seconds):
+            while self.websockets:
+                self._websockets_gone = anyio.Event()
+                for connection in list(self.websockets):
+                    connection.closing.set()
+                await self._websockets_gone.wait()
+
+    def websocket_closed(self, connection: Connection) -> None:
+        self.websockets.discard(connection)
+        if not self.websockets and self._websockets_gone is not None:
+            self._websockets_gone.set()
 
     async def _authenticated(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -201,6 +299,11 @@ class HTTPApp:
         manager = self._manager
         if manager is None:
             await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
+            return
+        if self.draining:
+            replayed = await self._refuse_draining(scope, receive, send)
+            if replayed is not None:
+                await manager.handle_request(scope, replayed, send)
             return
         if scope["method"] == "POST" and (declared is None or self.fast is not None):
             # Read the body whole: to count an undeclared (chunked) one against the cap, and to

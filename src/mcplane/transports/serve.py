@@ -1,23 +1,42 @@
-"""Running a Plane: stdio in this process, or HTTP/WebSocket under uvicorn on a pre-bound socket."""
+"""Running a Plane: stdio in this process, or HTTP/WebSocket under uvicorn on a pre-bound socket.
+
+Either way SIGTERM and SIGINT stop it in order (see :mod:`mcplane.observability.lifecycle`):
+``/ready`` turns 503 at once, new calls are refused with ``dependency_unavailable``, calls in
+flight get ``server.shutdown_grace`` to finish, answers are written, the plane's lifespan closes
+(audit and spans flushed), and the process exits 0. A second signal cuts the calls in flight
+short; under HTTP a third one stops without waiting for anything (uvicorn's force exit).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import logging
+import os
 import signal
 import socket
+import threading
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import uvicorn
 
 from mcplane.errors import ConfigError
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
+    from mcplane.config import PlaneConfig
+    from mcplane.observability import Lifecycle
+    from mcplane.transports.http import HTTPApp
 
-__all__ = ["bind_socket", "run", "serve_http", "serve_stdio_until_stopped"]
+__all__ = ["bind_socket", "configure_process_logging", "run", "serve_http", "serve_stdio_until_stopped"]
 
 logger = logging.getLogger("mcplane.serve")
+
+CLOSE_TAIL_SECONDS = 5.0
+"""After the drain: how long open streams (SSE, WebSocket) get to close before uvicorn cancels them."""
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -35,13 +54,91 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def configure_process_logging(config: PlaneConfig, *, force: bool = True) -> None:
+    """Log as ``observability.log_level``/``log_format`` say (defaults: info, auto) on stderr."""
+    from mcplane.observability import configure_logging
+
+    section = config.observability
+    configure_logging(section.log_level, section.log_format, force=force)
+
+
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
-def serve_http(plane: Plane, *, host: str, port: int, sock: socket.socket | None = None, **options: Any) -> None:
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn, draining on the first signal and exiting 0 after an orderly stop."""
 
+    def __init__(self, config: uvicorn.Config, app: HTTPApp, lifecycle: Lifecycle, *, supervised: bool) -> None:
+        super().__init__(config)
+        self.app = app
+        self.lifecycle = lifecycle
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signals = 0
+        self._drain: asyncio.Task[None] | None = None
+        self._supervisor = os.getppid() if supervised else None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            self.lifecycle.ready()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
+        # uvicorn's, except that it does not re-raise the signal afterwards: a drained server exits 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler: set flags, hand the rest to the event loop.
+        self._signals += 1
+        loop = self._loop
+        if loop is None or not self.started:
+            self.should_exit = True  # still starting: nothing to drain
+            return
+        if self._signals == 1:
+            self.app.draining = True  # /ready answers 503 from now on
+            gate = self.lifecycle.gate
+            if gate is not None:
+                gate.draining = True
+            loop.call_soon_threadsafe(self._begin_drain, signal.Signals(sig).name)
+        elif self._signals == 2:
+            loop.call_soon_threadsafe(self.lifecycle.force)
+        else:
+            self.should_exit = self.force_exit = True
+
+    def _begin_drain(self, signal_name: str) -> None:
+        assert self._loop is not None
+        self.lifecycle.begin_drain(signal_name)
+        self._drain = self._loop.create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self.lifecycle.drain()
+            await self.app.close_websockets(CLOSE_TAIL_SECONDS)
+        finally:
+            self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._supervisor is not None and not self._signals and os.getppid() != self._supervisor:
+            logger.warning("the supervisor process is gone; draining")
+            self.handle_exit(signal.SIGTERM, None)
+        return await super().on_tick(counter)
+
+
+def serve_http(
+    plane: Plane, *, host: str, port: int, sock: socket.socket | None = None, supervised: bool = False, **options: Any
+) -> None:
+    """Serve HTTP and WebSocket until stopped. ``supervised``: a worker of ``mcplane run --workers``."""
+    from mcplane.observability import Lifecycle
     from mcplane.transports.http import HTTPApp, HTTPOptions
 
     if not _loopback(host) and "allowed_hosts" not in options:
@@ -54,15 +151,25 @@ def serve_http(plane: Plane, *, host: str, port: int, sock: socket.socket | None
         app,
         lifespan="on",
         log_level="warning",
+        log_config=None,  # uvicorn's records go to the process's handler (JSON or text), like every other
+        access_log=False,  # mcplane logs one event per call instead
         ws_max_size=app.options.max_body_bytes,
         ws_ping_interval=app.options.ws_ping_interval,
         ws_ping_timeout=app.options.ws_ping_interval,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(CLOSE_TAIL_SECONDS),
         loop=_best_loop(),
         http=_best_http(),
     )
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    lifecycle = Lifecycle(plane, "http")
+    server = _Server(config, app, lifecycle, supervised=supervised)
+    bound = sock.getsockname()
+    lifecycle.start(host=bound[0], port=bound[1])
+    lifecycle.install()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        lifecycle.uninstall()
+    lifecycle.stopped()
 
 
 def _best_loop() -> str:
@@ -77,27 +184,47 @@ async def serve_stdio_until_stopped(plane: Plane) -> None:
     """Serve stdio until stdin closes or SIGTERM/SIGINT arrives; either way the lifespan closes.
 
     A client that stops a stdio server closes its stdin and, if it lingers, sends SIGTERM (the
-    official SDK does so after two seconds): both end the serving loop the same orderly way.
+    official SDK does so after two seconds). Stdin closing ends the serving loop once every
+    request read has its answer; a signal drains first (new calls refused, calls in flight
+    given the grace period), then ends the input the same way.
     """
+    from mcplane.observability import Lifecycle
     from mcplane.transports.stdio import serve_stdio
 
-    async with anyio.create_task_group() as tg:
+    lifecycle = Lifecycle(plane, "stdio")
+    stop = anyio.Event()
+    lifecycle.start()
+    lifecycle.install()
+    try:
+        async with plane.lifespan(), anyio.create_task_group() as tg:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
-                    return
+            async def drain_then_stop() -> None:
+                await lifecycle.drain()
+                stop.set()
 
-        tg.start_soon(stop_on_signal)
-        await serve_stdio(plane)
-        tg.cancel_scope.cancel()
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        if lifecycle.draining:
+                            lifecycle.force()
+                            continue
+                        lifecycle.begin_drain(signal.Signals(signum).name)
+                        tg.start_soon(drain_then_stop)
+
+            tg.start_soon(on_signals)
+            lifecycle.ready()
+            await serve_stdio(plane, stop=stop)
+            tg.cancel_scope.cancel()
+    finally:
+        lifecycle.uninstall()
+    lifecycle.stopped()
 
 
 def run(plane: Plane, transport: str, *, host: str, port: int, **options: Any) -> None:
+    if transport not in ("stdio", "http", "ws"):
+        raise ConfigError(f"unknown transport {transport!r}: expected stdio, http or ws")
+    configure_process_logging(plane.config, force=False)
     if transport == "stdio":
         anyio.run(serve_stdio_until_stopped, plane)
-    elif transport in ("http", "ws"):
-        serve_http(plane, host=host, port=port, **options)
     else:
-        raise ConfigError(f"unknown transport {transport!r}: expected stdio, http or ws")
+        serve_http(plane, host=host, port=port, **options)

@@ -28,7 +28,7 @@ from mcplane.fastpath import FastPath
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message, error_frame
 from mcplane.transports.stream_fast import StreamFastPath
 
-__all__ = ["serve_stdio", "stdio_streams"]
+__all__ = ["Unanswered", "serve_stdio", "stdio_streams"]
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 DRAIN_SECONDS = 5.0
@@ -45,11 +45,13 @@ async def stdio_streams(
     max_line_bytes: int = MAX_LINE_BYTES,
     fast: FastPath | None = None,
     principal: Principal = ANONYMOUS,
+    stop: anyio.Event | None = None,
 ) -> AsyncGenerator[tuple[Any, Any]]:
     """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout.
 
     With ``fast``, plain ``tools/call`` requests are answered on mcplane's hot path and never
-    reach the streams (see :mod:`mcplane.transports.stream_fast`).
+    reach the streams (see :mod:`mcplane.transports.stream_fast`). Setting ``stop`` ends the
+    input as if stdin had closed: requests already read are answered, then the streams end.
     """
     restore: int | None = None
     private: int | None = None
@@ -67,7 +69,7 @@ async def stdio_streams(
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
     write_stream, write_reader = create_context_streams[SessionMessage](32)
 
-    unanswered = _Unanswered()
+    unanswered = Unanswered()
 
     def write_line(text: str) -> None:
         # Pipes to a client are written whole and fast; a blocking write here is what the
@@ -130,12 +132,20 @@ async def stdio_streams(
         finally:
             written_all.set()
 
+    async def stop_reading(stop: anyio.Event) -> None:
+        await stop.wait()
+        if isinstance(pipe, asyncio.ReadTransport):
+            pipe.pause_reading()
+        lines.feed_eof()  # a regular file's feeder sees this and stops
+
     try:
         async with anyio.create_task_group() as tg:
             if hot is not None:
                 hot.bind(tg)
             if pipe is None:
                 tg.start_soon(_feed_from_file, source, lines)
+            if stop is not None:
+                tg.start_soon(stop_reading, stop)
             tg.start_soon(reader)
             tg.start_soon(writer)
             try:
@@ -159,7 +169,7 @@ async def stdio_streams(
             os.close(private)
 
 
-class _Unanswered:
+class Unanswered:
     """The ids of requests read from the client and not answered yet."""
 
     def __init__(self) -> None:
@@ -208,6 +218,8 @@ async def _connect_stdin(stdin: IO[bytes], reader: asyncio.StreamReader) -> asyn
 async def _feed_from_file(stdin: IO[bytes], reader: asyncio.StreamReader) -> None:
     fd = stdin.fileno()
     while chunk := await anyio.to_thread.run_sync(os.read, fd, 65536):
+        if getattr(reader, "_eof", False):  # the input was stopped (``stop``) while reading
+            return
         reader.feed_data(chunk)
     reader.feed_eof()
 
@@ -240,8 +252,8 @@ async def _discard_line(reader: asyncio.StreamReader) -> None:
             return
 
 
-async def serve_stdio(plane: Any) -> None:
-    """Serve a Plane over stdio until stdin closes.
+async def serve_stdio(plane: Any, *, stop: anyio.Event | None = None) -> None:
+    """Serve a Plane over stdio until stdin closes (or ``stop`` is set: see :func:`stdio_streams`).
 
     With ``auth`` configured, the session runs as the principal of ``$MCPLANE_TOKEN`` (verified
     like an HTTP bearer token) or the configured local principal; a bad token stops the start.
@@ -257,5 +269,5 @@ async def serve_stdio(plane: Any) -> None:
             except MCPlaneError as exc:
                 raise ConfigError(f"stdio authentication failed: {exc.message}") from None
         current_principal.set(principal)
-        async with stdio_streams(fast=plane.fast, principal=principal) as (read_stream, write_stream):
+        async with stdio_streams(fast=plane.fast, principal=principal, stop=stop) as (read_stream, write_stream):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

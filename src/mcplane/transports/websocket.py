@@ -22,12 +22,13 @@ from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
+from mcplane.transports.stdio import Unanswered
 from mcplane.transports.stream_fast import StreamFastPath
 
 if TYPE_CHECKING:
     from mcplane.transports.http import HTTPApp
 
-__all__ = ["SUBPROTOCOL", "serve_websocket", "websocket_client"]
+__all__ = ["SUBPROTOCOL", "Connection", "serve_websocket", "websocket_client"]
 
 logger = logging.getLogger("mcplane.websocket")
 
@@ -39,6 +40,17 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
+DRAIN_SECONDS = 5.0
+"""How long a connection closing at the end of a drain waits for the answers it owes."""
+
+
+class Connection:
+    """An open connection as the HTTP tier sees it: set :attr:`closing` to have it close in order."""
+
+    __slots__ = ("closing",)
+
+    def __init__(self) -> None:
+        self.closing = anyio.Event()
 
 
 async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,7 +66,8 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         return
     await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
     if app._manager is None or app.draining:
-        await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "server not ready"})
+        reason = "server shutting down" if app.draining else "server not ready"
+        await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": reason})
         return
 
     plane = app.plane
@@ -65,6 +78,8 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     send_lock = anyio.Lock()
     close: dict[str, Any] = {"code": CLOSE_NORMAL, "reason": ""}
     peer_gone = False
+    unanswered = Unanswered()
+    connection = Connection()
 
     async def send_text(text: str) -> None:
         nonlocal peer_gone
@@ -86,6 +101,7 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         hot = StreamFastPath(
             app.fast, write_fast, principal=principal if isinstance(principal, Principal) else ANONYMOUS, scope=scope
         )
+        hot.on_done = unanswered.forget_id
 
     async def reader() -> None:
         async with read_writer:
@@ -107,11 +123,13 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                     await send_text(PARSE_ERROR_FRAME)
                     continue
                 if hot is not None and hot.offer(raw):
+                    unanswered.add_id(raw["id"])
                     continue
                 decoded = decode_value(raw)
                 if isinstance(decoded, str):
                     await send_text(decoded)
                 else:
+                    unanswered.read(decoded.message)
                     await read_writer.send(decoded)
 
     async def writer() -> None:
@@ -120,27 +138,41 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                 if hot is not None:
                     hot.observe_outbound(outgoing.message)
                 await send_text(encode_message(outgoing))
+                unanswered.written(outgoing.message)
 
+    async def close_when_drained(done: anyio.CancelScope) -> None:
+        # The end of a drain: the calls are done; write the answers owed, then say goodbye.
+        await connection.closing.wait()
+        await unanswered.settled(DRAIN_SECONDS)
+        close.update(code=CLOSE_GOING_AWAY, reason="server shutting down")
+        done.cancel()
+
+    app.websockets.add(connection)
     try:
-        async with anyio.create_task_group() as tg:
-            if hot is not None:
-                hot.bind(tg)
-            tg.start_soon(writer)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(close_when_drained, outer.cancel_scope)
+            async with anyio.create_task_group() as tg:
+                if hot is not None:
+                    hot.bind(tg)
+                tg.start_soon(writer)
 
-            async def serve() -> None:
-                await serve_dual_era_loop(
-                    lowlevel,
-                    read_stream,
-                    write_stream,
-                    lifespan_state=plane._open,
-                    init_options=lowlevel.create_initialization_options(),
-                )
+                async def serve() -> None:
+                    await serve_dual_era_loop(
+                        lowlevel,
+                        read_stream,
+                        write_stream,
+                        lifespan_state=plane._open,
+                        init_options=lowlevel.create_initialization_options(),
+                    )
 
-            tg.start_soon(serve)
-            await reader()
+                tg.start_soon(serve)
+                await reader()
+            outer.cancel_scope.cancel()  # the connection ended on its own: no drain to wait for
     except Exception:
         logger.exception("websocket connection failed")
         close.update(code=CLOSE_INTERNAL, reason="internal error")
+    finally:
+        app.websocket_closed(connection)
     if close["code"] is not None:
         try:
             await send({"type": "websocket.close", "code": close["code"], "reason": close["reason"]})

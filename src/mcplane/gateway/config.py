@@ -1,0 +1,280 @@
+"""``gateway.yaml``: the plane's own sections plus ``upstreams``, validated once, errors with their key path.
+
+::
+
+    server: {name: gateway, default_timeout: 10s}     # every PlaneConfig section applies as usual
+    auth: ...                                         # auth, authorization, rate_limit, audit, tools globs
+    upstreams:
+      everything:                                     # the upstream's name (and default namespace)
+        endpoints:                                    # several endpoints are replicas of one server
+          - command: npx                              # stdio: spawned and supervised
+            args: [-y, "@modelcontextprotocol/server-everything"]
+            env: {API_KEY: "${env:API_KEY}"}
+          - url: http://10.0.0.5:3001/mcp             # Streamable HTTP (one kept-open session)
+          - url: ws://10.0.0.6:8000/mcp               # WebSocket
+        headers: {Authorization: "Bearer ${env:EVERYTHING_TOKEN}"}
+        mode: auto                                    # auto | legacy | 2026-07-28 (protocol era)
+        timeout: 30s                                  # per call (the policy timeout of its tools)
+        retries: {attempts: 3, backoff: 100ms, max_backoff: 2s, attempt_timeout: 5s}
+        breaker: {failures: 5, cool_down: 10s, window: 30s, error_rate: 0.5, min_calls: 20}
+        load_balancing: round_robin                   # or least_in_flight
+        health_check: {interval: 15s}
+        restart: {initial: 500ms, max: 30s}           # reconnect / respawn backoff
+        namespace: everything                         # tools appear as everything__echo
+        retryable: ["get-*"]                          # tool globs retried although not annotated
+        depends_on: {"trigger-*": [billing]}          # tool glob -> upstreams that must be healthy
+
+Secret references (``${env:...}``, ``${file:...}``, ``${vault:...}``) are resolved by
+:class:`mcplane.secrets.Secrets`; ``MCPLANE__SECTION__KEY`` environment overrides apply as for
+``mcplane.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mcplane.config import PlaneConfig, _deep_merge, _duration, _env_overrides  # pyright: ignore[reportPrivateUsage]
+from mcplane.errors import ConfigError
+from mcplane.secrets import Secret, Secrets
+
+__all__ = [
+    "BreakerConfig",
+    "Endpoint",
+    "GatewayConfig",
+    "HTTPEndpoint",
+    "HealthCheckConfig",
+    "RestartConfig",
+    "RetryConfig",
+    "StdioEndpoint",
+    "UpstreamConfig",
+    "load_gateway_config",
+    "parse_gateway_config",
+]
+
+SEPARATOR = "__"
+"""Between namespace and name. SEP-986 (``mcp.shared.tool_name_validation``) allows only
+``[A-Za-z0-9._-]`` in tool names, so ``/`` or ``:`` are out; a single ``_``, ``-`` or ``.`` is
+common inside real tool names (``get-sum``, ``list_files``), so a doubled underscore is what keeps
+the split unambiguous. Namespaces therefore may not contain ``__``."""
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(?:_[A-Za-z0-9.-]+)*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+def _positive_duration(value: Any) -> float | None:
+    return _duration(value)
+
+
+class StdioEndpoint(_Section):
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, Secret] = Field(default_factory=dict)
+    cwd: str | None = None
+
+    @field_validator("command", "args", "cwd", mode="before")
+    @classmethod
+    def _reveal(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [item.get() if isinstance(item, Secret) else item for item in value]  # pyright: ignore[reportUnknownVariableType]
+        return value.get() if isinstance(value, Secret) else value
+
+    @property
+    def kind(self) -> Literal["stdio"]:
+        return "stdio"
+
+    def describe(self) -> str:
+        return f"stdio:{Path(self.command).name}"
+
+
+class HTTPEndpoint(_Section):
+    url: str
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _reveal(cls, value: Any) -> Any:
+        return value.get() if isinstance(value, Secret) else value
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("expected an http(s):// or ws(s):// URL")
+        return value
+
+    @property
+    def kind(self) -> Literal["http", "ws"]:
+        return "ws" if self.url.startswith(("ws://", "wss://")) else "http"
+
+    def describe(self) -> str:
+        return re.sub(r"//[^@/]*@", "//", self.url)  # never show userinfo
+
+
+Endpoint = StdioEndpoint | HTTPEndpoint
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts in all (1 = no retry). Only read-only/idempotent or ``retryable`` tools retry."""
+    backoff: float = 0.1
+    """First wait; doubles each retry up to ``max_backoff``, with full jitter."""
+    max_backoff: float = 2.0
+    attempt_timeout: float | None = None
+    """One attempt's limit (so a retry can still fit in the call's time); unset: the call's."""
+
+    _d = field_validator("backoff", "max_backoff", "attempt_timeout", mode="before")(_positive_duration)
+
+
+class BreakerConfig(_Section):
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open the circuit."""
+    cool_down: float = 10.0
+    """How long the circuit stays open before one probe call is let through (half-open)."""
+    window: float = 30.0
+    """Sliding window of the error-rate rule."""
+    error_rate: float | None = Field(default=None, gt=0, le=1)
+    """Also open when at least this share of the window's calls failed (unset: off)."""
+    min_calls: int = Field(default=20, ge=1)
+    """Calls the window needs before the error-rate rule applies."""
+
+    _d = field_validator("cool_down", "window", mode="before")(_positive_duration)
+
+
+class HealthCheckConfig(_Section):
+    interval: float = 15.0
+    """Seconds between probes (a ``tools/list``, which also refreshes the catalog)."""
+
+    _d = field_validator("interval", mode="before")(_positive_duration)
+
+
+class RestartConfig(_Section):
+    initial: float = 0.5
+    max: float = 30.0
+
+    _d = field_validator("initial", "max", mode="before")(_positive_duration)
+
+
+class UpstreamConfig(_Section):
+    endpoints: list[Endpoint] = Field(min_length=1)
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    mode: str = "auto"
+    timeout: float | None = None
+    retries: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    load_balancing: Literal["round_robin", "least_in_flight"] = "round_robin"
+    health_check: HealthCheckConfig = HealthCheckConfig()
+    restart: RestartConfig = RestartConfig()
+    namespace: str | None = None
+    retryable: list[str] = Field(default_factory=list)
+    depends_on: dict[str, list[str]] = Field(default_factory=dict)
+    connect_timeout: float = 10.0
+
+    _d = field_validator("timeout", "connect_timeout", mode="before")(_positive_duration)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        if value not in ("auto", "legacy", *MODERN_PROTOCOL_VERSIONS):
+            raise ValueError(f"expected auto, legacy or one of {', '.join(MODERN_PROTOCOL_VERSIONS)}")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and (SEPARATOR in value or not _NAMESPACE.match(value)):
+            raise ValueError(f"expected letters, digits, '.', '-' or single '_' (not {SEPARATOR!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _headers_need_network(self) -> UpstreamConfig:
+        if self.headers and all(isinstance(e, StdioEndpoint) for e in self.endpoints):
+            raise ValueError("headers apply to http(s):// and ws(s):// endpoints only")
+        return self
+
+
+class GatewayConfig(BaseModel):
+    """The whole of ``gateway.yaml``: the plane's sections and the upstreams."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    plane: PlaneConfig = PlaneConfig()
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+
+    def namespace_of(self, upstream: str) -> str:
+        return self.upstreams[upstream].namespace or upstream
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GatewayConfig:
+        seen: dict[str, str] = {}
+        for name, upstream in self.upstreams.items():
+            namespace = upstream.namespace or name
+            if upstream.namespace is None and (SEPARATOR in name or not _NAMESPACE.match(name)):
+                raise ValueError(f"upstreams.{name}: the name is the namespace; set namespace: to a valid one")
+            if namespace in seen:
+                raise ValueError(f"upstreams.{name}: namespace {namespace!r} is also used by {seen[namespace]!r}")
+            seen[namespace] = name
+            for glob, deps in upstream.depends_on.items():
+                for dep in deps:
+                    if dep not in self.upstreams:
+                        raise ValueError(f"upstreams.{name}.depends_on.{glob}: unknown upstream {dep!r}")
+        return self
+
+
+def parse_gateway_config(
+    tree: Mapping[str, Any], *, source: str = "(gateway config)", secrets: Secrets | None = None
+) -> GatewayConfig:
+    """Validate a resolved tree; errors name the source, the key path and what was expected."""
+    rest = dict(tree)
+    upstreams = rest.pop("upstreams", None) or {}
+    try:
+        plane = PlaneConfig.model_validate(rest)
+    except ValidationError as exc:
+        raise _config_error(source, exc, ()) from None
+    plane._secrets = secrets  # pyright: ignore[reportPrivateUsage]
+    try:
+        return GatewayConfig(plane=plane, upstreams=upstreams)
+    except ValidationError as exc:
+        raise _config_error(source, exc, ("upstreams",)) from None
+
+
+def _config_error(source: str, exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
+    first = exc.errors(include_url=False)[0]
+    loc: tuple[Any, ...] = tuple(first["loc"])
+    if prefix and loc[:1] == ("upstreams",):
+        loc = loc[1:]
+    # A union of endpoint kinds reports the member tried; keep the path readable.
+    loc = tuple(part for part in loc if part not in ("StdioEndpoint", "HTTPEndpoint"))
+    where = ".".join(str(part) for part in (*prefix, *loc)) or "(top level)"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ConfigError(f"{source}: {where}: {message}{more}")
+
+
+def load_gateway_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read ``gateway.yaml``, apply ``MCPLANE__`` overrides, resolve secret references, validate."""
+    environ = os.environ if environ is None else environ
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such config file")
+    try:
+        raw: Any = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    tree = _deep_merge(raw, _env_overrides(environ))  # pyright: ignore[reportUnknownArgumentType]
+    secrets = Secrets(environ=environ, base_dir=file.parent)
+    return parse_gateway_config(secrets.resolve(tree), source=str(file), secrets=secrets)

@@ -1,0 +1,212 @@
+"""One replica of an upstream: a kept-open SDK client, supervised, with its breaker and in-flight count.
+
+:meth:`EndpointConnection.run` is the supervisor, started in the gateway's task group. It opens
+the official SDK client (``mcp.Client``) in its own task — a transport crash then ends only this
+connection — fetches the catalog, and stays: every ``health_check.interval`` it lists tools again
+(the probe, which also refreshes the catalog), and it re-lists at once on a list-changed
+notification. When the connection breaks (a call saw a transport failure, the probe failed, the
+process died), it reconnects after a backoff that doubles up to ``restart.max``.
+
+* stdio: the command is spawned by the SDK's ``stdio_client`` (which kills the process tree when
+  the client closes, so no zombie outlives the gateway); its stderr is read line by line into the
+  ``mcplane.gateway.upstream`` logger.
+* Streamable HTTP: one ``httpx`` client with pooled keep-alive connections and one session for
+  the connection's lifetime (one ``initialize`` per connection, never per call).
+* WebSocket: mcplane's ``websocket_client``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import anyio
+from mcp import Client as SDKClient
+from mcp import StdioServerParameters
+from mcp.client.session import IncomingMessage
+from mcp_types import (
+    PromptListChangedNotification,
+    ResourceListChangedNotification,
+    ToolListChangedNotification,
+)
+
+from mcplane.client._connection import target_factory  # pyright: ignore[reportPrivateUsage]
+from mcplane.gateway.breaker import CircuitBreaker
+from mcplane.gateway.config import Endpoint, StdioEndpoint, UpstreamConfig
+
+__all__ = ["EndpointConnection"]
+
+logger = logging.getLogger("mcplane.gateway")
+upstream_logger = logging.getLogger("mcplane.gateway.upstream")
+
+Refresh = Callable[["EndpointConnection", SDKClient], Awaitable[None]]
+
+
+class EndpointConnection:
+    """A replica: ``sdk`` is the live client (``None`` while down), ``breaker`` its circuit breaker."""
+
+    def __init__(
+        self,
+        upstream: str,
+        index: int,
+        endpoint: Endpoint,
+        config: UpstreamConfig,
+        *,
+        refresh: Refresh,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.index = index
+        self.endpoint = endpoint
+        self.config = config
+        self.name = f"{upstream}[{index}] {endpoint.describe()}"
+        self.breaker = CircuitBreaker(config.breaker, clock=clock) if clock else CircuitBreaker(config.breaker)
+        self.in_flight = 0
+        self.sdk: SDKClient | None = None
+        self.connections = 0
+        """Successful connects so far (a restart makes it grow)."""
+        self.first_attempt = anyio.Event()
+        """Set once the first connection attempt has finished, whatever its outcome."""
+        self._refresh = refresh
+        self._wake = anyio.Event()
+        self._broken = False
+        self._closing = False
+        self._relist = False
+
+    # ----------------------------------------------------------------- state
+    @property
+    def connected(self) -> bool:
+        return self.sdk is not None and not self._broken
+
+    def can_take(self) -> bool:
+        return self.connected and self.breaker.available()
+
+    def mark_broken(self) -> None:
+        """A call saw the connection fail: have the supervisor reconnect."""
+        if self.sdk is not None and not self._broken:
+            logger.warning("upstream %s: connection broken; reconnecting", self.name)
+        self._broken = True
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    # ----------------------------------------------------------------- supervisor
+    async def run(self) -> None:
+        delay = self.config.restart.initial
+        while not self._closing:
+            errlog: TextIO | None = None
+            try:
+                target, errlog = self._target()
+                # One scope around the whole connection (a task group entered inside a scope
+                # must not outlive it): its deadline bounds the connect, then is lifted.
+                with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
+                    async with SDKClient(
+                        target,
+                        mode=self.config.mode,
+                        cache=None,
+                        message_handler=self._on_message,  # pyright: ignore[reportArgumentType]
+                    ) as client:
+                        if errlog is not None:
+                            errlog.close()  # the child holds its copy; EOF comes when it exits
+                            errlog = None
+                        try:
+                            await self._serve(client, scope)
+                        finally:
+                            self.sdk = None
+                        delay = self.config.restart.initial
+                if scope.cancelled_caught:
+                    raise TimeoutError(f"no connection within {self.config.connect_timeout:g} s")
+            except Exception as exc:
+                if not self._closing:
+                    logger.warning("upstream %s: connection failed: %s", self.name, _describe(exc))
+            finally:
+                self.sdk = None
+                if errlog is not None:
+                    errlog.close()
+                self.first_attempt.set()
+            if self._closing:
+                break
+            with anyio.move_on_after(delay):
+                await self._wait_wake()
+            delay = min(delay * 2, self.config.restart.max)
+
+    async def _serve(self, client: SDKClient, scope: anyio.CancelScope) -> None:
+        await self._refresh(self, client)
+        scope.deadline = float("inf")
+        self._broken = False
+        self.sdk = client
+        self.connections += 1
+        self.first_attempt.set()
+        logger.info("upstream %s: connected (%s)", self.name, client.protocol_version)
+        while not self._closing and not self._broken:
+            with anyio.move_on_after(self.config.health_check.interval):
+                await self._wait_wake()
+            if self._closing or self._broken:
+                return
+            self._relist = False
+            try:
+                with anyio.fail_after(self.config.connect_timeout):
+                    await self._refresh(self, client)
+            except Exception as exc:
+                logger.warning("upstream %s: health check failed: %s", self.name, _describe(exc))
+                self._broken = True
+
+    async def _wait_wake(self) -> None:
+        await self._wake.wait()
+        self._wake = anyio.Event()
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        root: Any = getattr(message, "root", message)
+        if isinstance(
+            root, ToolListChangedNotification | ResourceListChangedNotification | PromptListChangedNotification
+        ):
+            self._relist = True
+            self._wake.set()  # the supervisor re-lists now instead of at the next probe
+        elif isinstance(message, Exception):
+            logger.debug("upstream %s: transport reported %s", self.name, _describe(message))
+        await anyio.lowlevel.checkpoint()
+
+    def _target(self) -> tuple[Any, TextIO | None]:
+        endpoint = self.endpoint
+        if isinstance(endpoint, StdioEndpoint):
+            from mcp.client.stdio import stdio_client
+
+            params = StdioServerParameters(
+                command=endpoint.command,
+                args=list(endpoint.args),
+                env={key: value.get() for key, value in endpoint.env.items()} or None,
+                cwd=endpoint.cwd,
+            )
+            errlog = _stderr_pipe(self.name)
+            return stdio_client(params, errlog=errlog), errlog
+        headers = {key: value.get() for key, value in self.config.headers.items()} or None
+        return target_factory(endpoint.url, headers=headers)(), None
+
+    def __repr__(self) -> str:
+        return f"EndpointConnection({self.name!r}, connected={self.connected}, breaker={self.breaker.state})"
+
+
+def _stderr_pipe(name: str) -> TextIO:
+    """A pipe for a child's stderr; a daemon thread logs its lines until the child closes it."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "r", encoding="utf-8", errors="replace")
+
+    def pump() -> None:
+        with reader:
+            for line in reader:
+                upstream_logger.info("%s stderr: %s", name, line.rstrip())
+
+    threading.Thread(target=pump, name=f"stderr {name}", daemon=True).start()
+    return os.fdopen(write_fd, "w", encoding="utf-8")
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

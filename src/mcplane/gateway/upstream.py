@@ -1,0 +1,232 @@
+"""One upstream: its replicas, its catalog, and how one request reaches it.
+
+A request picks a replica with the balancer (skipping disconnected ones and open circuits),
+claims the replica's breaker, and is sent with the caller's remaining deadline and trace context
+in ``_meta``. A transport failure or an attempt timeout counts against the replica's breaker and,
+when the call may be repeated safely, is retried on another replica after a jittered backoff that
+never runs past the deadline. An answer — even a tool error or a JSON-RPC error — counts as a
+success: the replica is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from mcp import Client as SDKClient
+from mcp.shared.exceptions import MCPError
+from mcp_types import Prompt, Resource, ResourceTemplate, Tool
+
+from mcplane.client._errors import from_mcp_error, is_transport_error, unwrap  # pyright: ignore[reportPrivateUsage]
+from mcplane.context import TIMEOUT_META_KEY, Context
+from mcplane.errors import CircuitOpen, DependencyUnavailable, MCPlaneError, Timeout, UpstreamError
+from mcplane.gateway.balancer import Balancer
+from mcplane.gateway.config import UpstreamConfig
+from mcplane.gateway.endpoint import EndpointConnection
+from mcplane.gateway.retry import backoff
+
+__all__ = ["Catalog", "Upstream"]
+
+logger = logging.getLogger("mcplane.gateway")
+
+_PAGE_CAP = 100
+
+Send = Callable[[SDKClient, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass
+class Catalog:
+    """What an upstream offers, under its own (not namespaced) names."""
+
+    tools: dict[str, Tool] = field(default_factory=dict)
+    resources: list[Resource] = field(default_factory=list)
+    templates: list[ResourceTemplate] = field(default_factory=list)
+    prompts: dict[str, Prompt] = field(default_factory=dict)
+
+
+class _Retryable(Exception):
+    def __init__(self, error: MCPlaneError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Upstream:
+    def __init__(
+        self,
+        name: str,
+        config: UpstreamConfig,
+        *,
+        namespace: str | None = None,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] | None = None,
+        rand: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+    ) -> None:
+        self.name = name
+        self.namespace = namespace or config.namespace or name
+        self.config = config
+        self.catalog = Catalog()
+        self.balancer = Balancer(config.load_balancing)
+        self.endpoints = [
+            EndpointConnection(name, index, endpoint, config, refresh=self._refresh, clock=clock)
+            for index, endpoint in enumerate(config.endpoints)
+        ]
+        self._on_change = on_change
+        self._rand = rand
+        self._sleep = sleep
+
+    # ----------------------------------------------------------------- health
+    def healthy(self) -> bool:
+        """At least one replica is connected with a circuit that lets calls through."""
+        return any(endpoint.can_take() for endpoint in self.endpoints)
+
+    async def health(self) -> tuple[bool, str]:
+        if self.healthy():
+            return True, "ok"
+        return False, self._down_reason()
+
+    def _down_reason(self) -> str:
+        if any(e.connected for e in self.endpoints):
+            return "circuit open"
+        return "not connected"
+
+    def unavailable(self) -> MCPlaneError:
+        """The error for a call when no replica can take it: ``circuit_open`` when every connected
+        replica's circuit is open, ``dependency_unavailable`` when none is connected."""
+        connected = [e for e in self.endpoints if e.connected]
+        if connected:
+            wait = min(e.breaker.retry_after() for e in connected)
+            return CircuitOpen(f"upstream {self.name!r}: circuit open", retry_after_ms=max(1, int(wait * 1000)))
+        return DependencyUnavailable(f"upstream {self.name!r} is unavailable", details={"dependency": self.name})
+
+    # ----------------------------------------------------------------- catalog
+    async def _refresh(self, endpoint: EndpointConnection, client: SDKClient) -> None:
+        catalog = Catalog()
+        capabilities = client.server_capabilities
+        if capabilities.tools is not None:
+            catalog.tools = {tool.name: tool for tool in await _all(client.list_tools, "tools")}
+        if capabilities.resources is not None:
+            catalog.resources = await _all(client.list_resources, "resources")
+            catalog.templates = await _all(client.list_resource_templates, "resource_templates")
+        if capabilities.prompts is not None:
+            catalog.prompts = {prompt.name: prompt for prompt in await _all(client.list_prompts, "prompts")}
+        if catalog != self.catalog:
+            self.catalog = catalog
+            logger.info(
+                "upstream %s: %d tools, %d resources, %d templates, %d prompts",
+                self.name,
+                len(catalog.tools),
+                len(catalog.resources),
+                len(catalog.templates),
+                len(catalog.prompts),
+            )
+            self._on_change()
+
+    # ----------------------------------------------------------------- calls
+    async def request(self, send: Send, ctx: Context, *, retry: bool, what: str) -> Any:
+        """Send one request to a replica (retrying on another when ``retry``); returns its result."""
+        retries = self.config.retries
+        attempts = retries.attempts if retry else 1
+        tried: list[EndpointConnection] = []
+        last: MCPlaneError | None = None
+        for attempt in range(1, attempts + 1):
+            endpoint = self.balancer.pick(self.endpoints, tried)
+            if endpoint is None:
+                raise last if last is not None else self.unavailable()
+            tried.append(endpoint)
+            try:
+                return await self._attempt(endpoint, send, ctx, what)
+            except _Retryable as failure:
+                last = failure.error
+            if attempt < attempts:
+                wait = backoff(attempt, retries, remaining=ctx.remaining(), rand=self._rand)
+                logger.debug("upstream %s: retrying %s in %.3f s after %r", self.name, what, wait, last)
+                await self._sleep(wait)
+        assert last is not None
+        raise last
+
+    async def _attempt(self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str) -> Any:
+        breaker = endpoint.breaker
+        client = endpoint.sdk
+        if client is None or not breaker.acquire():
+            raise _Retryable(self.unavailable())
+        meta = ctx.propagation_meta()
+        remaining = ctx.remaining()
+        limit = self.config.retries.attempt_timeout
+        own_limit = limit is not None and (remaining is None or limit < remaining)
+        if own_limit:
+            assert limit is not None
+            meta[TIMEOUT_META_KEY] = int(limit * 1000)
+        endpoint.in_flight += 1
+        verdict: bool | None = None
+        try:
+            if own_limit:
+                with anyio.move_on_after(limit):
+                    result = await send(client, meta)
+                    verdict = True
+                    return result
+                verdict = False
+                raise _Retryable(Timeout(f"upstream {self.name!r} did not answer {what} within {limit:g} s"))
+            result = await send(client, meta)
+            verdict = True
+            return result
+        except MCPError as exc:
+            if is_transport_error(exc):
+                verdict = False
+                endpoint.mark_broken()
+                raise _Retryable(self._lost(what)) from None
+            verdict = True
+            raise self._translate(exc) from None
+        except anyio.get_cancelled_exc_class():
+            if ctx.remaining() == 0:  # the deadline cut it short: an upstream too slow is a failing one
+                verdict = False
+            raise
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            verdict = False
+            endpoint.mark_broken()
+            logger.info("upstream %s: %s failed: %r", endpoint.name, what, unwrap(exc))
+            raise _Retryable(self._lost(what)) from None
+        finally:
+            endpoint.in_flight -= 1
+            if verdict is True:
+                breaker.success()
+            elif verdict is False:
+                breaker.failure()
+            else:
+                breaker.release()
+
+    def _lost(self, what: str) -> MCPlaneError:
+        return DependencyUnavailable(
+            f"upstream {self.name!r} is unavailable ({what} failed)", details={"dependency": self.name}
+        )
+
+    def _translate(self, exc: MCPError) -> MCPlaneError:
+        """A JSON-RPC error the upstream answered: its mcplane error if it has one, else ``upstream_error``."""
+        typed = from_mcp_error(exc)
+        if typed is not None:
+            return typed
+        return UpstreamError(
+            f"upstream {self.name!r} answered an error",
+            details={"upstream_code": exc.code, "upstream_message": exc.message[:200]},
+        )
+
+    def __repr__(self) -> str:
+        return f"Upstream({self.name!r}, endpoints={len(self.endpoints)}, healthy={self.healthy()})"
+
+
+async def _all(list_page: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(_PAGE_CAP):
+        page = await list_page(cursor=cursor)
+        items.extend(getattr(page, attribute))
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return items

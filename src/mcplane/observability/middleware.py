@@ -1,0 +1,210 @@
+"""The ``metrics`` slot: time, count and log every call.
+
+It sits inside ``errors`` and ``tracing`` and outside everything else, so it sees each call's
+true outcome before the errors slot turns it into an answer: a result (``ok``, or ``error``
+with the code a tool result carries in ``structuredContent.error.code``) or an exception (its
+stable code: ``rate_limited``, ``forbidden``, ``timeout``, ``cancelled``, ...).
+
+Per call it updates ``mcplane_calls_in_flight``, ``mcplane_calls_total``,
+``mcplane_call_duration_seconds`` and, for refusals by the rate limit,
+``mcplane_rate_limited_total``; then it writes one ``call`` event to the ``mcplane.calls``
+logger (when INFO is enabled there). The label series of each known name is looked up once and
+kept, so a call costs a dict hit and a few increments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.trace import get_current_span
+
+from mcplane import errors
+from mcplane.audit.entry import error_code_of, result_code
+from mcplane.observability.logs import CALL_LOGGER, EVENT_KEY
+from mcplane.observability.metrics import UNKNOWN, CounterSync, Metrics, current_call_name
+from mcplane.pipeline import Call, CallNext
+
+__all__ = ["ObserveMiddleware", "private_fields", "series_name", "trace_id"]
+
+KNOWN_CODES = frozenset(
+    {
+        cls.code
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.MCPlaneError) and cls is not errors.ConfigError
+    }
+    | {"tool_error", "cancelled", "protocol_error"}
+)
+"""Codes kept as label values; any other code a tool puts in its result counts as ``tool_error``."""
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def series_name(call: Call) -> str:
+    """The ``name`` label for ``call``: a name the server knows, never one a client invented."""
+    if call.policy.get("upstream") is not None:
+        return call.name
+    sdk: Any = getattr(call.context, "_mcp_server", None)
+    if sdk is None:
+        return call.name  # a context made by hand (in-process tests): nothing to check against
+    if call.kind == "tool":
+        return call.name if sdk._tool_manager.get_tool(call.name) is not None else UNKNOWN
+    if call.kind == "prompt":
+        return call.name if sdk._prompt_manager.get_prompt(call.name) is not None else UNKNOWN
+    resources = sdk._resource_manager
+    if call.name in resources._resources:
+        return call.name
+    for template in resources._templates.values():
+        if template.matches(call.name) is not None:
+            return str(template.uri_template)
+    return UNKNOWN
+
+
+class _Series:
+    """The label children of one ``(kind, name)``."""
+
+    __slots__ = ("duration", "errors", "in_flight", "label", "ok", "rate_limited")
+
+    def __init__(self, metrics: Metrics, kind: str, label: str) -> None:
+        self.label = label
+        self.in_flight = metrics.in_flight.labels(kind=kind)
+        self.duration = metrics.duration.labels(kind=kind, name=label)
+        self.ok = metrics.calls.labels(kind=kind, name=label, status="ok", code="")
+        self.errors: dict[str, Any] = {}
+        self.rate_limited: Any = None
+
+
+class ObserveMiddleware:
+    """Metrics and one log event per call. ``metrics=None`` logs only; ``log_calls=False`` counts only."""
+
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        *,
+        log_calls: bool = True,
+        sync: CounterSync | None = None,
+        count_budget: bool = False,
+    ) -> None:
+        self.metrics = metrics
+        self.log_calls = log_calls
+        self.sync = sync if sync else None
+        self.count_budget = count_budget
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._by_label: dict[tuple[str, str], _Series] = {}
+
+    async def __call__(self, call: Call, call_next: CallNext) -> Any:
+        series = self._series.get((call.kind, call.name)) if self.metrics is not None else None
+        if series is None and self.metrics is not None:
+            series = self._new_series(call)
+        if series is not None:
+            series.in_flight.inc()
+        token = current_call_name.set(call.name) if self.count_budget else None
+        code: str | None = None
+        started = time.perf_counter()
+        try:
+            result = await call_next(call)
+            code = result_code(result)
+            return result
+        except BaseException as exc:
+            code = error_code_of(exc)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if token is not None:
+                current_call_name.reset(token)
+            if series is not None:
+                self._count(series, call.kind, elapsed, code)
+            if self.log_calls and CALL_LOGGER.isEnabledFor(logging.INFO):
+                _log_call(call, elapsed, code)
+
+    def _new_series(self, call: Call) -> _Series:
+        assert self.metrics is not None
+        label = series_name(call)
+        series = self._by_label.get((call.kind, label))
+        if series is None:
+            series = self._by_label[(call.kind, label)] = _Series(self.metrics, call.kind, label)
+        if label == call.name:  # bounded: only names the server knows are kept
+            self._series[(call.kind, call.name)] = series
+        return series
+
+    def _count(self, series: _Series, kind: str, elapsed: float, code: str | None) -> None:
+        series.in_flight.dec()
+        series.duration.observe(elapsed)
+        if code is None:
+            series.ok.inc()
+        else:
+            label = code if code in KNOWN_CODES else "tool_error"
+            counter = series.errors.get(label)
+            if counter is None:
+                assert self.metrics is not None
+                counter = series.errors[label] = self.metrics.calls.labels(
+                    kind=kind, name=series.label, status="error", code=label
+                )
+            counter.inc()
+            if label == "rate_limited":
+                if series.rate_limited is None:
+                    assert self.metrics is not None
+                    series.rate_limited = self.metrics.rate_limited.labels(name=series.label)
+                series.rate_limited.inc()
+        if self.sync is not None:
+            self.sync.sync()
+
+
+def private_fields(ctx: Any) -> dict[str, Any]:
+    """The context's mcplane fields (``_principal``, ``_correlation_id``, ...), read in one go.
+
+    ``Context`` keeps them in the instance ``__dict__`` (see :mod:`mcplane.context`)."""
+    fields = getattr(ctx, "__dict__", None)
+    return fields if isinstance(fields, dict) else {}
+
+
+def sdk_request_context(ctx: Any) -> Any:
+    """The SDK's request context (a pydantic private attribute of the SDK's ``Context``), or ``None``."""
+    private = getattr(ctx, "__pydantic_private__", None)
+    return private.get("_request_context") if isinstance(private, dict) else None
+
+
+def _log_call(call: Call, elapsed: float, code: str | None) -> None:
+    ctx = call.context
+    private = private_fields(ctx)
+    principal = private.get("_principal") or ctx.principal
+    event: dict[str, Any] = {
+        "event": "call",
+        "kind": call.kind,
+        "name": call.name,
+        "subject": principal.subject,
+        "tenant": principal.tenant,
+        "duration_ms": round(elapsed * 1000, 3),
+        "status": "ok" if code is None else "error",
+        "code": code,
+        "trace_id": trace_id(ctx),
+        "correlation_id": private.get("_correlation_id", ""),
+    }
+    upstream = call.policy.get("upstream")
+    if upstream is not None:
+        event["upstream"] = str(upstream)
+    # Logger.info would also look up the caller's file and line, which no event shows.
+    record = CALL_LOGGER.makeRecord(CALL_LOGGER.name, logging.INFO, "", 0, "call", (), None, extra={EVENT_KEY: event})
+    CALL_LOGGER.handle(record)
+
+
+def trace_id(ctx: Any) -> str | None:
+    """The call's trace id: the current span's, else the caller's ``traceparent`` (``_meta``, then header)."""
+    span_context = get_current_span().get_span_context()
+    if span_context.is_valid:
+        return format(span_context.trace_id, "032x")
+    private = private_fields(ctx)
+    meta = private.get("_meta")
+    scope = private.get("_scope")
+    if sdk_request_context(ctx) is not None:  # the SDK's path: let the properties find them
+        meta, scope = ctx.request_meta, ctx.scope
+    raw: Any = meta.get("traceparent") if isinstance(meta, Mapping) else None
+    if raw is None and isinstance(scope, Mapping):
+        raw = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"traceparent"), None)
+    if not isinstance(raw, str):
+        return None
+    match = _TRACEPARENT.match(raw.strip().lower())
+    return match.group(1) if match and match.group(1) != "0" * 32 else None

@@ -1,0 +1,34 @@
+"""The request facts of a record come from the scope's raw headers exactly as ``context.headers`` has them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcplane import Context
+from mcplane.audit.entry import request_facts
+
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _context(*headers: tuple[bytes, bytes]) -> Context:
+    scope: dict[str, Any] = {"type": "http", "client": ("10.0.0.7", 5000), "headers": list(headers)}
+    return Context(scope=scope)
+
+
+def test_facts_from_the_scope_headers() -> None:
+    context = _context((b"user-agent", b"agent/1"), (b"traceparent", TRACE.encode()), (b"x-forwarded-for", b"1.2.3.4"))
+    facts = request_facts(context)
+    assert (facts.client_ip, facts.user_agent, facts.trace_id) == ("10.0.0.7", "agent/1", TRACE[3:35])
+    assert request_facts(context, trust_forwarded=True).client_ip == "1.2.3.4"
+
+
+def test_the_lower_case_name_and_the_last_copy_win_as_in_context_headers() -> None:
+    context = _context((b"User-Agent", b"odd"), (b"user-agent", b"first"), (b"user-agent", b"last"))
+    assert request_facts(context).user_agent == "last" == (context.headers or {})["user-agent"]
+    assert request_facts(_context((b"User-Agent", b"only"))).user_agent == "only"
+
+
+def test_long_values_are_capped_and_missing_ones_empty() -> None:
+    facts = request_facts(_context((b"user-agent", b"x" * 1000)))
+    assert facts.user_agent == "x" * 256
+    assert (facts.trace_id, facts.session_id) == ("", "")

@@ -1,0 +1,115 @@
+"""Real upstreams for the gateway tests: server-everything (stdio, Streamable HTTP) and mcplane planes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp_types import CallToolResult
+
+from tests.conftest import REPO_ROOT, free_port
+
+EVERYTHING = REPO_ROOT / ".tools" / "alpha" / "node_modules" / ".bin" / "mcp-server-everything"
+UPSTREAM_APP = Path(__file__).with_name("upstream_app.py")
+START_TIMEOUT = 20.0
+
+_LOOPBACK_PRELOAD = """
+const net = require('net');
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === 'object' && args[0] !== null) {
+    args[0] = Object.assign({}, args[0], { host: '127.0.0.1' });
+  } else if (typeof args[0] === 'number' || typeof args[0] === 'string') {
+    const rest = args.slice(1).filter((a) => typeof a !== 'string');
+    if (typeof rest[0] === 'number') rest.shift();  // drop a backlog given without a host
+    args = [args[0], '127.0.0.1', ...rest];
+  }
+  return listen.apply(this, args);
+};
+"""
+
+
+def everything_command() -> list[str]:
+    if not EVERYTHING.exists() or shutil.which("node") is None:
+        pytest.skip("server-everything (npm) or node is not installed")
+    return [str(EVERYTHING)]
+
+
+def error_code(result: CallToolResult) -> str | None:
+    if not result.is_error:
+        return None
+    structured: Any = result.structured_content or {}
+    return structured.get("error", {}).get("code")
+
+
+def text_of(result: CallToolResult) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            try:
+                proc.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
+    pytest.fail(f"nothing listened on port {port} within {timeout:g} s")
+
+
+@dataclass
+class NodeServer:
+    """server-everything over Streamable HTTP on 127.0.0.1:port (restartable on the same port)."""
+
+    port: int
+    preload: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> None:
+        script = os.path.realpath(EVERYTHING)
+        self.proc = subprocess.Popen(
+            ["node", "--require", str(self.preload), script, "streamableHttp"],
+            env={**os.environ, "PORT": str(self.port)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def everything_http(tmp_path: Path) -> Iterator[NodeServer]:
+    everything_command()
+    preload = tmp_path / "loopback.js"
+    preload.write_text(_LOOPBACK_PRELOAD)
+    server = NodeServer(free_port(), preload)
+    server.start()
+    yield server
+    server.kill()
+
+
+def python_command(*args: str) -> list[str]:
+    return [sys.executable, *args]
