@@ -1,0 +1,226 @@
+"""The bench's legs and server configurations (what ``run.py`` measures)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+
+SERVERS = BENCH / "servers"
+PYTHON = sys.executable
+
+LEGS: dict[str, str] = {
+    "http-2026": "Streamable HTTP, 2026-07-28 stateless (per-request `_meta` envelope + routing headers)",
+    "http-2025": "Streamable HTTP, 2025-11-25 with a session (initialize once, `Mcp-Session-Id` on every call)",
+    "stdio": "stdio, 2026-07-28 envelope (what the SDK client sends by default), pipelined",
+    "stdio-2025": "stdio, 2025-11-25 after initialize, pipelined (optional leg)",
+}
+DEFAULT_LEGS = ("http-2026", "http-2025", "stdio")
+HTTP_LEGS = frozenset({"http-2026", "http-2025"})
+STDIO_LEGS = frozenset({"stdio", "stdio-2025"})
+ALL_LEGS = HTTP_LEGS | STDIO_LEGS
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration. ``role`` decides which ratio it feeds."""
+
+    key: str
+    role: str  # mcplane | sdk | fastmcp | floor | info
+    script: str
+    args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Extra server flags per leg; a leg missing here is not run for this variant."""
+    config: dict[str, str] = field(default_factory=dict)
+    """What the configuration is, per leg, for the table."""
+    auth: bool = False
+    """The server wants ``Authorization: Bearer <JWT>`` (readiness probe and load generator send one)."""
+    default: bool = True
+    """Part of a plain ``python bench/run.py``; the layer sweep's variants are not (``--sweep``)."""
+    base: str | None = None
+    """Layer sweep: the variant this one adds one layer to (its delta is computed against it)."""
+    adds: str = ""
+    """Layer sweep: what this variant adds to ``base``."""
+
+    @property
+    def layered(self) -> bool:
+        return any("--layers" in flags for flags in self.args.values())
+
+
+EVERY_LEG = {leg: () for leg in ALL_LEGS}
+VARIANTS: tuple[Variant, ...] = (
+    Variant(
+        "mcplane",
+        "mcplane",
+        "mcplane_server.py",
+        EVERY_LEG,
+        {leg: "bare `Plane`, defaults (`mcplane run`)" for leg in ALL_LEGS},
+    ),
+    Variant(
+        "mcplane-json",
+        "info",
+        "mcplane_server.py",
+        {"http-2026": ("--json",), "http-2025": ("--json",)},
+        {leg: "`Plane`, `json_response=True` (informative, not in ratios)" for leg in HTTP_LEGS},
+    ),
+    Variant(
+        "sdk-default",
+        "sdk",
+        "sdk_server.py",
+        EVERY_LEG,
+        {
+            **{leg: "`MCPServer.streamable_http_app()` defaults (stateful, SSE)" for leg in HTTP_LEGS},
+            **{leg: '`MCPServer.run("stdio")`' for leg in STDIO_LEGS},
+        },
+    ),
+    Variant(
+        "sdk-best",
+        "sdk",
+        "sdk_server.py",
+        {"http-2026": ("--stateless", "--json"), "http-2025": ("--json",)},
+        {
+            "http-2026": "`stateless_http=True, json_response=True`",
+            "http-2025": "`json_response=True` (stateful: the leg needs a session)",
+        },
+    ),
+    Variant(
+        "fastmcp",
+        "fastmcp",
+        "fastmcp_server.py",
+        EVERY_LEG,
+        {
+            **{leg: '`FastMCP.run(transport="http")` defaults' for leg in HTTP_LEGS},
+            **{leg: '`FastMCP.run(transport="stdio")`' for leg in STDIO_LEGS},
+        },
+    ),
+    Variant(
+        "floor",
+        "floor",
+        "floor_server.py",
+        EVERY_LEG,
+        {
+            **{leg: "raw Starlette route + orjson (no MCP)" for leg in HTTP_LEGS},
+            **{leg: "raw asyncio line loop + orjson (no MCP)" for leg in STDIO_LEGS},
+        },
+    ),
+)
+
+
+def _layered(
+    key: str,
+    role: str,
+    layers: str,
+    describe: str,
+    *,
+    fsync: str = "interval",
+    default: bool = False,
+    base: str | None = None,
+    adds: str = "",
+) -> Variant:
+    """A bare-echo Plane plus pipeline layers (``fullpipe.py``), on the HTTP legs."""
+    return Variant(
+        key,
+        role,
+        "mcplane_server.py",
+        {leg: ("--layers", layers, "--fsync", fsync) for leg in HTTP_LEGS},
+        {leg: describe for leg in HTTP_LEGS},
+        auth="auth" in layers.split(","),
+        default=default,
+        base=base,
+        adds=adds,
+    )
+
+
+FULL = "auth,authz,ratelimit,audit"
+FULL_DESCRIPTION = (
+    "`Plane` + JWT HS256 auth + authorization (role rule) + rate limit on Redis (1000000/second, principal) "
+    "+ audit JSONL file, fsync {}"
+)
+VARIANTS += (
+    _layered(
+        "mcplane-full",
+        "full",
+        FULL,
+        FULL_DESCRIPTION.format("`interval`"),
+        default=True,
+        base="mcplane+ratelimit",
+        adds="+ audit (JSONL, fsync interval)",
+    ),
+    _layered(
+        "mcplane-full-fsync",
+        "full",
+        FULL,
+        FULL_DESCRIPTION.format("`always` (informative)"),
+        fsync="always",
+        default=True,
+        base="mcplane+ratelimit",
+        adds="+ audit (JSONL, fsync always)",
+    ),
+    # The layer sweep (`--sweep`): one layer at a time, cumulatively, then audit and the Redis round trip alone.
+    _layered("mcplane+auth", "layer", "auth", "`Plane` + JWT HS256 auth", base="mcplane", adds="+ auth (JWT HS256)"),
+    _layered(
+        "mcplane+authz",
+        "layer",
+        "auth,authz",
+        "`Plane` + auth + authorization",
+        base="mcplane+auth",
+        adds="+ authorization (role rule)",
+    ),
+    _layered(
+        "mcplane+rl-memory",
+        "layer",
+        "auth,authz,ratelimit-memory",
+        "`Plane` + auth + authorization + rate limit in memory",
+        base="mcplane+authz",
+        adds="+ rate limit, memory backend",
+    ),
+    _layered(
+        "mcplane+ratelimit",
+        "layer",
+        "auth,authz,ratelimit",
+        "`Plane` + auth + authorization + rate limit on Redis",
+        base="mcplane+authz",
+        adds="+ rate limit, Redis backend",
+    ),
+    _layered(
+        "mcplane+audit",
+        "layer",
+        "audit",
+        "`Plane` + audit JSONL file, fsync `interval` (no auth)",
+        base="mcplane",
+        adds="+ audit alone (fsync interval)",
+    ),
+)
+SWEEP = (
+    "mcplane",
+    "mcplane+auth",
+    "mcplane+authz",
+    "mcplane+rl-memory",
+    "mcplane+ratelimit",
+    "mcplane-full",
+    "mcplane-full-fsync",
+    "mcplane+audit",
+)
+FULL_TARGET = 0.7
+PIPELINE_NOTES = (
+    "**Where the added cost goes** (layer sweep `python bench/run.py --sweep --repeat 2` of 2026-11-24, "
+    "server CPU µs per call added at concurrency 32, http-2026 / http-2025; details, profiles and the fixes in "
+    '`bench/PROFILE.md`, section "The full pipeline"): **audit** (JSONL, `fsync: interval`) +101 / +97, the '
+    "costliest layer; **rate limit on Redis** +54 / +49 (+22 of it the middleware and GCRA bookkeeping, as on the "
+    "memory backend; the rest the pipelined Redis round trip), and at concurrency 1 the costliest: +141 / +147 µs of "
+    "CPU and +182 / +189 µs of p50, one unshared round trip per call; **JWT auth** +13 / +13; **authorization** +2 / "
+    "+2. `fsync: always` instead of `interval`: +17 / +30 at concurrency 32 (concurrent records share an fsync), "
+    "but +393 / +422 µs of CPU and +0.6 ms of p50 at concurrency 1 (two fsyncs per call). Before the fixes in "
+    "`src/mcplane/auth`, `audit`, `backends` (verified-token cache, inline JSONL appends and group commit, "
+    "auto-pipelined Redis hits) the same layers cost audit +341, Redis rate limit +125, JWT auth +115, "
+    "authorization -3 (http-2026), and the full pipeline ran at 0.15 to 0.21\u00d7 the bare Plane. The "
+    "0.7\u00d7 goal is not met: what is left (pydantic `Context` attribute reads, about 35 µs per call over all "
+    "layers; redis-py's RESP parsing in Python; two hashed audit records per call) is listed in `bench/PROFILE.md`."
+)
+VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
+TARGET_RATIO = 1.5
+NOISY = 0.10
+"""A cell is flagged noisy when other processes used more than this share of a CPU during its window."""
