@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port, for http and ws (default 1, or $MCPLANE_WORKERS)",
     )
     run.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS/WSS with this certificate chain (PEM)")
+    run.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM; default: in --tls-cert)")
+    run.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
+    run.add_argument("--tls-crl", metavar="FILE", help="refuse client certificates this CRL revokes")
+    run.add_argument(
+        "--tls-client-cert", choices=("required", "optional"), default="required", help="with --tls-client-ca"
+    )
 
     commands.add_parser(
         "gateway", help="federate upstream MCP servers: mcplane gateway --config gateway.yaml", add_help=False
@@ -162,8 +169,32 @@ def _run(args: argparse.Namespace) -> int:
         options["allowed_hosts"] = tuple(args.allow_host)
     if args.allow_origin is not None:
         options["allowed_origins"] = tuple(args.allow_origin)
-    serve_http(plane, host=args.host, port=args.port, sock=sock, supervised=args.worker_fd is not None, **options)
+    tls, reloader = _tls(args)
+    serve_http(
+        plane,
+        host=args.host,
+        port=args.port,
+        sock=sock,
+        supervised=args.worker_fd is not None,
+        tls=tls,
+        tls_reloader=reloader,
+        **options,
+    )
     return 0
+
+
+def _tls(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The server TLS context and its certificate reloader from the ``--tls-*`` flags (or none)."""
+    if not args.tls_cert:
+        if args.tls_key or args.tls_client_ca or args.tls_crl:
+            raise ConfigError("--tls-key, --tls-client-ca and --tls-crl need --tls-cert")
+        return None, None
+    from mcplane.tls import CertificateReloader, server_context
+
+    context = server_context(
+        args.tls_cert, args.tls_key, client_ca=args.tls_client_ca, client_cert=args.tls_client_cert, crl=args.tls_crl
+    )
+    return context, CertificateReloader(context, args.tls_cert, args.tls_key, crl=args.tls_crl)
 
 
 def _worker_args(args: argparse.Namespace) -> list[str]:
@@ -176,6 +207,11 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
         argv += ["--allow-origin", origin]
     if args.config is not None:
         argv += ["--config", args.config]
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "tls_crl"):
+        if getattr(args, flag):
+            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    if args.tls_client_ca:
+        argv += ["--tls-client-cert", args.tls_client_cert]
     return argv
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,10 @@ def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
+TLS_RELOAD_SECONDS = 30.0
+"""How often a TLS server looks for a rotated certificate."""
+
+
 class _Server(uvicorn.Server):
     """uvicorn, draining on the first signal and exiting 0 after an orderly stop."""
 
@@ -77,6 +82,8 @@ class _Server(uvicorn.Server):
         self._signals = 0
         self._drain: asyncio.Task[None] | None = None
         self._supervisor = os.getppid() if supervised else None
+
+    tls_reloader: Any = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -131,13 +138,30 @@ class _Server(uvicorn.Server):
         if self._supervisor is not None and not self._signals and os.getppid() != self._supervisor:
             logger.warning("the supervisor process is gone; draining")
             self.handle_exit(signal.SIGTERM, None)
+        # uvicorn ticks every 0.1 s: look at the certificate files every TLS_RELOAD_SECONDS.
+        if self.tls_reloader is not None and counter % int(TLS_RELOAD_SECONDS * 10) == 0:
+            self.tls_reloader.check()
         return await super().on_tick(counter)
 
 
 def serve_http(
-    plane: Plane, *, host: str, port: int, sock: socket.socket | None = None, supervised: bool = False, **options: Any
+    plane: Plane,
+    *,
+    host: str,
+    port: int,
+    sock: socket.socket | None = None,
+    supervised: bool = False,
+    tls: ssl.SSLContext | None = None,
+    tls_reloader: Any = None,
+    **options: Any,
 ) -> None:
-    """Serve HTTP and WebSocket until stopped. ``supervised``: a worker of ``mcplane run --workers``."""
+    """Serve HTTP and WebSocket until stopped. ``supervised``: a worker of ``mcplane run --workers``.
+
+    ``tls``: serve HTTPS/WSS with this context (see :mod:`mcplane.tls`); ``tls_reloader``: checked
+    every ``TLS_RELOAD_SECONDS``, so a rotated certificate serves new handshakes without a restart.
+    Plain HTTP on a routable address is allowed but logged as a warning: put TLS here or in a
+    reverse proxy / ingress in front.
+    """
     from mcplane.observability import Lifecycle
     from mcplane.transports.http import HTTPApp, HTTPOptions
 
@@ -145,6 +169,12 @@ def serve_http(
         # Bound to a routable address: the operator names the hosts; until then accept any Host,
         # but browsers' cross-site requests stay refused by the Origin check.
         options["allowed_hosts"] = ()
+    if tls is None and not _loopback(host):
+        logger.warning(
+            "serving plain HTTP on %s: traffic, tokens included, is unencrypted; use --tls-cert/--tls-key "
+            "or terminate TLS in a reverse proxy or ingress in front",
+            host,
+        )
     app = HTTPApp(plane, HTTPOptions(**options))
     sock = sock or bind_socket(host, port)
     config = uvicorn.Config(
@@ -159,9 +189,11 @@ def serve_http(
         timeout_graceful_shutdown=int(CLOSE_TAIL_SECONDS),
         loop=_best_loop(),
         http=_best_http(),
+        ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
     )
     lifecycle = Lifecycle(plane, "http")
     server = _Server(config, app, lifecycle, supervised=supervised)
+    server.tls_reloader = tls_reloader
     bound = sock.getsockname()
     lifecycle.start(host=bound[0], port=bound[1])
     lifecycle.install()
