@@ -17,6 +17,8 @@ from mcplane.tls import clear_client_contexts, client_context
 from tests.conftest import QUICKSTART, REPO_ROOT, free_port
 from tests.test_tls import CA
 
+_RUN = [sys.executable, "-m", "mcplane.cli", "run", str(QUICKSTART), "--transport", "http"]
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, Path]]:
@@ -90,3 +92,35 @@ def test_tls_flags_without_a_certificate_are_a_one_line_error() -> None:
     )
     assert out.returncode == 1
     assert out.stderr.strip() == "mcplane: error: --tls-key, --tls-client-ca and --tls-crl need --tls-cert"
+
+
+def test_plain_http_on_a_routable_address_is_a_logged_warning(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*_RUN, "--host", "0.0.0.0", "--port", str(port)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            with anyio.from_thread.start_blocking_portal() as portal:
+                portal.call(_wait_http, port, proc)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    assert "serving plain HTTP on 0.0.0.0" in log.read_text()
+
+
+async def _wait_http(port: int, proc: subprocess.Popen[bytes]) -> None:
+    with anyio.fail_after(20):
+        async with httpx.AsyncClient() as http:
+            while True:
+                assert proc.poll() is None, "the server exited during start-up"
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await anyio.sleep(0.05)
