@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -131,8 +131,3 @@ async def open_dependencies(dependencies: Mapping[str, Dependency]) -> AsyncGene
         for name, dependency in dependencies.items():
             opened[name] = await stack.enter_async_context(dependency.open())
         yield opened
-
-
-@contextmanager
-def no_dependencies() -> Generator[dict[str, Any]]:
-    yield {}

@@ -169,3 +169,23 @@ class InternalError(MCPlaneError):
     code = "internal_error"
     jsonrpc_code = _INTERNAL_ERROR
     default_message = "internal error"
+
+
+WIRE_ERRORS: dict[str, type[MCPlaneError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArguments,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        RateLimited,
+        BudgetExceeded,
+        Timeout,
+        DeadlineExceeded,
+        DependencyUnavailable,
+        CircuitOpen,
+        UpstreamError,
+        InternalError,
+    )
+}
+"""The error class of each stable code a client can receive (``ConfigError`` never travels)."""

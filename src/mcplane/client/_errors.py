@@ -18,41 +18,9 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, TextContent
 
-from mcplane.errors import (
-    BudgetExceeded,
-    CircuitOpen,
-    DeadlineExceeded,
-    DependencyUnavailable,
-    Forbidden,
-    InternalError,
-    InvalidArguments,
-    MCPlaneError,
-    NotFound,
-    RateLimited,
-    Timeout,
-    Unauthenticated,
-    UpstreamError,
-)
+from mcplane.errors import WIRE_ERRORS, MCPlaneError
 
 __all__ = ["ToolFailed", "from_mcp_error", "from_result", "is_transport_error", "stamp", "unwrap"]
-
-_BY_CODE: dict[str, type[MCPlaneError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArguments,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
-        RateLimited,
-        BudgetExceeded,
-        Timeout,
-        DeadlineExceeded,
-        DependencyUnavailable,
-        CircuitOpen,
-        UpstreamError,
-        InternalError,
-    )
-}
 
 
 class ToolFailed(MCPlaneError):
@@ -102,7 +70,7 @@ def _from_object(body: dict[str, Any], fallback: str, result: CallToolResult | N
     if retry_after_ms is not None and retry_after_ms < 0:
         retry_after_ms = None
     details = body.get("details")
-    cls = _BY_CODE.get(code)
+    cls = WIRE_ERRORS.get(code)
     if cls is None:
         error: MCPlaneError = ToolFailed(
             message, result=result, remote_code=code, retry_after_ms=retry_after_ms, details=details
