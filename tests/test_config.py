@@ -117,7 +117,7 @@ def test_a_null_default_timeout_means_unbounded(tmp_path: Path) -> None:
         ),
         (
             "auth: {required: true}\n",
-            "auth: auth.required is true but no jwt, api_keys or stdio.principal is configured",
+            "auth: auth.required is true but no jwt, api_keys, client_certificate or stdio.principal is configured",
         ),
         ("auth:\n  jwt: {issuer: https://i.example}\n", "auth.jwt: jwt needs `keys`, a `jwks_url`, or both"),
         (

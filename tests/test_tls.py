@@ -7,11 +7,13 @@ import datetime as dt
 import os
 import socket
 import ssl
+import subprocess
 import warnings
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -243,6 +245,7 @@ async def verdict(server: ssl.SSLContext, client: ssl.SSLContext) -> str:
     """Why ``server`` refuses ``client``, as the server's own handshake reports it (asyncio's TLS
     server drops that reason, so this handshake runs on a blocking socket pair)."""
     server_sock, client_sock = socket.socketpair()
+    failure: BaseException | None = None
     with server_sock, client_sock, anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(anyio.to_thread.run_sync, lambda: _handshake(client, client_sock, server_side=False))
@@ -545,3 +548,144 @@ async def test_the_client_calls_a_plane_over_https_with_mtls(ca: CA, tmp_path: P
         finally:
             server.should_exit = True
     sock.close()
+
+
+# ---------------------------------------------------------------------------------- `mcplane run` over TLS
+@dataclass
+class TLSProcess:
+    """An ``mcplane run ... --tls-cert`` subprocess answering ``/health`` over HTTPS."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}/mcp"
+
+    @property
+    def ws_url(self) -> str:
+        return f"wss://localhost:{self.port}/mcp"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+
+
+def start_tls_server(
+    target: Path | str,
+    ca: CA,
+    tmp: Path,
+    *flags: str,
+    health_context: ssl.SSLContext | None = None,
+    gateway: bool = False,
+) -> TLSProcess:
+    """``mcplane run TARGET --transport http --tls-cert ... FLAGS`` (``gateway``: ``mcplane gateway
+    --config TARGET ...``) on a free port, once ``/health`` answers over HTTPS (``health_context``:
+    how to connect for that, by default trusting ``ca``)."""
+    from tests.conftest import REPO_ROOT, free_port, mcplane_command
+
+    cert, key = ca.server().write(tmp, "server")
+    port = free_port()
+    stderr_path = tmp / f"server-{port}.stderr"
+    command = ("gateway", "--config", str(target)) if gateway else ("run", str(target))
+    argv = mcplane_command(*command, "--transport", "http", "--port", str(port))
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [*argv, "--tls-cert", str(cert), "--tls-key", str(key), *flags],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    server = TLSProcess(proc, port, stderr_path)
+    try:
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(_wait_https, port, health_context or trusting(ca), proc, stderr_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+async def _wait_https(port: int, verify: ssl.SSLContext, proc: subprocess.Popen[bytes], stderr: Path) -> None:
+    with anyio.fail_after(30):
+        async with httpx2.AsyncClient(verify=verify) as http:
+            while True:
+                if proc.poll() is not None:
+                    log = await anyio.Path(stderr).read_text(errors="replace")
+                    pytest.fail(f"the server exited during start-up: {log}")
+                try:
+                    if (await http.get(f"https://localhost:{port}/health")).status_code == 200:
+                        return
+                except httpx2.TransportError:
+                    pass
+                await anyio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------- the ASGI TLS extension
+@pytest.mark.parametrize(("http", "ws"), [("h11", "websockets-sansio"), ("httptools", "auto")])
+async def test_uvicorn_protocols_carry_the_tls_extension(ca: CA, tmp_path: Path, http: str, ws: str) -> None:
+    """Each uvicorn protocol mcplane may run, subclassed: the verified client certificate is in
+    every request's scope, for HTTP and for WebSocket sessions."""
+    from mcplane.transports.tls_scope import tls_protocols
+
+    seen: list[tuple[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        tls = scope.get("extensions", {}).get("tls", {})
+        seen.append((scope["type"], tls.get("client_cert_name")))
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(len(tls.get("client_cert_chain", []))).encode()})
+
+    http_class, ws_class = tls_protocols(http, ws)
+    context = server_context(*ca.server().write(tmp_path, "server"), client_ca=ca.pem, client_cert="optional")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        http=http_class,
+        ws=ws_class,
+        ssl_context_factory=lambda _config, _default: context,
+    )
+    server = _Server(config)
+    agent = ca.issue("agent-ext", client=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        try:
+            with anyio.fail_after(10):
+                await server.ready.wait()
+                named = client_context(ca=ca.pem, cert=agent.cert_pem, key=agent.key_pem)
+                async with httpx2.AsyncClient(verify=named) as client:
+                    assert (await client.get(f"https://localhost:{port}/")).text == "1"
+                    assert (await client.get(f"https://localhost:{port}/again")).text == "1"
+                async with httpx2.AsyncClient(verify=client_context(ca=ca.pem)) as client:
+                    assert (await client.get(f"https://localhost:{port}/")).text == "0"
+                from websockets.asyncio.client import connect
+
+                async with connect(f"wss://localhost:{port}/", ssl=named) as websocket:
+                    await websocket.wait_closed()
+        finally:
+            server.should_exit = True
+    sock.close()
+    assert seen == [
+        ("http", "CN=agent-ext"),
+        ("http", "CN=agent-ext"),
+        ("http", None),
+        ("websocket", "CN=agent-ext"),
+    ]

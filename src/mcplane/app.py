@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
     from mcp.server.extension import Extension
 
+    from mcplane.fanout import ListChanged
+
 __all__ = ["Plane", "Provider"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -151,6 +153,11 @@ class Plane:
         self._timeout.default_timeout = config.server.default_timeout
         if config.server.name:
             self.name = self.sdk._lowlevel_server.name = config.server.name
+        if config.sessions.keys:  # replicas sharing the keys continue each other's multi-round-trip requests
+            from mcplane.sdk_server import install_request_state_keys
+
+            keys = [key.get().encode() for key in config.sessions.keys]
+            install_request_state_keys(self.sdk, keys, ttl=config.sessions.request_state_ttl)
         if config.secrets is not None:
             from mcplane.secrets import redact_all_logs
 
@@ -396,6 +403,25 @@ class Plane:
                             await cm.__aexit__(None, None, None)
                         finally:
                             await self.layers.aclose()
+
+    # ----------------------------------------------------------------- notifications
+    async def notify_list_changed(self, kind: ListChanged) -> None:
+        """Tell every client that the ``"tools"``, ``"prompts"`` or ``"resources"`` list changed.
+
+        Reaches ``subscriptions/listen`` streams (2026-07-28) and the GET streams of 2025-11-25
+        sessions, on this replica and, with ``redis_url`` configured, on every other one.
+        """
+        from mcplane.fanout import PlaneBus, list_changed_event
+
+        bus = self.sdk._subscriptions
+        event = list_changed_event(kind)
+        await (bus.announce(event) if isinstance(bus, PlaneBus) else bus.publish(event))
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        """Tell ``subscriptions/listen`` streams that asked for ``uri`` (on every replica) that it changed."""
+        from mcp.server.subscriptions import ResourceUpdated
+
+        await self.sdk._subscriptions.publish(ResourceUpdated(uri=uri))
 
     def _resolve_dependency(self, name: str) -> Any:
         try:

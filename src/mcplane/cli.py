@@ -59,13 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port, for http and ws (default 1, or $MCPLANE_WORKERS)",
     )
     run.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
-    run.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS/WSS with this certificate chain (PEM)")
-    run.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM; default: in --tls-cert)")
-    run.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
-    run.add_argument("--tls-crl", metavar="FILE", help="refuse client certificates this CRL revokes")
-    run.add_argument(
-        "--tls-client-cert", choices=("required", "optional"), default="required", help="with --tls-client-ca"
-    )
+    from mcplane.transports.serve import add_tls_arguments
+
+    add_tls_arguments(run)
 
     commands.add_parser(
         "gateway", help="federate upstream MCP servers: mcplane gateway --config gateway.yaml", add_help=False
@@ -88,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("tool")
     call.add_argument("--args", default="{}", help="tool arguments as a JSON object")
     call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    call.add_argument("--ca", metavar="FILE", help="https/wss: trust only this CA bundle (default: the system's)")
+    call.add_argument("--cert", metavar="FILE", help="https/wss: present this client certificate (mTLS)")
+    call.add_argument("--key", metavar="FILE", help="the client certificate's private key (default: in --cert)")
     return parser
 
 
@@ -124,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mcplane.transports.serve import bind_socket, configure_process_logging, serve_http
+    from mcplane.transports.serve import bind_socket, configure_process_logging, serve_http, tls_from_arguments
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {args.port}")
@@ -133,10 +132,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.transport == "stdio":
         raise ConfigError("--workers applies to the http and ws transports, not stdio")
     config = None
-    if args.config is not None:
+    if args.config is not None or any(key.startswith("MCPLANE__") for key in os.environ):
         from mcplane.config import load_config
 
-        config = load_config(args.config)
+        config = load_config(args.config)  # no file: the MCPLANE__ environment overrides alone
     if args.workers > 1 and args.worker_fd is None:
         from mcplane.config import PlaneConfig
         from mcplane.transports.workers import supervise
@@ -169,32 +168,16 @@ def _run(args: argparse.Namespace) -> int:
         options["allowed_hosts"] = tuple(args.allow_host)
     if args.allow_origin is not None:
         options["allowed_origins"] = tuple(args.allow_origin)
-    tls, reloader = _tls(args)
     serve_http(
         plane,
         host=args.host,
         port=args.port,
         sock=sock,
         supervised=args.worker_fd is not None,
-        tls=tls,
-        tls_reloader=reloader,
+        **tls_from_arguments(args),
         **options,
     )
     return 0
-
-
-def _tls(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The server TLS context and its certificate reloader from the ``--tls-*`` flags (or none)."""
-    if not args.tls_cert:
-        if args.tls_key or args.tls_client_ca or args.tls_crl:
-            raise ConfigError("--tls-key, --tls-client-ca and --tls-crl need --tls-cert")
-        return None, None
-    from mcplane.tls import CertificateReloader, server_context
-
-    context = server_context(
-        args.tls_cert, args.tls_key, client_ca=args.tls_client_ca, client_cert=args.tls_client_cert, crl=args.tls_crl
-    )
-    return context, CertificateReloader(context, args.tls_cert, args.tls_key, crl=args.tls_crl)
 
 
 def _worker_args(args: argparse.Namespace) -> list[str]:
@@ -207,12 +190,9 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
         argv += ["--allow-origin", origin]
     if args.config is not None:
         argv += ["--config", args.config]
-    for flag in ("tls_cert", "tls_key", "tls_client_ca", "tls_crl"):
-        if getattr(args, flag):
-            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
-    if args.tls_client_ca:
-        argv += ["--tls-client-cert", args.tls_client_cert]
-    return argv
+    from mcplane.transports.serve import tls_arguments
+
+    return argv + tls_arguments(args)
 
 
 def _config_check(file: str) -> int:
@@ -236,7 +216,8 @@ def _call(args: argparse.Namespace) -> int:
     if not isinstance(arguments, dict):
         raise ConfigError("--args must be a JSON object")
     try:
-        result = anyio.run(_call_async, args.endpoint, args.tool, arguments, args.timeout)
+        tls = {"ca": args.ca, "cert": args.cert, "key": args.key}
+        result = anyio.run(_call_async, args.endpoint, args.tool, arguments, args.timeout, tls)
     except TimeoutError:
         return _fail(f"no answer from {args.endpoint} within {args.timeout:g} s")
     except ConfigError:
@@ -254,7 +235,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], seconds: float) -> dict[str, Any]:
+async def _call_async(
+    endpoint: str, tool: str, arguments: dict[str, Any], seconds: float, tls: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One call through :class:`mcplane.client.Client`: the deadline travels to the server, no retries,
     an error result is printed as it came."""
     from mcp.shared.exceptions import MCPError
@@ -262,7 +245,7 @@ async def _call_async(endpoint: str, tool: str, arguments: dict[str, Any], secon
     from mcplane.client import Client
     from mcplane.errors import DeadlineExceeded, MCPlaneError
 
-    client = Client(endpoint, timeout=seconds, retry=None, raise_on_error=False, connect_timeout=None)
+    client = Client(endpoint, timeout=seconds, retry=None, raise_on_error=False, connect_timeout=None, **(tls or {}))
     with anyio.fail_after(seconds):
         try:
             async with client:

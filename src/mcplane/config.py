@@ -175,6 +175,36 @@ class BudgetSection(_Section):
         return _duration(value)
 
 
+class StateSection(_Section):
+    """Session state for tools (``ctx.state``): where it lives and how long it is kept."""
+
+    backend: Backend = "memory"
+    ttl: float = 86_400.0
+    """How long a key lives after its last write, unless the write says otherwise."""
+    max_value_bytes: int = Field(default=65_536, gt=0)
+    """Largest value (encoded JSON) one key may hold."""
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+
+class RedisSection(_Section):
+    """How mcplane's clients connect to ``redis_url`` (see ``mcplane.backends.redis_connect``)."""
+
+    socket_timeout: float = Field(default=2.0, gt=0)
+    connect_timeout: float = Field(default=2.0, gt=0)
+    retries: int = Field(default=1, ge=0)
+    max_connections: int = Field(default=64, ge=1)
+    health_check_interval: float = Field(default=15.0, ge=0)
+
+    @field_validator("socket_timeout", "connect_timeout", "health_check_interval", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+
 class AuditSection(_Section):
     sink: Literal["file", "postgres"] = "file"
     path: str = "mcplane-audit.jsonl"
@@ -231,18 +261,51 @@ class ObservabilitySection(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class SessionsSection(_Section):
+    """Sessions (2025-11-25) and ``requestState`` (2026-07-28) that every replica can continue."""
+
+    keys: list[Secret] = Field(default_factory=list)
+    """Secrets of at least 32 bytes, newest first: the first seals session ids and ``requestState``,
+    every one unseals (rotation). Empty: a random key per process (sessions stay on one process)."""
+    ttl: float = Field(default=86_400.0, gt=0)
+    """How long a session id is accepted after the session opened."""
+    request_state_ttl: float = Field(default=600.0, gt=0)
+    """How long a sealed ``requestState`` (one multi-round-trip round) is accepted."""
+    fail_open: bool = False
+    """Accept a session id when Redis cannot say whether it was revoked (else: 503)."""
+
+    @field_validator("ttl", "request_state_ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
+
+    @field_validator("keys")
+    @classmethod
+    def _long_enough(cls, keys: list[Secret]) -> list[Secret]:
+        for position, key in enumerate(keys, 1):
+            if len(key.get().encode()) < 32:  # never echo the key: it is a secret
+                raise ValueError(f"key #{position} is shorter than 32 bytes (make one with secrets.token_hex(32))")
+        return keys
+
+
 class PlaneConfig(_Section):
     """The whole of ``mcplane.yaml``. Unknown keys are rejected, never ignored."""
 
     server: ServerSection = ServerSection()
     http: HTTPSection = HTTPSection()
+    sessions: SessionsSection = SessionsSection()
+    """Session ids and ``requestState`` sealed with keys every replica shares."""
     redis_url: Secret | None = None
-    """Redis for every shared layer whose ``backend`` is ``redis``."""
+    """Redis for every shared layer whose ``backend`` is ``redis``: one server, Sentinel or Cluster."""
+    redis: RedisSection = RedisSection()
+    """Timeouts, retries and pool size of the Redis clients."""
     auth: AuthConfig | None = None
     authorization: AccessPolicy | None = None
     rate_limit: RateLimitSection | None = None
     cache: CacheSection | None = None
     budget: BudgetSection | None = None
+    state: StateSection = StateSection()
+    """Session state for tools (``ctx.state``); memory unless it says ``backend: redis``."""
     audit: AuditSection | None = None
     observability: ObservabilitySection = ObservabilitySection()
     """Logs, metrics (on unless turned off) and tracing (off unless turned on)."""
@@ -256,10 +319,17 @@ class PlaneConfig(_Section):
 
     @model_validator(mode="after")
     def _redis_when_needed(self) -> PlaneConfig:
-        for name in ("rate_limit", "cache", "budget"):
+        for name in ("rate_limit", "cache", "budget", "state"):
             section = getattr(self, name)
             if section is not None and section.backend == "redis" and self.redis_url is None:
                 raise ValueError(f"{name}.backend is redis but redis_url is not set")
+        if self.redis_url is not None:
+            from mcplane.backends.redis_connect import parse_redis_url
+
+            try:
+                parse_redis_url(self.redis_url.get())
+            except ConfigError as exc:  # the message never holds the URL (it may hold a password)
+                raise ValueError(exc.message) from None
         return self
 
     def http_options(self) -> dict[str, Any]:

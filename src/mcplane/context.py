@@ -21,6 +21,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from mcplane.tasks.scope import current_scope
 
+if TYPE_CHECKING:
+    from mcplane.backends.state import State
+
 __all__ = ["ANONYMOUS", "Context", "Principal"]
 
 logger = logging.getLogger("mcplane.context")
@@ -75,6 +78,7 @@ class Context(_SDKContext[Any, Any]):
         _meta: Mapping[str, Any] | None
         _session_id: str | None
         _headers: Mapping[str, str] | None
+        _state: State
 
     def __init__(
         self,
@@ -144,6 +148,20 @@ class Context(_SDKContext[Any, Any]):
                 meta = self._request_context.meta
             self._meta = meta if isinstance(meta, Mapping) else {}
         return self._meta
+
+    @property
+    def state(self) -> State:
+        """This conversation's session state, shared by every replica (see :mod:`mcplane.backends.state`).
+
+        Keyed by the client's ``_meta["mcplane/conversation"]``, else the 2025-11-25 session id,
+        and by the principal. Bound on first use, so calls that never touch it pay nothing.
+        """
+        state = self.__dict__.get("_state")
+        if state is None:
+            from mcplane.backends.state import bind_state
+
+            state = self._state = bind_state(self)
+        return state
 
     @property
     def deadline(self) -> float | None:

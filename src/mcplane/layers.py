@@ -19,6 +19,7 @@ from mcplane.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from mcplane.auth import Authenticator
+    from mcplane.backends.state import StateSpace
     from mcplane.observability import Observability
 
 __all__ = ["Layers", "build_layers"]
@@ -37,6 +38,8 @@ class Layers:
     """Metrics, call logs and tracing (the ``observability`` section); set once the plane started."""
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    state: StateSpace | None = None
+    """What ``ctx.state`` is bound to (the ``state`` section); set once the plane started."""
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):
@@ -58,10 +61,11 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
     def redis() -> Any:
         nonlocal redis_client
         if redis_client is None:
-            from mcplane.backends.redis import connect_redis
+            from mcplane.backends.redis import RedisOptions, connect_redis
 
             assert config.redis_url is not None  # checked when the config was validated
-            redis_client = connect_redis(config.redis_url.get())
+            options = RedisOptions(**config.redis.model_dump())
+            redis_client = connect_redis(config.redis_url.get(), options=options)
             layers.closers.append(redis_client.aclose)
 
             async def ping() -> tuple[bool, str]:
@@ -89,6 +93,7 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
     _rate_limit(config, pipeline, policies, redis)
     _cache(config, pipeline, policies, redis)
     _budget(config, pipeline, redis)
+    layers.state = _state(config, redis)
     _audit(config, pipeline, layers)
     _observability(config, pipeline, layers)  # last: it instruments the layers above
     return layers
@@ -173,6 +178,15 @@ def _budget(config: PlaneConfig, pipeline: Pipeline, redis: Callable[[], Any]) -
         fail_open=section.fail_open,
     )
     pipeline.set("budget", BudgetMiddleware(options, store))
+
+
+def _state(config: PlaneConfig, redis: Callable[[], Any]) -> StateSpace:
+    """The state store is cheap until used: memory is an empty dict, Redis only when configured."""
+    from mcplane.backends.state import MemoryStateStore, RedisStateStore, StateSpace
+
+    section = config.state
+    store: Any = RedisStateStore(redis()) if section.backend == "redis" else MemoryStateStore()
+    return StateSpace(store, ttl=section.ttl, max_value_bytes=section.max_value_bytes)
 
 
 def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:

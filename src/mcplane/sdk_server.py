@@ -2,18 +2,21 @@
 
 Calls (``tools/call``, ``resources/read``, ``prompts/get``) go through the plane's pipeline;
 lists (``tools/list``, ``resources/list``, ``resources/templates/list``, ``prompts/list``) show a
-principal only what the authorization layer would let it call.
+principal only what the authorization layer would let it call. Its subscription bus is a
+:class:`~mcplane.fanout.PlaneBus` (``subscriptions/listen`` events reach every replica), and
+``requestState`` can be sealed with keys the replicas share (:func:`install_request_state_keys`).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
+from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -39,6 +42,7 @@ from mcp_types import (
 from mcplane.auth.middleware import principal_of
 from mcplane.auth.policy import AccessPolicy, Kind, visible
 from mcplane.context import ANONYMOUS, Context
+from mcplane.fanout import PlaneBus
 from mcplane.pipeline import Call
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
 
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
 
     from mcplane.app import ListKind, Plane
 
-__all__ = ["SDKServer", "install_task_listen", "sdk_lifespan"]
+__all__ = ["SDKServer", "install_request_state_keys", "install_task_listen", "sdk_lifespan"]
 
 _Item = TypeVar("_Item")
 
@@ -59,6 +63,24 @@ def install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
     if entry is not None and isinstance(entry.handler, ListenHandler):
         handler = TaskListenHandler(entry.handler, sdk._subscriptions, runtime)
         lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)
+
+
+def install_request_state_keys(sdk: MCPServer[Any], keys: Sequence[bytes], *, ttl: float) -> None:
+    """Seal ``requestState`` with ``keys`` (``keys[0]`` seals, all unseal) instead of a per-process key.
+
+    Replicas sharing the keys (and the server name, the audience claim) accept each other's state,
+    so a multi-round-trip request started on one completes on another. The key used is derived
+    for this purpose from each secret, so a secret also used for session ids never seals both.
+    """
+    from mcplane.transports.sealing import REQUEST_STATE_PURPOSE, derive_key
+
+    security = RequestStateSecurity(keys=[derive_key(key, REQUEST_STATE_PURPOSE) for key in keys], ttl=ttl)
+    middleware = sdk._lowlevel_server.middleware
+    for index, installed in enumerate(middleware):
+        if isinstance(installed, RequestStateBoundary):
+            middleware[index] = RequestStateBoundary(security, default_audience=sdk.name)
+            return
+    raise RuntimeError("the SDK server has no request-state boundary to configure")
 
 
 def sdk_lifespan(plane: Plane) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[Any]]:
@@ -75,6 +97,7 @@ class SDKServer(MCPServer[Any]):
 
     def __init__(self, plane: Plane, **kwargs: Any) -> None:
         self._plane = plane
+        kwargs.setdefault("subscriptions", PlaneBus())
         super().__init__(**kwargs)
 
     async def _handle_call_tool(

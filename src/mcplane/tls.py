@@ -20,9 +20,11 @@ Serving::
 - :func:`peer_principal` / :func:`principal_from_certificate` turn a verified client
   certificate into a :class:`~mcplane.Principal` (subject from the CN, else the first SAN).
 
-Calling upstreams: :func:`client_context` verifies servers by default (system CAs or a given
-bundle) and may present a client certificate. Contexts are cached: one per distinct
-configuration (and version of the files it names), never one per call.
+Calling servers: :func:`client_context` verifies them by default (the system's CAs, or only a
+given bundle; optionally a fixed ``server_name``) and may present a client certificate.
+Contexts are cached: one per distinct configuration (and version of the files it names), never
+one per call. (Serving the verified client certificate to the application: see
+:mod:`mcplane.transports.tls_scope`.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import socket
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -51,6 +54,7 @@ __all__ = [
     "PEMSource",
     "clear_client_contexts",
     "client_context",
+    "client_context_cache_info",
     "load_certificate",
     "peer_principal",
     "principal_from_certificate",
@@ -220,17 +224,28 @@ def client_context(
     cert: PEMSource | None = None,
     key: PEMSource | None = None,
     password: str | bytes | None = None,
+    verify: bool = True,
+    server_name: str | None = None,
 ) -> ssl.SSLContext:
-    """A context for calling an upstream over TLS: server verified (hostname included) against
-    ``ca`` or the system's CAs; ``cert``/``key`` presented when the upstream asks (mTLS).
+    """A context for calling a server over TLS: its certificate verified (hostname included)
+    against ``ca`` (that bundle only) or else the system's CAs; ``cert``/``key`` presented when
+    the server asks (mTLS).
+
+    ``server_name``: the name to verify and send (SNI) whatever host the URL names, for an
+    upstream reached by IP address or through a tunnel. ``verify=False`` checks nothing (the
+    channel is encrypted but the server unauthenticated): for local experiments only.
 
     Cached: the same arguments (and the same versions of the files they name) give the same
     context, so a connection pool shares one; a rotated file gives a new one.
     """
     if key is not None and cert is None:
         raise ConfigError("a client key needs its certificate (cert=)")
+    if not verify and (ca is not None or server_name is not None):
+        raise ConfigError("ca= and server_name= verify the server: they make no sense with verify=False")
     versions = (_version(ca), _version(cert), _version(key))
-    return _cached_client_context(_hashable(ca), _hashable(cert), _hashable(key), password, versions)
+    return _cached_client_context(
+        _hashable(ca), _hashable(cert), _hashable(key), password, verify, server_name, versions
+    )
 
 
 def _hashable(source: PEMSource | None) -> str | bytes | None:
@@ -239,22 +254,69 @@ def _hashable(source: PEMSource | None) -> str | bytes | None:
     return os.fspath(source)
 
 
+class _NamedContext(ssl.SSLContext):
+    """A client context that verifies, and sends as SNI, one fixed server name."""
+
+    server_name: str = ""
+
+    def wrap_bio(  # type: ignore[override]
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        del server_hostname
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+    def wrap_socket(  # type: ignore[override]
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        del server_hostname
+        return super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, self.server_name, session
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_client_context(
     ca: str | bytes | None,
     cert: str | bytes | None,
     key: str | bytes | None,
     password: str | bytes | None,
+    verify: bool,
+    server_name: str | None,
     versions: tuple[Any, ...],
 ) -> ssl.SSLContext:
     del versions  # part of the cache key only
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT) if server_name else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if isinstance(context, _NamedContext):
+        context.server_name = server_name or ""
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca is not None:
+    context.options |= ssl.OP_NO_COMPRESSION
+    if not verify:
+        logger.warning("TLS without verifying the server: the connection is encrypted but not authenticated")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif ca is not None:
         _load_verify(context, ca, "CA bundle")
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if cert is not None:
         load_certificate(context, cert, key, password=password)
     return context
+
+
+def client_context_cache_info() -> Any:
+    """How many client contexts were built (``misses``) and reused (``hits``), ``functools`` style."""
+    return _cached_client_context.cache_info()
 
 
 def clear_client_contexts() -> None:

@@ -52,6 +52,8 @@ def test_every_reason_is_an_unauthenticated_error_with_a_safe_message() -> None:
             "wrong_issuer",
             "bad_signature",
             "unknown_key",
+            "missing_certificate",
+            "invalid_certificate",
         ]
     )
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from mcplane.backends import ManualClock
 from mcplane.backends.redis import connect_redis
 
-from .harness import PrivateRedis, free_port, redis_answers
+from .harness import Cluster, PrivateRedis, SentinelSetup, free_port, redis_answers, start_cluster, start_sentinel
 
 REDIS_URL = os.environ.get("MCPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -58,14 +58,50 @@ async def redis_client(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
+def redis_binary(name: str = "redis-server") -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        _missing(f"{name} is not installed (the private Redis, Sentinel and Cluster tests need it)")
+    assert binary is not None
+    return binary
+
+
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _missing("redis-server is not installed")
-    assert binary is not None
-    server = PrivateRedis(binary, free_port())
+    server = PrivateRedis(redis_binary(), free_port())
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three private master nodes in one Redis Cluster, shared by the whole test session."""
+    cluster = start_cluster(redis_binary(), redis_binary("redis-cli"), tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A private master and a sentinel watching it, shared by the whole test session."""
+    setup = start_sentinel(redis_binary(), tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: Cluster, prefix: str) -> AsyncIterator[Redis]:
+    """A client of the session's Cluster; this test's keys are deleted afterwards."""
+    client = connect_redis(redis_cluster.url)
+    try:
+        yield client
+    finally:
+        async for key in client.scan_iter(match=prefix + "*", count=1000):
+            await client.delete(key)
+        await client.aclose()

@@ -16,13 +16,13 @@ HOUR = 3600.0
 SLACK_MS = 250
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest, clock: ManualClock, prefix: str) -> Iterator[Harness]:
     if request.param == "memory":
         yield Harness(MemoryBudgetStore(clock=clock), memory_advance(clock), "memory")
     else:
-        client: Redis = request.getfixturevalue("redis_client")
-        yield Harness(RedisBudgetStore(client, prefix=prefix), RedisTime(client, prefix), "redis")
+        client: Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "cluster_client")
+        yield Harness(RedisBudgetStore(client, prefix=prefix), RedisTime(client, prefix), str(request.param))
 
 
 def store(backend: Harness) -> BudgetStore:

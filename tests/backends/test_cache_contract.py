@@ -15,13 +15,13 @@ from .harness import Harness, RedisTime, memory_advance
 KEY = Fernet.generate_key()
 
 
-@pytest.fixture(params=["memory", "redis", "memory+fernet", "redis+fernet"])
+@pytest.fixture(params=["memory", "redis", "cluster", "memory+fernet", "redis+fernet"])
 def backend(request: pytest.FixtureRequest, clock: ManualClock, prefix: str) -> Harness:
     kind, _, encryption = str(request.param).partition("+")
     if kind == "memory":
         harness = Harness(MemoryCache(clock=clock), memory_advance(clock), kind)
     else:
-        client: Redis = request.getfixturevalue("redis_client")
+        client: Redis = request.getfixturevalue("redis_client" if kind == "redis" else "cluster_client")
         harness = Harness(RedisCache(client, prefix=prefix), RedisTime(client, prefix), kind)
     if encryption:
         harness.impl = EncryptedCache(harness.impl, [KEY])

@@ -16,13 +16,13 @@ TEN_PER_MINUTE = parse_limit("10/minute")  # one call back every 6 s
 SLACK_MS = 250  # real time that may pass between two Redis round trips in a test
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest, clock: ManualClock, prefix: str) -> Iterator[Harness]:
     if request.param == "memory":
         yield Harness(MemoryRateLimiter(clock=clock), memory_advance(clock), "memory")
     else:
-        client: Redis = request.getfixturevalue("redis_client")
-        yield Harness(RedisRateLimiter(client, prefix=prefix), RedisTime(client, prefix), "redis")
+        client: Redis = request.getfixturevalue("redis_client" if request.param == "redis" else "cluster_client")
+        yield Harness(RedisRateLimiter(client, prefix=prefix), RedisTime(client, prefix), str(request.param))
 
 
 def limiter(backend: Harness) -> RateLimiter:

@@ -13,7 +13,9 @@ from anyio.abc import Process
 from redis.asyncio import Redis
 
 from mcplane.backends import parse_limit
+from mcplane.backends.keys import hash_tag
 from mcplane.backends.redis import RedisBudgetStore, RedisCache, RedisRateLimiter, connect_redis
+from mcplane.backends.state import RedisStateStore
 from mcplane.errors import ConfigError, DependencyUnavailable
 
 from .harness import PrivateRedis, free_port
@@ -31,9 +33,13 @@ async def _every_verb(client: Redis, prefix: str = "mcplane-test:") -> None:
     await cache.get("k")
 
 
-@pytest.mark.parametrize("verb", ["rate_limit", "budget", "cache_get", "cache_set", "cache_delete"])
-async def test_a_closed_port_raises_dependency_unavailable_without_secrets(verb: str) -> None:
-    client = connect_redis(f"redis://:hunter2@127.0.0.1:{free_port()}/0", timeout=1.0)
+@pytest.mark.parametrize(
+    "verb", ["rate_limit", "budget", "cache_get", "cache_set", "cache_delete", "state", "state_cas"]
+)
+@pytest.mark.parametrize("scheme", ["redis", "redis+sentinel", "redis+cluster"])
+async def test_a_closed_port_raises_dependency_unavailable_without_secrets(verb: str, scheme: str) -> None:
+    path = "/mymaster/0" if scheme == "redis+sentinel" else "/0"
+    client = connect_redis(f"{scheme}://:hunter2@127.0.0.1:{free_port()}{path}", timeout=1.0)
     cache = RedisCache(client)
     calls: dict[str, Any] = {
         "rate_limit": lambda: RedisRateLimiter(client).hit("k", LIMIT),
@@ -41,6 +47,8 @@ async def test_a_closed_port_raises_dependency_unavailable_without_secrets(verb:
         "cache_get": lambda: cache.get("k"),
         "cache_set": lambda: cache.set("k", b"v", 60),
         "cache_delete": lambda: cache.delete("k"),
+        "state": lambda: RedisStateStore(client).get("{c}:k"),
+        "state_cas": lambda: RedisStateStore(client).compare_and_set("{c}:k", None, b"1", 60),
     }
     try:
         with pytest.raises(DependencyUnavailable) as info:
@@ -122,25 +130,28 @@ async def test_two_processes_share_one_limit(redis_url: str, redis_client: Redis
 async def test_real_redis_expires_cache_entries(redis_client: Redis, prefix: str) -> None:
     cache = RedisCache(redis_client, prefix=prefix)
     await cache.set("short", b"v", 0.05)
-    assert 0 < await redis_client.pttl(f"{prefix}cache:short") <= 50
+    assert 0 < await redis_client.pttl(f"{prefix}cache:{{short}}") <= 50
     with anyio.fail_after(5):  # poll until Redis itself drops the entry
         while True:
             if await cache.get("short") is None:
                 break
             await anyio.sleep(0.01)
-    assert await redis_client.exists(f"{prefix}cache:short") == 0
+    assert await redis_client.exists(f"{prefix}cache:{{short}}") == 0
 
 
 async def test_keys_are_namespaced_and_hash_tagged(redis_client: Redis, prefix: str) -> None:
     await RedisRateLimiter(redis_client, prefix=prefix).hit_all([("{tool:x}:alice", LIMIT), ("{tool:x}:all", LIMIT)])
     await RedisBudgetStore(redis_client, prefix=prefix).try_spend("alice", 1, 10, 60)
     await RedisCache(redis_client, prefix=prefix).set("tool:x:abc", b"v", 60)
+    await RedisStateStore(redis_client, prefix=prefix).set("{conv}:step", b"1", 60)
     keys = sorted([key.decode() async for key in redis_client.scan_iter(match=prefix + "*")])
+    assert all(hash_tag(key) for key in keys)  # every key of every layer has a hash tag
     assert keys == [
         f"{prefix}budget:{{alice}}",
-        f"{prefix}cache:tool:x:abc",
+        f"{prefix}cache:{{tool:x:abc}}",
         f"{prefix}rl:{{tool:x}}:alice:10/60000ms",
         f"{prefix}rl:{{tool:x}}:all:10/60000ms",
+        f"{prefix}state:{{conv}}:step",
     ]
 
 

@@ -141,6 +141,7 @@ async def test_hits_waiting_behind_a_round_trip_that_times_out_fail_with_it() ->
     client = connect_redis(f"redis://127.0.0.1:{port}/0", timeout=0.3, retries=0)
     limiter = RedisRateLimiter(client)
     failures: list[str] = []
+    elapsed = float("inf")
 
     async def hit() -> None:
         try:

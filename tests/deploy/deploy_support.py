@@ -36,9 +36,12 @@ CONTRACT_METRICS: dict[str, str] = {
     "mcplane_budget_spent_total": "counter",
     "mcplane_circuit_state": "gauge",
     "mcplane_upstream_healthy": "gauge",
+    "mcplane_upstream_calls_total": "counter",
     "mcplane_audit_sink_errors_total": "counter",
     "mcplane_ready": "gauge",
     "mcplane_fast_path_calls_total": "counter",
+    "mcplane_canary_rollbacks_total": "counter",
+    "mcplane_canary_weight": "gauge",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
 }

@@ -5,7 +5,10 @@ Run as ``mcplane run tests/gateway/upstream_app.py`` (stdio, HTTP or WebSocket).
 
 from __future__ import annotations
 
+import json
+
 import anyio
+from pydantic import BaseModel
 
 from mcplane import Context, Plane
 
@@ -54,3 +57,62 @@ def remaining_ms(ctx: Context) -> int:
 @plane.tool(read_only=True)
 def traceparent(ctx: Context) -> str:
     return str(ctx.request_meta.get("traceparent", ""))
+
+
+# ----------------------------------------------------------------- relays and identity (test_relay, test_identity)
+@plane.tool(read_only=True)
+async def count_up(steps: int, ctx: Context) -> str:
+    """Reports progress ``1..steps`` of ``steps`` before answering."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps, f"step {step}")
+    return f"counted {steps}"
+
+
+@plane.tool()
+async def wait_cancelled(marker: str) -> str:
+    """Hangs until cancelled; then writes ``cancelled`` to the file ``marker``."""
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        with open(marker, "w", encoding="utf-8") as file:  # noqa: ASYNC230 - a test marker, written once
+            file.write("cancelled")
+        raise
+    return "unreachable"
+
+
+class _Name(BaseModel):
+    name: str
+
+
+@plane.tool()
+async def ask_name(ctx: Context) -> str:
+    """Asks its caller for a name (elicitation) and answers with what came back."""
+    answer = await ctx.elicit("What is your name?", _Name)
+    if answer.action == "accept":
+        return f"hello {answer.data.name}"
+    return answer.action
+
+
+@plane.tool()
+async def grow(name: str, ctx: Context) -> str:
+    """Registers a new tool ``name`` and tells the client its tool list changed."""
+
+    def extra() -> str:
+        return name
+
+    plane.tool(name=name, read_only=True)(extra)
+    await ctx.session.send_tool_list_changed()
+    return "grown"
+
+
+@plane.tool(read_only=True)
+def identity(ctx: Context) -> dict[str, str | None]:
+    """What this upstream received of its caller's identity."""
+    headers = ctx.headers or {}
+    principal = ctx.request_meta.get("mcplane/principal")
+    return {
+        "authorization": headers.get("authorization"),
+        "principal": headers.get("x-mcplane-principal"),
+        "roles": headers.get("x-mcplane-roles"),
+        "meta": None if principal is None else json.dumps(principal, sort_keys=True),
+    }

@@ -38,9 +38,12 @@ CONTRACT = {
     "mcplane_budget_spent_total",
     "mcplane_circuit_state",
     "mcplane_upstream_healthy",
+    "mcplane_upstream_calls_total",
     "mcplane_audit_sink_errors_total",
     "mcplane_ready",
     "mcplane_fast_path_calls_total",
+    "mcplane_canary_rollbacks_total",
+    "mcplane_canary_weight",
 }
 
 

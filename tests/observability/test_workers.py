@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
 from tests.conftest import REPO_ROOT, ServerProcess, free_port, mcplane_command, start_server
 from tests.observability.support import OPS_APP, lifecycle, modern_call, modern_headers
@@ -81,3 +83,43 @@ def test_workers_are_for_http_not_stdio() -> None:
     )
     assert done.returncode == 1
     assert done.stderr == "mcplane: error: --workers applies to the http and ws transports, not stdio\n"
+
+
+LEGACY = "2025-11-25"
+
+
+def _legacy_result(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    text = response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:") and line[5:].strip())
+    return orjson.loads(text)["result"]
+
+
+def test_a_session_opened_on_one_worker_continues_on_the_others(tmp_path: Path) -> None:
+    """No ``sessions.keys`` configured: the supervisor gives every worker the same random key."""
+    server = start_server(OPS_APP, tmp_path=tmp_path, extra_args=["--workers", "2"])
+    try:
+        base = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        }
+        no_keepalive = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(base_url=server.base, timeout=10.0, limits=no_keepalive) as http:
+            opened = http.post("/mcp", json=init, headers=base)
+            headers = base | {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LEGACY}
+            note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert http.post("/mcp", json=note, headers=headers).status_code == 202
+            pids: set[int] = set()
+            made = 0
+            while len(pids) < 2 and made < MAX_TRIES:  # fresh connections land on either worker
+                call = {"jsonrpc": "2.0", "id": made + 1, "method": "tools/call", "params": {"name": "pid"}}
+                result = _legacy_result(http.post("/mcp", json=call, headers=headers))
+                pids.add(result["structuredContent"]["result"])
+                made += 1
+        assert len(pids) == 2, f"one worker answered all {made} calls"
+    finally:
+        assert server.stop() == 0, server.stderr()

@@ -7,7 +7,12 @@ Credentials, in the order they are looked for:
   ``api_keys_in_bearer`` is on;
 * ``X-API-Key: <key>`` (``api_key_header``) when API keys are configured.
 
-Sending both at once is refused (``invalid_token``): one request, one identity. Another
+* the connection's verified TLS client certificate, when ``client_certificate`` is configured
+  (see :mod:`mcplane.auth.certificates`) and the request carries no token or key: a token
+  names the caller more precisely than the channel does. ``client_certificate.required``
+  refuses a request without a certificate (``missing_certificate``), token or not.
+
+Sending a bearer token and an API key at once is refused (``invalid_token``): one request, one identity. Another
 ``Authorization`` scheme (``Basic ...``) is refused too rather than ignored. With no credential,
 ``required: true`` answers ``missing_token``; ``required: false`` yields the anonymous principal.
 A credential that is present is always checked: an invalid token never degrades to anonymous.
@@ -22,6 +27,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from mcplane.auth.api_keys import APIKeyVerifier
+from mcplane.auth.certificates import CertificateAuthenticator
 from mcplane.auth.claims import principal_from_claims
 from mcplane.auth.config import AuthConfig
 from mcplane.auth.errors import AuthenticationFailed
@@ -49,11 +55,15 @@ class Authenticator:
                 config.jwt, audience=config.jwt_audience, clock=clock, monotonic=monotonic, http_client=http_client
             )
         self.api_keys = APIKeyVerifier(config.api_keys)
+        self.certificates: CertificateAuthenticator | None = None
+        if config.client_certificate is not None:
+            self.certificates = CertificateAuthenticator(config.client_certificate)
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, headers: Mapping[str, str], *, certificate: str | None = None) -> Principal:
         """The caller's principal, or :class:`~mcplane.auth.errors.AuthenticationFailed`.
 
-        Header names are matched case-insensitively. May raise
+        Header names are matched case-insensitively. ``certificate``: the connection's verified
+        TLS client certificate (PEM), used when ``client_certificate`` is configured. May raise
         :class:`~mcplane.errors.DependencyUnavailable` when the JWKS cannot be fetched.
         """
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -62,6 +72,13 @@ class Authenticator:
         api_key = lowered.get(header.lower()) if header and len(self.api_keys) else None
         if authorization is not None and api_key is not None:
             raise AuthenticationFailed("invalid_token")
+        certificates = self.certificates
+        if certificates is not None:
+            if certificate is None:
+                if certificates.config.required:
+                    raise AuthenticationFailed("missing_certificate")
+            elif authorization is None and api_key is None:
+                return certificates.principal(certificate)
         if api_key is not None:
             return self.api_keys.verify(api_key.strip())
         if authorization is None:

@@ -21,6 +21,10 @@
       stdio:
         token_env: MCPLANE_TOKEN
         principal: {subject: local-dev, roles: [admin]}
+      client_certificate:                            # mTLS: the verified client certificate
+        required: false
+        principal_from: subject_cn                   # or san_dns, san_uri, san_email
+        roles: {agent-1: [deployer]}
 
 Durations take seconds or a string such as ``"30s"`` or ``"5m"``. Unknown fields are errors so a
 misspelt option never silently turns a check off.
@@ -42,6 +46,7 @@ __all__ = [
     "APIKey",
     "AuthConfig",
     "ClaimsMapping",
+    "ClientCertificateAuth",
     "JWTConfig",
     "LocalPrincipal",
     "StaticKey",
@@ -197,6 +202,19 @@ class StdioAuth(_Model):
     principal: LocalPrincipal | None = None
 
 
+class ClientCertificateAuth(_Model):
+    """The verified TLS client certificate as a credential (mTLS; see :mod:`mcplane.auth.certificates`)."""
+
+    required: bool = False
+    """Refuse requests whose connection presented no verified client certificate, even with a token."""
+    principal_from: Literal["subject_cn", "san_dns", "san_uri", "san_email"] = "subject_cn"
+    """Which name of the certificate is the principal's subject (the first SAN of that kind)."""
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    """Subject → roles; the key ``"*"`` gives its roles to every certificate."""
+    scopes: dict[str, list[str]] = Field(default_factory=dict)
+    """Subject → scopes, likewise."""
+
+
 class AuthConfig(_Model):
     required: bool = True
     """Refuse requests without a credential. When false, they run as the anonymous principal
@@ -212,11 +230,16 @@ class AuthConfig(_Model):
     authorization_servers: list[str] = Field(default_factory=list)
     scopes_supported: list[str] = Field(default_factory=list)
     stdio: StdioAuth = Field(default_factory=StdioAuth)
+    client_certificate: ClientCertificateAuth | None = None
+    """Accept the connection's verified TLS client certificate as the credential (mTLS)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.required and self.jwt is None and not self.api_keys and self.stdio.principal is None:
-            raise ValueError("auth.required is true but no jwt, api_keys or stdio.principal is configured")
+        configured = self.jwt is not None or self.api_keys or self.stdio.principal is not None
+        if self.required and not configured and self.client_certificate is None:
+            raise ValueError(
+                "auth.required is true but no jwt, api_keys, client_certificate or stdio.principal is configured"
+            )
         jwt = self.jwt
         if jwt is not None and jwt.verify_audience and jwt.audience is None and self.resource is None:
             raise ValueError("set auth.jwt.audience or auth.resource (or jwt.verify_audience: false)")

@@ -24,6 +24,8 @@ Reason = Literal[
     "wrong_issuer",
     "bad_signature",
     "unknown_key",
+    "missing_certificate",
+    "invalid_certificate",
 ]
 
 REASONS: dict[Reason, str] = {
@@ -35,6 +37,8 @@ REASONS: dict[Reason, str] = {
     "wrong_issuer": "the token was issued by an untrusted issuer",
     "bad_signature": "the credential could not be verified",
     "unknown_key": "the token was signed with an unknown key",
+    "missing_certificate": "a client certificate is required",
+    "invalid_certificate": "the client certificate names no acceptable subject",
 }
 """Each reason with its safe message."""
 

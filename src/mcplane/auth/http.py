@@ -2,7 +2,9 @@
 
 ``AuthASGI(app, authenticator, config, mcp_path="/mcp")``:
 
-* requests to ``mcp_path`` (HTTP and WebSocket) are authenticated before they reach ``app``;
+* requests to ``mcp_path`` (HTTP and WebSocket) are authenticated before they reach ``app``
+  (by their credential headers and, with ``client_certificate`` configured, the connection's
+  verified TLS client certificate from the ASGI TLS extension);
   the principal goes into ``scope["mcplane.principal"]`` and the :data:`current_principal`
   context variable, and, for a real principal, ``scope["user"]``/``scope["auth"]`` in the
   SDK's own form, so its session manager binds each session to the credential that opened it;
@@ -33,6 +35,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcplane.auth.authenticator import Authenticator
+from mcplane.auth.certificates import peer_certificate_pem
 from mcplane.auth.config import AuthConfig
 from mcplane.auth.errors import AuthenticationFailed
 from mcplane.auth.middleware import SCOPE_KEY, current_principal
@@ -91,7 +94,10 @@ class AuthASGI:
             await self.app(scope, receive, send)
             return
         try:
-            principal = await self.authenticator.authenticate(_credential_headers(scope, self.config))
+            certificate = peer_certificate_pem(scope) if self.authenticator.certificates is not None else None
+            principal = await self.authenticator.authenticate(
+                _credential_headers(scope, self.config), certificate=certificate
+            )
         except MCPlaneError as error:
             if kind == "websocket":
                 await receive()  # websocket.connect: refuse the handshake, never accept

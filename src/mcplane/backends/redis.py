@@ -5,9 +5,12 @@ Each takes a ``redis.asyncio.Redis`` client it does not own (build one with
 
 - rate limits: ``{prefix}rl:{{tag}}...:{amount}/{period_ms}ms`` — GCRA state, one Lua script;
 - budgets: ``{prefix}budget:{{tag}}...`` — spent units with the window as PX expiry, one Lua script;
-- cache: ``{prefix}cache:{key}`` — ``SET PX`` / ``GET`` / ``DEL``.
+- cache: ``{prefix}cache:{{key}}`` — ``SET PX`` / ``GET`` / ``DEL``;
+- session state: ``{prefix}state:{{tag}}:{key}`` (:mod:`mcplane.backends.state`).
 
-Multi-key scripts only touch keys that share one hash tag, so they run on Redis Cluster too.
+Every key holds a hash tag, and multi-key scripts only touch keys that share one, so every
+verb runs on Redis Cluster too. :func:`connect_redis` connects to one server, Sentinel or
+Cluster (see :mod:`mcplane.backends.redis_connect`).
 The scripts read Redis ``TIME`` and PX expiries, never a replica's clock.
 
 Rate-limit hits are **auto-pipelined**: a limiter keeps at most one round trip to Redis in flight;
@@ -16,7 +19,8 @@ write, one round trip, one read) instead of one round trip each. Each hit is sti
 script run with its own answer; a hit with nothing in flight is sent at the end of its turn of
 the event loop, alone (as before) unless others joined it in that turn. A connection failure
 fails every hit of its pipeline and the hits waiting behind it, so while Redis does not answer no
-hit waits longer than one timeout.
+hit waits longer than one timeout. On a Redis Cluster (whose pipelines refuse ``EVALSHA``) each
+hit is its own script call.
 
 A connection failure (refused, timed out, Redis loading or read-only after a failover) raises
 :class:`~mcplane.errors.DependencyUnavailable` with a fixed message naming the component, never
@@ -35,14 +39,23 @@ from typing import TYPE_CHECKING, Any
 
 from mcplane.backends.budget import BudgetDecision, check_spend, pick
 from mcplane.backends.cache import CacheStats, check_ttl
-from mcplane.backends.keys import DEFAULT_PREFIX, check_prefix, same_slot
+from mcplane.backends.keys import DEFAULT_PREFIX, check_prefix, same_slot, tagged
 from mcplane.backends.rate_limit import Decision, Limit, check_cost, limit_suffix
+from mcplane.backends.redis_connect import RedisOptions, connect_redis, parse_redis_url
 from mcplane.errors import ConfigError, DependencyUnavailable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisBudgetStore", "RedisCache", "RedisRateLimiter", "connect_redis", "unavailable"]
+__all__ = [
+    "RedisBudgetStore",
+    "RedisCache",
+    "RedisOptions",
+    "RedisRateLimiter",
+    "connect_redis",
+    "parse_redis_url",
+    "unavailable",
+]
 
 GCRA_LUA = """
 -- KEYS: rate-limit keys sharing one hash tag. ARGV: cost, then interval_ms, period_ms per key.
@@ -116,35 +129,28 @@ return out
 """
 
 
-def connect_redis(url: str, *, timeout: float = 2.0, retries: int = 1, max_connections: int | None = None) -> Redis:
-    """A client that fails fast: ``timeout`` seconds to connect or answer, ``retries`` quick retries.
-
-    redis-py's own default retries ten times with backoff, which turns one Redis outage into
-    seconds of latency on every call; a layer that fails open or closed wants the answer now.
-    """
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialWithJitterBackoff
-
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
-        max_connections=max_connections,
-        decode_responses=False,
-    )
-
-
 @contextmanager
 def unavailable(component: str) -> Generator[None, None, None]:
     """Turn Redis connection-level failures into ``DependencyUnavailable`` naming ``component``."""
     from redis import exceptions as rx
 
+    lost = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.ClusterDownError, rx.TryAgainError)
     try:
         yield
-    except (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, rx.ClusterDownError, rx.TryAgainError) as exc:
+    except lost as exc:
         raise DependencyUnavailable(f"the {component} is unavailable", details={"dependency": "redis"}) from exc
+    except rx.RedisClusterException as exc:
+        # No reachable node, or a slot no live node serves; a client-side mistake (keys of
+        # several slots in one script) stays what it is.
+        if not isinstance(exc, rx.SlotNotCoveredError) and not isinstance(exc.__cause__, lost):
+            raise
+        raise DependencyUnavailable(f"the {component} is unavailable", details={"dependency": "redis"}) from exc
+
+
+def is_cluster(client: Any) -> bool:
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def _check_client(client: Redis) -> None:
@@ -167,7 +173,7 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = check_prefix(prefix) + "rl:"
         self._script = client.register_script(GCRA_LUA)
-        self._pipelining = pipelining
+        self._pipelining = pipelining and not is_cluster(client)  # a Cluster pipeline refuses EVALSHA
         self._prepared: dict[tuple[tuple[str, Limit], ...], tuple[list[str], list[str]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[_Hit] = []
@@ -333,7 +339,7 @@ class RedisCache:
     async def get(self, key: str) -> bytes | None:
         try:
             with unavailable(self.component):
-                value = await self._client.get(self._prefix + key)
+                value = await self._client.get(self._key(key))
         except DependencyUnavailable:
             self.stats.errors += 1
             raise
@@ -347,7 +353,7 @@ class RedisCache:
         ttl_ms = check_ttl(ttl)
         try:
             with unavailable(self.component):
-                await self._client.set(self._prefix + key, value, px=ttl_ms)
+                await self._client.set(self._key(key), value, px=ttl_ms)
         except DependencyUnavailable:
             self.stats.errors += 1
             raise
@@ -355,4 +361,8 @@ class RedisCache:
 
     async def delete(self, key: str) -> None:
         with unavailable(self.component):
-            await self._client.delete(self._prefix + key)
+            await self._client.delete(self._key(key))
+
+    def _key(self, key: str) -> str:
+        """One entry, one hash tag: entries spread over a Cluster's slots."""
+        return self._prefix + tagged(key)

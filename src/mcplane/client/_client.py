@@ -23,11 +23,12 @@ from tenacity import RetryCallState
 
 from mcplane.client import _deadline
 from mcplane.client._budget import Budget, estimate_tokens
-from mcplane.client._connection import Connection, Endpoint, target_factory
-from mcplane.client._errors import from_mcp_error, from_result, is_transport_error, stamp, unwrap
+from mcplane.client._connection import Connection, Endpoint, target_factory, tls_for
+from mcplane.client._errors import from_mcp_error, from_result, is_transport_error, stamp, tls_failure, unwrap
 from mcplane.client._retry import Failure, RetryPolicy, run_with_retries
 from mcplane.context import TIMEOUT_META_KEY
 from mcplane.errors import DeadlineExceeded, MCPlaneError
+from mcplane.tls import PEMSource
 
 __all__ = ["DEFAULT", "Client"]
 
@@ -71,6 +72,15 @@ class Client:
       :mod:`mcplane.errors` class of its code (or :class:`ToolFailed`); a JSON-RPC error with an
       mcplane error object does too (other JSON-RPC errors stay the SDK's ``MCPError``).
 
+    - **TLS.** ``https://`` and ``wss://`` servers are verified against the system's CAs, or
+      only ``ca=`` (a CA bundle: a path or the PEM text); ``cert=``/``key=`` present a client
+      certificate (mTLS); ``verify=False`` checks nothing (local experiments only); ``tls=``
+      takes a ready ``ssl.SSLContext`` instead. Contexts come from
+      :func:`mcplane.tls.client_context`: one per distinct setting, shared by every connection.
+      A certificate that is not trusted, or a handshake the server refuses, raises
+      :class:`~mcplane.DependencyUnavailable` (``retryable`` false, ``details.reason``
+      ``tls_untrusted_server`` or ``tls_handshake_failed``).
+
     A broken connection is reopened by the next call (or retry). ``clock`` and ``sleep`` are
     injectable so tests need not wait.
     """
@@ -86,13 +96,19 @@ class Client:
         raise_on_error: bool = True,
         headers: Mapping[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
+        ca: PEMSource | None = None,
+        cert: PEMSource | None = None,
+        key: PEMSource | None = None,
+        verify: bool = True,
         mode: str = "auto",
         connect_timeout: float | None = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
         **sdk_options: Any,
     ) -> None:
-        self._target = target_factory(endpoint, headers=dict(headers) if headers is not None else None, tls=tls)
+        self.tls = tls_for(endpoint, tls, ca=ca, cert=cert, key=key, verify=verify)
+        """The TLS context of ``https://``/``wss://`` connections (shared, see :func:`mcplane.tls.client_context`)."""
+        self._target = target_factory(endpoint, headers=dict(headers) if headers is not None else None, tls=self.tls)
         self.timeout = timeout
         self.retry = retry
         self.retryable_tools = frozenset(retryable_tools)
@@ -323,6 +339,8 @@ class Client:
         if isinstance(exc, MCPError) and (typed := from_mcp_error(exc)) is not None:
             typed.__cause__ = exc
             error = typed
+        elif (failed_tls := tls_failure(exc)) is not None:
+            error = failed_tls  # a new connection's handshake failed: retrying fails the same way
         elif is_transport_error(exc):
             error = unwrap(exc)
         worth = error.retryable if isinstance(error, MCPlaneError) else is_transport_error(error)

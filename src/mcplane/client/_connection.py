@@ -14,7 +14,7 @@ import shlex
 import ssl
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
@@ -22,10 +22,13 @@ from anyio.abc import TaskStatus
 from mcp import Client as SDKClient
 from mcp import StdioServerParameters
 
-from mcplane.client._errors import unwrap
+from mcplane.client._errors import tls_failure, unwrap
 from mcplane.errors import ConfigError
 
-__all__ = ["Connection", "Endpoint", "target_factory"]
+if TYPE_CHECKING:
+    from mcplane.tls import PEMSource
+
+__all__ = ["Connection", "Endpoint", "target_factory", "tls_for"]
 
 logger = logging.getLogger("mcplane.client")
 
@@ -51,11 +54,34 @@ async def _http(url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | 
 def _websocket(url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> Any:
     from mcplane.transports.websocket import websocket_client
 
-    extra: dict[str, Any] = {} if tls is None else {"ssl": tls}
-    try:
-        return websocket_client(url, headers=headers, **extra)
-    except TypeError:
-        raise ConfigError("websocket_client takes no TLS context here: wss:// with tls= is not available") from None
+    return websocket_client(url, headers=headers, ssl=tls)
+
+
+def tls_for(
+    endpoint: Endpoint,
+    tls: ssl.SSLContext | None = None,
+    *,
+    ca: PEMSource | None = None,
+    cert: PEMSource | None = None,
+    key: PEMSource | None = None,
+    verify: bool = True,
+) -> ssl.SSLContext | None:
+    """The TLS context for ``endpoint``: ``tls`` as given, else a cached
+    :func:`~mcplane.tls.client_context` for ``https://``/``wss://`` (the same for every
+    connection and every client with these options); ``None`` for a plain endpoint."""
+    options = ca is not None or cert is not None or key is not None or not verify
+    if tls is not None and options:
+        raise ConfigError("give either tls= (a ready SSLContext) or ca=/cert=/key=/verify=, not both")
+    secure = isinstance(endpoint, str) and endpoint.startswith(("https://", "wss://"))
+    if not secure:
+        if options:
+            raise ConfigError("ca=, cert=, key= and verify= apply to https:// and wss:// endpoints only")
+        return tls
+    if tls is not None:
+        return tls
+    from mcplane.tls import client_context
+
+    return client_context(ca=ca, cert=cert, key=key, verify=verify)
 
 
 def target_factory(
@@ -105,7 +131,7 @@ class Connection:
                 await self._closing.wait()
         except Exception as exc:
             if not started:
-                task_status.started(unwrap(exc))
+                task_status.started(tls_failure(exc) or unwrap(exc))
                 return
             logger.debug("connection to %r ended: %r", self.target, unwrap(exc))
         finally:

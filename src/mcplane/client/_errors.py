@@ -11,6 +11,7 @@ error object raises :class:`ToolFailed`, which keeps the raw result.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, cast
 
 import anyio
@@ -18,9 +19,9 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, TextContent
 
-from mcplane.errors import WIRE_ERRORS, MCPlaneError
+from mcplane.errors import WIRE_ERRORS, DependencyUnavailable, MCPlaneError
 
-__all__ = ["ToolFailed", "from_mcp_error", "from_result", "is_transport_error", "stamp", "unwrap"]
+__all__ = ["ToolFailed", "from_mcp_error", "from_result", "is_transport_error", "stamp", "tls_failure", "unwrap"]
 
 
 class ToolFailed(MCPlaneError):
@@ -119,3 +120,41 @@ def is_transport_error(exc: BaseException) -> bool:
     return isinstance(
         exc, httpx2.TransportError | ConnectionError | anyio.BrokenResourceError | anyio.ClosedResourceError
     )
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc`` (through causes, contexts and exception groups), if any."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)  # breadth first: a cause before what it was raised while handling
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        # "want read/write" is the non-blocking TLS machinery at work, left behind as a context.
+        if isinstance(current, ssl.SSLError) and not isinstance(current, _NOT_FAILURES):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
+_NOT_FAILURES = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def tls_failure(exc: BaseException) -> DependencyUnavailable | None:
+    """A connection that failed on TLS, as a typed, non-retryable error; ``None`` for anything else."""
+    found = _ssl_error(exc)
+    if found is None:
+        return None
+    if isinstance(found, ssl.SSLCertVerificationError):
+        reason = "tls_untrusted_server"
+        message = f"TLS: the server's certificate was not accepted ({found.verify_message or 'verify failed'})"
+    else:
+        reason = "tls_handshake_failed"
+        why = (found.reason or "").lower().replace("_", " ") or str(found)
+        message = f"TLS: the handshake failed ({why})"
+    error = DependencyUnavailable(message, details={"reason": reason})
+    error.__cause__ = found
+    return cast("DependencyUnavailable", stamp(error, correlation_id=None, retryable=False))

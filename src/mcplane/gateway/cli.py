@@ -1,7 +1,8 @@
 """``mcplane gateway --config gateway.yaml [--transport http|ws|stdio] [--host H] [--port P]``.
 
 :func:`main` is the command's body (``mcplane.cli`` dispatches to it): it loads the config,
-builds the gateway plane and serves it like ``mcplane run`` does. Every operator mistake is one
+builds the gateway plane and serves it like ``mcplane run`` does; SIGHUP or a change of the file
+reloads the config while serving (see :mod:`mcplane.gateway.reload`). Every operator mistake is one
 ``mcplane: error:`` line on stderr and exit status 1 (2 for usage errors), never a traceback.
 """
 
@@ -39,6 +40,9 @@ def parser(prog: str = "mcplane gateway") -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--path", default=None, help="endpoint path for http and ws (default: the config's, /mcp)")
+    from mcplane.transports.serve import add_tls_arguments
+
+    add_tls_arguments(p)  # --tls-cert/--tls-key/--tls-client-ca/--tls-crl/...: serve HTTPS and WSS
     return p
 
 
@@ -55,22 +59,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from mcplane.gateway.gateway import Gateway
-    from mcplane.transports.serve import configure_process_logging, serve_http
+    from mcplane.gateway.reload import install_sighup
+    from mcplane.transports.serve import configure_process_logging, serve_http, tls_from_arguments
 
     if args.config is None:
         raise ConfigError("--config is required (or set MCPLANE_GATEWAY_CONFIG)")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {args.port}")
-    plane = Gateway.from_config(args.config)
+    plane = Gateway.from_config(args.config, reload=True)
     configure_process_logging(plane.config)
-    if args.transport == "stdio":
-        plane.run("stdio")
+    reloader = Gateway.provider_of(plane).reloader
+    assert reloader is not None
+    restore = install_sighup(reloader)  # before serving: a SIGHUP during start-up is queued, not fatal
+    try:
+        if args.transport == "stdio":
+            plane.run("stdio")
+            return 0
+        options: dict[str, Any] = plane.config.http_options()
+        if args.path is not None:
+            options["path"] = args.path
+        serve_http(plane, host=args.host, port=args.port, **tls_from_arguments(args), **options)
         return 0
-    options: dict[str, Any] = plane.config.http_options()
-    if args.path is not None:
-        options["path"] = args.path
-    serve_http(plane, host=args.host, port=args.port, **options)
-    return 0
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,19 @@
         namespace: everything                         # tools appear as everything__echo
         retryable: ["get-*"]                          # tool globs retried although not annotated
         depends_on: {"trigger-*": [billing]}          # tool glob -> upstreams that must be healthy
+        tls: {ca: "${file:certs/ca.pem}", cert: certs/gateway.pem, key: certs/gateway.key}   # https/wss
+        required: true                                # /ready fails while no replica is connected
+        identity: none                                # none | forward | principal_header | meta
+    versions:                                         # one tool served by several versions
+      users__fetch_user:                              # the exposed name (see mcplane.gateway.versions)
+        versions:
+          v1: {upstream: users_v1, tool: fetch_user}
+          v2: {upstream: users_v2}                    # tool: the exposed name's last part
+        default: v1
+        canary: {version: v2, weight: 0.1}
+        rollback: {error_rate: 0.2, window: 60s, min_calls: 20}
+    reload: {watch: true, interval: 2s, drain: 30s}   # see mcplane.gateway.reload
+    shared_state: {enabled: true, sync_interval: 5s}  # breakers shared by replicas (with redis_url)
 
 Secret references (``${env:...}``, ``${file:...}``, ``${vault:...}``) are resolved by
 :class:`mcplane.secrets.Secrets`; ``MCPLANE__SECTION__KEY`` environment overrides apply as for
@@ -50,10 +63,14 @@ __all__ = [
     "GatewayConfig",
     "HTTPEndpoint",
     "HealthCheckConfig",
+    "IdentityConfig",
     "RestartConfig",
     "RetryConfig",
+    "SharedStateConfig",
     "StdioEndpoint",
     "UpstreamConfig",
+    "UpstreamTLS",
+    "VersionedToolConfig",
     "load_gateway_config",
     "parse_gateway_config",
 ]
@@ -163,6 +180,59 @@ class RestartConfig(_Section):
     _d = field_validator("initial", "max", mode="before")(_positive_duration)
 
 
+class IdentityConfig(_Section):
+    """Whether (and how) the caller's identity travels to the upstream (see :mod:`mcplane.gateway.identity`).
+
+    ``none``: not at all (the upstream sees only the gateway's own ``headers``). ``forward``: the
+    caller's ``Authorization`` header, as it came, on each call (HTTP endpoints). ``principal_header``:
+    the authenticated principal's subject and roles in ``principal_header``/``roles_header`` (HTTP
+    endpoints). ``meta``: the principal in the request's ``_meta`` under ``mcplane/principal`` (any
+    transport). Except for stdio, identity travels only to ``https://``/``wss://`` or loopback endpoints.
+    """
+
+    mode: Literal["none", "forward", "principal_header", "meta"] = "none"
+    principal_header: str = "X-Mcplane-Principal"
+    roles_header: str = "X-Mcplane-Roles"
+
+
+class SharedStateConfig(_Section):
+    """Breaker state shared by every gateway replica through ``redis_url`` (see :mod:`mcplane.gateway.shared`)."""
+
+    enabled: bool = True
+    """With ``redis_url`` set; ``false`` keeps each replica's breakers to itself."""
+    sync_interval: float = 5.0
+    """Seconds between full reads of the shared state (changes arrive at once by pub/sub)."""
+
+    _d = field_validator("sync_interval", mode="before")(_positive_duration)
+
+
+class UpstreamTLS(_Section):
+    """How the gateway checks an ``https://``/``wss://`` upstream, and proves itself to it.
+
+    ``ca``, ``cert`` and ``key`` are each a file path or the PEM text (a ``${file:...}`` or
+    ``${vault:...}`` reference gives the text). One TLS context per upstream, built once.
+    """
+
+    verify: bool = True
+    """Verify the upstream's certificate and name; ``false`` only for local experiments."""
+    ca: Secret | None = None
+    """Trust only this CA bundle (unset: the system's CAs)."""
+    cert: Secret | None = None
+    """A client certificate (chain) to present when the upstream asks for one (mTLS)."""
+    key: Secret | None = None
+    """Its private key (unset: in ``cert``)."""
+    server_name: str | None = None
+    """The name to verify and send (SNI) instead of the URL's host (an upstream reached by IP)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UpstreamTLS:
+        if self.key is not None and self.cert is None:
+            raise ValueError("key needs cert")
+        if not self.verify and (self.ca is not None or self.server_name is not None):
+            raise ValueError("ca and server_name verify the upstream: they make no sense with verify: false")
+        return self
+
+
 class UpstreamConfig(_Section):
     endpoints: list[Endpoint] = Field(min_length=1)
     headers: dict[str, Secret] = Field(default_factory=dict)
@@ -177,8 +247,25 @@ class UpstreamConfig(_Section):
     retryable: list[str] = Field(default_factory=list)
     depends_on: dict[str, list[str]] = Field(default_factory=dict)
     connect_timeout: float = 10.0
+    tls: UpstreamTLS | None = None
+    """TLS for ``https://``/``wss://`` endpoints (unset: verified against the system's CAs)."""
+    required: bool = True
+    """``/ready`` fails while none of this upstream's endpoints is connected (``false``: optional)."""
+    identity: IdentityConfig = IdentityConfig()
 
     _d = field_validator("timeout", "connect_timeout", mode="before")(_positive_duration)
+
+    @field_validator("identity", mode="before")
+    @classmethod
+    def _identity_shorthand(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _identity_transport(self) -> UpstreamConfig:
+        from mcplane.gateway.identity import check_identity
+
+        check_identity(self.identity.mode, self.endpoints, self.headers)
+        return self
 
     @field_validator("mode")
     @classmethod
@@ -200,7 +287,100 @@ class UpstreamConfig(_Section):
     def _headers_need_network(self) -> UpstreamConfig:
         if self.headers and all(isinstance(e, StdioEndpoint) for e in self.endpoints):
             raise ValueError("headers apply to http(s):// and ws(s):// endpoints only")
+        if self.tls is not None and not any(e.url.startswith(("https://", "wss://")) for e in self._urls()):
+            raise ValueError("tls applies to https:// and wss:// endpoints only")
         return self
+
+    def _urls(self) -> list[HTTPEndpoint]:
+        return [e for e in self.endpoints if isinstance(e, HTTPEndpoint)]
+
+
+# ----------------------------------------------------------------- versions and reload
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # SEP-986, as mcp.shared.tool_name_validation
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class VersionTarget(_Section):
+    upstream: str
+    """The upstream serving this version."""
+    tool: str | None = None
+    """Its tool name there (not namespaced); unset: the exposed name's part after the last ``__``."""
+
+    @field_validator("tool")
+    @classmethod
+    def _tool(cls, value: str | None) -> str | None:
+        if value is not None and not _TOOL_NAME.match(value):
+            raise ValueError("expected a tool name of 1-128 letters, digits, '.', '-' or '_'")
+        return value
+
+
+class CanaryConfig(_Section):
+    version: str
+    weight: float = Field(ge=0, le=1)
+    """Share of the calls without a pin that go to the canary version (0..1)."""
+
+
+class RollbackConfig(_Section):
+    error_rate: float = Field(default=0.2, gt=0, le=1)
+    """Roll back when at least this share of the canary's calls in ``window`` failed ..."""
+    window: float = 60.0
+    min_calls: int = Field(default=20, ge=1)
+    """... and the window holds at least this many of its calls."""
+
+    _d = field_validator("window", mode="before")(_positive_duration)
+
+
+class VersionedToolConfig(_Section):
+    """One exposed tool served by several versions (see :mod:`mcplane.gateway.versions`)."""
+
+    versions: dict[str, VersionTarget] = Field(min_length=1)
+    default: str
+    canary: CanaryConfig | None = None
+    rollback: RollbackConfig | None = RollbackConfig()
+    """Automatic return to ``default`` when the canary fails; ``off`` (or null) turns it off."""
+    expose_versions: bool = True
+    """Whether each version also stays listed and callable under its own namespaced name."""
+
+    @field_validator("rollback", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return None if value is False or value == "off" else value
+
+    @field_validator("versions")
+    @classmethod
+    def _names(cls, value: dict[str, VersionTarget]) -> dict[str, VersionTarget]:
+        for name in value:
+            if not _VERSION.match(name):
+                raise ValueError(f"version {name!r}: expected letters, digits, '.', '-' or '_' (at most 64)")
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> VersionedToolConfig:
+        if self.default not in self.versions:
+            raise ValueError(f"default: {self.default!r} is not one of the versions ({', '.join(self.versions)})")
+        if self.canary is not None:
+            if self.canary.version not in self.versions:
+                raise ValueError(f"canary.version: {self.canary.version!r} is not one of the versions")
+            if self.canary.version == self.default:
+                raise ValueError("canary.version: the canary must differ from the default version")
+        return self
+
+
+class ReloadConfig(_Section):
+    watch: bool = True
+    """Reload when the file changes (its content is compared every ``interval``); SIGHUP always reloads."""
+    interval: float = 2.0
+    drain: float = 30.0
+    """How long calls in flight on a removed or changed upstream may take before its old connection closes."""
+
+    _d = field_validator("interval", "drain", mode="before")(_positive_duration)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("expected a duration above 0")
+        return value
 
 
 class GatewayConfig(BaseModel):
@@ -210,6 +390,9 @@ class GatewayConfig(BaseModel):
 
     plane: PlaneConfig = PlaneConfig()
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    versions: dict[str, VersionedToolConfig] = Field(default_factory=dict)
+    reload: ReloadConfig = ReloadConfig()
+    shared_state: SharedStateConfig = SharedStateConfig()
 
     def namespace_of(self, upstream: str) -> str:
         return self.upstreams[upstream].namespace or upstream
@@ -228,7 +411,27 @@ class GatewayConfig(BaseModel):
                 for dep in deps:
                     if dep not in self.upstreams:
                         raise ValueError(f"upstreams.{name}.depends_on.{glob}: unknown upstream {dep!r}")
+        self._check_versions()
         return self
+
+    def target_of(self, exposed: str, version: str) -> str:
+        """The namespaced name a version of a versioned tool is served as (``users_v2__fetch_user``)."""
+        target = self.versions[exposed].versions[version]
+        return self.namespace_of(target.upstream) + SEPARATOR + (target.tool or exposed.rsplit(SEPARATOR, 1)[-1])
+
+    def _check_versions(self) -> None:
+        for exposed, tool in self.versions.items():
+            if not _TOOL_NAME.match(exposed):
+                raise ValueError(f"versions.{exposed}: expected a tool name of 1-128 letters, digits, '.', '-' or '_'")
+            for version, target in tool.versions.items():
+                if target.upstream not in self.upstreams:
+                    where = f"versions.{exposed}.versions.{version}.upstream"
+                    raise ValueError(f"{where}: unknown upstream {target.upstream!r}")
+        targets = {self.target_of(e, v): (e, v) for e, tool in self.versions.items() for v in tool.versions}
+        for exposed in self.versions:
+            if exposed in targets:  # calling it would route to itself (or to another versioned tool)
+                owner, version = targets[exposed]
+                raise ValueError(f"versions.{exposed}: the name is version {version!r} of {owner!r}; expose another")
 
 
 def parse_gateway_config(
@@ -237,13 +440,14 @@ def parse_gateway_config(
     """Validate a resolved tree; errors name the source, the key path and what was expected."""
     rest = dict(tree)
     upstreams = rest.pop("upstreams", None) or {}
+    gateway = {key: rest.pop(key) for key in ("versions", "reload", "shared_state") if rest.get(key) is not None}
     try:
         plane = PlaneConfig.model_validate(rest)
     except ValidationError as exc:
         raise _config_error(source, exc, ()) from None
     plane._secrets = secrets  # pyright: ignore[reportPrivateUsage]
     try:
-        return GatewayConfig(plane=plane, upstreams=upstreams)
+        return GatewayConfig(plane=plane, upstreams=upstreams, **gateway)
     except ValidationError as exc:
         raise _config_error(source, exc, ("upstreams",)) from None
 
@@ -251,13 +455,13 @@ def parse_gateway_config(
 def _config_error(source: str, exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
     first = exc.errors(include_url=False)[0]
     loc: tuple[Any, ...] = tuple(first["loc"])
-    if prefix and loc[:1] == ("upstreams",):
-        loc = loc[1:]
     # A union of endpoint kinds reports the member tried; keep the path readable.
     loc = tuple(part for part in loc if part not in ("StdioEndpoint", "HTTPEndpoint"))
-    where = ".".join(str(part) for part in (*prefix, *loc)) or "(top level)"
     message = str(first["msg"]).removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if prefix and not loc:  # a check across sections: its message starts with the key path
+        return ConfigError(f"{source}: {message}{more}")
+    where = ".".join(str(part) for part in loc) or "(top level)"
     return ConfigError(f"{source}: {where}: {message}{more}")
 
 

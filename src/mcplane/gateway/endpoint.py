@@ -13,6 +13,10 @@ process died), it reconnects after a backoff that doubles up to ``restart.max``.
 * Streamable HTTP: one ``httpx`` client with pooled keep-alive connections and one session for
   the connection's lifetime (one ``initialize`` per connection, never per call).
 * WebSocket: mcplane's ``websocket_client``.
+
+The client answers an upstream's ``elicitation/create`` by asking the call's caller
+(:func:`mcplane.gateway.relay.relay_elicitation`); with ``identity: forward`` or
+``principal_header`` its HTTP transport stamps each call's headers (:mod:`mcplane.gateway.identity`).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 from mcp import Client as SDKClient
 from mcp import StdioServerParameters
-from mcp.client.session import IncomingMessage
+from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp_types import (
+    ElicitRequestParams,
+    ElicitResult,
     PromptListChangedNotification,
     ResourceListChangedNotification,
     ToolListChangedNotification,
@@ -36,6 +42,11 @@ from mcp_types import (
 from mcplane.client._connection import target_factory  # pyright: ignore[reportPrivateUsage]
 from mcplane.gateway.breaker import CircuitBreaker
 from mcplane.gateway.config import Endpoint, StdioEndpoint, UpstreamConfig
+from mcplane.gateway.identity import stamping
+from mcplane.gateway.relay import current_caller, relay_elicitation
+
+if TYPE_CHECKING:
+    from mcplane.context import Context
 
 __all__ = ["EndpointConnection"]
 
@@ -63,6 +74,8 @@ class EndpointConnection:
         self.endpoint = endpoint
         self.config = config
         self.name = f"{upstream}[{index}] {endpoint.describe()}"
+        self.label = f"[{index}] {endpoint.describe()}"
+        """The ``endpoint`` label of its metrics."""
         self.breaker = CircuitBreaker(config.breaker, clock=clock) if clock else CircuitBreaker(config.breaker)
         self.in_flight = 0
         self.sdk: SDKClient | None = None
@@ -70,6 +83,10 @@ class EndpointConnection:
         """Successful connects so far (a restart makes it grow)."""
         self.first_attempt = anyio.Event()
         """Set once the first connection attempt has finished, whatever its outcome."""
+        self.callers: list[Context] = []
+        """The gateway calls in flight on this endpoint (whom an upstream's question may be for)."""
+        self.on_status: Callable[[EndpointConnection], None] | None = None
+        """Called when the endpoint connects or loses its connection (metrics, readiness)."""
         self._refresh = refresh
         self._wake = anyio.Event()
         self._broken = False
@@ -90,6 +107,11 @@ class EndpointConnection:
             logger.warning("upstream %s: connection broken; reconnecting", self.name)
         self._broken = True
         self._wake.set()
+        self._status()
+
+    def _status(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self)
 
     def close(self) -> None:
         self._closing = True
@@ -102,6 +124,8 @@ class EndpointConnection:
             errlog: TextIO | None = None
             try:
                 target, errlog = self._target()
+                if self.endpoint.kind == "http" and self.config.identity.mode in ("forward", "principal_header"):
+                    target = stamping(target)
                 # One scope around the whole connection (a task group entered inside a scope
                 # must not outlive it): its deadline bounds the connect, then is lifted.
                 with anyio.CancelScope(deadline=anyio.current_time() + self.config.connect_timeout) as scope:
@@ -110,6 +134,7 @@ class EndpointConnection:
                         mode=self.config.mode,
                         cache=None,
                         message_handler=self._on_message,  # pyright: ignore[reportArgumentType]
+                        elicitation_callback=self._on_elicit,
                     ) as client:
                         if errlog is not None:
                             errlog.close()  # the child holds its copy; EOF comes when it exits
@@ -118,6 +143,7 @@ class EndpointConnection:
                             await self._serve(client, scope)
                         finally:
                             self.sdk = None
+                            self._status()
                         delay = self.config.restart.initial
                 if scope.cancelled_caught:
                     raise TimeoutError(f"no connection within {self.config.connect_timeout:g} s")
@@ -142,6 +168,7 @@ class EndpointConnection:
         self.sdk = client
         self.connections += 1
         self.first_attempt.set()
+        self._status()
         logger.info("upstream %s: connected (%s)", self.name, client.protocol_version)
         while not self._closing and not self._broken:
             with anyio.move_on_after(self.config.health_check.interval):
@@ -155,6 +182,7 @@ class EndpointConnection:
             except Exception as exc:
                 logger.warning("upstream %s: health check failed: %s", self.name, _describe(exc))
                 self._broken = True
+            self._status()
 
     async def _wait_wake(self) -> None:
         await self._wake.wait()
@@ -171,6 +199,12 @@ class EndpointConnection:
             logger.debug("upstream %s: transport reported %s", self.name, _describe(message))
         await anyio.lowlevel.checkpoint()
 
+    async def _on_elicit(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        caller = current_caller.get()
+        if caller is None and len(self.callers) == 1:
+            caller = self.callers[0]  # a legacy stdio/WebSocket session links no question to its call
+        return await relay_elicitation(caller, params)
+
     def _target(self) -> tuple[Any, TextIO | None]:
         endpoint = self.endpoint
         if isinstance(endpoint, StdioEndpoint):
@@ -185,7 +219,24 @@ class EndpointConnection:
             errlog = _stderr_pipe(self.name)
             return stdio_client(params, errlog=errlog), errlog
         headers = {key: value.get() for key, value in self.config.headers.items()} or None
-        return target_factory(endpoint.url, headers=headers)(), None
+        tls = None
+        if endpoint.url.startswith(("https://", "wss://")):
+            from mcplane.tls import client_context
+
+            # Cached: every (re)connection of every endpoint of this upstream shares one context.
+            settings = self.config.tls
+            tls = (
+                client_context()
+                if settings is None
+                else client_context(
+                    ca=settings.ca.get() if settings.ca is not None else None,
+                    cert=settings.cert.get() if settings.cert is not None else None,
+                    key=settings.key.get() if settings.key is not None else None,
+                    verify=settings.verify,
+                    server_name=settings.server_name,
+                )
+            )
+        return target_factory(endpoint.url, headers=headers, tls=tls)(), None
 
     def __repr__(self) -> str:
         return f"EndpointConnection({self.name!r}, connected={self.connected}, breaker={self.breaker.state})"

@@ -11,6 +11,10 @@
         return "pong"
 
     plane.run(transport="http", port=8000)
+
+``Gateway.from_config("gateway.yaml", reload=True)`` also reloads the file while serving (on a
+change, and on :meth:`~mcplane.gateway.reload.Reloader.request` — ``mcplane gateway`` wires SIGHUP
+to it); see :mod:`mcplane.gateway.reload`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mcplane.app import Plane
+from mcplane.errors import ConfigError
 from mcplane.gateway.config import GatewayConfig, load_gateway_config, parse_gateway_config
 from mcplane.gateway.provider import UpstreamProvider
 
@@ -35,12 +40,20 @@ class Gateway:
         *,
         name: str = "mcplane-gateway",
         plane: Plane | None = None,
+        reload: bool = False,
         **provider_options: Any,
     ) -> Plane:
         """A plane serving the upstreams of ``config`` (a ``gateway.yaml`` path, a parsed tree or a
-        :class:`GatewayConfig`); pass ``plane`` to add them to an existing plane (before it starts)."""
+        :class:`GatewayConfig`); pass ``plane`` to add them to an existing plane (before it starts).
+
+        ``reload``: watch the file (``config`` must be its path) and apply its changes while serving.
+        """
+        path: Path | None = None
         if isinstance(config, str | Path):
-            config = load_gateway_config(config)
+            path = Path(config)
+            config = load_gateway_config(path)
+        elif reload:
+            raise ConfigError("reload needs the config file's path")
         elif not isinstance(config, GatewayConfig):
             config = parse_gateway_config(config)
         if plane is None:
@@ -48,6 +61,11 @@ class Gateway:
         else:
             plane.configure(config.plane)
         provider = UpstreamProvider(config, **provider_options)
+        provider.shared_state = config.shared_state  # breakers shared across replicas (mcplane.gateway.shared)
+        if reload and path is not None:
+            from mcplane.gateway.reload import Reloader
+
+            provider.reloader = Reloader(path, provider, config)
         plane.add_provider(provider)
         return plane
 

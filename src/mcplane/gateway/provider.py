@@ -11,6 +11,11 @@ Names: a tool ``echo`` of the upstream whose namespace is ``everything`` is ``ev
 upstream wrote them**: tool results embed resource links by URI, and rewriting them would break
 those links. A URI offered by two upstreams goes to the first in namespace order (logged).
 Lists are merged deterministically: upstreams in namespace order, entries sorted by name.
+
+A versioned tool (``versions:`` in ``gateway.yaml``) is listed once under its exposed name, with
+its default version's schema; calls pick a version (see :mod:`mcplane.gateway.versions`).
+:meth:`UpstreamProvider.reconfigure` switches upstreams and versions while serving (see
+:mod:`mcplane.gateway.reload`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import fnmatch
 import logging
 import random
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,12 +34,19 @@ from mcp import Client as SDKClient
 from mcp_types import Prompt, Tool
 
 from mcplane.errors import DependencyUnavailable, NotFound
-from mcplane.gateway.config import SEPARATOR, GatewayConfig, UpstreamConfig
+from mcplane.gateway.config import SEPARATOR, GatewayConfig, SharedStateConfig, UpstreamConfig
+from mcplane.gateway.endpoint import EndpointConnection
+from mcplane.gateway.relay import progress_relay
 from mcplane.gateway.retry import may_retry
+from mcplane.gateway.runtime import GatewayRuntime, gateway_running
 from mcplane.gateway.upstream import Upstream
+from mcplane.gateway.versions import VersionRouter
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from mcplane.app import Plane
+    from mcplane.gateway.reload import Reloader
     from mcplane.pipeline import Call, CallKind
 
 __all__ = ["ListKind", "UpstreamProvider"]
@@ -43,10 +56,15 @@ logger = logging.getLogger("mcplane.gateway")
 ListKind = Literal["tool", "resource", "resource_template", "prompt"]
 SHUTDOWN_GRACE = 15.0
 """How long upstream connections may take to close (stdio children to exit) at shutdown."""
+DRAIN_POLL = 0.05
+"""How often a retired upstream's calls in flight are counted while it drains."""
 
 
 class UpstreamProvider:
     """Upstreams by name, their catalogs merged under namespaces; open it with :meth:`open`."""
+
+    shared_state: SharedStateConfig | None = None
+    """Whether breakers are shared across replicas (``Gateway.from_config`` sets the file's section)."""
 
     def __init__(
         self,
@@ -55,15 +73,26 @@ class UpstreamProvider:
         clock: Callable[[], float] | None = None,
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
+        version_rand: Callable[[], float] = random.random,
     ) -> None:
         configs = upstreams.upstreams if isinstance(upstreams, GatewayConfig) else upstreams
-        built = [
-            Upstream(name, config, on_change=self._rebuild, clock=clock, rand=rand, sleep=sleep)
-            for name, config in configs.items()
-        ]
+        self._options: dict[str, Any] = {"clock": clock, "rand": rand, "sleep": sleep}
+        built = [self._build(name, config) for name, config in configs.items()]
         self.upstreams: dict[str, Upstream] = {u.name: u for u in sorted(built, key=lambda u: u.namespace)}
+        self.versions = VersionRouter(
+            upstreams if isinstance(upstreams, GatewayConfig) else None,
+            clock=clock or time.monotonic,
+            rand=version_rand,
+        )
+        """The versioned tools (see :mod:`mcplane.gateway.versions`)."""
+        self.reloader: Reloader | None = None
+        """Run alongside the upstreams while open (``Gateway.from_config(path, reload=True)`` sets it)."""
         self._plane: Plane | None = None
+        self._tg: TaskGroup | None = None
+        self._running: dict[EndpointConnection, anyio.Event] = {}
         self._tools: dict[str, tuple[Upstream, Tool]] = {}
+        self._hidden: set[str] = set()
+        self._live_versions: set[str] = set()
         self._prompts: dict[str, tuple[Upstream, Prompt]] = {}
         self._uris: dict[str, Upstream] = {}
         self._templates: list[tuple[re.Pattern[str], Upstream]] = []
@@ -73,7 +102,9 @@ class UpstreamProvider:
     # ----------------------------------------------------------------- the Plane's view
     def owns(self, kind: CallKind, name: str) -> bool:
         if kind == "tool":
-            return name in self._tools
+            if name in self.versions:
+                return name in self._live_versions
+            return name in self._tools and name not in self._hidden
         if kind == "prompt":
             return name in self._prompts
         return self._resource_upstream(name) is not None
@@ -88,6 +119,8 @@ class UpstreamProvider:
     async def provide(self, call: Call) -> Any:
         ctx = call.context
         if call.kind == "tool":
+            if call.name in self.versions:  # a versioned tool: pick its version, then call that target
+                return await self._call_version(call)
             entry = self._tools.get(call.name)
             if entry is None:
                 raise NotFound(f"unknown tool {call.name!r}")
@@ -96,8 +129,10 @@ class UpstreamProvider:
             arguments = dict(call.arguments)
             retry = may_retry(tool.name, call.policy, tool.annotations, upstream.config.retryable)
 
+            progress = progress_relay(ctx)  # the upstream's progress becomes progress on the caller's request
+
             async def call_tool(client: SDKClient, meta: dict[str, Any]) -> Any:
-                return await client.call_tool(tool.name, arguments, meta=meta)  # pyright: ignore[reportArgumentType]
+                return await client.call_tool(tool.name, arguments, progress_callback=progress, meta=meta)  # pyright: ignore[reportArgumentType]
 
             return await upstream.request(call_tool, ctx, retry=retry, what=f"tools/call {tool.name!r}")
         if call.kind == "prompt":
@@ -131,6 +166,21 @@ class UpstreamProvider:
                     raise DependencyUnavailable(
                         f"dependency {dependency!r} is unavailable", details={"dependency": dependency}
                     )
+
+    async def _call_version(self, call: Call) -> Any:
+        """A versioned tool's call: routed to one version's target, its outcome recorded."""
+        router = self.versions
+        route = router.route(call.name, call.context)
+
+        async def send() -> Any:
+            if route.target not in self._tools:  # counts against a canary: it cannot serve
+                raise DependencyUnavailable(
+                    f"version {route.version!r} of {route.tool!r} is unavailable",
+                    details={"dependency": route.target},
+                )
+            return await self.provide(call.replace(name=route.target))
+
+        return await router.call(route, call.context, send)
 
     def _resource_upstream(self, uri: str) -> Upstream | None:
         found = self._uris.get(uri)
@@ -177,43 +227,140 @@ class UpstreamProvider:
             for template in sorted(catalog.templates, key=lambda t: (t.name, t.uri_template)):
                 templates.append((template_pattern(template.uri_template), upstream))
                 listed["resource_template"].append(template.model_copy(update={"name": prefix + template.name}))
+        if self.versions.tools:
+            self._add_versions(tools, listed, policies)
+        else:
+            self._hidden, self._live_versions = set(), set()
         self._tools, self._prompts, self._uris, self._templates = tools, prompts, uris, templates
         self._listed, self._policies = listed, policies
         if self._plane is not None:
             self._plane.providers_changed()
 
+    def _add_versions(
+        self, tools: dict[str, tuple[Upstream, Tool]], listed: dict[ListKind, list[Any]], policies: dict[str, Any]
+    ) -> None:
+        """List each versioned tool whose default version is known, as that version; hide targets if asked."""
+        hidden: set[str] = set()
+        live: set[str] = set()
+        entries: list[Tool] = []
+        for name, state in self.versions.tools.items():
+            if not state.config.expose_versions:
+                hidden.update(state.targets.values())
+            if name in tools:
+                logger.warning("tool %r of upstream %r is hidden by the versioned tool", name, tools[name][0].name)
+            default = tools.get(state.targets[state.config.default])
+            if default is None:
+                continue  # not offered (yet): listed once its upstream's catalog has it
+            live.add(name)
+            entries.append(default[1].model_copy(update={"name": name}))
+            policies[name] = dict(policies[state.targets[state.config.default]])
+        kept = [tool for tool in listed["tool"] if tool.name not in hidden and tool.name not in self.versions]
+        listed["tool"] = sorted([*kept, *entries], key=lambda tool: tool.name)
+        self._hidden, self._live_versions = hidden, live
+
     # ----------------------------------------------------------------- lifespan
+    def _build(self, name: str, config: UpstreamConfig) -> Upstream:
+        return Upstream(name, config, on_change=self._rebuild, **self._options)
+
     @asynccontextmanager
     async def open(self, plane: Plane) -> AsyncGenerator[None]:
         """Connect every endpoint (waiting for each one's first attempt), serve, then close them all."""
         self._plane = plane
+        observability = plane.layers.observability
+        self.versions.metrics = observability.metrics if observability is not None else None
+        self.versions.publish()
         self._rebuild()
-        endpoints = [endpoint for upstream in self.upstreams.values() for endpoint in upstream.endpoints]
-        done = [anyio.Event() for _ in endpoints]
-
-        async def supervise(index: int) -> None:
-            try:
-                await endpoints[index].run()
-            finally:
-                done[index].set()
-
         async with anyio.create_task_group() as tg:
-            for index in range(len(endpoints)):
-                tg.start_soon(supervise, index)
-            wait = max((u.config.connect_timeout for u in self.upstreams.values()), default=0.0)
-            with anyio.move_on_after(wait):
-                for endpoint in endpoints:
-                    await endpoint.first_attempt.wait()
+            self._tg = tg
+            await self._start(list(self.upstreams.values()))
+            # Readiness checks, gauges, list-changed relay, shared breakers (see mcplane.gateway.runtime).
+            running = gateway_running(plane, self.upstreams.values(), self.shared_state)
+            self.runtime: GatewayRuntime | None = await running.__aenter__()
+            await tg.start(self.runtime.run)
+            if self.reloader is not None:
+                tg.start_soon(self.reloader.run)
             try:
                 yield
             finally:
-                for endpoint in endpoints:
+                self.runtime = None
+                with anyio.CancelScope(shield=True):
+                    await running.__aexit__(None, None, None)
+                self._tg = None
+                running = list(self._running.items())
+                for endpoint, _ in running:
                     endpoint.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE):
-                    for event in done:
-                        await event.wait()
+                    for _, done in running:
+                        await done.wait()
                 tg.cancel_scope.cancel()
                 self._plane = None
+
+    async def _start(self, upstreams: Sequence[Upstream]) -> None:
+        """Supervise each endpoint of ``upstreams``; wait (up to their connect timeout) for first attempts."""
+        tg = self._tg
+        assert tg is not None
+        endpoints = [endpoint for upstream in upstreams for endpoint in upstream.endpoints]
+        for endpoint in endpoints:
+            self._running[endpoint] = anyio.Event()
+            tg.start_soon(self._supervise, endpoint)
+        wait = max((u.config.connect_timeout for u in upstreams), default=0.0)
+        with anyio.move_on_after(wait):
+            for endpoint in endpoints:
+                await endpoint.first_attempt.wait()
+
+    async def _supervise(self, endpoint: EndpointConnection) -> None:
+        try:
+            await endpoint.run()
+        finally:
+            done = self._running.pop(endpoint, None)
+            if done is not None:
+                done.set()
+
+    async def reconfigure(self, config: GatewayConfig, *, restart: Iterable[str] = (), drain: float = 30.0) -> None:
+        """Serve ``config``'s upstreams and versions from now on, without dropping calls in flight.
+
+        Upstreams that are new or named in ``restart`` (changed) are connected first (up to their
+        connect timeout); then the catalog switches at once (new calls see only the new set);
+        the replaced and removed upstreams keep their connections until their calls in flight
+        finish (up to ``drain`` seconds), then close. Versions switch with the catalog, keeping
+        the canary state of every unchanged entry.
+        """
+        again = set(restart)
+        keep = {name: u for name, u in self.upstreams.items() if name in config.upstreams and name not in again}
+        fresh = [self._build(name, c) for name, c in config.upstreams.items() if name not in keep]
+        retired = [u for name, u in self.upstreams.items() if name not in keep]
+        if self._tg is not None:
+            await self._start(fresh)
+        runtime: GatewayRuntime | None = getattr(self, "runtime", None)
+        if runtime is not None:  # readiness, gauges, relay, shared breakers for the new connections
+            runtime.adopt(fresh)
+        self.upstreams = {u.name: u for u in sorted([*keep.values(), *fresh], key=lambda u: u.namespace)}
+        self.versions = self.versions.reconfigured(config)
+        self._rebuild()
+        for upstream in retired:
+            if self._tg is not None:
+                self._tg.start_soon(self._retire, upstream, drain)
+
+    async def _retire(self, upstream: Upstream, drain: float) -> None:
+        """Let a replaced or removed upstream's calls in flight finish, then close its connections."""
+        with anyio.move_on_after(drain):
+            # ``in_flight`` is a plain counter on each endpoint (no event to wait on): look at it.
+            while any(endpoint.in_flight for endpoint in upstream.endpoints):  # noqa: ASYNC110
+                await anyio.sleep(DRAIN_POLL)
+        left = sum(endpoint.in_flight for endpoint in upstream.endpoints)
+        if left:
+            logger.warning("upstream %s: %d calls in flight after a %g s drain; closing", upstream.name, left, drain)
+        runtime: GatewayRuntime | None = getattr(self, "runtime", None)
+        if runtime is not None:
+            runtime.forget([upstream])
+        running = [self._running.get(endpoint) for endpoint in upstream.endpoints]
+        for endpoint in upstream.endpoints:
+            endpoint.close()
+        with anyio.move_on_after(SHUTDOWN_GRACE):
+            for done in running:
+                if done is not None:
+                    await done.wait()
+        logger.info("upstream %s: previous connection closed", upstream.name)
 
     def status(self) -> dict[str, Any]:
         """Each upstream's replicas: connected or not, breaker state, calls in flight."""

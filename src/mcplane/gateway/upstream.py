@@ -6,6 +6,12 @@ in ``_meta``. A transport failure or an attempt timeout counts against the repli
 when the call may be repeated safely, is retried on another replica after a jittered backoff that
 never runs past the deadline. An answer — even a tool error or a JSON-RPC error — counts as a
 success: the replica is alive.
+
+Around each attempt the task carries the caller (:data:`~mcplane.gateway.relay.current_caller`,
+for an upstream's questions) and, per ``identity:``, the caller's identity (headers or
+``_meta``, see :mod:`mcplane.gateway.identity`). Each attempt is counted in
+``mcplane_upstream_calls_total`` by outcome when metrics are on; a changed catalog is announced
+to gateway clients through :attr:`Upstream.relay`.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp import Client as SDKClient
 from mcp.shared.exceptions import MCPError
-from mcp_types import Prompt, Resource, ResourceTemplate, Tool
+from mcp_types import CallToolResult, Prompt, Resource, ResourceTemplate, Tool
 
 from mcplane.client._errors import from_mcp_error, is_transport_error, unwrap  # pyright: ignore[reportPrivateUsage]
 from mcplane.context import TIMEOUT_META_KEY, Context
@@ -27,7 +33,13 @@ from mcplane.errors import CircuitOpen, DependencyUnavailable, MCPlaneError, Tim
 from mcplane.gateway.balancer import Balancer
 from mcplane.gateway.config import UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection
+from mcplane.gateway.identity import PRINCIPAL_META_KEY, call_headers, identity_headers, identity_meta
+from mcplane.gateway.relay import current_caller
 from mcplane.gateway.retry import backoff
+
+if TYPE_CHECKING:
+    from mcplane.gateway.relay import ListChangedRelay
+    from mcplane.observability.metrics import Metrics
 
 __all__ = ["Catalog", "Upstream"]
 
@@ -78,6 +90,10 @@ class Upstream:
         self._on_change = on_change
         self._rand = rand
         self._sleep = sleep
+        self.relay: ListChangedRelay | None = None
+        """Tells gateway clients when this upstream's catalog changes (set while the gateway runs)."""
+        self.metrics: Metrics | None = None
+        """Counts attempts by outcome (set while the gateway runs with metrics on)."""
 
     # ----------------------------------------------------------------- health
     def healthy(self) -> bool:
@@ -115,6 +131,7 @@ class Upstream:
         if capabilities.prompts is not None:
             catalog.prompts = {prompt.name: prompt for prompt in await _all(client.list_prompts, "prompts")}
         if catalog != self.catalog:
+            changed = _changed_kinds(self.catalog, catalog)
             self.catalog = catalog
             logger.info(
                 "upstream %s: %d tools, %d resources, %d templates, %d prompts",
@@ -125,6 +142,8 @@ class Upstream:
                 len(catalog.prompts),
             )
             self._on_change()
+            if self.relay is not None:
+                await self.relay.changed(changed)
 
     # ----------------------------------------------------------------- calls
     async def request(self, send: Send, ctx: Context, *, retry: bool, what: str) -> Any:
@@ -152,48 +171,63 @@ class Upstream:
     async def _attempt(self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str) -> Any:
         breaker = endpoint.breaker
         client = endpoint.sdk
-        if client is None or not breaker.acquire():
-            raise _Retryable(self.unavailable())
-        meta = ctx.propagation_meta()
         remaining = ctx.remaining()
         limit = self.config.retries.attempt_timeout
+        if client is None or not await breaker.claim(lease=limit or self.config.timeout or remaining):
+            raise _Retryable(self.unavailable())
+        meta = ctx.propagation_meta()
         own_limit = limit is not None and (remaining is None or limit < remaining)
         if own_limit:
             assert limit is not None
             meta[TIMEOUT_META_KEY] = int(limit * 1000)
+        identity = self.config.identity
+        if identity.mode == "meta" and (principal := identity_meta(ctx)) is not None:
+            meta[PRINCIPAL_META_KEY] = principal
+        headers_token = call_headers.set(identity_headers(identity, ctx)) if identity.mode != "none" else None
+        caller_token = current_caller.set(ctx)
+        endpoint.callers.append(ctx)
         endpoint.in_flight += 1
         verdict: bool | None = None
+        outcome = "cancelled"
         try:
             if own_limit:
                 with anyio.move_on_after(limit):
                     result = await send(client, meta)
-                    verdict = True
+                    verdict, outcome = True, _outcome(result)
                     return result
-                verdict = False
+                verdict, outcome = False, "timeout"
                 raise _Retryable(Timeout(f"upstream {self.name!r} did not answer {what} within {limit:g} s"))
             result = await send(client, meta)
-            verdict = True
+            verdict, outcome = True, _outcome(result)
             return result
         except MCPError as exc:
             if is_transport_error(exc):
-                verdict = False
+                verdict, outcome = False, "unavailable"
                 endpoint.mark_broken()
                 raise _Retryable(self._lost(what)) from None
-            verdict = True
+            verdict, outcome = True, "error"
             raise self._translate(exc) from None
         except anyio.get_cancelled_exc_class():
             if ctx.remaining() == 0:  # the deadline cut it short: an upstream too slow is a failing one
-                verdict = False
+                verdict, outcome = False, "timeout"
             raise
         except Exception as exc:
             if not is_transport_error(exc):
+                if verdict is None:  # not the attempt's own timeout (raised above)
+                    outcome = "error"
                 raise
-            verdict = False
+            verdict, outcome = False, "unavailable"
             endpoint.mark_broken()
             logger.info("upstream %s: %s failed: %r", endpoint.name, what, unwrap(exc))
             raise _Retryable(self._lost(what)) from None
         finally:
             endpoint.in_flight -= 1
+            endpoint.callers.remove(ctx)
+            current_caller.reset(caller_token)
+            if headers_token is not None:
+                call_headers.reset(headers_token)
+            if self.metrics is not None:
+                self.metrics.upstream_calls.labels(upstream=self.name, endpoint=endpoint.label, outcome=outcome).inc()
             if verdict is True:
                 breaker.success()
             elif verdict is False:
@@ -218,6 +252,21 @@ class Upstream:
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, endpoints={len(self.endpoints)}, healthy={self.healthy()})"
+
+
+def _outcome(result: Any) -> str:
+    return "tool_error" if isinstance(result, CallToolResult) and result.is_error else "ok"
+
+
+def _changed_kinds(old: Catalog, new: Catalog) -> set[str]:
+    kinds: set[str] = set()
+    if old.tools != new.tools:
+        kinds.add("tools")
+    if old.resources != new.resources or old.templates != new.templates:
+        kinds.add("resources")
+    if old.prompts != new.prompts:
+        kinds.add("prompts")
+    return kinds
 
 
 async def _all(list_page: Callable[..., Awaitable[Any]], attribute: str) -> list[Any]:

@@ -10,9 +10,12 @@ The names are a contract (``deploy/`` rules and dashboards use them); never rena
     mcplane_budget_spent_total{name}               counter; budget units
     mcplane_circuit_state{upstream,endpoint}       gauge; 0 closed, 1 half-open, 2 open
     mcplane_upstream_healthy{upstream}             gauge; 1 healthy, 0 not
+    mcplane_upstream_calls_total{upstream,endpoint,outcome}  counter; gateway attempts by outcome
     mcplane_audit_sink_errors_total                counter; failed sink writes and pings
     mcplane_ready                                  gauge; 1 while ready, 0 when not (or draining)
     mcplane_fast_path_calls_total                  counter; calls answered on the hot path
+    mcplane_canary_rollbacks_total{tool}           counter; automatic returns of a versioned tool to stable
+    mcplane_canary_weight{tool}                    gauge; the canary's share of unpinned calls in force
     process_*                                      prometheus-client's process collector
 
 ``name`` is a registered tool or prompt name, a static resource URI or a resource template,
@@ -121,6 +124,12 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.upstream_calls = Counter(
+            "mcplane_upstream_calls_total",
+            "Gateway attempts on an upstream endpoint: ok, tool_error, error, timeout, unavailable, cancelled.",
+            ["upstream", "endpoint", "outcome"],
+            registry=reg,
+        )
         self.audit_sink_errors = Counter(
             "mcplane_audit_sink_errors_total", "Audit sink writes or pings that failed.", registry=reg
         )
@@ -132,6 +141,19 @@ class Metrics:
         )
         self.fast_path_calls = Counter(
             "mcplane_fast_path_calls_total", "Calls answered on mcplane's hot path.", registry=reg
+        )
+        self.canary_rollbacks = Counter(
+            "mcplane_canary_rollbacks_total",
+            "Automatic rollbacks of a versioned tool's canary to its stable version (gateway).",
+            ["tool"],
+            registry=reg,
+        )
+        self.canary_weight = Gauge(
+            "mcplane_canary_weight",
+            "The canary's share of unpinned calls in force, per versioned tool (0 after a rollback).",
+            ["tool"],
+            registry=reg,
+            multiprocess_mode="livemax",
         )
         self.cache_hits = self.cache_requests.labels(result="hit")
         self.cache_misses = self.cache_requests.labels(result="miss")

@@ -5,6 +5,11 @@ session manager routes 2026-07-28 stateless requests and 2025-11-25 sessions); a
 upgrade on the same path is the WebSocket transport. Before anything reaches the protocol
 layer the tier checks Host/Origin and caps the body size, answering with a JSON-RPC error body
 and a stable code.
+
+Session ids are sealed (:mod:`mcplane.transports.sessions`): a request for a session this
+replica does not hold is served after the replica adopts the session from its id. With
+``redis_url`` configured, a :class:`~mcplane.fanout.Fanout` carries notifications, list changes
+and session ends between replicas.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.errors import DependencyUnavailable
+from mcplane.fanout import Fanout, replicate
 from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.http_fast import serve_fast
+from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
+from mcplane.transports.sessions import SessionManager, requestor
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -116,7 +123,9 @@ class HTTPApp:
         self.options = options or HTTPOptions()
         self.guard = HostOriginPolicy(tuple(self.options.allowed_hosts), tuple(self.options.allowed_origins))
         self.draining = False
-        self._manager: StreamableHTTPSessionManager | None = None
+        self._manager: SessionManager | None = None
+        self.fanout: Fanout | None = None
+        """The channel to the other replicas, while running with ``redis_url`` configured."""
         self.fast: FastPath | None = plane.fast if self.options.fast_path else None
         self._auth: Any = None
         """Authentication in front of the MCP endpoint, when the plane's config has ``auth``."""
@@ -134,10 +143,17 @@ class HTTPApp:
             self.initialized_sessions.intersection_update(manager._server_instances)
         self.initialized_sessions.add(session_id)
 
-    def _new_manager(self) -> StreamableHTTPSessionManager:
+    def _new_manager(self) -> SessionManager:
         opts = self.options
-        return StreamableHTTPSessionManager(
-            app=self.plane.sdk._lowlevel_server,
+        section = self.plane.config.sessions
+        if section.keys:
+            sealer = SessionSealer([key.get().encode() for key in section.keys], ttl=section.ttl)
+        else:
+            sealer = SessionSealer.ephemeral(ttl=section.ttl)
+        manager = SessionManager(
+            self.plane.sdk._lowlevel_server,
+            sealer=sealer,
+            revocations=Revocations(sealer),
             event_store=MemoryEventStore() if opts.resumable else None,
             json_response=opts.json_response,
             stateless=False,
@@ -145,13 +161,21 @@ class HTTPApp:
             retry_interval=opts.retry_interval_ms,
             max_request_body_size=opts.max_body_bytes,
         )
+        manager.fail_open = section.fail_open
+        manager.on_adopted = self._adopted
+        return manager
+
+    def _adopted(self, session_id: str, claims: SessionClaims) -> None:
+        if claims.params is not None:  # the handshake happened (elsewhere): the hot path may serve it
+            self.note_initialized(session_id)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncGenerator[None]:
-        """What the ASGI lifespan runs: the plane's dependencies and the SDK session manager."""
+        """What the ASGI lifespan runs: the plane's dependencies, the SDK session manager, the fan-out."""
         manager = self._new_manager()
-        async with self.plane.lifespan(), manager.run():
+        async with self.plane.lifespan(), manager.run(), replicate(self.plane, manager) as fanout:
             self._manager = manager
+            self.fanout = fanout
             self.observability = self.plane.layers.observability
             if self.observability is not None:
                 self.observability.bind(self.plane)
@@ -164,6 +188,7 @@ class HTTPApp:
                 yield
             finally:
                 self._manager = None
+                self.fanout = None
                 self._auth = None
                 self.observability = None
 
@@ -228,6 +253,9 @@ class HTTPApp:
             checks["server"] = (False, "draining")
         else:
             checks["server"] = (True, "ok")
+            if self.fanout is not None:
+                up = self.fanout.subscribed.is_set()
+                checks["fanout"] = (True, "ok") if up else (False, "fan-out channel unreachable")
             checks.update(await self.plane.readiness())
         ready = all(ok for ok, _ in checks.values())
         if self.observability is not None:
@@ -300,14 +328,26 @@ class HTTPApp:
         if manager is None:
             await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
             return
+        session_id = headers.get("mcp-session-id")
+        if session_id is not None and session_id not in manager._server_instances:
+            adoption = await manager.adopt(session_id, requestor(scope))
+            if adoption in ("unavailable", "full"):
+                reason = "cannot check the session now" if adoption == "unavailable" else "too many open sessions"
+                body = _error_body(503, "dependency_unavailable", reason)
+                await _respond(send, 503, body, extra_headers=((b"retry-after", b"1"),))
+                return
         if self.draining:
             replayed = await self._refuse_draining(scope, receive, send)
-            if replayed is not None:
+            if replayed is not None and session_id is not None and scope["method"] == "DELETE":
+                await manager.delete(session_id, scope, replayed, send)
+            elif replayed is not None:
                 await manager.handle_request(scope, replayed, send)
             return
-        if scope["method"] == "POST" and (declared is None or self.fast is not None):
-            # Read the body whole: to count an undeclared (chunked) one against the cap, and to
-            # let the hot path look at it. The SDK gets it replayed, unchanged.
+        body: bytes | None = None
+        if scope["method"] == "POST" and (declared is None or self.fast is not None or session_id is None):
+            # Read the body whole: to count an undeclared (chunked) one against the cap, to let
+            # the hot path look at it, and to seal an opening request's params into the new
+            # session's id. The SDK gets it replayed, unchanged.
             body = await _read_body(receive, limit)
             if body is None:
                 await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
@@ -315,7 +355,13 @@ class HTTPApp:
             if self.fast is not None and await serve_fast(self, scope, headers, body, send):
                 return
             receive = _replay(body, receive)
-        await manager.handle_request(scope, receive, send)
+        if session_id is None:
+            with manager.opening(body):
+                await manager.handle_request(scope, receive, send)
+        elif scope["method"] == "DELETE":
+            await manager.delete(session_id, scope, receive, send)
+        else:
+            await manager.handle_request(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)

@@ -9,6 +9,7 @@ short; under HTTP a third one stops without waiting for anything (uvicorn's forc
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.util
@@ -18,6 +19,7 @@ import signal
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,16 @@ if TYPE_CHECKING:
     from mcplane.observability import Lifecycle
     from mcplane.transports.http import HTTPApp
 
-__all__ = ["bind_socket", "configure_process_logging", "run", "serve_http", "serve_stdio_until_stopped"]
+__all__ = [
+    "add_tls_arguments",
+    "bind_socket",
+    "configure_process_logging",
+    "run",
+    "serve_http",
+    "serve_stdio_until_stopped",
+    "tls_arguments",
+    "tls_from_arguments",
+]
 
 logger = logging.getLogger("mcplane.serve")
 
@@ -68,7 +79,7 @@ def _loopback(host: str) -> bool:
 
 
 TLS_RELOAD_SECONDS = 30.0
-"""How often a TLS server looks for a rotated certificate."""
+"""How often a TLS server looks for a rotated certificate (``--tls-reload-interval``)."""
 
 
 class _Server(uvicorn.Server):
@@ -84,6 +95,8 @@ class _Server(uvicorn.Server):
         self._supervisor = os.getppid() if supervised else None
 
     tls_reloader: Any = None
+    tls_reload_interval: float = TLS_RELOAD_SECONDS
+    _tls_checked: float = 0.0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -138,9 +151,12 @@ class _Server(uvicorn.Server):
         if self._supervisor is not None and not self._signals and os.getppid() != self._supervisor:
             logger.warning("the supervisor process is gone; draining")
             self.handle_exit(signal.SIGTERM, None)
-        # uvicorn ticks every 0.1 s: look at the certificate files every TLS_RELOAD_SECONDS.
-        if self.tls_reloader is not None and counter % int(TLS_RELOAD_SECONDS * 10) == 0:
-            self.tls_reloader.check()
+        # uvicorn ticks every 0.1 s: look at the certificate files every tls_reload_interval.
+        if self.tls_reloader is not None:
+            now = time.monotonic()
+            if now - self._tls_checked >= self.tls_reload_interval:
+                self._tls_checked = now
+                self.tls_reloader.check()
         return await super().on_tick(counter)
 
 
@@ -153,12 +169,15 @@ def serve_http(
     supervised: bool = False,
     tls: ssl.SSLContext | None = None,
     tls_reloader: Any = None,
+    tls_reload_interval: float = TLS_RELOAD_SECONDS,
     **options: Any,
 ) -> None:
     """Serve HTTP and WebSocket until stopped. ``supervised``: a worker of ``mcplane run --workers``.
 
-    ``tls``: serve HTTPS/WSS with this context (see :mod:`mcplane.tls`); ``tls_reloader``: checked
-    every ``TLS_RELOAD_SECONDS``, so a rotated certificate serves new handshakes without a restart.
+    ``tls``: serve HTTPS/WSS with this context (see :mod:`mcplane.tls`); requests carry the ASGI
+    TLS extension (the verified client certificate, see :mod:`mcplane.transports.tls_scope`);
+    ``tls_reloader``: checked every ``tls_reload_interval`` seconds, so a rotated certificate
+    serves new handshakes without a restart.
     Plain HTTP on a routable address is allowed but logged as a warning: put TLS here or in a
     reverse proxy / ingress in front.
     """
@@ -177,6 +196,12 @@ def serve_http(
         )
     app = HTTPApp(plane, HTTPOptions(**options))
     sock = sock or bind_socket(host, port)
+    http: Any = _best_http()
+    ws: Any = "auto"
+    if tls is not None:
+        from mcplane.transports.tls_scope import tls_protocols
+
+        http, ws = tls_protocols(http, ws)
     config = uvicorn.Config(
         app,
         lifespan="on",
@@ -188,12 +213,14 @@ def serve_http(
         ws_ping_timeout=app.options.ws_ping_interval,
         timeout_graceful_shutdown=int(CLOSE_TAIL_SECONDS),
         loop=_best_loop(),
-        http=_best_http(),
+        http=http,
+        ws=ws,
         ssl_context_factory=(lambda _config, _default: tls) if tls is not None else None,
     )
     lifecycle = Lifecycle(plane, "http")
     server = _Server(config, app, lifecycle, supervised=supervised)
     server.tls_reloader = tls_reloader
+    server.tls_reload_interval = tls_reload_interval
     bound = sock.getsockname()
     lifecycle.start(host=bound[0], port=bound[1])
     lifecycle.install()
@@ -202,6 +229,54 @@ def serve_http(
     finally:
         lifecycle.uninstall()
     lifecycle.stopped()
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--tls-*`` flags of ``mcplane run`` and ``mcplane gateway``."""
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS/WSS with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM; default: in --tls-cert)")
+    parser.add_argument("--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA (mTLS)")
+    parser.add_argument("--tls-crl", metavar="FILE", help="refuse client certificates this CRL revokes")
+    parser.add_argument(
+        "--tls-client-cert", choices=("required", "optional"), default="required", help="with --tls-client-ca"
+    )
+    parser.add_argument(
+        "--tls-reload-interval",
+        type=float,
+        default=TLS_RELOAD_SECONDS,
+        metavar="SECONDS",
+        help=f"look for rotated certificate files this often (default {TLS_RELOAD_SECONDS:g})",
+    )
+
+
+def tls_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``serve_http`` keywords (``tls``, ``tls_reloader``, ``tls_reload_interval``) from the flags."""
+    if not args.tls_cert:
+        if args.tls_key or args.tls_client_ca or args.tls_crl:
+            raise ConfigError("--tls-key, --tls-client-ca and --tls-crl need --tls-cert")
+        return {}
+    if not args.tls_reload_interval > 0:
+        raise ConfigError(f"--tls-reload-interval must be positive, got {args.tls_reload_interval:g}")
+    from mcplane.tls import CertificateReloader, server_context
+
+    context = server_context(
+        args.tls_cert, args.tls_key, client_ca=args.tls_client_ca, client_cert=args.tls_client_cert, crl=args.tls_crl
+    )
+    reloader = CertificateReloader(context, args.tls_cert, args.tls_key, crl=args.tls_crl)
+    return {"tls": context, "tls_reloader": reloader, "tls_reload_interval": args.tls_reload_interval}
+
+
+def tls_arguments(args: argparse.Namespace) -> list[str]:
+    """The ``--tls-*`` flags again, as a command line (for worker processes)."""
+    argv: list[str] = []
+    for flag in ("tls_cert", "tls_key", "tls_client_ca", "tls_crl"):
+        if getattr(args, flag):
+            argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    if args.tls_client_ca:
+        argv += ["--tls-client-cert", args.tls_client_cert]
+    if args.tls_cert:
+        argv += ["--tls-reload-interval", repr(args.tls_reload_interval)]
+    return argv
 
 
 def _best_loop() -> str:

@@ -26,6 +26,8 @@ from mcplane.transports.stdio import Unanswered
 from mcplane.transports.stream_fast import StreamFastPath
 
 if TYPE_CHECKING:
+    from ssl import SSLContext
+
     from mcplane.transports.http import HTTPApp
 
 __all__ = ["SUBPROTOCOL", "Connection", "serve_websocket", "websocket_client"]
@@ -188,49 +190,69 @@ async def websocket_client(
     max_size: int = 4 * 1024 * 1024,
     ping_interval: float | None = 20.0,
     open_timeout: float = 10.0,
+    ssl: SSLContext | None = None,
 ) -> AsyncGenerator[tuple[Any, Any]]:
     """Connect to a WebSocket MCP endpoint; yields ``(read_stream, write_stream)`` for an SDK client.
 
     Usable as a transport of the official SDK's ``mcp.Client``: ``Client(websocket_client(url))``.
+    ``ssl``: the TLS context for a ``wss://`` URL (see :func:`mcplane.tls.client_context`); by
+    default the server is verified against the system's CAs with a context shared by every
+    connection.
     """
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
+    from mcplane.errors import ConfigError
+    from mcplane.tls import client_context
+
+    if not url.startswith("wss://"):
+        if ssl is not None:
+            raise ConfigError("ssl= applies to wss:// URLs only")
+    elif ssl is None:
+        ssl = client_context()
+    tls: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
+
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
     write_stream, write_reader = create_context_streams[SessionMessage](32)
-    async with connect(
-        url,
-        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-        additional_headers=headers,
-        max_size=max_size,
-        ping_interval=ping_interval,
-        open_timeout=open_timeout,
-    ) as ws:
+    try:
+        async with connect(
+            url,
+            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            additional_headers=headers,
+            max_size=max_size,
+            ping_interval=ping_interval,
+            open_timeout=open_timeout,
+            **tls,
+        ) as ws:
 
-        async def reader() -> None:
-            async with read_writer:
-                try:
-                    async for frame in ws:
-                        decoded = decode_frame(frame)
-                        if isinstance(decoded, str):
-                            logger.warning("server sent an undecodable frame: %s", decoded)
-                            continue
-                        await read_writer.send(decoded)
-                except ConnectionClosed:
-                    return
-
-        async def writer() -> None:
-            async with write_reader:
-                async for outgoing in write_reader:
+            async def reader() -> None:
+                async with read_writer:
                     try:
-                        await ws.send(encode_message(outgoing))
+                        async for frame in ws:
+                            decoded = decode_frame(frame)
+                            if isinstance(decoded, str):
+                                logger.warning("server sent an undecodable frame: %s", decoded)
+                                continue
+                            await read_writer.send(decoded)
                     except ConnectionClosed:
                         return
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(reader)
-            tg.start_soon(writer)
-            try:
-                yield read_stream, write_stream
-            finally:
-                tg.cancel_scope.cancel()
+            async def writer() -> None:
+                async with write_reader:
+                    async for outgoing in write_reader:
+                        try:
+                            await ws.send(encode_message(outgoing))
+                        except ConnectionClosed:
+                            return
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                tg.start_soon(writer)
+                try:
+                    yield read_stream, write_stream
+                finally:
+                    tg.cancel_scope.cancel()
+    finally:
+        # A failed connect leaves them unused: close all four ends either way.
+        for stream in (read_writer, read_stream, write_stream, write_reader):
+            stream.close()

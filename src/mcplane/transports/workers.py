@@ -15,13 +15,19 @@ Redis as it does across replicas.
   drains as a single server does; the supervisor exits 0 when all of them exited 0. Workers run
   in their own session, so a terminal's Ctrl-C reaches them once, through the supervisor. A
   worker whose supervisor disappears drains on its own.
+- **Sessions**: without ``sessions.keys`` in the config, the supervisor draws one random key and
+  hands it to every worker (``MCPLANE__SESSIONS__KEYS`` in their environment, readable only by
+  the same user), so a 2025-11-25 session opened on one worker continues on any other, as it
+  does across replicas that share configured keys.
 - **Crashes**: a worker that dies while serving is replaced; one that dies within
   :data:`START_WINDOW` seconds of starting is a failed start, and the supervisor stops all and exits 1.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +46,7 @@ __all__ = ["START_WINDOW", "supervise"]
 
 START_WINDOW = 5.0
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SESSION_KEYS_ENV = "MCPLANE__SESSIONS__KEYS"
 
 
 def _metrics_dir() -> tuple[str, bool]:
@@ -58,6 +65,8 @@ def supervise(worker_args: Sequence[str], sock: socket.socket, workers: int, con
     """Run ``workers`` workers on ``sock`` until a signal stops them; the process's exit status."""
     path, created = _metrics_dir()
     os.environ[MULTIPROC_ENV] = path  # before anything here imports prometheus_client; inherited by workers
+    if not config.sessions.keys and SESSION_KEYS_ENV not in os.environ:
+        os.environ[SESSION_KEYS_ENV] = json.dumps([secrets.token_hex(32)])  # one key for all workers
     from mcplane.observability import lifecycle_event
 
     fd = sock.fileno()

@@ -1,0 +1,156 @@
+"""What flows back through the gateway from real upstream processes: list changes, progress,
+cancellation and elicitation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.client.session import ClientRequestContext
+from mcp_types import ElicitRequestParams, ElicitResult, ToolListChangedNotification
+
+from mcplane import Plane
+from mcplane.gateway import Gateway
+from tests.conftest import REPO_ROOT, start_server
+from tests.gateway.conftest import UPSTREAM_APP, NodeServer, text_of
+
+WAIT = 20.0
+
+
+def _stdio(**options: Any) -> dict[str, Any]:
+    command = {
+        "command": sys.executable,
+        "args": ["-m", "mcplane.cli", "run", str(UPSTREAM_APP)],
+        "cwd": str(REPO_ROOT),
+    }
+    return {"endpoints": [command], **options}
+
+
+def _plane(upstreams: dict[str, Any]) -> Plane:
+    return Gateway.from_config({"server": {"default_timeout": "20s"}, "upstreams": upstreams})
+
+
+async def test_an_upstream_list_change_reaches_both_eras() -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    heard = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(getattr(message, "root", message), ToolListChangedNotification):
+            heard.set()
+
+    async with (
+        Client(plane.sdk, mode="legacy", message_handler=on_message) as legacy,
+        Client(plane.sdk, mode="2026-07-28") as modern,
+    ):
+        names = {tool.name for tool in (await legacy.list_tools()).tools}
+        assert "up__fresh" not in names
+        async with modern.listen(tools_list_changed=True) as subscription:
+            assert text_of(await legacy.call_tool("up__grow", {"name": "fresh"})) == "grown"
+            with anyio.fail_after(WAIT):
+                await heard.wait()  # the 2025-11-25 session got notifications/tools/list_changed
+                async for _event in subscription:  # the 2026-07-28 listen stream got its event
+                    break
+        assert "up__fresh" in {tool.name for tool in (await legacy.list_tools()).tools}
+        assert text_of(await legacy.call_tool("up__fresh", {})) == "fresh"
+
+
+async def test_upstream_progress_is_progress_on_the_callers_request() -> None:
+    plane = _plane({"up": _stdio()})
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with Client(plane.sdk, mode="legacy") as client:
+        result = await client.call_tool("up__count_up", {"steps": 3}, progress_callback=on_progress)
+        assert text_of(result) == "counted 3"
+        assert seen == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+        # Without a progress callback the call still works (and the upstream gets no token).
+        assert text_of(await client.call_tool("up__count_up", {"steps": 2})) == "counted 2"
+
+
+async def test_server_everything_long_running_operation_reports_progress(everything_http: NodeServer) -> None:
+    plane = _plane({"everything": {"endpoints": [{"url": everything_http.url}], "mode": "legacy"}})
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with Client(plane.sdk, mode="legacy") as client:
+        arguments = {"duration": 0.3, "steps": 3}
+        result = await client.call_tool(
+            "everything__trigger-long-running-operation", arguments, progress_callback=on_progress
+        )
+        assert not result.is_error
+    assert seen == [1, 2, 3]
+
+
+async def test_cancelling_a_gateway_call_cancels_the_upstream_call(tmp_path: Path) -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    marker = tmp_path / "cancelled"
+    async with Client(plane.sdk, mode="legacy") as client:
+        with anyio.move_on_after(1.0):  # the caller gives up on a call that never answers
+            await client.call_tool("up__wait_cancelled", {"marker": str(marker)})
+        with anyio.fail_after(WAIT):
+            while True:
+                if marker.exists():
+                    break
+                await anyio.sleep(0.05)  # polling the upstream's marker under the bound above
+    assert marker.read_text() == "cancelled"
+
+
+async def test_an_upstream_question_is_asked_of_the_caller() -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    asked: list[str] = []
+
+    async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    async with Client(plane.sdk, mode="legacy", elicitation_callback=answer) as client:
+        assert text_of(await client.call_tool("up__ask_name", {})) == "hello Ada"
+    assert asked == ["What is your name?"]
+
+
+async def test_over_http_each_question_goes_to_its_own_caller(tmp_path: Path) -> None:
+    server = start_server(UPSTREAM_APP, tmp_path=tmp_path)
+    plane = _plane({"up": {"endpoints": [{"url": server.url}], "mode": "legacy"}})
+    both_asked = anyio.Event()
+    waiting: list[str] = []
+
+    def answering(name: str) -> Any:
+        async def answer(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+            waiting.append(name)
+            if len(waiting) == 2:
+                both_asked.set()
+            with anyio.fail_after(WAIT):
+                await both_asked.wait()  # both calls are in flight on the one upstream session
+            return ElicitResult(action="accept", content={"name": name})
+
+        return answer
+
+    results: dict[str, str] = {}
+    try:
+        async with (
+            Client(plane.sdk, mode="legacy", elicitation_callback=answering("Ada")) as ada,
+            Client(plane.sdk, mode="legacy", elicitation_callback=answering("Grace")) as grace,
+        ):
+
+            async def call(name: str, client: Client) -> None:
+                results[name] = text_of(await client.call_tool("up__ask_name", {}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, "Ada", ada)
+                tg.start_soon(call, "Grace", grace)
+    finally:
+        server.stop()
+    assert results == {"Ada": "hello Ada", "Grace": "hello Grace"}
+
+
+async def test_an_upstream_question_is_declined_when_the_caller_cannot_answer() -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    async with Client(plane.sdk, mode="legacy") as client:  # declares no elicitation capability
+        assert text_of(await client.call_tool("up__ask_name", {})) == "decline"
