@@ -40,6 +40,8 @@ __all__ = ["RequestFacts", "call_entry", "error_code_of", "request_facts", "resu
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_TEXT = 256
+_MAX_SESSION = 1024
+"""Sealed session ids (any replica can continue them) are a few hundred characters: kept whole."""
 
 
 def utc_now() -> str:
@@ -102,7 +104,7 @@ def request_facts(context: Context, *, trust_forwarded: bool = False) -> Request
     else:
         headers = context.headers
         if headers is None:
-            return RequestFacts(session_id=str(context.session_id or "")[:_MAX_TEXT])
+            return RequestFacts(session_id=str(context.session_id or "")[:_MAX_SESSION])
 
         def header(name: str) -> str:
             return _header(headers, name)
@@ -118,7 +120,7 @@ def request_facts(context: Context, *, trust_forwarded: bool = False) -> Request
     if not trace:
         trace = _trace_id(context.request_meta.get("traceparent"))
     session_id = context.session_id or ""
-    return RequestFacts(client_ip, header("user-agent"), trace, str(session_id)[:_MAX_TEXT])
+    return RequestFacts(client_ip, header("user-agent"), trace, str(session_id)[:_MAX_SESSION])
 
 
 def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
