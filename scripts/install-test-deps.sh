@@ -47,4 +47,19 @@ if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
 fi
 # --- end deploy/ block ---------------------------------------------------------------------------
 
+# --- scale test bed: nginx (Debian package `nginx`) as the load balancer of scripts/testbed.py ---
+# The test bed runs its own nginx (generated config, unprivileged port) as a child process;
+# it does not use the package's service.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null 2>&1; then
+  apt_as=""
+  if [ "$(id -u)" != 0 ]; then apt_as="sudo -n"; fi
+  apt_install="$apt_as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx"
+  if ! $apt_install >/dev/null 2>&1; then
+    $apt_as apt-get update -qq >/dev/null 2>&1 || true
+    $apt_install >/dev/null 2>&1 \
+      || echo "warning: could not install nginx (apt-get install nginx); test bed tests will skip" >&2
+  fi
+fi
+# --- end test bed block --------------------------------------------------------------------------
+
 echo "test dependencies ready: node $("$node22" --version), conformance 0.2.0-alpha.12 and 0.1.16"
