@@ -8,7 +8,9 @@ stdio: spawns the server as a subprocess (pinned to the server CPU) and pipeline
 newline-delimited JSON-RPC on its stdin/stdout with up to ``concurrency`` requests in flight.
 
 With ``--auth`` every HTTP request carries ``Authorization: Bearer <JWT>``, a token minted once at
-start with PyJWT from the run's secret and subject (``fullpipe.py``).
+start with PyJWT from the run's secret and subject (``fullpipe.py``). ``--tool`` names the echo
+tool (a gateway namespaces it); ``--aux-pid`` names a helper process of the cell (a proxy's
+upstream, the span sink) whose CPU over the window is reported and not counted as other processes'.
 
 Every response is checked: HTTP 200, the request's id, the echoed text, no JSON-RPC error, no
 ``isError``. Only responses that complete inside the measured window count; the window opens
@@ -50,12 +52,26 @@ ENVELOPE = {
 }
 # The bodies the SDK client sends (captured from mcp 2.3.0), with %d holes for the id and text.
 ENVELOPE_JSON = orjson.dumps(ENVELOPE)
-MODERN_CALL = (
-    b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t%d"},"_meta":'
-    + ENVELOPE_JSON.replace(b"%", b"%%")
-    + b"}}"
-)
-LEGACY_CALL = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t%d"}}}'
+
+
+def modern_call(tool: str = "echo") -> bytes:
+    name = orjson.dumps(tool).replace(b"%", b"%%")
+    return (
+        b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":'
+        + name
+        + b',"arguments":{"text":"t%d"},"_meta":'
+        + ENVELOPE_JSON.replace(b"%", b"%%")
+        + b"}}"
+    )
+
+
+def legacy_call(tool: str = "echo") -> bytes:
+    name = orjson.dumps(tool).replace(b"%", b"%%")
+    return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":' + name + b',"arguments":{"text":"t%d"}}}'
+
+
+MODERN_CALL = modern_call()
+LEGACY_CALL = legacy_call()
 MAX_ERROR_SAMPLES = 5
 
 
@@ -243,13 +259,13 @@ class HTTPLoad:
             common += b"Authorization: Bearer " + mint_token().encode("ascii") + b"\r\n"
         self.common = common
         if args.leg == "http-2026":
-            self.body_template = MODERN_CALL
+            self.body_template = modern_call(args.tool)
             self.head_template = (
                 common + b"MCP-Protocol-Version: " + PROTOCOL_MODERN.encode() + b"\r\n"
-                b"Mcp-Method: tools/call\r\nMcp-Name: echo\r\nContent-Length: %d\r\n\r\n"
+                b"Mcp-Method: tools/call\r\nMcp-Name: " + args.tool.encode() + b"\r\nContent-Length: %d\r\n\r\n"
             )
         else:
-            self.body_template = LEGACY_CALL
+            self.body_template = legacy_call(args.tool)
             self.head_template = b""  # set once the session exists
 
     # ------------------------------------------------------------ setup (not timed)
@@ -554,10 +570,13 @@ async def measure(
     server_core = args.server_cpu
     load_core = args.load_cpu
 
+    aux_pids: list[int] = args.aux_pid or []
+
     def open_window() -> None:
         edges["server_core0"] = cpu_busy_seconds(server_core) or 0.0
         edges["load_core0"] = cpu_busy_seconds(load_core) or 0.0
         edges["server_cpu0"] = cpu_seconds(pid)
+        edges["aux_cpu0"] = sum(cpu_seconds(aux) for aux in aux_pids)
         edges["load_cpu0"] = own_cpu_seconds()
         edges["t0"] = time.perf_counter()
         stats.recording = True
@@ -566,6 +585,7 @@ async def measure(
         stats.recording = False
         edges["t1"] = time.perf_counter()
         edges["server_cpu1"] = cpu_seconds(pid)
+        edges["aux_cpu1"] = sum(cpu_seconds(aux) for aux in aux_pids)
         edges["load_cpu1"] = own_cpu_seconds()
         edges["server_core1"] = cpu_busy_seconds(server_core) or 0.0
         edges["load_core1"] = cpu_busy_seconds(load_core) or 0.0
@@ -585,11 +605,13 @@ async def measure(
     wall = edges["t1"] - edges["t0"]
     server_cpu = edges["server_cpu1"] - edges["server_cpu0"]
     load_cpu = edges["load_cpu1"] - edges["load_cpu0"]
-    # Whatever else kept the two CPUs busy during the window: other processes on this machine.
+    aux_cpu = edges["aux_cpu1"] - edges["aux_cpu0"]
+    # Whatever else kept the two CPUs busy during the window: other processes on this machine
+    # (the cell's own helper processes, ``--aux-pid``, are not "other").
     foreign = None
     if server_core is not None and load_core is not None and wall > 0:
         busy = (edges["server_core1"] - edges["server_core0"]) + (edges["load_core1"] - edges["load_core0"])
-        foreign = max(0.0, busy - server_cpu - load_cpu) / wall
+        foreign = max(0.0, busy - server_cpu - load_cpu - aux_cpu) / wall
     latencies = sorted(stats.latencies)
     calls = len(latencies)
     return {
@@ -600,6 +622,8 @@ async def measure(
         "calls_per_cpu_s": calls / server_cpu if server_cpu > 0 else None,
         "server_cpu_util": server_cpu / wall if wall > 0 else None,
         "load_cpu_util": load_cpu / wall if wall > 0 else None,
+        "aux_cpu_s": aux_cpu if aux_pids else None,
+        "aux_cpu_util": aux_cpu / wall if aux_pids and wall > 0 else None,
         "foreign_cpu_util": foreign,
         "p50_ms": percentile(latencies, 0.50),
         "p90_ms": percentile(latencies, 0.90),
@@ -631,6 +655,14 @@ def main() -> None:
         "--auth",
         action="store_true",
         help="HTTP legs: send `Authorization: Bearer <JWT>` minted from MCPLANE_BENCH_JWT_SECRET/_SUBJECT",
+    )
+    parser.add_argument("--tool", default="echo", help="HTTP legs: the echo tool's name on this server")
+    parser.add_argument(
+        "--aux-pid",
+        type=int,
+        action="append",
+        help="a helper process of the cell (an upstream, a span sink): its CPU over the window is reported "
+        "(aux_cpu_s) and not counted as other processes' (repeatable)",
     )
     parser.add_argument("server_cmd", nargs="*", help="stdio legs: the server command line")
     args = parser.parse_args()

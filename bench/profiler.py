@@ -336,27 +336,32 @@ def main() -> int:
         ready_timeout=60.0,
         load_cpu=1,
         server_cpu=0,
+        audit_dir=None,
     )
     pid_file = out_dir / f"{tag}.pid"
     pid_file.unlink(missing_ok=True)
     limit = args.warmup + args.duration + 120
     try:
         with contextlib.ExitStack() as stack:
-            if variant.layered:  # per-run JWT secret, subject and audit directory; cleaned up on exit
-                stack.enter_context(bench.fullpipe.pipeline_env())
+            # Per-run JWT secret, subject and audit directory; the span sink and log directory; cleaned up on exit.
+            stack.enter_context(bench.environments(run_args, [variant.key], log_path))
             if args.leg in bench.HTTP_LEGS:
-                pid, port = stack.enter_context(
-                    bench.http_server(variant, args.leg, 0, log_path, 60.0, prefix, signal.SIGINT)
+                # A proxy's upstream runs on the load generator's CPU, as in the bench.
+                served = stack.enter_context(
+                    bench.http_server(variant, args.leg, 0, log_path, 60.0, prefix, signal.SIGINT, upstream_cpu=1)
                 )
+                pid = served.pid
                 gen = bench.run_loadgen(
                     run_args,
                     args.leg,
                     args.concurrency,
-                    port=port,
+                    port=served.port,
                     server_pid=pid,
                     log_path=log_path,
                     wait=False,
                     auth=variant.auth,
+                    tool=variant.tool,
+                    aux_pids=tuple(p for p in (served.upstream_pid,) if p is not None),
                 )
             else:
                 cmd = [bench.PYTHON, *prefix, str(bench.SERVERS / variant.script), "--transport", "stdio"]

@@ -267,7 +267,9 @@ def render(
     rows: list[dict[str, Any]],
     ratio_rows: list[dict[str, Any]],
     full_rows: list[dict[str, Any]] | None = None,
+    extra: list[str] | None = None,
 ) -> str:
+    """The markdown report; ``extra``: sections (the observability and gateway legs') after the pipeline's."""
     v = meta["versions"]
     lines = [
         "# mcplane bench results",
@@ -353,6 +355,7 @@ def render(
             )
         lines.append("")
     lines += render_pipeline(meta, rows, full_rows or [])
+    lines += extra or []
     order = {v.key: i for i, v in enumerate(VARIANTS)}
     for leg in meta["legs"]:
         leg_rows = sorted((r for r in rows if r["leg"] == leg), key=lambda r: (order[r["server"]], r["concurrency"]))
@@ -381,7 +384,8 @@ def render(
         lines.append("")
     lines += [
         "Absolute numbers depend on the machine and whatever else runs on it; compare servers only within one run. "
-        "See `bench/README.md`.",
+        "See `bench/README.md`; the observability and gateway-hop legs (`--observability`, `--gateway`) report to "
+        "`bench/RESULTS-overhead.md`.",
         "",
     ]
     return "\n".join(lines)

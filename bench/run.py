@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import datetime as dt
 import http.client
 import json
@@ -25,13 +26,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fullpipe
+import observe
+import overhead
 from report import (
     _clean,
     _fmt,
@@ -47,8 +50,11 @@ from report import (
 from variants import (
     BENCH,
     DEFAULT_LEGS,
+    GATEWAY,
     HTTP_LEGS,
     LEGS,
+    OBSERVABILITY,
+    OVERHEAD_RESULTS,
     PYTHON,
     SERVERS,
     SWEEP,
@@ -91,6 +97,12 @@ class ServerError(RuntimeError):
     pass
 
 
+class Served(NamedTuple):
+    pid: int
+    port: int
+    upstream_pid: int | None = None
+
+
 @contextlib.contextmanager
 def http_server(
     variant: Variant,
@@ -100,12 +112,23 @@ def http_server(
     timeout: float,
     prefix: tuple[str, ...] = (),
     stop_signal: int = signal.SIGTERM,
-) -> Iterator[tuple[int, int]]:
-    """Start the variant's HTTP server, wait until a real tools/call answers, yield (pid, port).
+    upstream_cpu: int | None = None,
+) -> Iterator[Served]:
+    """Start the variant's HTTP server, wait until a real tools/call answers, yield its pid and port.
 
     ``prefix`` goes between the interpreter and the script (``-m cProfile -o FILE`` when profiling;
     then stop with SIGINT: uvicorn re-raises SIGTERM after shutdown, which kills cProfile unsaved).
+    A proxy (``variant.upstream``) gets its upstream started first, pinned to ``upstream_cpu``,
+    and its URL as ``--upstream``; the upstream stops after the proxy.
     """
+    if variant.upstream is not None:
+        upstream = VARIANT_BY_KEY[variant.upstream]
+        with http_server(upstream, leg, upstream_cpu, log_path, timeout) as up:
+            url = f"http://127.0.0.1:{up.port}/mcp"
+            proxy = dataclasses.replace(variant, upstream=None, args={leg: (*variant.args[leg], "--upstream", url)})
+            with http_server(proxy, leg, cpu, log_path, timeout, prefix, stop_signal) as served:
+                yield served._replace(upstream_pid=up.pid)
+        return
     cmd = [PYTHON, *prefix, str(SERVERS / variant.script), "--transport", "http", *variant.args[leg]]
     with log_path.open("ab") as log:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
@@ -132,13 +155,15 @@ def http_server(
         if not first.startswith(b"LISTENING "):
             raise ServerError(f"{variant.key}: exited or said {first!r}")
         port = int(first.split()[1])
-        _wait_ready(proc, port, timeout, auth=variant.auth)
-        yield proc.pid, port
+        _wait_ready(proc, port, timeout, auth=variant.auth, tool=variant.tool)
+        yield Served(proc.pid, port)
     finally:
         _stop(proc, stop_signal)
 
 
-def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float, *, auth: bool = False) -> None:
+def _wait_ready(
+    proc: subprocess.Popen[Any], port: int, timeout: float, *, auth: bool = False, tool: str = "echo"
+) -> None:
     """Poll a real 2026-07-28 tools/call until it echoes, under ``timeout`` (no fixed sleeps)."""
     deadline = _now() + timeout
     body = json.dumps(
@@ -147,7 +172,7 @@ def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float, *, auth:
             "id": 1,
             "method": "tools/call",
             "params": {
-                "name": "echo",
+                "name": tool,
                 "arguments": {"text": "ready"},
                 "_meta": {
                     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -161,7 +186,7 @@ def _wait_ready(proc: subprocess.Popen[Any], port: int, timeout: float, *, auth:
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": "2026-07-28",
         "Mcp-Method": "tools/call",
-        "Mcp-Name": "echo",
+        "Mcp-Name": tool,
     }
     if auth:
         headers["Authorization"] = f"Bearer {fullpipe.mint_token()}"
@@ -205,6 +230,8 @@ def run_loadgen(
     pid_file: Path | None = None,
     wait: bool = True,
     auth: bool = False,
+    tool: str = "echo",
+    aux_pids: tuple[int, ...] = (),
 ) -> Any:
     """Run one cell's load generator and return its JSON result (``wait=False``: the Popen)."""
     cmd = [
@@ -225,6 +252,10 @@ def run_loadgen(
         cmd += ["--load-cpu", str(args.load_cpu)]
     if auth:
         cmd.append("--auth")
+    if tool != "echo":
+        cmd += ["--tool", tool]
+    for aux in aux_pids:
+        cmd += ["--aux-pid", str(aux)]
     if port is not None:
         cmd += ["--port", str(port), "--server-pid", str(server_pid)]
     if args.server_cpu is not None:
@@ -265,6 +296,7 @@ def run_matrix(
     stamp: str,
     only: set[tuple[str, str]] | None = None,
     first_round: int = 1,
+    obs_env: observe.ObservabilityEnv | None = None,
 ) -> list[dict[str, Any]]:
     """Every (leg, server) of the arguments (``only``: just these pairs), ``args.repeat`` rounds."""
     cells: list[dict[str, Any]] = []
@@ -282,17 +314,35 @@ def run_matrix(
             results: list[tuple[int, dict[str, Any]]] = []
             try:
                 if leg in HTTP_LEGS:
-                    with http_server(variant, leg, args.server_cpu, log_path, args.ready_timeout) as (pid, port):
+                    spans_before = obs_env.sink_stats()["spans"] if obs_env is not None and variant.observed else 0
+                    with http_server(
+                        variant, leg, args.server_cpu, log_path, args.ready_timeout, upstream_cpu=args.load_cpu
+                    ) as served:
+                        aux = tuple(p for p in (served.upstream_pid,) if p is not None)
+                        if obs_env is not None and variant.observed:
+                            aux += (obs_env.sink_pid,)
                         for conc in args.concurrency:
                             _progress(done + len(results) + 1, total, leg, variant.key, conc)
                             results.append(
                                 (
                                     conc,
                                     run_loadgen(
-                                        args, leg, conc, port=port, server_pid=pid, log_path=log_path, auth=variant.auth
+                                        args,
+                                        leg,
+                                        conc,
+                                        port=served.port,
+                                        server_pid=served.pid,
+                                        log_path=log_path,
+                                        auth=variant.auth,
+                                        tool=variant.tool,
+                                        aux_pids=aux,
                                     ),
                                 )
                             )
+                    if obs_env is not None and variant.observed:
+                        # The server is stopped: its spans are flushed and its log file is complete.
+                        check = observe_check(obs_env, served.pid, spans_before, [r for _, r in results])
+                        results = [(conc, {**r, "observed": check}) for conc, r in results]
                 else:
                     server_cmd = [PYTHON, str(SERVERS / variant.script), "--transport", "stdio", *variant.args[leg]]
                     for conc in args.concurrency:
@@ -306,6 +356,17 @@ def run_matrix(
                 _report_cell(cells[-1])
             done += len(args.concurrency)
     return cells
+
+
+def observe_check(
+    env: observe.ObservabilityEnv, pid: int, spans_before: int, results: list[dict[str, Any]]
+) -> dict[str, int]:
+    """What one observed server run left behind (both concurrencies, warm-ups and probes included)."""
+    return {
+        "requests": sum(r.get("requests_sent", 0) for r in results),
+        "spans": env.sink_stats()["spans"] - spans_before,
+        "log_records": env.call_log_records(pid),
+    }
 
 
 def _progress(i: int, total: int, leg: str, server: str, conc: int) -> None:
@@ -368,6 +429,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"(servers {','.join(SWEEP)}; --legs defaults to the HTTP legs)",
     )
     parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="the observability leg: the echo Plane with metrics, call logs and tracing each on or off "
+        f"(servers {','.join(OBSERVABILITY)}; HTTP legs; writes {OVERHEAD_RESULTS.name} unless --results)",
+    )
+    parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="the gateway leg: one hop (mcplane gateway, FastMCP proxy) in front of the echo Plane vs the Plane "
+        f"direct (servers {','.join(GATEWAY)}; HTTP legs; writes {OVERHEAD_RESULTS.name} unless --results)",
+    )
+    parser.add_argument(
         "--audit-dir", default=None, help="parent of the run's temporary audit directory (default: the temp dir)"
     )
     parser.add_argument(
@@ -387,14 +460,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds a server may take to get ready")
-    parser.add_argument("--results", default=str(BENCH / "RESULTS.md"), help="markdown output (overwritten)")
+    parser.add_argument(
+        "--results",
+        default=str(BENCH / "RESULTS.md"),
+        help=f"markdown output, overwritten (default RESULTS.md; {OVERHEAD_RESULTS.name} with --observability "
+        "or --gateway)",
+    )
     parser.add_argument("--out-dir", default=str(BENCH / "out"), help="raw JSON and server logs")
     args = parser.parse_args(argv)
-    if args.sweep:
-        if "--servers" not in (argv if argv is not None else sys.argv[1:]):
-            args.servers = ",".join(SWEEP)
-        if "--legs" not in (argv if argv is not None else sys.argv[1:]):
+    given = argv if argv is not None else sys.argv[1:]
+    suites = [
+        keys
+        for flag, keys in ((args.sweep, SWEEP), (args.observability, OBSERVABILITY), (args.gateway, GATEWAY))
+        if flag
+    ]
+    if suites:
+        if "--servers" not in given:
+            args.servers = ",".join(dict.fromkeys(key for keys in suites for key in keys))
+        if "--legs" not in given:
             args.legs = "http-2026,http-2025"
+        if (args.observability or args.gateway) and "--results" not in given:
+            args.results = str(OVERHEAD_RESULTS)
+    args.results_given = "--results" in given
     if args.quick:
         args.duration, args.warmup = 1.0, 0.5
     args.legs = [leg for leg in args.legs.split(",") if leg]
@@ -416,13 +503,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def environments(
+    args: argparse.Namespace, servers: Iterable[str], log_path: Path
+) -> Iterator[tuple[fullpipe.PipelineEnv | None, observe.ObservabilityEnv | None]]:
+    """What the servers of a run need: the pipeline's secrets and audit directory, the span sink and log directory."""
+    variants = [VARIANT_BY_KEY[key] for key in servers]
+    with contextlib.ExitStack() as stack:
+        pipeline = (
+            stack.enter_context(fullpipe.pipeline_env(args.audit_dir)) if any(v.layered for v in variants) else None
+        )
+        observed = None
+        if any(v.observed for v in variants):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            observed = stack.enter_context(observe.observability_env(args.load_cpu, log_path))
+        yield pipeline, observed
+
+
+def results_path(args: argparse.Namespace, servers: Iterable[str]) -> Path:
+    """``--results``, else where a run of these servers reports (re-rendering an overhead run keeps RESULTS.md)."""
+    if not getattr(args, "results_given", True) and any(VARIANT_BY_KEY[s].role in ("obs", "hop") for s in servers):
+        return OVERHEAD_RESULTS
+    return Path(args.results)
+
+
 def report(meta: dict[str, Any], cells: list[dict[str, Any]]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
     """The markdown report, the raw record and the aggregated rows of one run's cells."""
     rows = aggregate(cells)
     ratio_rows = ratios(rows, meta["legs"], meta["concurrency"])
     full_rows = full_ratios(rows, meta["legs"], meta["concurrency"])
-    raw = {"meta": meta, "cells": cells, "rows": rows, "ratios": ratio_rows, "full_ratios": full_rows}
-    return render(meta, rows, ratio_rows, full_rows), raw, rows
+    obs_rows = overhead.observability_rows(rows, meta["legs"], meta["concurrency"])
+    hops = overhead.hop_rows(rows, meta["legs"], meta["concurrency"])
+    raw = {
+        "meta": meta,
+        "cells": cells,
+        "rows": rows,
+        "ratios": ratio_rows,
+        "full_ratios": full_rows,
+        "observability": obs_rows,
+        "gateway": hops,
+    }
+    extra = overhead.render_observability(meta, obs_rows) + overhead.render_gateway(hops)
+    return render(meta, rows, ratio_rows, full_rows, extra), raw, rows
 
 
 def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
@@ -440,17 +562,20 @@ def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
         out_dir = Path(args.out_dir)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         first = max(c.get("round", 1) for c in cells) + 1
-        layered = any(VARIANT_BY_KEY[server].layered for _, server in redo)
-        with fullpipe.pipeline_env(args.audit_dir) if layered else contextlib.nullcontext():
+        servers = {server for _, server in redo}
+        with environments(args, servers, out_dir / "logs" / f"{stamp}-otlp-sink.log") as (_, observed):
             try:
-                cells = cells + run_matrix(args, out_dir, stamp, only=redo, first_round=first)
+                cells = cells + run_matrix(args, out_dir, stamp, only=redo, first_round=first, obs_env=observed)
             finally:
                 _stop_all()
         meta = {**meta, "reruns": [*meta.get("reruns", []), {"date": stamp, "cells": sorted(map(list, redo))}]}
+        if observed is not None:  # the span and log totals of both runs
+            before = meta.get("observability") or {}
+            meta["observability"] = {k: before.get(k, 0) + v for k, v in observed.describe().items()}
         text, raw, rows = report(meta, cells)
         (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
         (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
-        Path(args.results).write_text(text)
+        results_path(args, meta["servers"]).write_text(text)
         print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 
@@ -460,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         recorded = json.loads(Path(args.render).read_text())
         text, _, rows = report(recorded["meta"], recorded["cells"])
-        Path(args.results).write_text(text)
+        results_path(args, recorded["meta"]["servers"]).write_text(text)
         print(text)
         return 1 if any(not _clean(r) for r in rows) else 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -487,11 +612,10 @@ def main(argv: list[str] | None = None) -> int:
         "servers": args.servers,
         "concurrency": args.concurrency,
     }
-    layered = any(VARIANT_BY_KEY[key].layered for key in args.servers)
     try:
-        with fullpipe.pipeline_env(args.audit_dir) if layered else contextlib.nullcontext() as env:
+        with environments(args, args.servers, out_dir / "logs" / f"{stamp}-otlp-sink.log") as (env, observed):
             try:
-                cells = run_matrix(args, out_dir, stamp)
+                cells = run_matrix(args, out_dir, stamp, obs_env=observed)
             finally:
                 _stop_all()
     except KeyboardInterrupt:
@@ -499,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if env is not None:
         meta["pipeline"] = env.describe()
+    if observed is not None:
+        meta["observability"] = observed.describe()
     text, raw, rows = report(meta, cells)
     (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
     (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))

@@ -44,10 +44,20 @@ class Variant:
     """Layer sweep: the variant this one adds one layer to (its delta is computed against it)."""
     adds: str = ""
     """Layer sweep: what this variant adds to ``base``."""
+    upstream: str | None = None
+    """Gateway leg: this server is a proxy; the runner starts this variant first (on the load
+    generator's CPU) and passes its URL as ``--upstream``."""
+    tool: str = "echo"
+    """The echo tool's name on this server (a gateway namespaces it)."""
 
     @property
     def layered(self) -> bool:
         return any("--layers" in flags for flags in self.args.values())
+
+    @property
+    def observed(self) -> bool:
+        """Configured by ``--observability`` (needs the run's span sink and log directory, ``observe.py``)."""
+        return any("--observability" in flags for flags in self.args.values())
 
 
 EVERY_LEG = {leg: () for leg in ALL_LEGS}
@@ -220,6 +230,86 @@ PIPELINE_NOTES = (
     "0.7\u00d7 goal is not met: what is left (pydantic `Context` attribute reads, about 35 µs per call over all "
     "layers; redis-py's RESP parsing in Python; two hashed audit records per call) is listed in `bench/PROFILE.md`."
 )
+
+# The observability leg (`--observability`): the bare echo Plane with each observability setting
+# of `observe.py`, configured and logging the way `mcplane run --config mcplane.yaml` does.
+OBSERVABILITY = ("obs-off", "obs-metrics", "obs-logs", "obs-all")
+VARIANTS += tuple(
+    Variant(
+        key,
+        "obs",
+        "mcplane_server.py",
+        {leg: ("--observability", key.removeprefix("obs-")) for leg in HTTP_LEGS},
+        {leg: describe for leg in HTTP_LEGS},
+        default=False,
+    )
+    for key, describe in (
+        ("obs-off", "`Plane`, observability off: `metrics.enabled: false`, `log_level: warning`, no tracing"),
+        ("obs-metrics", "`Plane` + Prometheus metrics (no call log: `log_level: warning`), no tracing"),
+        (
+            "obs-logs",
+            "`Plane` + metrics + one JSON call-log line per call (`log_level: info`, the `mcplane run` default), "
+            "tracing off",
+        ),
+        (
+            "obs-all",
+            "`Plane` + metrics + call logs + tracing: OTel SDK `TracerProvider`, `BatchSpanProcessor`, OTLP/HTTP "
+            "protobuf exporter to a local collector stand-in",
+        ),
+    )
+)
+OBS_BASE = "obs-off"
+
+# The gateway leg (`--gateway`): one hop in front of the bare echo Plane, against the same Plane direct.
+GATEWAY = ("mcplane", "hop-mcplane", "hop-fastmcp", "hop-fastmcp-reuse")
+GATEWAY_DIRECT = "mcplane"
+GATEWAY_NAMESPACE = "bench"
+VARIANTS += (
+    Variant(
+        "hop-mcplane",
+        "hop",
+        "gateway_server.py",
+        {leg: () for leg in HTTP_LEGS},
+        {
+            leg: "`mcplane gateway` (`Gateway.from_config(gateway.yaml)`, one Streamable HTTP upstream, defaults but "
+            "`log_level: warning`) → bare `Plane`"
+            for leg in HTTP_LEGS
+        },
+        default=False,
+        upstream="mcplane",
+        tool=f"{GATEWAY_NAMESPACE}__echo",
+    ),
+    Variant(
+        "hop-fastmcp",
+        "hop",
+        "fastmcp_proxy.py",
+        {leg: () for leg in HTTP_LEGS},
+        {
+            leg: "FastMCP `create_proxy(url)` defaults (a new backend client per request) → bare `Plane`"
+            for leg in HTTP_LEGS
+        },
+        default=False,
+        upstream="mcplane",
+    ),
+    Variant(
+        "hop-fastmcp-reuse",
+        "hop",
+        "fastmcp_proxy.py",
+        {leg: ("--reuse",) for leg in HTTP_LEGS},
+        {
+            leg: "FastMCP `create_proxy(connected Client(url))`: one reused backend session → bare `Plane`"
+            for leg in HTTP_LEGS
+        },
+        default=False,
+        upstream="mcplane",
+    ),
+)
+HOP_TARGET_P50_MS = 0.3
+"""Goal (reported, not asserted): mcplane's hop adds at most this much p50 at concurrency 1."""
+HOP_TARGET_THROUGHPUT = 0.5
+"""Goal: through mcplane's gateway at concurrency 32, at least this share of direct calls/s."""
+OVERHEAD_RESULTS = BENCH / "RESULTS-overhead.md"
+"""Where a run with ``--observability`` or ``--gateway`` writes its report (``RESULTS.md`` stays the main run's)."""
 VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
 TARGET_RATIO = 1.5
 NOISY = 0.10

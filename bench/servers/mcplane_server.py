@@ -3,6 +3,11 @@
 ``--layers auth,authz,ratelimit,audit`` (and ``--fsync``) configures pipeline layers on the same
 Plane with ``plane.configure(PlaneConfig)``, as ``mcplane run app.py --config mcplane.yaml``
 would; what each layer is lives in ``bench/fullpipe.py``.
+
+``--observability off|metrics|logs|all`` configures the ``observability`` section instead and
+sets up logging as ``mcplane run`` does (into the run's log directory rather than stderr); what
+each setting is lives in ``bench/observe.py``. Without it the process's logging is left alone
+(Python's default: warnings only), so the plain ``mcplane`` server writes no call logs.
 """
 
 from __future__ import annotations
@@ -24,12 +29,20 @@ async def echo(text: str) -> str:
 
 
 def main() -> None:
-    args = parse_args(("json",), {"layers": "", "fsync": "interval"})
-    if args.layers:
+    args = parse_args(("json",), {"layers": "", "fsync": "interval", "observability": ""})
+    if args.layers and args.observability:
+        raise SystemExit("--layers and --observability do not combine")
+    if args.layers or args.observability:
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if args.layers:
         import fullpipe
 
         plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
+    if args.observability:
+        import observe
+
+        plane.configure(observe.plane_config(args.observability))
+        observe.configure_process_logging(plane.config)
     if args.transport == "stdio":
         plane.run("stdio")
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from mcp_types import CallToolResult
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, STOP_TIMEOUT, free_port, mcplane_command
 
 EVERYTHING = REPO_ROOT / ".tools" / "alpha" / "node_modules" / ".bin" / "mcp-server-everything"
 UPSTREAM_APP = Path(__file__).with_name("upstream_app.py")
@@ -113,3 +114,51 @@ def everything_http(tmp_path: Path) -> Iterator[NodeServer]:
 
 def python_command(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+@dataclass
+class PlaneServer:
+    """``mcplane run TARGET --transport http`` on 127.0.0.1:port (HTTP and WebSocket), restartable
+    on the same port; its output in ``log``."""
+
+    target: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/mcp"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                mcplane_command("run", str(self.target), "--transport", "http", "--port", str(self.port)),
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        wait_for_port(self.port, self.proc)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture
+def plane_http(tmp_path: Path) -> Iterator[PlaneServer]:
+    """tests/gateway/upstream_app.py served over HTTP and WebSocket on a free port (restartable there)."""
+    server = PlaneServer(UPSTREAM_APP, free_port(), tmp_path / "upstream.log")
+    server.start()
+    yield server
+    server.stop()

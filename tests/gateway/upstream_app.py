@@ -6,11 +6,13 @@ Run as ``mcplane run tests/gateway/upstream_app.py`` (stdio, HTTP or WebSocket).
 from __future__ import annotations
 
 import json
+import os
 
 import anyio
 from pydantic import BaseModel
 
 from mcplane import Context, Plane
+from mcplane.client import Client
 
 plane = Plane("upstream", default_timeout=None)
 attempts: dict[str, int] = {}
@@ -116,3 +118,44 @@ def identity(ctx: Context) -> dict[str, str | None]:
         "roles": headers.get("x-mcplane-roles"),
         "meta": None if principal is None else json.dumps(principal, sort_keys=True),
     }
+
+
+# ----------------------------------------------------------------- faults and chains (test_faults)
+@plane.tool(read_only=True)
+def pid() -> int:
+    """This upstream's process id (a test kills it)."""
+    return os.getpid()
+
+
+@plane.tool()
+async def hop(names: list[str], url: str, record: str, ctx: Context) -> str:
+    """One hop of a chain ``names[0] -> names[1] -> ...``, each hop a call of ``hop`` at ``url``.
+
+    Appends ``<name> <mcplane/timeout_ms received>`` to the file ``record``, then calls the next hop
+    with :class:`mcplane.Client` (which passes on the time left) or, as the last hop, hangs; a hop
+    cancelled by its deadline appends ``<name> cancelled``.
+    """
+    received = ctx.incoming_timeout()
+    _append(record, f"{names[0]} {-1 if received is None else int(received * 1000)}")
+    try:
+        if len(names) > 1:
+            async with Client(url, timeout=ctx.remaining(), retry=None) as client:
+                result = await client.call_tool("hop", {"names": names[1:], "url": url, "record": record})
+                return "".join(getattr(block, "text", "") for block in result.content)
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        _append(record, f"{names[0]} cancelled")
+        raise
+    return "unreachable"
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
+# ----------------------------------------------------------------- protocol eras (test_eras)
+@plane.tool(read_only=True)
+def era(ctx: Context) -> str:
+    """The era this call came in: the protocol version a 2026-07-28 request carries, else ``legacy``."""
+    return str(ctx.request_meta.get("io.modelcontextprotocol/protocolVersion", "legacy"))

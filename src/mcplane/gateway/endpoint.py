@@ -32,6 +32,7 @@ from mcp import Client as SDKClient
 from mcp import StdioServerParameters
 from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp_types import (
+    DiscoverResult,
     ElicitRequestParams,
     ElicitResult,
     PromptListChangedNotification,
@@ -117,6 +118,12 @@ class EndpointConnection:
         self._closing = True
         self._wake.set()
 
+    def reopen(self) -> None:
+        """Let :meth:`run` serve again after :meth:`close` (the gateway plane was opened again)."""
+        self._closing = self._broken = False
+        self._wake = anyio.Event()
+        self.first_attempt = anyio.Event()
+
     # ----------------------------------------------------------------- supervisor
     async def run(self) -> None:
         delay = self.config.restart.initial
@@ -139,6 +146,11 @@ class EndpointConnection:
                         if errlog is not None:
                             errlog.close()  # the child holds its copy; EOF comes when it exits
                             errlog = None
+                        if self.config.mode not in ("auto", "legacy"):
+                            # A pinned era skips the SDK's probe and assumes no capabilities:
+                            # ask the upstream what it offers (server/discover), else the catalog stays empty.
+                            session = client.session
+                            session.adopt(DiscoverResult.model_validate(await session.send_discover(self.config.mode)))
                         try:
                             await self._serve(client, scope)
                         finally:

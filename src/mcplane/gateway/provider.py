@@ -301,6 +301,7 @@ class UpstreamProvider:
         assert tg is not None
         endpoints = [endpoint for upstream in upstreams for endpoint in upstream.endpoints]
         for endpoint in endpoints:
+            endpoint.reopen()  # closed by an earlier lifespan of this plane, if there was one
             self._running[endpoint] = anyio.Event()
             tg.start_soon(self._supervise, endpoint)
         wait = max((u.config.connect_timeout for u in upstreams), default=0.0)

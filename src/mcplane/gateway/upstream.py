@@ -5,7 +5,9 @@ claims the replica's breaker, and is sent with the caller's remaining deadline a
 in ``_meta``. A transport failure or an attempt timeout counts against the replica's breaker and,
 when the call may be repeated safely, is retried on another replica after a jittered backoff that
 never runs past the deadline. An answer — even a tool error or a JSON-RPC error — counts as a
-success: the replica is alive.
+success: the replica is alive. What is not an answer counts as a failure: a body that is not
+JSON-RPC or an HTTP error status (``upstream_error`` with ``details.reason``), and a session the
+upstream no longer knows (it restarted: the replica reconnects, the call is ``dependency_unavailable``).
 
 Around each attempt the task carries the caller (:data:`~mcplane.gateway.relay.current_caller`,
 for an upstream's questions) and, per ``identity:``, the caller's identity (headers or
@@ -25,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp import Client as SDKClient
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, Prompt, Resource, ResourceTemplate, Tool
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    Prompt,
+    Resource,
+    ResourceTemplate,
+    Tool,
+)
 
 from mcplane.client._errors import from_mcp_error, is_transport_error, unwrap  # pyright: ignore[reportPrivateUsage]
 from mcplane.context import TIMEOUT_META_KEY, Context
@@ -201,10 +212,19 @@ class Upstream:
             verdict, outcome = True, _outcome(result)
             return result
         except MCPError as exc:
-            if is_transport_error(exc):
+            if is_transport_error(exc) or _session_lost(exc):
                 verdict, outcome = False, "unavailable"
-                endpoint.mark_broken()
+                endpoint.mark_broken()  # a restarted upstream forgot our session: reconnect
                 raise _Retryable(self._lost(what)) from None
+            if (reason := _stand_in(exc)) is not None:
+                verdict, outcome = False, "invalid"
+                logger.info("upstream %s: %s got no valid answer: %s", endpoint.name, what, exc.message[:200])
+                raise _Retryable(
+                    UpstreamError(f"upstream {self.name!r} sent no valid answer to {what}", details={"reason": reason})
+                ) from None
+            if _proxy_failure(exc):  # a proxy in front answered 502/503/504: the replica is not reachable
+                verdict, outcome = False, "unavailable"
+                raise _Retryable(self._translate(exc)) from None
             verdict, outcome = True, "error"
             raise self._translate(exc) from None
         except anyio.get_cancelled_exc_class():
@@ -252,6 +272,43 @@ class Upstream:
 
     def __repr__(self) -> str:
         return f"Upstream({self.name!r}, endpoints={len(self.endpoints)}, healthy={self.healthy()})"
+
+
+# What the SDK's HTTP transport puts in place of an answer that never came as JSON-RPC (its code
+# and message start), by the ``reason`` the gateway's ``upstream_error`` gives: a body that is not
+# JSON-RPC, an HTTP error status without a JSON-RPC error in its body, a wrong content type.
+_STAND_INS: tuple[tuple[int, str, str], ...] = (
+    (PARSE_ERROR, "Failed to parse", "invalid_response"),
+    (INTERNAL_ERROR, "Server returned an error response", "http_error"),
+    (INVALID_REQUEST, "Unexpected content type", "invalid_response"),
+    (INVALID_REQUEST, "server answered a request with 202", "invalid_response"),
+)
+
+
+def _stand_in(exc: MCPError) -> str | None:
+    """The reason when ``exc`` is the transport's stand-in for a garbled answer (a replica failure)."""
+    if exc.data is not None:
+        return None
+    for code, start, reason in _STAND_INS:
+        if exc.code == code and exc.message.startswith(start):
+            return reason
+    return None
+
+
+def _proxy_failure(exc: MCPError) -> bool:
+    """``exc`` is the client transport's stand-in for a proxy's 502/503/504 page (``dependency_unavailable``
+    with ``details.reason`` ``gateway_error``, see :mod:`mcplane.client`), not an upstream's answer."""
+    data: Any = exc.data
+    if not isinstance(data, dict) or data.get("code") != "dependency_unavailable":
+        return False
+    details: Any = data.get("details")
+    return isinstance(details, dict) and details.get("reason") == "gateway_error"
+
+
+def _session_lost(exc: MCPError) -> bool:
+    """The upstream no longer knows the connection's 2025-11-25 session (it restarted, or expired it):
+    the SDK's stand-in for a bare 404, or a server's own "Session not found" error."""
+    return exc.message.strip().lower() in ("session terminated", "session not found")
 
 
 def _outcome(result: Any) -> str:
