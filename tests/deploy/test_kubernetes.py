@@ -259,6 +259,8 @@ def test_config_comes_from_the_configmap_and_secrets_from_the_secret(tmp_path: P
     assert config.audit is not None
     assert config.audit.dsn is not None
     assert config.audit.dsn.get() == SECRET["stringData"]["audit-dsn"]
+    keys = [key.get() for key in config.sessions.keys]
+    assert keys == [SECRET["stringData"]["session-key"]], "every replica seals sessions with the Secret's key"
     hosts = config.http.allowed_hosts or []
     service_host = f"{SERVICE['metadata']['name']}.{KUSTOMIZATION['namespace']}.svc.cluster.local"
     assert {service_host, f"{service_host}:*"} <= set(hosts), "in-cluster clients use the Service's name"
