@@ -111,6 +111,15 @@ class HTTPSection(_Section):
     allowed_origins: list[str] | None = None
     json_response: bool = False
     fast_path: bool = True
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a connection gets to deliver a request's headers; slower ones are closed (408)."""
+    body_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request gets to deliver its body once its headers are in; slower ones are closed."""
+
+    @field_validator("header_timeout", "body_timeout", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return _duration(value)
 
 
 Backend = Literal["memory", "redis"]

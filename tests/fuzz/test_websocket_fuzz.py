@@ -129,11 +129,6 @@ def test_oversized_frames_close_with_1009(server: ServerProcess, bystander: Clie
     normal_call(bystander)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: uvicorn logs every WebSocket text frame that is not UTF-8 at ERROR with a traceback "
-    "(a client can fill the server's error log); the client itself gets a clean 1007 close",
-)
 def test_a_non_utf8_text_frame_is_not_logged_as_a_server_error(server: ServerProcess) -> None:
     before = len(server.stderr())
     with open_ws(server) as ws:

@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
+import orjson
 from anyio.abc import TaskStatus
 from mcp import Client as SDKClient
 from mcp import StdioServerParameters
 
 from mcplane.client._errors import tls_failure, unwrap
-from mcplane.errors import ConfigError
+from mcplane.errors import ConfigError, DependencyUnavailable
 
 if TYPE_CHECKING:
     from mcplane.tls import PEMSource
 
-__all__ = ["Connection", "Endpoint", "target_factory", "tls_for"]
+__all__ = ["GATEWAY_STATUSES", "Connection", "Endpoint", "gateway_failure", "target_factory", "tls_for"]
 
 logger = logging.getLogger("mcplane.client")
 
@@ -40,12 +41,75 @@ _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 """The SDK's own defaults: 30 s to connect, write and get a pooled connection; 300 s between reads."""
 
 
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+"""What a load balancer or proxy in front answers when it could not get an answer from a server."""
+
+
+def _retry_after_ms(value: str | None) -> int | None:
+    if value is None or not value.strip().isdigit():
+        return None  # an HTTP date is rare in front of an API; no hint then
+    return int(value.strip()) * 1000
+
+
+def _is_jsonrpc(body: bytes) -> bool:
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and "jsonrpc" in message
+
+
+def gateway_failure(status: int, retry_after: str | None, body: bytes) -> bytes | None:
+    """The JSON-RPC error body standing in for a gateway's 502/503/504, or ``None``.
+
+    A load balancer or proxy in front answers these with a page of its own (HTML, or JSON that
+    is not JSON-RPC) when no server answered: a replica died, none is up yet. The SDK would turn
+    that into a bare ``-32603`` "Server returned an error response", which nothing can tell
+    from a server's own failure. Here it becomes mcplane's ``dependency_unavailable``
+    (retryable, ``retry_after_ms`` from ``Retry-After``, ``details.reason`` ``gateway_error``),
+    so :class:`~mcplane.client.Client` retries idempotent and read-only calls. A JSON-RPC
+    answer is the server's own and is left as it is.
+    """
+    if status not in GATEWAY_STATUSES or _is_jsonrpc(body):
+        return None
+    error = DependencyUnavailable(
+        f"the server could not be reached: HTTP {status} from a gateway in front of it",
+        retry_after_ms=_retry_after_ms(retry_after),
+        details={"reason": "gateway_error", "status": status},
+    )
+    wire = {"code": error.jsonrpc_code, "message": error.message, "data": error.to_dict()}
+    return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": wire})
+
+
+class _HTTPClient(httpx2.AsyncClient):
+    """httpx's client, reading a gateway's 502/503/504 as ``dependency_unavailable``
+    (:func:`gateway_failure`), for every request the SDK sends."""
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        response = await super().send(request, **kwargs)
+        if response.status_code not in GATEWAY_STATUSES:
+            return response
+        try:
+            content = await response.aread()  # a short page (the SDK reads a JSON one whole too)
+        finally:
+            await response.aclose()
+        retry_after = response.headers.get("retry-after")
+        body = gateway_failure(response.status_code, retry_after, content)
+        if body is None:
+            return response
+        logger.debug("HTTP %d from a gateway for %s: dependency_unavailable", response.status_code, request.url)
+        headers = {"content-type": "application/json"}
+        if retry_after is not None:
+            headers["retry-after"] = retry_after
+        return httpx2.Response(response.status_code, headers=headers, content=body, request=request)
+
+
 @asynccontextmanager
 async def _http(url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
     from mcp.client.streamable_http import streamable_http_client
 
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=_HTTP_TIMEOUT, verify=tls if tls is not None else True) as http,
+        _HTTPClient(headers=headers, timeout=_HTTP_TIMEOUT, verify=tls if tls is not None else True) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams

@@ -19,9 +19,10 @@ factory (:func:`mcplane.secrets.redact_all_logs`), event fields here, as they ar
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import IO, Any, Literal
 
@@ -33,9 +34,11 @@ __all__ = [
     "CALL_LOGGER",
     "EVENT_KEY",
     "LIFECYCLE_LOGGER",
+    "ClientFaultFilter",
     "JSONFormatter",
     "TextFormatter",
     "configure_logging",
+    "install_server_log_filters",
     "lifecycle_event",
 ]
 
@@ -178,3 +181,47 @@ def lifecycle_event(event: str, **fields: Any) -> None:
     """Log one lifecycle step (``start``, ``ready``, ``draining``, ``stopped``, ...) at INFO."""
     if LIFECYCLE_LOGGER.isEnabledFor(logging.INFO):
         LIFECYCLE_LOGGER.info(event, extra={EVENT_KEY: {"event": event, **fields}})
+
+
+class ClientFaultFilter(logging.Filter):
+    """Turns uvicorn's ERROR-with-traceback for a client's bad WebSocket frame into one short WARNING.
+
+    uvicorn logs every WebSocket text frame that is not UTF-8 as an exception on
+    ``uvicorn.error``, although the fault is the client's (which gets close code 1007, as it
+    should): any client could fill the error log. Such a record becomes a WARNING without the
+    traceback, at most one per ``interval`` seconds, the next one saying how many were dropped.
+    Every other record passes unchanged.
+    """
+
+    MESSAGE = "Invalid UTF-8 sequence received from client."
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._next = -math.inf
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.MESSAGE or record.levelno < logging.ERROR:
+            return True
+        now = self.clock()
+        if now < self._next:
+            self._dropped += 1
+            return False
+        self._next = now + self.interval
+        dropped, self._dropped = self._dropped, 0
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "a WebSocket client sent a text frame that is not UTF-8; closed the connection with 1007"
+        if dropped:
+            record.msg += f" ({dropped} more not logged)"
+        record.args = None
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def install_server_log_filters() -> None:
+    """Put :class:`ClientFaultFilter` on uvicorn's error logger (once per process)."""
+    target = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, ClientFaultFilter) for existing in target.filters):
+        target.addFilter(ClientFaultFilter())

@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
+import pydantic_core
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.errors import DependencyUnavailable
 from mcplane.fanout import Fanout, replicate
 from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
+from mcplane.transports.framing import decode_value, error_frame
 from mcplane.transports.http_fast import serve_fast
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
@@ -319,6 +322,11 @@ class HTTPApp:
             await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
             return
         headers = _headers(scope)
+        if scope["method"] == "POST" and not _is_json(headers.get("content-type")):
+            # Answered here, as JSON-RPC: the SDK's own check answers with a text/plain 400.
+            body = _error_body(415, "invalid_request", "Content-Type must be application/json")
+            await _respond(send, 415, body)
+            return
         limit = self.options.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -344,15 +352,22 @@ class HTTPApp:
                 await manager.handle_request(scope, replayed, send)
             return
         body: bytes | None = None
-        if scope["method"] == "POST" and (declared is None or self.fast is not None or session_id is None):
+        version = headers.get("mcp-protocol-version")
+        handshake_era = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+        if scope["method"] == "POST" and (
+            declared is None or self.fast is not None or session_id is None or handshake_era
+        ):
             # Read the body whole: to count an undeclared (chunked) one against the cap, to let
-            # the hot path look at it, and to seal an opening request's params into the new
-            # session's id. The SDK gets it replayed, unchanged.
+            # the hot path look at it, to check a 2025-11-25 message, and to seal an opening
+            # request's params into the new session's id. The SDK gets it replayed, unchanged.
             body = await _read_body(receive, limit)
             if body is None:
                 await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
                 return
             if self.fast is not None and await serve_fast(self, scope, headers, body, send):
+                return
+            if handshake_era and (refusal := _not_a_message(body)) is not None:
+                await _respond(send, 400, refusal)
                 return
             receive = _replay(body, receive)
         if session_id is None:
@@ -401,7 +416,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away; the protocol layer sees an empty body and a disconnect
+            return b""  # the client went away: the protocol layer sees an empty body and a disconnect
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -424,6 +439,32 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _is_json(content_type: str | None) -> bool:
+    """A JSON media type, as the SDK's own check has it (``application/json``, any parameters)."""
+    return content_type is not None and content_type.lower().startswith("application/json")
+
+
+def _not_a_message(body: bytes) -> bytes | None:
+    """The error body for a POST body that is JSON but not one JSON-RPC message; ``None`` otherwise.
+
+    The SDK's 2025-11-25 transport answers such a body with its validator's report (the input
+    echoed, ``-32602``); WebSocket and stdio answer ``-32600`` (:func:`framing.decode_value`), and
+    so does this. A body that is not JSON at all is left to the SDK's parse error.
+    """
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses but the SDK parses: integers beyond 64 bits, NaN
+            raw = pydantic_core.from_json(body)
+        except ValueError:
+            return None
+    try:
+        decoded = decode_value(raw)
+    except orjson.JSONEncodeError:  # its id, an integer beyond 64 bits, cannot be echoed
+        decoded = error_frame(None, -32600, "invalid request: not a JSON-RPC 2.0 message", "invalid_request")
+    return decoded.encode() if isinstance(decoded, str) else None
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -177,13 +177,18 @@ def serve_http(
     ``tls``: serve HTTPS/WSS with this context (see :mod:`mcplane.tls`); requests carry the ASGI
     TLS extension (the verified client certificate, see :mod:`mcplane.transports.tls_scope`);
     ``tls_reloader``: checked every ``tls_reload_interval`` seconds, so a rotated certificate
-    serves new handshakes without a restart.
+    serves new handshakes without a restart. A client whose request headers or body take longer
+    than ``http.header_timeout``/``http.body_timeout`` is cut off (see
+    :mod:`mcplane.transports.read_timeouts`).
     Plain HTTP on a routable address is allowed but logged as a warning: put TLS here or in a
     reverse proxy / ingress in front.
     """
     from mcplane.observability import Lifecycle
+    from mcplane.observability.logs import install_server_log_filters
     from mcplane.transports.http import HTTPApp, HTTPOptions
+    from mcplane.transports.read_timeouts import timed_http_protocol
 
+    install_server_log_filters()
     if not _loopback(host) and "allowed_hosts" not in options:
         # Bound to a routable address: the operator names the hosts; until then accept any Host,
         # but browsers' cross-site requests stay refused by the Origin check.
@@ -196,7 +201,10 @@ def serve_http(
         )
     app = HTTPApp(plane, HTTPOptions(**options))
     sock = sock or bind_socket(host, port)
-    http: Any = _best_http()
+    section = plane.config.http
+    http: Any = timed_http_protocol(
+        _best_http(), header_timeout=section.header_timeout, body_timeout=section.body_timeout
+    )
     ws: Any = "auto"
     if tls is not None:
         from mcplane.transports.tls_scope import tls_protocols
