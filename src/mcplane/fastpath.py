@@ -13,11 +13,16 @@ not ask for the SDK's request context — and leaves everything else to the SDK,
 
 Anything unusual (progress tokens, log-level opt-in, multi-round-trip input, tasks, extra
 params, a tool that takes a ``Context`` or can return ``input_required``) falls back to the SDK.
+
+A provider's tool (a gateway upstream's) qualifies too, unless its input schema maps arguments to
+``Mcp-Param`` headers. On a 2025-11-25 session it qualifies only when :attr:`FastPath.legacy_caller`
+says so for that session (the gateway refuses sessions that could answer an upstream's question,
+which only the SDK's request context can relay).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.resolve import returns_input_required
@@ -55,25 +60,64 @@ class FastPath:
 
     def __init__(self, plane: Plane) -> None:
         self.plane = plane
-        self._eligible: dict[str, bool] = {}
+        self._eligible: dict[str, bool | None] = {}
+        self._transparent: list[Any] = []
         self.served = 0
         """Calls answered on the hot path (a plain counter; metrics read it)."""
+        self.legacy_caller: Callable[[str], bool] | None = None
+        """Whether a provider's tool may be served on the hot path for this 2025-11-25 session id
+        (``None``: never; the gateway sets it)."""
 
     @property
     def enabled(self) -> bool:
-        """Off when someone added SDK-level middleware: it must see every message."""
+        """Off when someone added SDK-level middleware: it must see every message.
+
+        Middleware registered with :meth:`transparent` (it has nothing to do with ``tools/call``)
+        does not count.
+        """
         middleware = self.plane.sdk._lowlevel_server.middleware
-        return all(type(m).__name__ in _SDK_BUILTIN_MIDDLEWARE for m in middleware)
+        return all(type(m).__name__ in _SDK_BUILTIN_MIDDLEWARE or m in self._transparent for m in middleware)
 
-    def tool_eligible(self, name: str) -> bool:
-        known = self._eligible.get(name)
-        if known is None:
+    def transparent(self, middleware: Any) -> None:
+        """Declare an SDK-level middleware that never needs to see a ``tools/call`` (idempotent)."""
+        if middleware not in self._transparent:
+            self._transparent.append(middleware)
+
+    def opaque(self, middleware: Any) -> None:
+        """Undo :meth:`transparent`."""
+        if middleware in self._transparent:
+            self._transparent.remove(middleware)
+
+    def tool_eligible(self, name: str, *, session: str | None = None, modern: bool = True) -> bool:
+        """Whether ``name`` may be called on the hot path (for a 2025-11-25 ``session``, if not ``modern``)."""
+        try:
+            known = self._eligible[name]
+        except KeyError:
             known = self._eligible[name] = self._decide(name)
-        return known
+        if known is not None:
+            return known
+        # No local tool: a provider's, decided per call (catalogs change while serving).
+        if not modern and (session is None or self.legacy_caller is None or not self.legacy_caller(session)):
+            return False
+        return self._provider_eligible(name)
 
-    def _decide(self, name: str) -> bool:
+    def _provider_eligible(self, name: str) -> bool:
+        plane = self.plane
+        for provider in plane.providers:
+            if provider.owns("tool", name):
+                code = provider.policy(name) or {}
+                if "x-mcp-header" in repr(code.get("json_schema")):
+                    return False
+                policy = plane.policy_for(name)
+                return not (policy.get("task") or policy.get("input_schema"))
+        return False
+
+    def _decide(self, name: str) -> bool | None:
+        """A local tool's verdict; ``None`` when there is no local tool of that name."""
         tool = self.plane.sdk._tool_manager.get_tool(name)
-        if tool is None or tool.context_kwarg is not None or tool.resolved_params:
+        if tool is None:
+            return None
+        if tool.context_kwarg is not None or tool.resolved_params:
             return False
         if "x-mcp-header" in repr(tool.parameters):
             return False
@@ -86,11 +130,19 @@ class FastPath:
         """Drop a cached decision (after a tool is added, replaced or removed)."""
         self._eligible.pop(name, None)
 
-    def match(self, message: Any, *, modern: bool, headers: Mapping[str, str] | None = None) -> str | None:
+    def match(
+        self,
+        message: Any,
+        *,
+        modern: bool,
+        headers: Mapping[str, str] | None = None,
+        session: str | None = None,
+    ) -> str | None:
         """The protocol version to serve ``message`` at on the hot path, or ``None`` to use the SDK.
 
         ``modern`` says which era the connection (or HTTP request) is in; for HTTP the routing
-        headers are checked by the SDK's ladder, for streams there are none.
+        headers are checked by the SDK's ladder, for streams there are none. ``session`` is the
+        2025-11-25 session id, where there is one.
         """
         if not isinstance(message, dict) or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
             return None
@@ -107,7 +159,7 @@ class FastPath:
         meta = params.get("_meta")
         if meta is not None and (not isinstance(meta, dict) or not meta.keys() <= _ALLOWED_META):
             return None
-        if not self.tool_eligible(name) or not self.enabled:
+        if not self.tool_eligible(name, session=session, modern=modern) or not self.enabled:
             return None
         if modern:
             if meta is None:

@@ -252,6 +252,9 @@ class UpstreamConfig(_Section):
     required: bool = True
     """``/ready`` fails while none of this upstream's endpoints is connected (``false``: optional)."""
     identity: IdentityConfig = IdentityConfig()
+    lean: bool = True
+    """Send plain ``tools/call`` requests to Streamable HTTP endpoints on the lean path
+    (:mod:`mcplane.gateway.lean`); ``false``: every call through the SDK client."""
 
     _d = field_validator("timeout", "connect_timeout", mode="before")(_positive_duration)
 

@@ -11,7 +11,8 @@ process died), it reconnects after a backoff that doubles up to ``restart.max``.
   the client closes, so no zombie outlives the gateway); its stderr is read line by line into the
   ``mcplane.gateway.upstream`` logger.
 * Streamable HTTP: one ``httpx`` client with pooled keep-alive connections and one session for
-  the connection's lifetime (one ``initialize`` per connection, never per call).
+  the connection's lifetime (one ``initialize`` per connection, never per call). Plain tool calls
+  go out on the connection's :class:`~mcplane.gateway.lean.LeanLane` (same client, same session).
 * WebSocket: mcplane's ``websocket_client``.
 
 The client answers an upstream's ``elicitation/create`` by asking the call's caller
@@ -44,6 +45,7 @@ from mcplane.client._connection import target_factory  # pyright: ignore[reportP
 from mcplane.gateway.breaker import CircuitBreaker
 from mcplane.gateway.config import Endpoint, StdioEndpoint, UpstreamConfig
 from mcplane.gateway.identity import stamping
+from mcplane.gateway.lean import LeanLane
 from mcplane.gateway.relay import current_caller, relay_elicitation
 
 if TYPE_CHECKING:
@@ -80,6 +82,8 @@ class EndpointConnection:
         self.breaker = CircuitBreaker(config.breaker, clock=clock) if clock else CircuitBreaker(config.breaker)
         self.in_flight = 0
         self.sdk: SDKClient | None = None
+        self.lean: LeanLane | None = None
+        """The lean path of the current connection (HTTP endpoints unless ``lean: false``)."""
         self.connections = 0
         """Successful connects so far (a restart makes it grow)."""
         self.first_attempt = anyio.Event()
@@ -130,6 +134,7 @@ class EndpointConnection:
         while not self._closing:
             errlog: TextIO | None = None
             try:
+                self.lean = None
                 target, errlog = self._target()
                 if self.endpoint.kind == "http" and self.config.identity.mode in ("forward", "principal_header"):
                     target = stamping(target)
@@ -164,6 +169,7 @@ class EndpointConnection:
                     logger.warning("upstream %s: connection failed: %s", self.name, _describe(exc))
             finally:
                 self.sdk = None
+                self.lean = None
                 if errlog is not None:
                     errlog.close()
                 self.first_attempt.set()
@@ -248,7 +254,14 @@ class EndpointConnection:
                     server_name=settings.server_name,
                 )
             )
+        if endpoint.kind == "http" and self.config.lean:
+            self.lean = LeanLane(endpoint.url, on_list_changed=self._list_changed)
+            return self.lean.transport(headers, tls), None
         return target_factory(endpoint.url, headers=headers, tls=tls)(), None
+
+    def _list_changed(self) -> None:
+        self._relist = True
+        self._wake.set()
 
     def __repr__(self) -> str:
         return f"EndpointConnection({self.name!r}, connected={self.connected}, breaker={self.breaker.state})"

@@ -39,7 +39,7 @@ from mcplane.gateway.endpoint import EndpointConnection
 from mcplane.gateway.relay import progress_relay
 from mcplane.gateway.retry import may_retry
 from mcplane.gateway.runtime import GatewayRuntime, gateway_running
-from mcplane.gateway.upstream import Upstream
+from mcplane.gateway.upstream import LeanCall, Upstream
 from mcplane.gateway.versions import VersionRouter
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ class UpstreamProvider:
             async def call_tool(client: SDKClient, meta: dict[str, Any]) -> Any:
                 return await client.call_tool(tool.name, arguments, progress_callback=progress, meta=meta)  # pyright: ignore[reportArgumentType]
 
-            return await upstream.request(call_tool, ctx, retry=retry, what=f"tools/call {tool.name!r}")
+            lean = LeanCall(tool.name, arguments) if progress is None else None  # progress: the SDK relays it
+            return await upstream.request(call_tool, ctx, retry=retry, what=f"tools/call {tool.name!r}", lean=lean)
         if call.kind == "prompt":
             found = self._prompts.get(call.name)
             if found is None:

@@ -53,14 +53,37 @@ class ListChangedRelay:
     def __init__(self, plane: Plane) -> None:
         self._plane = plane
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._sessions: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
     async def middleware(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        """A server middleware: remembers each handshake-era connection that initializes or lists."""
+        """A server middleware: remembers each handshake-era connection that initializes or lists.
+
+        It has nothing to do with ``tools/call``, so it leaves mcplane's hot path on
+        (``FastPath.transparent``).
+        """
+        if ctx.method == "initialize":  # the session's capabilities are known once it is answered
+            result = await call_next(ctx)
+            connection = getattr(ctx.session, "_connection", None)
+            session_id = getattr(connection, "session_id", None)
+            version = getattr(connection, "protocol_version", None)
+            if isinstance(session_id, str) and version not in MODERN_PROTOCOL_VERSIONS:
+                self._sessions[session_id] = connection
+            return result
         if ctx.method in _TRACKED:
             connection = getattr(ctx.session, "_connection", None)
             if connection is not None and connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                 self._connections.add(connection)
         return await call_next(ctx)
+
+    def hot_path_caller(self, session_id: str) -> bool:
+        """Whether upstream tool calls of this 2025-11-25 session may skip the SDK's dispatch: only
+        when its client cannot be asked an upstream's question (no elicitation capability), since
+        relaying a question needs the SDK's request context. Unknown sessions are refused."""
+        connection = self._sessions.get(session_id)
+        if connection is None:
+            return False
+        capabilities = getattr(connection, "client_capabilities", None)
+        return capabilities is not None and getattr(capabilities, "elicitation", None) is None
 
     @property
     def connections(self) -> int:

@@ -159,6 +159,8 @@ async def gateway_running(
     relay = ListChangedRelay(plane)
     lowlevel = plane.sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
     lowlevel.middleware.append(relay.middleware)
+    plane.fast.transparent(relay.middleware)  # it only looks at initialize and list messages
+    plane.fast.legacy_caller = relay.hot_path_caller
     runtime = GatewayRuntime(plane, None, relay)
     upstreams = list(upstreams)
     try:
@@ -173,6 +175,9 @@ async def gateway_running(
         runtime.forget(list(runtime._checks.values()) + upstreams)  # pyright: ignore[reportPrivateUsage]
         if relay.middleware in lowlevel.middleware:
             lowlevel.middleware.remove(relay.middleware)
+        plane.fast.opaque(relay.middleware)
+        if plane.fast.legacy_caller == relay.hot_path_caller:
+            plane.fast.legacy_caller = None
 
 
 async def _shared_store(

@@ -49,6 +49,7 @@ from mcplane.gateway.relay import current_caller
 from mcplane.gateway.retry import backoff
 
 if TYPE_CHECKING:
+    from mcplane.gateway.lean import LeanLane
     from mcplane.gateway.relay import ListChangedRelay
     from mcplane.observability.metrics import Metrics
 
@@ -59,6 +60,14 @@ logger = logging.getLogger("mcplane.gateway")
 _PAGE_CAP = 100
 
 Send = Callable[[SDKClient, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LeanCall:
+    """A plain ``tools/call`` that may take an endpoint's lean path (:mod:`mcplane.gateway.lean`)."""
+
+    tool: str
+    arguments: dict[str, Any]
 
 
 @dataclass
@@ -157,8 +166,11 @@ class Upstream:
                 await self.relay.changed(changed)
 
     # ----------------------------------------------------------------- calls
-    async def request(self, send: Send, ctx: Context, *, retry: bool, what: str) -> Any:
-        """Send one request to a replica (retrying on another when ``retry``); returns its result."""
+    async def request(self, send: Send, ctx: Context, *, retry: bool, what: str, lean: LeanCall | None = None) -> Any:
+        """Send one request to a replica (retrying on another when ``retry``); returns its result.
+
+        ``lean``: the same request as a plain tool call, sent on the replica's lean path when it has one.
+        """
         retries = self.config.retries
         attempts = retries.attempts if retry else 1
         tried: list[EndpointConnection] = []
@@ -169,7 +181,7 @@ class Upstream:
                 raise last if last is not None else self.unavailable()
             tried.append(endpoint)
             try:
-                return await self._attempt(endpoint, send, ctx, what)
+                return await self._attempt(endpoint, send, ctx, what, lean)
             except _Retryable as failure:
                 last = failure.error
             if attempt < attempts:
@@ -179,7 +191,9 @@ class Upstream:
         assert last is not None
         raise last
 
-    async def _attempt(self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str) -> Any:
+    async def _attempt(
+        self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str, lean: LeanCall | None = None
+    ) -> Any:
         breaker = endpoint.breaker
         client = endpoint.sdk
         remaining = ctx.remaining()
@@ -200,6 +214,11 @@ class Upstream:
         endpoint.in_flight += 1
         verdict: bool | None = None
         outcome = "cancelled"
+        lane = endpoint.lean if lean is not None else None
+        if lane is not None:
+            assert lean is not None
+            send = _on_lane(lane, lean, send)
+
         try:
             if own_limit:
                 with anyio.move_on_after(limit):
@@ -309,6 +328,15 @@ def _session_lost(exc: MCPError) -> bool:
     """The upstream no longer knows the connection's 2025-11-25 session (it restarted, or expired it):
     the SDK's stand-in for a bare 404, or a server's own "Session not found" error."""
     return exc.message.strip().lower() in ("session terminated", "session not found")
+
+
+def _on_lane(lane: LeanLane, call: LeanCall, sdk_send: Send) -> Send:
+    """``sdk_send`` as a lean call on ``lane``, falling back to ``sdk_send`` when the lane cannot."""
+
+    async def send(client: SDKClient, meta: dict[str, Any]) -> Any:
+        return await lane.call_tool(client, call.tool, call.arguments, meta, lambda: sdk_send(client, meta))
+
+    return send
 
 
 def _outcome(result: Any) -> str:

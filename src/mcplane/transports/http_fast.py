@@ -84,7 +84,7 @@ async def serve_fast(app: HTTPApp, scope: Scope, headers: dict[str, str], body: 
             return False
         if transport.is_terminated or manager is None or manager._session_owners.get(session_id) != _owner(scope):
             return False
-        if fast.match(message, modern=False) is None:
+        if fast.match(message, modern=False, session=session_id) is None:
             return False
         return await _answer(app, scope, message, version_header, send, transport)
     return False

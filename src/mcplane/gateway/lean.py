@@ -1,0 +1,328 @@
+"""The lean outbound path: a plain ``tools/call`` to a Streamable HTTP upstream, without the SDK client.
+
+The official SDK client (``mcp.Client``) routes every request through its dispatcher, memory
+streams, a task per POST and pydantic models of every JSON-RPC envelope; for the common call that
+is most of a gateway hop's cost. A :class:`LeanLane` belongs to one SDK connection of an HTTP
+endpoint and sends such a call itself, on the **same** pooled ``httpx`` client the SDK transport
+uses (so base headers, upstream credentials, the TLS context and the reading of a proxy's
+502/503/504 page are the connection's own), in the **same** session:
+
+* the request is stamped by the SDK session's own stamp (2026-07-28: the ``_meta`` envelope and
+  ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers; 2025-11-25: the protocol-version
+  header), with the session id the SDK's ``initialize`` got, plus the call's identity headers;
+* the answer is checked as the SDK checks it (per-version result validation, the tools/call result
+  adapter, output-schema validation), and every failure becomes the exception the SDK's transport
+  would have produced (``Failed to parse ...``, ``Server returned an error response``,
+  ``Session terminated``, ``Unexpected content type ...``, a transport error), so the gateway's
+  breaker, retries and error codes see the same thing on either path;
+* an ``text/event-stream`` answer is read event by event: an upstream's question on it is answered
+  through the SDK session's callbacks (as the SDK would), a ``*/list_changed`` notification wakes
+  the endpoint's supervisor, other notifications are dropped (no progress was asked for);
+* a caller that cancels aborts the POST; on a 2025-11-25 session the upstream is also sent
+  ``notifications/cancelled`` (``reason: "caller cancelled"``), as the SDK's dispatcher does;
+* an ``input_required`` result, a header-mismatch rejection or a redirect hands the call to the SDK
+  client (its multi-round-trip driver, its re-list and resend, its redirect rules).
+
+Calls that ask for progress, and stdio and WebSocket endpoints, keep the SDK path; so does every
+call of an upstream configured with ``lean: false``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx2
+import orjson
+from mcp.client.session import (
+    ClientRequestContext,
+    _clamp_inbound_ttl,  # pyright: ignore[reportPrivateUsage]
+    _later_revision_fields,  # pyright: ignore[reportPrivateUsage]
+)
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types import (
+    CONNECTION_CLOSED,
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    CallToolResult,
+    CancelledNotification,
+    CancelledNotificationParams,
+    ErrorData,
+    InputRequest,
+    InputRequiredResult,
+)
+from mcp_types import methods as _methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import TypeAdapter, ValidationError
+
+from mcplane.client._connection import _HTTP_TIMEOUT, _HTTPClient  # pyright: ignore[reportPrivateUsage]
+from mcplane.gateway.identity import call_headers
+
+if TYPE_CHECKING:
+    from mcp import Client as SDKClient
+
+__all__ = ["LeanLane"]
+
+logger = logging.getLogger("mcplane.gateway")
+
+_METHOD = "tools/call"
+_LIST_CHANGED = frozenset(
+    {"notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
+)
+_INPUT_REQUEST: TypeAdapter[InputRequest] = TypeAdapter(InputRequest)
+_CANCEL_TIMEOUT = 2.0
+_FIRST_ID = 1 << 40
+"""Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
+_BASE_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+class _HandOver(Exception):
+    """The call is the SDK client's to make (or to finish)."""
+
+
+class LeanLane:
+    """The lean side of one SDK connection to a Streamable HTTP endpoint (see the module doc)."""
+
+    def __init__(self, url: str, *, on_list_changed: Callable[[], None] = lambda: None) -> None:
+        self.url = url
+        self.http: httpx2.AsyncClient | None = None
+        """The connection's pooled client, shared with the SDK transport (``None`` while not connected)."""
+        self.session_id: str | None = None
+        """The 2025-11-25 session the SDK's ``initialize`` opened, if any."""
+        self.served = 0
+        """Calls answered on this lane (a plain counter, for tests and diagnostics)."""
+        self._on_list_changed = on_list_changed
+        self._ids = itertools.count(_FIRST_ID)
+
+    @asynccontextmanager
+    async def transport(self, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
+        """The SDK's Streamable HTTP transport, over an ``httpx`` client this lane shares."""
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with _HTTPClient(
+            headers=headers,
+            timeout=_HTTP_TIMEOUT,
+            verify=tls if tls is not None else True,
+            event_hooks={"response": [self._note_session]},
+        ) as http:
+            self.http, self.session_id = http, None
+            try:
+                async with streamable_http_client(self.url, http_client=http) as streams:
+                    yield streams
+            finally:
+                self.http = None
+
+    async def _note_session(self, response: httpx2.Response) -> None:
+        session_id = response.headers.get("mcp-session-id")
+        if session_id:
+            self.session_id = session_id
+
+    # ----------------------------------------------------------------- one call
+    async def call_tool(
+        self,
+        client: SDKClient,
+        name: str,
+        arguments: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        fallback: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """``tools/call`` ``name`` on the upstream; ``fallback()`` (the SDK client) when the lane cannot."""
+        http = self.http
+        if http is None:
+            return await fallback()
+        try:
+            return await self._call(http, client, name, arguments, meta)
+        except _HandOver:
+            return await fallback()
+
+    async def _call(
+        self,
+        http: httpx2.AsyncClient,
+        client: SDKClient,
+        name: str,
+        arguments: Mapping[str, Any],
+        meta: Mapping[str, Any],
+    ) -> Any:
+        session = client.session
+        version = client.protocol_version
+        modern = version in MODERN_PROTOCOL_VERSIONS
+        data: dict[str, Any] = {
+            "method": _METHOD,
+            "params": {"_meta": dict(meta), "name": name, "arguments": arguments},
+        }
+        options: CallOptions = {}
+        session._stamp(data, options)  # pyright: ignore[reportPrivateUsage] - the SDK's own envelope and headers
+        stamped: dict[str, str] = dict(options.get("headers") or {})
+        headers = dict(_BASE_HEADERS)
+        if not modern and self.session_id is not None:
+            headers["mcp-session-id"] = self.session_id
+        if (pinned := stamped.get(MCP_PROTOCOL_VERSION_HEADER)) is not None:
+            headers[MCP_PROTOCOL_VERSION_HEADER] = pinned
+        headers.update(stamped)
+        if (identity := call_headers.get()) is not None:
+            headers.update(identity)
+        request_id = next(self._ids)
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
+        try:
+            message = await self._exchange(http, client, body, headers, request_id)
+        except anyio.get_cancelled_exc_class():
+            if not modern and self.session_id is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_TIMEOUT):
+                    await session.send_notification(
+                        CancelledNotification(
+                            params=CancelledNotificationParams(request_id=request_id, reason="caller cancelled")
+                        )
+                    )
+            raise
+        if "error" in message:
+            error = _error_data(message["error"])
+            if error.code == HEADER_MISMATCH and modern:
+                raise _HandOver  # the SDK re-lists the tool and resends once
+            raise MCPError.from_error_data(error)
+        raw: Any = message["result"]
+        if not isinstance(raw, dict):
+            raise _parse_failure("result is not an object")
+        result = _shape(session, raw)
+        if isinstance(result, InputRequiredResult):
+            raise _HandOver  # the SDK's driver answers the questions and resends (the upstream keeps no state)
+        if not isinstance(result, CallToolResult):
+            raise _HandOver
+        if not result.is_error:
+            await session.validate_tool_result(name, result)
+        self.served += 1
+        return result
+
+    async def _exchange(
+        self, http: httpx2.AsyncClient, client: SDKClient, body: bytes, headers: dict[str, str], request_id: int
+    ) -> dict[str, Any]:
+        """POST the request; the JSON-RPC response for it (or the transport's stand-in error)."""
+        async with http.stream("POST", self.url, content=body, headers=headers) as response:
+            status = response.status_code
+            if 300 <= status < 400:
+                raise _HandOver  # the SDK follows same-origin redirects and names the others
+            if status == 202:
+                raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
+            content_type = response.headers.get("content-type", "").lower()
+            if status >= 400:
+                if content_type.startswith("application/json"):
+                    parsed = _loads(await response.aread())
+                    if isinstance(parsed, dict) and "error" in parsed and parsed.get("jsonrpc") == "2.0":
+                        try:
+                            return {"error": _error_data(parsed["error"])}
+                        except MCPError:
+                            pass
+                if status == 404:
+                    if self.session_id is None:
+                        raise MCPError(METHOD_NOT_FOUND, "Not Found")
+                    raise MCPError(INVALID_REQUEST, "Session terminated")
+                raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+            if content_type.startswith("application/json"):
+                return _response(_loads(await response.aread()), request_id, "Failed to parse JSON response")
+            if content_type.startswith("text/event-stream"):
+                return await self._read_events(http, client, response.aiter_lines(), request_id)
+            raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+
+    async def _read_events(
+        self, http: httpx2.AsyncClient, client: SDKClient, lines: AsyncIterator[str], request_id: int
+    ) -> dict[str, Any]:
+        event, data = "message", []
+        async for line in lines:
+            if line:
+                field, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if field == "data":
+                    data.append(value)
+                elif field == "event":
+                    event = value
+                continue
+            payload = "\n".join(data)
+            if event == "message" and payload:  # an empty one primes resumption: nothing to read
+                parsed = _loads(payload.encode())
+                if isinstance(parsed, dict) and ("result" in parsed or "error" in parsed):
+                    return _response(parsed, request_id, "Failed to parse SSE message")
+                await self._incoming(http, client, parsed)
+            event, data = "message", []
+        raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+
+    async def _incoming(self, http: httpx2.AsyncClient, client: SDKClient, message: Any) -> None:
+        """A message on the call's stream that is not its answer: a question or a notification."""
+        if not isinstance(message, dict):
+            raise MCPError(PARSE_ERROR, "Failed to parse SSE message")
+        method = message.get("method")
+        if "id" not in message:
+            if method in _LIST_CHANGED:
+                self._on_list_changed()
+            return
+        session = client.session
+        try:
+            request = _INPUT_REQUEST.validate_python({"method": method, "params": message.get("params")})
+        except ValidationError:
+            answer: Any = ErrorData(code=METHOD_NOT_FOUND, message="Method not found")
+        else:
+            meta = request.params.meta if request.params is not None else None
+            context = ClientRequestContext(session=session, request_id=message["id"], meta=meta)
+            answer = await session.dispatch_input_request(context, request)
+        key = "error" if isinstance(answer, ErrorData) else "result"
+        reply = {
+            "jsonrpc": "2.0",
+            "id": message["id"],
+            key: answer.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+        headers = dict(_BASE_HEADERS)
+        if self.session_id is not None:
+            headers["mcp-session-id"] = self.session_id
+        headers[MCP_PROTOCOL_VERSION_HEADER] = client.protocol_version
+        await http.post(self.url, content=orjson.dumps(reply), headers=headers)
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise _parse_failure(str(exc)) from None
+
+
+def _parse_failure(why: str, prefix: str = "Failed to parse JSON response") -> MCPError:
+    return MCPError(PARSE_ERROR, f"{prefix}: {why[:200]}")
+
+
+def _response(message: Any, request_id: int, prefix: str) -> dict[str, Any]:
+    """``message`` if it is the JSON-RPC answer to ``request_id``, else the SDK's parse-failure stand-in."""
+    if (
+        not isinstance(message, dict)
+        or message.get("jsonrpc") != "2.0"
+        or message.get("id") != request_id
+        or (("result" in message) == ("error" in message))
+    ):
+        raise _parse_failure("not a JSON-RPC response to the request", prefix)
+    return message  # pyright: ignore[reportUnknownVariableType]
+
+
+def _error_data(error: Any) -> ErrorData:
+    try:
+        return ErrorData.model_validate(error)
+    except ValidationError:
+        raise _parse_failure("malformed JSON-RPC error") from None
+
+
+def _shape(session: Any, raw: dict[str, Any]) -> Any:
+    """The result as the SDK session's ``send_request`` makes it (see ``ClientSession.send_request``)."""
+    _clamp_inbound_ttl(raw)
+    version = session._negotiated_version or "2025-11-25"  # pyright: ignore[reportPrivateUsage]
+    try:
+        _methods.validate_server_result(_METHOD, version, raw)
+    except KeyError:
+        pass
+    if not (foreign := _later_revision_fields(_METHOD, version)).isdisjoint(raw):
+        raw = {key: value for key, value in raw.items() if key not in foreign}
+    return session._call_tool_adapter.validate_python(raw, by_name=False)  # pyright: ignore[reportPrivateUsage]
