@@ -352,7 +352,7 @@ def run_matrix(
                 failed = {"failed": f"{exc} (log: {log_path.relative_to(BENCH)})"}
                 results += [(conc, failed) for conc in args.concurrency[len(results) :]]
             for conc, result in results:
-                cells.append({**base, "concurrency": conc, "round": round_no, **result})
+                cells.append({**base, "concurrency": conc, "round": round_no, **_answered(result)})
                 _report_cell(cells[-1])
             done += len(args.concurrency)
     return cells
@@ -373,8 +373,22 @@ def _progress(i: int, total: int, leg: str, server: str, conc: int) -> None:
     print(f"[{i}/{total}] {leg:<10} {server:<13} c={conc:<3}", end=" ", file=sys.stderr, flush=True)
 
 
+def _answered(result: dict[str, Any]) -> dict[str, Any]:
+    """``result``, or a failed cell when not one call of it was answered (nothing to measure)."""
+    if "failed" in result or (result.get("calls") and result.get("calls_per_s") is not None):
+        return result
+    samples = result.get("error_samples") or []
+    example = f", e.g. {samples[0]}" if samples else ""
+    return {
+        "failed": f"no call answered ({result.get('errors', 0)} errors{example})",
+        "errors": result.get("errors", 0),
+        "error_samples": samples,
+    }
+
+
 def _report_cell(cell: dict[str, Any]) -> None:
-    if "failed" in cell:
+    if "failed" in cell or cell.get("calls_per_s") is None or cell.get("p50_ms") is None:
+        cell.setdefault("failed", "no call answered")
         print(f"FAILED: {cell['failed']}", file=sys.stderr)
         return
     flag = f"  ERRORS={cell['errors']} e.g. {cell['error_samples'][:1]}" if cell["errors"] else ""

@@ -1,7 +1,8 @@
 """The lean outbound path sends what the SDK client sends and hands back what the SDK path hands back.
 
-Each test runs twice, ``lean: true`` (the default) and ``lean: false`` (every call through the SDK
-client), and whichever runs second compares its record with the first's.
+Each test runs three times, ``lean: true`` (the default) on the raw keep-alive pool and on ``httpx``,
+and ``lean: false`` (every call through the SDK client); each run after the first compares its
+record with the first's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import uvicorn
 from mcp import Client
 
-from mcplane.gateway import Gateway
+from mcplane.gateway import Gateway, pool
 from mcplane.transports.http import HTTPApp, HTTPOptions
 from tests.gateway.conftest import PlaneServer, error_code, text_of
 from tests.test_fastpath import body_of, modern_call, modern_headers, scrub
@@ -30,16 +31,19 @@ _TOOLS = ("ok", "rpc_error", "typed_error", "sse", "garbage", "http_500", "tool_
 _RECORDED = ("mcp-session-id", "mcp-protocol-version", "mcp-name", "mcp-method", "authorization", "x-api-key", "accept")
 
 
-@pytest.fixture(params=[True, False], ids=["lean", "sdk"])
-def lean(request: pytest.FixtureRequest) -> bool:
-    return bool(request.param)
+@pytest.fixture(params=["lean", "lean-httpx", "sdk"])
+def lean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """The lean lane on its raw pool (the default), the lean lane on ``httpx``, or the SDK client."""
+    if request.param == "lean-httpx":
+        monkeypatch.setattr(pool, "available", False)
+    return request.param != "sdk"
 
 
 EXPECTED: dict[str, Any] = {}
 
 
 def same_as_other_path(key: str, record: Any) -> None:
-    """Both parametrizations must produce ``record``; whichever runs second compares."""
+    """Every parametrization must produce ``record``; each after the first compares."""
     if key in EXPECTED:
         assert record == EXPECTED[key]
     else:
@@ -52,6 +56,8 @@ class Fake:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.clients: list[Any] = []
+        """The client address (one per connection) of each ``tools/call``."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -68,7 +74,10 @@ class Fake:
             if not event.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        status, content_type, payload = self.reply(json.loads(body), headers)
+        message = json.loads(body)
+        if message.get("method") == "tools/call":
+            self.clients.append(tuple(scope["client"]))
+        status, content_type, payload = self.reply(message, headers)
         extra = [(b"mcp-session-id", SESSION.encode())]
         await send(
             {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type), *extra]}
@@ -177,7 +186,9 @@ async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_a
             (endpoint,) = Gateway.provider_of(plane).upstreams["fake"].endpoints
             lane = endpoint.lean
             served = lane.served if lane is not None else None
-    assert served == (3 if lean else None)  # the results (ok, sse, tool_error); errors are raised
+            raw = lane is not None and lane.pool is not None
+    assert served == (3 if lean else None)
+    assert raw == (lean and pool.available)  # the results (ok, sse, tool_error); errors are raised
     assert answers["ok"][1]["result"]["structuredContent"] == {"n": 1}
     assert answers["sse"][1]["result"]["content"][0]["text"] == "fine sse"
     assert error_code_of(answers["rpc_error"]) == "upstream_error"

@@ -3,9 +3,13 @@
 The official SDK client (``mcp.Client``) routes every request through its dispatcher, memory
 streams, a task per POST and pydantic models of every JSON-RPC envelope; for the common call that
 is most of a gateway hop's cost. A :class:`LeanLane` belongs to one SDK connection of an HTTP
-endpoint and sends such a call itself, on the **same** pooled ``httpx`` client the SDK transport
-uses (so base headers, upstream credentials, the TLS context and the reading of a proxy's
-502/503/504 page are the connection's own), in the **same** session:
+endpoint and sends such a call itself, with the base headers and upstream credentials of the
+``httpx`` client the SDK transport uses, the same TLS context and the same reading of a proxy's
+502/503/504 page (:func:`~mcplane.client._connection.gateway_failure`), in the **same** session. The
+POST goes out on the lane's own keep-alive pool (:mod:`mcplane.gateway.pool`, asyncio transports and
+``httptools``: ``httpx`` costs more CPU per request than the rest of the hop); on that ``httpx``
+client when the pool cannot (no ``httptools``, a proxy from the environment, a header value only
+``httpx`` should judge):
 
 * the request is stamped by the SDK session's own stamp (2026-07-28: the ``_meta`` envelope and
   ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers; 2025-11-25: the protocol-version
@@ -29,9 +33,11 @@ call of an upstream configured with ``lean: false``.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import logging
 import ssl
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -39,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx2
 import orjson
+from httpx2._decoders import LineDecoder  # pyright: ignore[reportPrivateImportUsage]
 from mcp.client.session import (
     ClientRequestContext,
     _clamp_inbound_ttl,  # pyright: ignore[reportPrivateUsage]
@@ -65,8 +72,14 @@ from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from mcplane.client._connection import _HTTP_TIMEOUT, _HTTPClient  # pyright: ignore[reportPrivateUsage]
+from mcplane.client._connection import (  # pyright: ignore[reportPrivateUsage]
+    _HTTP_TIMEOUT,
+    GATEWAY_STATUSES,
+    _HTTPClient,
+    gateway_failure,
+)
 from mcplane.gateway.identity import call_headers
+from mcplane.gateway.pool import Pool, raw_pool_for
 
 if TYPE_CHECKING:
     from mcp import Client as SDKClient
@@ -84,6 +97,8 @@ _CANCEL_TIMEOUT = 2.0
 _FIRST_ID = 1 << 40
 """Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
 _BASE_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+_NOT_SENT_RAW = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
+"""Headers of the ``httpx`` client the raw pool writes itself or leaves out (it asks for no compression)."""
 
 
 class _HandOver(Exception):
@@ -97,12 +112,15 @@ class LeanLane:
         self.url = url
         self.http: httpx2.AsyncClient | None = None
         """The connection's pooled client, shared with the SDK transport (``None`` while not connected)."""
+        self.pool: Pool | None = None
+        """The raw keep-alive pool the lane's POSTs take (``None``: they go through :attr:`http`)."""
         self.session_id: str | None = None
         """The 2025-11-25 session the SDK's ``initialize`` opened, if any."""
         self.served = 0
         """Calls answered on this lane (a plain counter, for tests and diagnostics)."""
         self._on_list_changed = on_list_changed
         self._ids = itertools.count(_FIRST_ID)
+        self._client_headers: dict[str, tuple[str, str]] = {}
 
     @asynccontextmanager
     async def transport(self, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
@@ -116,11 +134,18 @@ class LeanLane:
             event_hooks={"response": [self._note_session]},
         ) as http:
             self.http, self.session_id = http, None
+            self.pool = raw_pool_for(http, self.url, tls)
+            self._client_headers = {
+                name.lower(): (name, value) for name, value in http.headers.items() if name.lower() not in _NOT_SENT_RAW
+            }
             try:
                 async with streamable_http_client(self.url, http_client=http) as streams:
                     yield streams
             finally:
                 self.http = None
+                if self.pool is not None:
+                    self.pool.close()
+                    self.pool = None
 
     async def _note_session(self, response: httpx2.Response) -> None:
         session_id = response.headers.get("mcp-session-id")
@@ -206,31 +231,94 @@ class LeanLane:
         self, http: httpx2.AsyncClient, client: SDKClient, body: bytes, headers: dict[str, str], request_id: int
     ) -> dict[str, Any]:
         """POST the request; the JSON-RPC response for it (or the transport's stand-in error)."""
+        pool = self.pool
+        if pool is not None and (head := self._raw_head(pool, headers, len(body))) is not None:
+            return await self._exchange_raw(pool, http, client, head, body, request_id)
         async with http.stream("POST", self.url, content=body, headers=headers) as response:
-            status = response.status_code
-            if 300 <= status < 400:
-                raise _HandOver  # the SDK follows same-origin redirects and names the others
-            if status == 202:
-                raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
             content_type = response.headers.get("content-type", "").lower()
-            if status >= 400:
-                if content_type.startswith("application/json"):
-                    parsed = _loads(await response.aread())
-                    if isinstance(parsed, dict) and "error" in parsed and parsed.get("jsonrpc") == "2.0":
-                        try:
-                            return {"error": _error_data(parsed["error"])}
-                        except MCPError:
-                            pass
-                if status == 404:
-                    if self.session_id is None:
-                        raise MCPError(METHOD_NOT_FOUND, "Not Found")
-                    raise MCPError(INVALID_REQUEST, "Session terminated")
-                raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+            return await self._answer(
+                http, client, response.status_code, content_type, response.aread, response.aiter_lines, request_id
+            )
+
+    def _raw_head(self, pool: Pool, headers: dict[str, str], length: int) -> bytes | None:
+        """The request head for the raw pool: the client's headers overridden by the call's, as
+        ``httpx`` merges them; ``None`` when a value is one ``httpx`` should judge (CR, LF, non-Latin-1)."""
+        own = {name.lower() for name in headers}
+        merged = [pair for key, pair in self._client_headers.items() if key not in own]
+        merged.extend(headers.items())
+        for _, value in merged:
+            if "\r" in value or "\n" in value:
+                return None
+        try:
+            return pool.head(merged, length)
+        except UnicodeEncodeError:
+            return None
+
+    async def _exchange_raw(
+        self, pool: Pool, http: httpx2.AsyncClient, client: SDKClient, head: bytes, body: bytes, request_id: int
+    ) -> dict[str, Any]:
+        conn = await pool.request(head, body)
+        try:
+            status, response_headers = conn.status, conn.headers
+            session_id = response_headers.get("mcp-session-id")
+            if session_id:
+                self.session_id = session_id
+            content_type = response_headers.get("content-type", "").lower()
+            encoding = response_headers.get("content-encoding", "identity").lower()
+            read, pieces = conn.read, conn.pieces
+            if encoding != "identity":
+                read, pieces = _decoding(encoding, conn.read, conn.pieces)
+            if status in GATEWAY_STATUSES:  # what the httpx client does for the SDK (client/_connection.py)
+                content = await read()
+                stand_in = gateway_failure(status, response_headers.get("retry-after"), content)
+                if stand_in is not None:
+                    logger.debug("HTTP %d from a gateway for %s: dependency_unavailable", status, self.url)
+                    content, content_type = stand_in, "application/json"
+
+                async def read_again() -> bytes:
+                    return content
+
+                read = read_again
+            answer = await self._answer(http, client, status, content_type, read, lambda: _lines(pieces()), request_id)
+        except BaseException:
+            pool.release(conn, discard=True)  # never reuse a connection with an answer half read
+            raise
+        pool.release(conn)
+        return answer
+
+    async def _answer(
+        self,
+        http: httpx2.AsyncClient,
+        client: SDKClient,
+        status: int,
+        content_type: str,
+        read: Callable[[], Awaitable[bytes]],
+        lines: Callable[[], AsyncIterator[str]],
+        request_id: int,
+    ) -> dict[str, Any]:
+        """The JSON-RPC response in an HTTP answer, read as the SDK's transport reads it."""
+        if 300 <= status < 400:
+            raise _HandOver  # the SDK follows same-origin redirects and names the others
+        if status == 202:
+            raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
+        if status >= 400:
             if content_type.startswith("application/json"):
-                return _response(_loads(await response.aread()), request_id, "Failed to parse JSON response")
-            if content_type.startswith("text/event-stream"):
-                return await self._read_events(http, client, response.aiter_lines(), request_id)
-            raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+                parsed = _loads(await read())
+                if isinstance(parsed, dict) and "error" in parsed and parsed.get("jsonrpc") == "2.0":
+                    try:
+                        return {"error": _error_data(parsed["error"])}
+                    except MCPError:
+                        pass
+            if status == 404:
+                if self.session_id is None:
+                    raise MCPError(METHOD_NOT_FOUND, "Not Found")
+                raise MCPError(INVALID_REQUEST, "Session terminated")
+            raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+        if content_type.startswith("application/json"):
+            return _response(_loads(await read()), request_id, "Failed to parse JSON response")
+        if content_type.startswith("text/event-stream"):
+            return await self._read_events(http, client, lines(), request_id)
+        raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
 
     async def _read_events(
         self, http: httpx2.AsyncClient, client: SDKClient, lines: AsyncIterator[str], request_id: int
@@ -283,6 +371,45 @@ class LeanLane:
             headers["mcp-session-id"] = self.session_id
         headers[MCP_PROTOCOL_VERSION_HEADER] = client.protocol_version
         await http.post(self.url, content=orjson.dumps(reply), headers=headers)
+
+
+async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The body's lines, split and decoded as ``httpx``'s ``aiter_lines`` splits and decodes them."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    splitter = LineDecoder()
+    async for piece in pieces:
+        for line in splitter.decode(decoder.decode(piece)):
+            yield line
+    tail = decoder.decode(b"", final=True)
+    for line in [*(splitter.decode(tail) if tail else []), *splitter.flush()]:
+        yield line
+
+
+def _decoding(
+    encoding: str, read: Callable[[], Awaitable[bytes]], pieces: Callable[[], AsyncIterator[bytes]]
+) -> tuple[Callable[[], Awaitable[bytes]], Callable[[], AsyncIterator[bytes]]]:
+    """``read`` and ``pieces`` decompressing a ``gzip`` or ``deflate`` body (none was asked for)."""
+    if encoding not in ("gzip", "deflate"):
+        raise _parse_failure(f"unsupported content encoding {encoding!r}")
+
+    def inflater() -> Any:
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by the header
+
+    async def read_inflated() -> bytes:
+        try:
+            return inflater().decompress(await read())
+        except zlib.error as exc:
+            raise _parse_failure(str(exc)) from None
+
+    async def pieces_inflated() -> AsyncIterator[bytes]:
+        inflate = inflater()
+        async for piece in pieces():
+            try:
+                yield inflate.decompress(piece)
+            except zlib.error as exc:
+                raise _parse_failure(str(exc)) from None
+
+    return read_inflated, pieces_inflated
 
 
 def _loads(content: bytes) -> Any:
