@@ -415,6 +415,21 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+def read_yaml_file(file: Path) -> dict[str, Any]:
+    """A config file's top-level mapping; a missing file, bad YAML or another shape is one ``ConfigError``."""
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such config file")
+    try:
+        raw: Any = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw  # pyright: ignore[reportUnknownVariableType]
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -424,19 +439,7 @@ def load_config(
     """Read, override, resolve and validate. ``resolve`` maps the raw tree (secret references)."""
     environ = os.environ if environ is None else environ
     source = str(path) if path is not None else "(environment)"
-    raw: Any = {}
-    if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"{file}: no such config file")
-        try:
-            raw = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-            raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw: dict[str, Any] = read_yaml_file(Path(path)) if path is not None else {}
     tree = _deep_merge(raw, _env_overrides(environ))
     secrets: Secrets | None = None
     if resolve is None:

@@ -50,10 +50,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcplane.config import PlaneConfig, _deep_merge, _duration, _env_overrides  # pyright: ignore[reportPrivateUsage]
+from mcplane.config import PlaneConfig, _deep_merge, _duration, _env_overrides, read_yaml_file  # pyright: ignore[reportPrivateUsage]
 from mcplane.errors import ConfigError
 from mcplane.secrets import Secret, Secrets
 
@@ -472,16 +471,6 @@ def load_gateway_config(path: str | Path, *, environ: Mapping[str, str] | None =
     """Read ``gateway.yaml``, apply ``MCPLANE__`` overrides, resolve secret references, validate."""
     environ = os.environ if environ is None else environ
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: no such config file")
-    try:
-        raw: Any = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
-    tree = _deep_merge(raw, _env_overrides(environ))  # pyright: ignore[reportUnknownArgumentType]
+    tree = _deep_merge(read_yaml_file(file), _env_overrides(environ))
     secrets = Secrets(environ=environ, base_dir=file.parent)
     return parse_gateway_config(secrets.resolve(tree), source=str(file), secrets=secrets)
