@@ -223,8 +223,11 @@ class Upstream:
             if own_limit:
                 with anyio.move_on_after(limit):
                     result = await send(client, meta)
-                    verdict, outcome = True, _outcome(result)
-                    return result
+                    if not _ran_out_of_time(result):
+                        verdict, outcome = True, _outcome(result)
+                        return result
+                # The attempt limit passed here, or the upstream stopped at the same limit (we sent
+                # it as its deadline) and said so first: either way this attempt timed out.
                 verdict, outcome = False, "timeout"
                 raise _Retryable(Timeout(f"upstream {self.name!r} did not answer {what} within {limit:g} s"))
             result = await send(client, meta)
@@ -337,6 +340,15 @@ def _on_lane(lane: LeanLane, call: LeanCall, sdk_send: Send) -> Send:
         return await lane.call_tool(client, call.tool, call.arguments, meta, lambda: sdk_send(client, meta))
 
     return send
+
+
+def _ran_out_of_time(result: Any) -> bool:
+    """The upstream answered ``deadline_exceeded``: the budget the gateway gave it ran out."""
+    if not isinstance(result, CallToolResult) or not result.is_error:
+        return False
+    structured: Any = result.structured_content or {}
+    error: Any = structured.get("error") if isinstance(structured, dict) else None
+    return isinstance(error, dict) and error.get("code") == "deadline_exceeded"  # pyright: ignore[reportUnknownMemberType]
 
 
 def _outcome(result: Any) -> str:
