@@ -11,9 +11,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from mcplane.errors import ERROR_META_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = REPO_ROOT / "tests"
@@ -126,3 +129,19 @@ def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
     server = start_server(E2E_APP, tmp_path=tmp_path, env={"MCPLANE_TEST_LIFESPAN_LOG": str(tmp_path / "lifespan.log")})
     yield server
     server.stop()
+
+
+def error_of(result: Any) -> dict[str, Any]:
+    """The mcplane error object of an ``isError`` tool result (an SDK ``CallToolResult``)."""
+    assert result.is_error is True
+    assert result.structured_content is None, "an error result never carries structuredContent"
+    body = (result.meta or {}).get(ERROR_META_KEY)
+    assert isinstance(body, dict), f"no error object in _meta: {result!r}"
+    return body
+
+
+def wire_error_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The mcplane error object of an ``isError`` tool result as JSON from the wire."""
+    assert result.get("isError") is True
+    assert "structuredContent" not in result, "an error result never carries structuredContent"
+    return result["_meta"][ERROR_META_KEY]

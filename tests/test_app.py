@@ -11,6 +11,7 @@ from mcp import Client, MCPError
 
 from mcplane import Call, ConfigError, Inject, Plane
 from mcplane.pipeline import CallNext
+from tests.conftest import error_of
 
 
 def _plane() -> Plane:
@@ -49,8 +50,7 @@ async def test_the_default_timeout_bounds_tools_without_their_own() -> None:
     async with Client(_plane().sdk) as client:
         result = await client.call_tool("hang", {})
     assert result.is_error is True
-    assert result.structured_content is not None
-    assert result.structured_content["error"]["code"] == "timeout"
+    assert error_of(result)["code"] == "timeout"
 
 
 async def test_unknown_tool_through_dispatch_is_a_protocol_error() -> None:

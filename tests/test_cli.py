@@ -15,7 +15,7 @@ import pytest
 
 from mcplane import __version__
 from mcplane.cli import main
-from tests.conftest import E2E_APP, QUICKSTART, REPO_ROOT, ServerProcess, mcplane_command
+from tests.conftest import E2E_APP, QUICKSTART, REPO_ROOT, ServerProcess, mcplane_command, wire_error_of
 
 TIMEOUT = 30
 
@@ -161,7 +161,7 @@ def test_call_prints_a_tool_error_and_exits_1(cli: Callable[..., Outcome], e2e_s
     assert outcome.returncode == 1
     result = _call_json(outcome)
     assert result["isError"] is True
-    assert result["structuredContent"]["error"]["code"] == "invalid_arguments"  # type: ignore[index]
+    assert wire_error_of(result)["code"] == "invalid_arguments"  # type: ignore[index]
 
 
 def test_call_with_bad_json_arguments(cli: Callable[..., Outcome]) -> None:

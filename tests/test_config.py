@@ -17,6 +17,7 @@ from mcplane.cli import main
 from mcplane.config import PlaneConfig, load_config, merge_policy
 from mcplane.errors import ConfigError
 from mcplane.secrets import MASK, Secret
+from tests.conftest import error_of
 
 JWT_SECRET = "jwt-secret-jwt-secret-jwt-secret-42"
 
@@ -329,8 +330,7 @@ async def test_the_files_default_timeout_bounds_undeclared_tools(tmp_path: Path)
         async with Client(plane.sdk) as client:
             result = await client.call_tool("nap", {})
     assert result.is_error is True
-    assert result.structured_content is not None
-    assert result.structured_content["error"]["code"] == "timeout"
+    assert error_of(result)["code"] == "timeout"
 
 
 async def test_the_file_can_turn_off_a_decorators_cache(tmp_path: Path) -> None:

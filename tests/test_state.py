@@ -21,6 +21,7 @@ from mcplane.backends.state import (
 from mcplane.config import PlaneConfig
 from mcplane.context import Context, Principal
 from mcplane.errors import DependencyUnavailable, InvalidArguments
+from tests.conftest import error_of
 
 
 def _ctx(conversation: str | None = None, *, subject: str = "alice", tenant: str | None = None, **kw: Any) -> Context:
@@ -187,12 +188,10 @@ async def test_tools_keep_state_per_conversation_through_a_plane() -> None:
         assert plane.layers.state is not None
         assert (plane.layers.state.ttl, plane.layers.state.max_value_bytes) == (600, 4096)
     assert missing.is_error
-    assert missing.structured_content is not None
-    assert missing.structured_content["error"]["code"] == "invalid_arguments"
+    assert error_of(missing)["code"] == "invalid_arguments"
     assert bad.is_error
-    assert bad.structured_content is not None
-    assert bad.structured_content["error"]["code"] == "invalid_arguments"
-    assert "not JSON" in bad.structured_content["error"]["message"]
+    assert error_of(bad)["code"] == "invalid_arguments"
+    assert "not JSON" in error_of(bad)["message"]
 
 
 def test_the_state_section() -> None:

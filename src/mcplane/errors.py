@@ -17,8 +17,12 @@ Every failure a client can see has a stable code string that an agent can act on
     ├── UpstreamError                 upstream_error
     └── InternalError                 internal_error
 
-A tool failure becomes a tool result with ``isError: true`` whose ``structuredContent`` holds
-``{"error": {"code", "message", "retryable", "retry_after_ms"?, "correlation_id", "details"?}}``.
+The error object is ``{"code", "message", "retryable", "retry_after_ms"?, "correlation_id", "details"?}``.
+A tool failure becomes a tool result with ``isError: true`` that carries it twice and nowhere else:
+in the result's ``_meta["mcplane/error"]`` (for programs) and as ``{"error": {...}}`` JSON in its
+one text content block (for models and for clients that show only content). It has no
+``structuredContent``: a tool with an ``outputSchema`` would otherwise answer something that
+breaks its own schema, which strict clients (the TypeScript SDK) refuse to read.
 A protocol failure becomes a JSON-RPC error whose ``data`` holds the same object.
 The message is always the class's fixed, safe text or the text the raiser chose; exception text
 from arbitrary code never reaches a client.
@@ -29,6 +33,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "ERROR_META_KEY",
     "BudgetExceeded",
     "CircuitOpen",
     "ConfigError",
@@ -43,7 +48,11 @@ __all__ = [
     "Timeout",
     "Unauthenticated",
     "UpstreamError",
+    "error_object_of",
 ]
+
+ERROR_META_KEY = "mcplane/error"
+"""``_meta`` key of an ``isError`` tool result that holds its error object."""
 
 # JSON-RPC codes used when an error travels as a protocol error rather than a tool result.
 _INVALID_PARAMS = -32602
@@ -77,7 +86,7 @@ class MCPlaneError(Exception):
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
     def to_dict(self, correlation_id: str | None = None) -> dict[str, Any]:
-        """The wire form: what goes into ``structuredContent.error`` or JSON-RPC ``error.data``."""
+        """The wire form: what goes into ``_meta["mcplane/error"]`` of a tool result or JSON-RPC ``error.data``."""
         body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
         if self.retry_after_ms is not None:
             body["retry_after_ms"] = self.retry_after_ms
@@ -189,3 +198,20 @@ WIRE_ERRORS: dict[str, type[MCPlaneError]] = {
     )
 }
 """The error class of each stable code a client can receive (``ConfigError`` never travels)."""
+
+
+def error_object_of(result: Any) -> dict[str, Any] | None:
+    """The error object an ``isError`` tool result carries, or ``None``.
+
+    Read from ``_meta["mcplane/error"]``; a result from an mcplane older than that key (an
+    upstream not yet upgraded) carried it in ``structuredContent.error`` instead, which is read
+    as a fallback.
+    """
+    if not getattr(result, "is_error", False):
+        return None
+    meta: Any = getattr(result, "meta", None)
+    body: Any = meta.get(ERROR_META_KEY) if isinstance(meta, dict) else None
+    if not isinstance(body, dict):
+        structured: Any = getattr(result, "structured_content", None)
+        body = structured.get("error") if isinstance(structured, dict) else None
+    return body if isinstance(body, dict) else None  # pyright: ignore[reportUnknownVariableType]

@@ -21,6 +21,7 @@ from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.pipeline import Call, Pipeline
 from mcplane.secrets import Secrets
 from tests.audit.conftest import FlakySink, ManualClock, free_port
+from tests.conftest import error_of
 
 _LOGGED = re.compile(r"sha256=([0-9a-f]{64}) record=(\{.*\})$")
 
@@ -66,9 +67,9 @@ def _content_hash(line: str) -> str:
 
 
 def _error_code(result: CallToolResult) -> str | None:
-    if not result.is_error or result.structured_content is None:
+    if not result.is_error:
         return None
-    return result.structured_content["error"]["code"]
+    return error_of(result)["code"]
 
 
 @pytest.fixture
@@ -84,8 +85,7 @@ async def test_fail_closed_refuses_the_call_and_the_tool_never_runs(
     with caplog.at_level(logging.ERROR, logger="mcplane.audit"):
         result = await chain(_call())
     assert _error_code(result) == "dependency_unavailable"
-    assert result.structured_content is not None
-    assert result.structured_content["error"]["retryable"] is True
+    assert error_of(result)["retryable"] is True
     assert tool.runs == 0
     assert audit.writer.buffered == 0
     assert not audit.writer.healthy

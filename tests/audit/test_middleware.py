@@ -22,6 +22,7 @@ from mcplane.audit.chain import sha256_hex
 from mcplane.middleware.audit import AuditMiddleware
 from mcplane.middleware.errors import ErrorsMiddleware, error_result
 from mcplane.pipeline import Call, CallNext, Pipeline
+from tests.conftest import error_of
 
 ALICE = Principal(subject="alice", tenant="acme", roles=frozenset({"billing"}))
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -141,7 +142,7 @@ async def test_a_denial_from_authorize_is_recorded_and_reraised(sink: JsonlSink)
     result = await pipeline.compose(provider)(_call())
     assert ran == []
     assert result.is_error
-    assert result.structured_content["error"]["code"] == "forbidden"
+    assert error_of(result)["code"] == "forbidden"
     records = await _records(sink)
     assert [(r["status"], r["error_code"]) for r in records] == [("pending", None), ("error", "forbidden")] * 2
 

@@ -34,6 +34,7 @@ from mcplane.auth import (
 from mcplane.middleware.authorize import AuthorizeMiddleware
 from mcplane.transports.websocket import websocket_client
 from tests.auth.auth_support import AUDIENCE, HS_SECRET, ISSUER, mint
+from tests.conftest import error_of
 
 CONFIG = AuthConfig(resource=AUDIENCE, jwt=JWTConfig(issuer=ISSUER, keys=[StaticKey(secret=SecretStr(HS_SECRET))]))
 POLICY = AccessPolicy(tools={"billing_*": AccessRule(roles=["billing"])})
@@ -110,7 +111,7 @@ async def test_the_authorize_slot_refuses_with_forbidden() -> None:
                 async with Client(streamable_http_client(f"http://{base_url}/mcp", http_client=http)) as client:
                     result = await client.call_tool("billing_charge", {"cents": 5})
         assert result.is_error
-        assert result.structured_content["error"]["code"] == "forbidden"
+        assert error_of(result)["code"] == "forbidden"
 
 
 async def test_no_token_is_401_with_the_challenge() -> None:

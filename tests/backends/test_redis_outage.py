@@ -24,7 +24,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, RequestParamsMeta
 
-from tests.conftest import ServerProcess, start_server
+from tests.conftest import ServerProcess, error_of, start_server
 
 from .conftest import redis_binary
 from .harness import PrivateRedis, free_port
@@ -74,8 +74,7 @@ async def call(client: Client, tool: str, arguments: dict[str, Any] | None = Non
 def code(result: CallToolResult) -> str | None:
     if not result.is_error:
         return None
-    assert result.structured_content is not None
-    return result.structured_content["error"]["code"]
+    return error_of(result)["code"]
 
 
 async def ready(server: ServerProcess) -> httpx.Response:
@@ -109,8 +108,7 @@ async def test_redis_loss_fails_each_layer_as_configured_and_recovery_needs_no_r
 
         limited = await call(a, "limited")
         assert code(limited) == "dependency_unavailable"
-        assert limited.structured_content is not None
-        assert limited.structured_content["error"]["retryable"] is True
+        assert error_of(limited)["retryable"] is True
         assert code(await call(b, "limited")) is None  # rate_limit.fail_open: true lets it through
         assert code(await call(a, "remember")) == "dependency_unavailable"  # state always fails closed
         misses = [await call(a, "cached", {"key": "x"}) for _ in range(2)]  # cache fails open: misses, not errors

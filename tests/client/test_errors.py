@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, TextContent
 from mcplane import DependencyUnavailable, Forbidden, InvalidArguments, MCPlaneError, NotFound, RateLimited
 from mcplane.client import Client, ToolFailed
 from mcplane.client._errors import from_mcp_error, from_result
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, error_of
 
 CORRELATION_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -66,8 +66,7 @@ async def test_raise_on_error_false_returns_the_result(client_server: ServerProc
     async with Client(client_server.url, raise_on_error=False, retry=None) as client:
         result = await client.call_tool("flaky_write", arguments)
         assert result.is_error
-        assert result.structured_content is not None
-        assert result.structured_content["error"]["code"] == "dependency_unavailable"
+        assert error_of(result)["code"] == "dependency_unavailable"
         with pytest.raises(DependencyUnavailable):  # per call, the other way round
             await client.call_tool("flaky_write", arguments, raise_on_error=True)
 
@@ -82,14 +81,17 @@ async def test_raise_on_error_false_returns_the_last_result_after_retries(client
         result = await client.call_tool("flaky_read", {"key": uuid.uuid4().hex, "failures": 9}, raise_on_error=False)
     assert result.is_error
     assert len(waits) == 2
-    assert result.structured_content is not None
-    assert result.structured_content["error"]["message"] == "transient failure 3 of 9"
+    assert error_of(result)["message"] == "transient failure 3 of 9"
 
 
-def test_an_unknown_code_raises_tool_failed_keeping_it() -> None:
+@pytest.mark.parametrize("where", ["meta", "structured"])
+def test_an_unknown_code_raises_tool_failed_keeping_it(where: str) -> None:
+    """Read from ``_meta``, and from ``structuredContent.error`` where older mcplane servers put it."""
     body = {"code": "quota_melted", "message": "new code", "retryable": True, "correlation_id": "c1"}
     result = CallToolResult(
-        content=[TextContent(type="text", text="x")], structured_content={"error": body}, is_error=True
+        content=[TextContent(type="text", text="x")],
+        is_error=True,
+        **({"_meta": {"mcplane/error": body}} if where == "meta" else {"structured_content": {"error": body}}),
     )
     error = from_result(result)
     assert isinstance(error, ToolFailed)

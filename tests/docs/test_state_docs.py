@@ -12,6 +12,7 @@ from typing import Any
 
 from mcp import Client
 from mcp_types import RequestParamsMeta
+from tests.conftest import error_of
 
 from mcplane.backends.state import State
 from mcplane.config import load_config
@@ -26,7 +27,7 @@ def _blocks(lang: str) -> list[str]:
 
 def _error(result: Any) -> dict[str, Any]:
     assert result.is_error
-    error = dict(result.structured_content["error"])
+    error = dict(error_of(result))
     error.pop("correlation_id")
     return error
 

@@ -21,7 +21,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp_types import TextContent, TextResourceContents
 
 from mcplane import websocket_client
-from tests.conftest import E2E_APP, REPO_ROOT, ServerProcess
+from tests.conftest import E2E_APP, REPO_ROOT, ServerProcess, error_of
 from tests.e2e.plane_app import SECRET
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -242,8 +242,7 @@ async def test_timeout_cancels_the_call_and_answers_timeout(conn: Connected) -> 
     result = await conn.client.call_tool("hang", {})
     elapsed = time.monotonic() - started
     assert result.is_error is True
-    assert result.structured_content is not None
-    error = result.structured_content["error"]
+    error = error_of(result)
     assert error["code"] == "timeout"
     assert error["retryable"] is True
     assert CORRELATION_ID.match(error["correlation_id"])
@@ -257,8 +256,7 @@ async def test_crash_answers_internal_error_without_the_exception_text(conn: Con
     assert SECRET not in wire
     assert "RuntimeError" not in wire
     assert "Traceback" not in wire
-    assert result.structured_content is not None
-    error = result.structured_content["error"]
+    error = error_of(result)
     assert error == {
         "code": "internal_error",
         "message": "internal error",
@@ -272,15 +270,13 @@ async def test_crash_answers_internal_error_without_the_exception_text(conn: Con
 async def test_invalid_arguments_name_the_fields(conn: Connected) -> None:
     missing = await conn.client.call_tool("get_invoice", {})
     assert missing.is_error is True
-    assert missing.structured_content is not None
-    error = missing.structured_content["error"]
+    error = error_of(missing)
     assert error["code"] == "invalid_arguments"
     assert error["retryable"] is False
     assert error["details"] == [{"field": "invoice_id", "message": "Field required", "type": "missing"}]
 
     wrong_type = await conn.client.call_tool("add", {"a": 1, "b": "two"})
-    assert wrong_type.structured_content is not None
-    details = wrong_type.structured_content["error"]["details"]
+    details = error_of(wrong_type)["details"]
     assert [(d["field"], d["type"]) for d in details] == [("b", "int_parsing")]
 
 

@@ -41,7 +41,7 @@ from psycopg import sql
 from mcplane import websocket_client
 from mcplane.auth import generate_api_key, hash_api_key
 from mcplane.secrets import MASK
-from tests.conftest import REPO_ROOT, ServerProcess, free_port, mcplane_command, start_server
+from tests.conftest import REPO_ROOT, ServerProcess, error_of, free_port, mcplane_command, start_server
 
 APP = Path(__file__).resolve().parent / "layered_app.py"
 ISSUER = "https://login.example.test"
@@ -209,14 +209,6 @@ async def connect(
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
-
-
-def error_of(result: CallToolResult) -> dict[str, Any]:
-    assert result.is_error is True, result
-    assert result.structured_content is not None
-    error = result.structured_content["error"]
-    assert isinstance(error, dict)
-    return error
 
 
 def value_of(result: CallToolResult) -> Any:

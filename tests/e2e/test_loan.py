@@ -20,7 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, RequestParamsMeta
 
 from tests.backends.harness import PrivateRedis
-from tests.conftest import REPO_ROOT, ServerProcess, free_port, start_server
+from tests.conftest import REPO_ROOT, ServerProcess, error_of, free_port, start_server
 
 APP = REPO_ROOT / "examples" / "loan" / "server.py"
 CONFIG = REPO_ROOT / "examples" / "loan" / "mcplane.yaml"
@@ -84,8 +84,7 @@ def value(result: CallToolResult) -> Any:
 
 def error(result: CallToolResult) -> dict[str, Any]:
     assert result.is_error is True, result
-    assert result.structured_content is not None
-    return result.structured_content["error"]
+    return error_of(result)
 
 
 @asynccontextmanager

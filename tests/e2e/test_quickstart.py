@@ -6,7 +6,7 @@ import sys
 
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import QUICKSTART, REPO_ROOT
+from tests.conftest import QUICKSTART, REPO_ROOT, error_of
 
 
 def _params() -> StdioServerParameters:
@@ -34,9 +34,8 @@ async def test_quickstart_over_stdio() -> None:
 
         missing = await client.call_tool("fetch_user", {"user_id": "nobody"})
         assert missing.is_error is True
-        assert missing.structured_content is not None
-        assert missing.structured_content["error"]["code"] == "not_found"
-        assert missing.structured_content["error"]["message"] == "no user 'nobody'"
+        assert error_of(missing)["code"] == "not_found"
+        assert error_of(missing)["message"] == "no user 'nobody'"
 
         assert (await client.call_tool("add", {"a": 2, "b": 3})).structured_content == {"result": 5}
         profile = await client.read_resource("users://u2")

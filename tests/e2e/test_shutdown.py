@@ -24,7 +24,15 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from mcplane import websocket_client
-from tests.conftest import REPO_ROOT, STOP_TIMEOUT, ServerProcess, mcplane_command, start_server
+from tests.conftest import (
+    REPO_ROOT,
+    STOP_TIMEOUT,
+    ServerProcess,
+    error_of,
+    mcplane_command,
+    start_server,
+    wire_error_of,
+)
 from tests.observability.support import (
     OPS_APP,
     eventually,
@@ -39,8 +47,7 @@ MODERN = "2026-07-28"
 
 def _error_code(result: CallToolResult) -> str:
     assert result.is_error, result
-    assert result.structured_content is not None
-    return result.structured_content["error"]["code"]
+    return error_of(result)["code"]
 
 
 async def _draining(server: ServerProcess) -> None:
@@ -127,8 +134,7 @@ async def test_calls_still_running_when_the_grace_period_ends_are_answered_with_
             server.proc.send_signal(signal.SIGTERM)
         (result,) = outcome
         assert _error_code(result) == "dependency_unavailable"
-        assert result.structured_content is not None
-        assert result.structured_content["error"]["message"] == "the server shut down before the call finished"
+        assert error_of(result)["message"] == "the server shut down before the call finished"
         assert await _exit_code(server.proc) == 0, server.stderr()
     finally:
         server.stop()
@@ -203,7 +209,7 @@ async def test_sigterm_lets_a_stdio_call_finish_and_refuses_new_ones(tmp_path: P
         await server.send(modern_call("add", {"a": 1, "b": 2}, request_id=2))
         refused = (await server.answer(2))["result"]
         assert refused["isError"] is True
-        assert refused["structuredContent"]["error"]["code"] == "dependency_unavailable"
+        assert wire_error_of(refused)["code"] == "dependency_unavailable"
         assert process.returncode is None, "the server waits for the call in flight"
 
         hold.write_text("go", encoding="utf-8")

@@ -18,6 +18,7 @@ from mcp import Client as SDKClient
 from mcplane.client import Client
 from mcplane.gateway import Gateway
 from mcplane.tls import clear_client_contexts, client_context_cache_info, load_certificate
+from tests.conftest import error_of
 from tests.gateway.conftest import UPSTREAM_APP, error_code, text_of
 from tests.test_tls import CA, start_tls_server, trusting
 
@@ -94,7 +95,7 @@ async def _unavailable(upstream: Upstream, tls: dict[str, Any], caplog: pytest.L
         assert bad.unavailable().code == "dependency_unavailable"
         result = await client.call_tool("good__add", {"a": 1, "b": 1})
         assert error_code(result) == "dependency_unavailable"
-        assert (result.structured_content or {})["error"]["details"] == {"dependency": "bad"}
+        assert error_of(result)["details"] == {"dependency": "bad"}
     return next(r.getMessage() for r in caplog.records if r.getMessage().startswith("upstream bad[0]"))
 
 

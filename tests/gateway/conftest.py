@@ -48,8 +48,11 @@ def everything_command() -> list[str]:
 def error_code(result: CallToolResult) -> str | None:
     if not result.is_error:
         return None
-    structured: Any = result.structured_content or {}
-    return structured.get("error", {}).get("code")
+    body: Any = (result.meta or {}).get("mcplane/error")
+    if not isinstance(body, dict):
+        return None
+    assert result.structured_content is None, "an error result never carries structuredContent"
+    return body.get("code")
 
 
 def text_of(result: CallToolResult) -> str:

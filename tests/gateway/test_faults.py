@@ -20,7 +20,7 @@ from mcp import Client
 
 from mcplane import Plane
 from mcplane.gateway import Gateway
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, error_of
 from tests.gateway.conftest import UPSTREAM_APP, PlaneServer, error_code, text_of
 
 WAIT = 20.0
@@ -203,7 +203,7 @@ async def test_garbage_answers_are_stable_upstream_errors_that_the_breaker_count
             seen: dict[str, tuple[str | None, str]] = {}
             for tool in ("broken_json", "not_jsonrpc", "no_result", "html_502"):
                 result = await client.call_tool(f"garbage__{tool}", {})
-                body: Any = result.structured_content
+                body: Any = {"error": error_of(result)}
                 seen[tool] = (error_code(result), body["error"]["details"]["reason"])
                 text = text_of(result)
                 assert "Traceback" not in text

@@ -22,6 +22,7 @@ from mcp import Client
 
 from mcplane.gateway import Gateway, pool
 from mcplane.transports.http import HTTPApp, HTTPOptions
+from tests.conftest import wire_error_of
 from tests.gateway.conftest import PlaneServer, error_code, text_of
 from tests.test_fastpath import body_of, modern_call, modern_headers, scrub
 
@@ -208,7 +209,7 @@ async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_a
 
 def error_code_of(answer: tuple[int, Any]) -> str | None:
     result = answer[1]["result"]
-    return result["structuredContent"]["error"]["code"] if result.get("isError") else None
+    return wire_error_of(result)["code"] if result.get("isError") else None
 
 
 # ----------------------------------------------------------------- a real mcplane upstream, both eras

@@ -12,6 +12,7 @@ import pytest
 
 from mcplane.gateway import Gateway
 from mcplane.transports.http import HTTPApp, HTTPOptions
+from tests.conftest import wire_error_of
 from tests.gateway.conftest import PlaneServer
 from tests.test_fastpath import LEGACY, body_of, legacy_headers, modern_call, modern_headers, scrub
 
@@ -55,7 +56,7 @@ async def test_upstream_calls_take_the_hot_path_with_the_sdks_answers(plane_http
     else:
         EXPECTED[key] = answers
     assert answers[0][1]["result"]["structuredContent"] == {"result": 5}
-    assert answers[1][1]["result"]["structuredContent"]["error"]["code"] == "invalid_arguments"
+    assert wire_error_of(answers[1][1]["result"])["code"] == "invalid_arguments"
 
 
 EXPECTED: dict[str, Any] = {}

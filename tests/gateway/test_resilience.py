@@ -11,7 +11,7 @@ from mcp import Client
 
 from mcplane import Plane
 from mcplane.gateway import Gateway
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, error_of
 from tests.gateway.conftest import UPSTREAM_APP, NodeServer, error_code, text_of
 
 
@@ -73,7 +73,7 @@ async def test_retries_only_read_only_tools_then_the_breaker_opens() -> None:
         refused = await client.call_tool("up__add", {"a": 1, "b": 2})
         assert error_code(refused) == "circuit_open"
         assert time.monotonic() - started < 0.5
-        body: Any = refused.structured_content
+        body: Any = {"error": error_of(refused)}
         assert body["error"]["retryable"] is True
         assert body["error"]["retry_after_ms"] > 0
         upstream_state = Gateway.provider_of(plane).status()["up"][0]
@@ -87,7 +87,7 @@ async def test_depends_on_fails_fast_naming_the_dependency() -> None:
         started = time.monotonic()
         result = await client.call_tool("up__add", {"a": 1, "b": 2})
         assert error_code(result) == "dependency_unavailable"
-        body: Any = result.structured_content
+        body: Any = {"error": error_of(result)}
         assert body["error"]["details"] == {"dependency": "billing"}
         assert time.monotonic() - started < 0.5
         assert text_of(await client.call_tool("up__attempts_of", {"name": "x"})) == "0"  # others unaffected

@@ -20,6 +20,7 @@ from mcplane.gateway.versions import CanaryWindow, Route, VersionRouter, excepti
 from mcplane.observability import metrics as metrics_module
 from mcplane.observability.logs import EVENT_KEY
 from mcplane.observability.metrics import Metrics
+from tests.conftest import error_of
 from tests.gateway.conftest import error_code
 from tests.gateway.versions_support import FakeClock, sequence, served_by, text, users_upstream, versioned
 
@@ -70,7 +71,7 @@ async def test_default_serves_the_canary_takes_its_weight_and_pins_win() -> None
 
         unknown = await _fetch(client, pin="v9")
         assert error_code(unknown) == "not_found"
-        body: Any = unknown.structured_content
+        body: Any = {"error": error_of(unknown)}
         assert body["error"]["details"] == {"tool": TOOL, "version": "v9", "versions": ["v1", "v2"]}
         assert error_code(await _fetch(client, pin=2)) == "invalid_arguments"
 
@@ -150,8 +151,8 @@ def _config(**entry: Any) -> GatewayConfig:
 
 def test_outcomes_that_count_against_a_canary() -> None:
     def result(code: str | None) -> CallToolResult:
-        body = {"error": {"code": code}} if code else None
-        return CallToolResult(content=[TextContent(type="text", text="x")], structured_content=body, is_error=True)
+        meta = {"mcplane/error": {"code": code}} if code else None
+        return CallToolResult(content=[TextContent(type="text", text="x")], is_error=True, _meta=meta)
 
     assert result_failed(CallToolResult(content=[])) is False
     assert result_failed(result("upstream_error")) is True

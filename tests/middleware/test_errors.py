@@ -16,6 +16,7 @@ from mcplane.context import Context
 from mcplane.errors import InternalError, InvalidArguments, NotFound, RateLimited, Timeout
 from mcplane.middleware.errors import ErrorsMiddleware, error_result, to_mcplane_error
 from mcplane.pipeline import Call, CallKind
+from tests.conftest import error_of
 
 SECRET = "s3cr3t-token"
 
@@ -74,8 +75,7 @@ async def _through_errors(exc: BaseException, kind: CallKind = "tool") -> Any:
 def _error_of(result: Any) -> dict[str, Any]:
     assert isinstance(result, CallToolResult)
     assert result.is_error is True
-    assert result.structured_content is not None
-    return result.structured_content["error"]
+    return error_of(result)
 
 
 async def test_arguments_rejected_by_the_sdk_are_invalid_arguments_with_fields() -> None:
@@ -199,11 +199,17 @@ async def test_cancellation_is_not_swallowed() -> None:
         await _through_errors(anyio.get_cancelled_exc_class()())
 
 
-def test_error_result_mirrors_structured_content_in_text() -> None:
+def test_error_result_carries_the_object_in_meta_and_text_and_no_structured_content() -> None:
     result = error_result(InternalError(), "abc")
     assert result.is_error is True
-    assert result.structured_content == {
-        "error": {"code": "internal_error", "message": "internal error", "retryable": False, "correlation_id": "abc"}
+    assert result.structured_content is None  # an outputSchema governs structuredContent, not errors
+    assert result.meta == {
+        "mcplane/error": {
+            "code": "internal_error",
+            "message": "internal error",
+            "retryable": False,
+            "correlation_id": "abc",
+        }
     }
     assert result.content[0].type == "text"
     assert result.content[0].text == (

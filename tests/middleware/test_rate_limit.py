@@ -17,6 +17,7 @@ from mcplane.errors import ConfigError, DependencyUnavailable, RateLimited
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.rate_limit import RateLimitMiddleware, RateLimitOptions
 from mcplane.pipeline import Call, CallKind, Pipeline
+from tests.conftest import error_of
 
 ALICE, BOB = Principal("alice"), Principal("bob")
 
@@ -153,8 +154,7 @@ async def test_refusal_leaves_the_pipeline_as_a_rate_limited_tool_error(limiter:
     refused = await chain(make_call({}))
     assert isinstance(refused, CallToolResult)
     assert refused.is_error
-    assert refused.structured_content is not None
-    error = refused.structured_content["error"]
+    error = error_of(refused)
     assert (error["code"], error["retryable"], error["retry_after_ms"]) == ("rate_limited", True, 60_000)
 
 

@@ -16,6 +16,7 @@ from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.observability import DrainGate, Lifecycle
 from mcplane.pipeline import Call
 from mcplane.transports.http import HTTPApp, HTTPOptions
+from tests.conftest import error_of
 from tests.observability.support import MODERN, modern_call, modern_headers
 
 
@@ -51,8 +52,7 @@ def make_plane() -> tuple[Plane, anyio.Event, anyio.Event]:
 
 def _code(result: CallToolResult) -> str:
     assert result.is_error
-    assert result.structured_content is not None
-    return result.structured_content["error"]["code"]
+    return error_of(result)["code"]
 
 
 async def test_draining_refuses_new_calls_and_lets_those_in_flight_finish() -> None:
@@ -72,8 +72,7 @@ async def test_draining_refuses_new_calls_and_lets_those_in_flight_finish() -> N
             lifecycle.begin_drain("SIGTERM")
             refused = await client.call_tool("add", {"a": 1, "b": 2})
             assert _code(refused) == "dependency_unavailable"
-            assert refused.structured_content is not None
-            assert refused.structured_content["error"]["retryable"] is True
+            assert error_of(refused)["retryable"] is True
             with pytest.raises(MCPError) as resource:
                 await client.read_resource("config://app")
             assert resource.value.error.data["code"] == "dependency_unavailable"
@@ -119,8 +118,7 @@ async def test_past_the_grace_period_calls_are_cut_short_with_a_clear_error() ->
             await entered.wait()
             await lifecycle.drain()
     assert _code(results[0]) == "dependency_unavailable"
-    assert results[0].structured_content is not None
-    assert results[0].structured_content["error"]["message"] == "the server shut down before the call finished"
+    assert error_of(results[0])["message"] == "the server shut down before the call finished"
 
 
 async def test_a_forced_drain_does_not_wait_for_the_grace_period() -> None:

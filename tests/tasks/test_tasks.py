@@ -23,6 +23,7 @@ from mcp_types import (
 
 from mcplane import Context, Plane
 from mcplane.tasks import TASKS_EXTENSION, InMemoryTaskStore, TaskListenHandler, TaskRuntime
+from tests.conftest import wire_error_of
 from tests.tasks.conftest import WAIT, CreateTaskResult, TasksClient, connect, elicit_accept, wait_status
 
 
@@ -225,7 +226,7 @@ async def test_tool_errors_complete_and_protocol_errors_fail(plane: Plane) -> No
     assert tool_error_view["result"]["isError"] is True
     assert crash_view["result"]["isError"] is True
     assert "secret detail" not in str(crash_view)
-    assert crash_view["result"]["structuredContent"]["error"]["code"] == "internal_error"
+    assert wire_error_of(crash_view["result"])["code"] == "internal_error"
     assert failed_view["error"] == {"code": INTERNAL_ERROR, "message": "upstream refused"}
     assert "result" not in failed_view
     assert failed_view["statusMessage"] == "upstream refused"

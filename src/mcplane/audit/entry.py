@@ -29,7 +29,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
 from mcplane.audit.chain import canonical, sha256_hex
-from mcplane.errors import MCPlaneError
+from mcplane.errors import MCPlaneError, error_object_of
 from mcplane.middleware.errors import to_mcplane_error
 
 if TYPE_CHECKING:
@@ -145,9 +145,8 @@ def result_code(result: Any) -> str | None:
     """The error code of a tool result with ``isError: true`` (``tool_error`` if it has none)."""
     if not isinstance(result, CallToolResult) or not result.is_error:
         return None
-    structured = result.structured_content or {}
-    error = structured.get("error")
-    code = error.get("code") if isinstance(error, Mapping) else None
+    error = error_object_of(result)
+    code = error.get("code") if error is not None else None
     return str(code)[:_MAX_TEXT] if isinstance(code, str) and code else "tool_error"
 
 

@@ -187,10 +187,12 @@ class RedisRateLimiter:
         check_cost(cost, [limit for _, limit in checks])
         args: list[Any] = [cost, *limit_args]
         with unavailable(self.component):
+            # Typed as Any: redis-py's script stubs change from release to release (8.2 made them unions).
             if self._pipelining:
-                allowed, remaining, retry_after_ms, index = await self._queue(redis_keys, args)
+                answer: Any = await self._queue(redis_keys, args)
             else:
-                allowed, remaining, retry_after_ms, index = await self._script(keys=redis_keys, args=args)
+                answer = await self._script(keys=redis_keys, args=args)
+            allowed, remaining, retry_after_ms, index = answer
         return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
 
     def _queue(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
@@ -319,7 +321,7 @@ class RedisBudgetStore:
         window_ms = check_spend(cost, [limit for _, limit in checks], window)
         args: list[Any] = [cost, window_ms, int(force), *(limit for _, limit in checks)]
         with unavailable(self.component):
-            out = await self._script(keys=[self._prefix + key for key in keys], args=args)
+            out: Any = await self._script(keys=[self._prefix + key for key in keys], args=args)
         values = [int(value) for value in out]
         rows = [(values[1 + 2 * i], limit, values[2 + 2 * i]) for i, (_, limit) in enumerate(checks)]
         return pick(rows, bool(values[0]), [key for key, _ in checks])

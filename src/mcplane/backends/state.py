@@ -250,7 +250,8 @@ class RedisStateStore:
         ttl_ms = _ttl_ms(ttl)
         try:
             with unavailable(self.component):
-                return int(await self._incr(keys=[self._prefix + key], args=[amount, ttl_ms]))
+                value: Any = await self._incr(keys=[self._prefix + key], args=[amount, ttl_ms])
+                return int(value)
         except ResponseError as exc:
             if "not an integer" in str(exc) or "overflow" in str(exc):
                 raise _not_an_integer() from None

@@ -2,7 +2,7 @@
 
 A tool failure arrives as a result with ``isError: true``; a protocol failure as a JSON-RPC error.
 Either may carry mcplane's error object ``{code, message, retryable, retry_after_ms?,
-correlation_id, details?}`` (in ``structuredContent.error`` or in the error's ``data``). Such an
+correlation_id, details?}`` (in ``_meta["mcplane/error"]`` or in the error's ``data``). Such an
 error is raised as the class with that code (``rate_limited`` → :class:`~mcplane.RateLimited`),
 carrying the message, ``retry_after_ms``, ``details`` and, as attributes set on the instance,
 ``correlation_id`` and the ``retryable`` the server said. An ``isError`` result without a known
@@ -19,7 +19,7 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, TextContent
 
-from mcplane.errors import WIRE_ERRORS, DependencyUnavailable, MCPlaneError
+from mcplane.errors import WIRE_ERRORS, DependencyUnavailable, MCPlaneError, error_object_of
 
 __all__ = ["ToolFailed", "from_mcp_error", "from_result", "is_transport_error", "stamp", "tls_failure", "unwrap"]
 
@@ -90,8 +90,7 @@ def _from_object(body: dict[str, Any], fallback: str, result: CallToolResult | N
 def from_result(result: CallToolResult) -> MCPlaneError:
     """The exception an ``isError`` tool result means."""
     text = next((block.text for block in result.content if isinstance(block, TextContent)), None)
-    structured = result.structured_content
-    body = _error_object(structured.get("error")) if structured is not None else None
+    body = _error_object(error_object_of(result))
     if body is not None:
         return _from_object(body, text or "the tool failed", result)
     return stamp(ToolFailed(text, result=result), correlation_id=None)

@@ -40,7 +40,7 @@ from mcp_types import (
 
 from mcplane.client._errors import from_mcp_error, is_transport_error, unwrap  # pyright: ignore[reportPrivateUsage]
 from mcplane.context import TIMEOUT_META_KEY, Context
-from mcplane.errors import CircuitOpen, DependencyUnavailable, MCPlaneError, Timeout, UpstreamError
+from mcplane.errors import CircuitOpen, DependencyUnavailable, MCPlaneError, Timeout, UpstreamError, error_object_of
 from mcplane.gateway.balancer import Balancer
 from mcplane.gateway.config import UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection
@@ -346,9 +346,8 @@ def _ran_out_of_time(result: Any) -> bool:
     """The upstream answered ``deadline_exceeded``: the budget the gateway gave it ran out."""
     if not isinstance(result, CallToolResult) or not result.is_error:
         return False
-    structured: Any = result.structured_content or {}
-    error: Any = structured.get("error") if isinstance(structured, dict) else None
-    return isinstance(error, dict) and error.get("code") == "deadline_exceeded"  # pyright: ignore[reportUnknownMemberType]
+    error = error_object_of(result)
+    return error is not None and error.get("code") == "deadline_exceeded"
 
 
 def _outcome(result: Any) -> str:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp_types import CallToolResult
 
-from mcplane.errors import InvalidArguments, MCPlaneError, NotFound
+from mcplane.errors import InvalidArguments, MCPlaneError, NotFound, error_object_of
 from mcplane.gateway.config import GatewayConfig, VersionedToolConfig
 from mcplane.observability.logs import EVENT_KEY
 
@@ -82,9 +82,8 @@ def result_failed(result: Any) -> bool | None:
     """A tool result as a canary outcome: ``True`` failed, ``False`` served, ``None`` the caller's mistake."""
     if not isinstance(result, CallToolResult) or not result.is_error:
         return False
-    structured: Any = result.structured_content
-    error: Any = structured.get("error") if isinstance(structured, dict) else None
-    code: Any = error.get("code") if isinstance(error, dict) else None
+    error = error_object_of(result)
+    code: Any = error.get("code") if error is not None else None
     return None if code in CALLER_CODES else True
 
 

@@ -2,7 +2,7 @@
 
 It sits after ``authenticate`` (so it knows who) and before ``authorize`` (so denials are
 recorded). For each call it writes a ``pending`` record before calling on, then an outcome
-record: ``ok``; ``error`` with the code from a tool result's ``structuredContent.error.code``;
+record: ``ok``; ``error`` with the code from a tool result's ``_meta["mcplane/error"].code``;
 or ``error`` with the code of a raised exception (``Forbidden`` from authorize, a timeout, a
 crash, a cancellation), which it re-raises unchanged. See :mod:`mcplane.audit.writer` for what
 happens when the sink fails and :mod:`mcplane.audit.entry` for what a record holds.

@@ -1,7 +1,8 @@
 """The outermost slot: every failure leaves as a stable error code, never as exception text.
 
-A tool failure becomes a tool result with ``isError: true`` and the error object in
-``structuredContent``; a protocol failure (an unknown tool, resource or prompt, or any failure
+A tool failure becomes a tool result with ``isError: true`` and the error object in its
+``_meta["mcplane/error"]`` and, as JSON, in its text content (never in ``structuredContent``,
+which a tool's ``outputSchema`` governs); a protocol failure (an unknown tool, resource or prompt, or any failure
 of a resource read or prompt get) becomes a JSON-RPC error with the error object in ``data``.
 The exception itself is logged on the server with the correlation id the client sees.
 """
@@ -17,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from mcplane.errors import InternalError, InvalidArguments, MCPlaneError
+from mcplane.errors import ERROR_META_KEY, InternalError, InvalidArguments, MCPlaneError
 from mcplane.pipeline import Call, CallNext
 
 __all__ = ["ErrorsMiddleware", "error_result", "to_mcplane_error"]
@@ -81,8 +82,8 @@ def error_result(error: MCPlaneError, correlation_id: str) -> CallToolResult:
     body = error.to_dict(correlation_id)
     return CallToolResult(
         content=[TextContent(type="text", text=orjson.dumps({"error": body}).decode())],
-        structured_content={"error": body},
         is_error=True,
+        _meta={ERROR_META_KEY: body},
     )
 
 

@@ -2,7 +2,7 @@
 
 It sits inside ``errors`` and ``tracing`` and outside everything else, so it sees each call's
 true outcome before the errors slot turns it into an answer: a result (``ok``, or ``error``
-with the code a tool result carries in ``structuredContent.error.code``) or an exception (its
+with the code a tool result carries in ``_meta["mcplane/error"].code``) or an exception (its
 stable code: ``rate_limited``, ``forbidden``, ``timeout``, ``cancelled``, ...).
 
 Per call it updates ``mcplane_calls_in_flight``, ``mcplane_calls_total``,
