@@ -63,3 +63,20 @@ fi
 # --- end test bed block --------------------------------------------------------------------------
 
 echo "test dependencies ready: node $("$node22" --version), conformance 0.2.0-alpha.12 and 0.1.16"
+
+# --- container image: podman and debootstrap (Debian packages) for tests/deploy/test_image.py ----
+# scripts/build-image.sh makes a Debian base with debootstrap and builds deploy/docker/Dockerfile
+# with podman; the test runs the image's root file system with chroot. It skips without them, and
+# fails without them under CI.
+if { ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; } \
+  && command -v apt-get >/dev/null 2>&1; then
+  apt_as=""
+  if [ "$(id -u)" != 0 ]; then apt_as="sudo -n"; fi
+  apt_install="$apt_as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman debootstrap"
+  if ! $apt_install >/dev/null 2>&1; then
+    $apt_as apt-get update -qq >/dev/null 2>&1 || true
+    $apt_install >/dev/null 2>&1 \
+      || echo "warning: could not install podman and debootstrap (apt-get install); image tests will skip" >&2
+  fi
+fi
+# --- end container image block -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """deploy/docker/Dockerfile, checked statically (no Docker engine here): stages, pinned base image,
 non-root user, HEALTHCHECK, ENTRYPOINT and CMD against the code they run.
 
-Running the HEALTHCHECK command against a live server is in test_live.py."""
+Running the HEALTHCHECK command against a live server is in test_probes.py; building the image for
+real (podman) and running it from its own root file system is in test_image.py."""
 
 from __future__ import annotations
 
