@@ -111,7 +111,7 @@ def image() -> str:
         check=False,
     )
     assert result.returncode == 0, f"scripts/build-image.sh failed:\n{result.stderr[-6000:]}"
-    assert result.stdout.splitlines()[-1] == IMAGE
+    assert result.stdout.strip().splitlines()[-1:] == [IMAGE], result.stdout
     print(f"scripts/build-image.sh: {time.monotonic() - started:.0f} s: {result.stderr.strip().splitlines()[-1]}")
     return IMAGE
 
@@ -142,7 +142,6 @@ class Served:
     port: int
     rootfs: Path
     stderr_path: Path
-    run: ImageRun
 
     @property
     def base(self) -> str:
@@ -237,7 +236,7 @@ def serving(run: ImageRun, tmp_path: Path) -> Iterator[Served]:
         proc = subprocess.Popen(
             run.argv(command, overrides), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog
         )
-    served = Served(proc, port, run.rootfs, stderr_path, run)
+    served = Served(proc, port, run.rootfs, stderr_path)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _healthy(served.base):
