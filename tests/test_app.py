@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -57,7 +58,14 @@ async def test_unknown_tool_through_dispatch_is_a_protocol_error() -> None:
     async with Client(_plane().sdk) as client:
         with pytest.raises(MCPError) as caught:
             await client.call_tool("missing", {})
-    assert caught.value.error.data == {"code": "not_found"}
+    data = caught.value.error.data
+    assert caught.value.error.code == -32602
+    assert {k: v for k, v in data.items() if k != "correlation_id"} == {
+        "code": "not_found",
+        "message": "Unknown tool: missing",
+        "retryable": False,
+    }
+    assert re.fullmatch(r"[0-9a-f]{16}", data["correlation_id"])  # the full error object, as for every failure
 
 
 async def test_lifespan_is_reentrant_and_opens_dependencies_once() -> None:

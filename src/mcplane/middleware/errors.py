@@ -19,6 +19,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from mcplane.errors import ERROR_META_KEY, InternalError, InvalidArguments, MCPlaneError
+from mcplane.middleware.validate import MAX_DETAILS, pydantic_details
 from mcplane.pipeline import Call, CallNext
 
 __all__ = ["ErrorsMiddleware", "error_result", "to_mcplane_error"]
@@ -27,14 +28,7 @@ logger = logging.getLogger("mcplane.errors")
 
 
 def _validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": ".".join(str(part) for part in err["loc"]) or "(arguments)",
-            "message": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
+    return pydantic_details(exc, MAX_DETAILS)
 
 
 def _rejected_arguments(exc: BaseException) -> bool:
