@@ -23,12 +23,12 @@ from pydantic import ValidationError
 from mcplane.config import PlaneConfig, ToolPolicy
 from mcplane.context import ANONYMOUS, Context
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
-from mcplane.errors import ConfigError, InvalidArguments
+from mcplane.errors import ConfigError, InvalidArguments, NotFound
 from mcplane.fastpath import FastPath
 from mcplane.layers import Layers, build_layers
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
-from mcplane.middleware.validate import ValidateMiddleware
+from mcplane.middleware.validate import ArgumentLimits, ValidateMiddleware
 from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
 from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
@@ -106,7 +106,8 @@ class Plane:
         timeout = None if default_timeout is None else parse_duration(default_timeout, field="default_timeout")
         self._timeout = TimeoutMiddleware(timeout)
         self.pipeline.set("timeout", self._timeout)
-        self._validate = ValidateMiddleware()
+        self._validate = ValidateMiddleware(local_validator=self._argument_validator)
+        self.pipeline.set("validate", self._validate)  # bounds every call's arguments, then checks schemas
         self.config = PlaneConfig()
         self.layers = Layers()
         self._policies: dict[str, dict[str, Any]] = {}
@@ -151,6 +152,11 @@ class Plane:
         self.config = config
         self._merged.clear()
         self._timeout.default_timeout = config.server.default_timeout
+        self._validate.limits = ArgumentLimits(
+            max_nodes=config.limits.max_argument_nodes,
+            max_depth=config.limits.max_argument_depth,
+            max_details=config.limits.max_error_details,
+        )
         if config.server.name:
             self.name = self.sdk._lowlevel_server.name = config.server.name
         if config.sessions.keys:  # replicas sharing the keys continue each other's multi-round-trip requests
@@ -267,7 +273,6 @@ class Plane:
             if input_schema is not None:
                 policy["input_schema"] = True
                 policy["json_schema"] = dict(input_schema)
-                self.pipeline.set("validate", self._validate)
                 registered = self.sdk._tool_manager.get_tool(tool_name)
                 assert registered is not None
                 registered.parameters = dict(input_schema)
@@ -331,7 +336,6 @@ class Plane:
         if self._users:
             raise ConfigError("add providers before the plane starts")
         self.providers.append(provider)
-        self.pipeline.set("validate", self._validate)  # provider tools are checked against their JSON Schema
         self._merged.clear()
 
     def providers_changed(self) -> None:
@@ -463,6 +467,15 @@ class Plane:
         """Run one call through the whole pipeline."""
         return await self._chain(call)
 
+    def _argument_validator(self, name: str) -> Callable[[dict[str, Any]], Any] | None:
+        """How the SDK validates a local tool's arguments (``None``: no such local tool)."""
+        tool = self.sdk._tool_manager.get_tool(name)
+        return None if tool is None else tool.fn_metadata.validate_arguments
+
+    def _not_found(self, call: Call, what: str) -> MCPError:
+        error = NotFound(f"Unknown {what}: {call.name}")
+        return MCPError(code=INVALID_PARAMS, message=error.message, data=error.to_dict(call.context.correlation_id))
+
     def _local(self, kind: CallKind, name: str) -> bool:
         if kind == "tool":
             return self.sdk._tool_manager.get_tool(name) is not None
@@ -478,13 +491,13 @@ class Plane:
                     return await provider.provide(call)
         if call.kind == "tool":
             if self.sdk._tool_manager.get_tool(call.name) is None:
-                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {call.name}", data={"code": "not_found"})
+                raise self._not_found(call, "tool")
             return await self.sdk.call_tool(call.name, dict(call.arguments), call.context)
         if call.kind == "resource":
             return await self.sdk._read_resource_result(call.name, call.context)
         prompt = self.sdk._prompt_manager.get_prompt(call.name)
         if prompt is None:
-            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {call.name}", data={"code": "not_found"})
+            raise self._not_found(call, "prompt")
         missing = [arg.name for arg in prompt.arguments or () if arg.required and arg.name not in call.arguments]
         if missing:
             details = [{"field": name, "message": "Field required", "type": "missing"} for name in missing]

@@ -122,6 +122,17 @@ class HTTPSection(_Section):
         return _duration(value)
 
 
+class LimitsSection(_Section):
+    """Bounds on what one call may make the server do (see docs/reliability.md)."""
+
+    max_argument_nodes: int = Field(default=100_000, gt=0)
+    """Values (objects, arrays, scalars) a tool call's arguments may hold; more is ``invalid_arguments``."""
+    max_argument_depth: int = Field(default=64, gt=0)
+    """How deeply a tool call's arguments may nest."""
+    max_error_details: int = Field(default=20, gt=0)
+    """Problems listed in an ``invalid_arguments`` answer (then a count of the rest)."""
+
+
 Backend = Literal["memory", "redis"]
 
 
@@ -302,6 +313,7 @@ class PlaneConfig(_Section):
 
     server: ServerSection = ServerSection()
     http: HTTPSection = HTTPSection()
+    limits: LimitsSection = LimitsSection()
     sessions: SessionsSection = SessionsSection()
     """Session ids and ``requestState`` sealed with keys every replica shares."""
     redis_url: Secret | None = None
