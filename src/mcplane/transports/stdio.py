@@ -61,10 +61,13 @@ async def stdio_streams(
         restore = os.dup(1)
         os.dup2(2, 1)
         stdout = os.fdopen(private, "wb", buffering=0, closefd=False)
-    source: IO[bytes] = sys.stdin.buffer if stdin is None else stdin
+    source = stdin if stdin is not None else sys.stdin.buffer if sys.stdin is not None else None
     loop = asyncio.get_running_loop()
     lines = asyncio.StreamReader(limit=max_line_bytes, loop=loop)
-    pipe = await _connect_stdin(source, lines)
+    kind = _input_kind(source)
+    pipe = await _connect_stdin(source, lines) if kind == "loop" and source is not None else None
+    if kind == "none":
+        lines.feed_eof()  # no standard input at all (descriptor 0 closed): at its end already
     out = stdout
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
     write_stream, write_reader = create_context_streams[SessionMessage](32)
@@ -142,7 +145,7 @@ async def stdio_streams(
         async with anyio.create_task_group() as tg:
             if hot is not None:
                 hot.bind(tg)
-            if pipe is None:
+            if kind == "thread" and source is not None:
                 tg.start_soon(_feed_from_file, source, lines)
             if stop is not None:
                 tg.start_soon(stop_reading, stop)
@@ -206,10 +209,24 @@ class Unanswered:
                 await self._quiet.wait()
 
 
-async def _connect_stdin(stdin: IO[bytes], reader: asyncio.StreamReader) -> asyncio.BaseTransport | None:
-    """Read a pipe, socket or terminal through the event loop; ``None`` for a regular file."""
-    if stat.S_ISREG(os.fstat(stdin.fileno()).st_mode):
-        return None  # ``mcplane run app.py < requests.jsonl``: the loop cannot watch a file
+def _input_kind(source: IO[bytes] | None) -> str:
+    """How to read the input: ``loop`` for a pipe, socket or terminal (the event loop watches it);
+    ``thread`` for anything the loop cannot watch: a regular file (``mcplane run app.py <
+    requests.jsonl``), ``/dev/null`` and other devices; ``none`` when there is no input at all."""
+    if source is None:
+        return "none"
+    try:
+        fd = source.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError):
+        return "none"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+        return "loop"
+    return "thread"
+
+
+async def _connect_stdin(stdin: IO[bytes], reader: asyncio.StreamReader) -> asyncio.BaseTransport:
+    """Read a pipe, socket or terminal through the event loop."""
     loop = asyncio.get_running_loop()
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), stdin)
     return transport
