@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,10 +21,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
+VENV_BIN = ".venv/bin/"
+"""Where the README's set-up puts ``mcplane``; the tests run this interpreter's instead."""
 
 
 def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def _block_with(marker: str) -> str:
+    return next(block for block in _blocks("bash") if marker in block)
+
+
+def _command_lines(block: str) -> list[str]:
+    """The block's command lines (comments dropped, continued lines joined), in order."""
+    joined = block.replace("\\\n", " ")
+    return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
+
+
+def _here(line: str, port: int | None = None) -> list[str]:
+    """A README command line as argv for this environment (and a free port for 8000)."""
+    if port is not None:
+        line = line.replace("8000", str(port))
+    return shlex.split(line.replace(VENV_BIN, f"{BIN}/"))
 
 
 def _free_port() -> int:
@@ -88,23 +110,131 @@ def test_server_snippet_runs_over_stdio(tmp_path: Path) -> None:
     assert '"name": "Ada"' in out.stdout
 
 
+def test_the_readme_names_the_lock_and_the_newest_run() -> None:
+    assert "requirements/test-py311-linux.txt" in README
+    assert "requirements/test-py311-linux.txt" in (ROOT / "scripts" / "test.sh").read_text()
+    assert "`bash scripts/test-newest.sh`" in README
+    assert "`bash scripts/lock.sh`" in README
+
+
+def test_every_mcplane_command_works_in_a_new_shell() -> None:
+    """No bare ``mcplane``: the set-up does not activate the virtual environment."""
+    from mcplane.cli import _parser
+
+    checked = 0
+    for block in _blocks("bash"):
+        for line in _command_lines(block):
+            first = line.split()[0]
+            assert first != "mcplane", f"a bare mcplane is not on PATH in a new shell: {line}"
+            if first == f"{VENV_BIN}mcplane":
+                if line.endswith(" --version"):
+                    continue  # argparse prints it and exits; run by test_run_and_call_commands
+                _parser().parse_args(shlex.split(line)[1:])  # a usage mistake exits 2 here
+                checked += 1
+    assert checked >= 20
+    config = json.loads(next(block for block in _blocks("json") if "mcpServers" in block))
+    entry = config["mcpServers"]["billing"]
+    assert entry["command"].startswith("/")
+    assert entry["command"].endswith("/.venv/bin/mcplane")
+    assert entry["args"][0] == "run"
+    assert entry["args"][1].startswith("/")
+
+
+def test_first_calls(quickstart_port: int) -> None:
+    list_, call, read, prompt = (_here(line, quickstart_port) for line in _command_lines(_block_with(" list ")))
+    listed = subprocess.run(list_, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    assert "summarize(topic)" in listed.stdout.splitlines()[-1]
+    called = subprocess.run(call, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert json.loads(called.stdout)["structuredContent"] == {"result": 3}
+    got = subprocess.run(read, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert json.loads(got.stdout)["contents"][0]["text"] == "profile of u1"
+    asked = subprocess.run(prompt, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "invoices" in json.loads(asked.stdout)["messages"][0]["content"]["text"]
+
+
+def test_dev_command() -> None:
+    [line] = _command_lines(_block_with(" dev "))
+    port = _free_port()
+    argv = _here(line.replace("--port 8001", f"--port {port}"))
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_healthy(port, proc)  # type: ignore[arg-type]
+        called = subprocess.run(
+            [str(BIN / "mcplane"), "call", f"http://127.0.0.1:{port}/mcp", "add", "--args", '{"a": 2, "b": 2}'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert json.loads(called.stdout)["structuredContent"] == {"result": 4}
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert proc.stdout is not None
+    printed = proc.stdout.read()
+    proc.stdout.close()
+    assert f"npx @modelcontextprotocol/inspector --cli http://127.0.0.1:{port}/mcp --transport http" in printed
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+@pytest.mark.parametrize(("marker", "answer_id"), [("2026-07-28", 1), ("SESSION=", 2)])
+def test_curl_examples(quickstart_port: int, marker: str, answer_id: int) -> None:
+    block = next(block for block in _blocks("bash") if "curl" in block and marker in block)
+    done = subprocess.run(
+        ["bash", "-c", block.replace("8000", str(quickstart_port))], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line.removeprefix("data: ") for line in done.stdout.splitlines() if line.strip()]
+    answer = json.loads(lines[-1])
+    assert answer["id"] == answer_id
+    assert answer["result"]["structuredContent"] == {"result": 3}
+    if marker == "SESSION=":
+        assert "Mcp-Session-Id: $SESSION" in block
+        assert "MCP-Protocol-Version: 2025-11-25" in block
+        assert "notifications/initialized" in block
+    else:
+        assert '"io.modelcontextprotocol/clientCapabilities": {}' in block
+        assert "Mcp-Method: tools/call" in block
+        assert "Mcp-Name: add" in block
+
+
 def test_run_and_call_commands(quickstart_port: int) -> None:
     lines = [
-        line.split("#")[0].strip()
-        for line in next(block for block in _blocks("bash") if "mcplane --version" in block).splitlines()
-        if line.startswith("mcplane call") or line.startswith("mcplane --version")
+        line
+        for line in _command_lines(_block_with("--version"))
+        if shlex.split(line)[1] in ("call", "list", "--version") or "config check examples/" in line
     ]
-    assert len(lines) == 4
+    assert len(lines) == 7
     for line in lines:
-        argv = shlex.split(line.replace("8000", str(quickstart_port)))
-        argv[0] = str(BIN / "mcplane")
-        if len(argv) > 2 and argv[2].startswith("mcplane run"):
-            argv[2] = f"{BIN / 'mcplane'} run {ROOT / 'examples/quickstart/server.py'}"
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        out = subprocess.run(_here(line, quickstart_port), capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0, (line, out.stderr)
-        if "call" in argv:
-            assert '"structuredContent"' in out.stdout
-            assert '"result": 3' in out.stdout
+        if " call " in line:
+            assert json.loads(out.stdout)["structuredContent"] == {"result": 3}
+        if " list " in line:
+            assert out.stdout.split()[:3] == ["tools:", "fetch_user", "Fetch"]
+
+
+def test_install_commands(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "XDG_CONFIG_HOME"}
+    env["HOME"] = str(tmp_path)
+    vscode = tmp_path / "workspace" / ".vscode" / "mcp.json"
+    written: list[Path] = []
+    for line in _command_lines(_block_with("mcplane install")):
+        argv = _here(line)
+        if argv[2] == "vscode":  # it writes .vscode/mcp.json here: not into the repository
+            argv += ["--config-path", str(vscode)]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        assert out.returncode == 0, (line, out.stderr)
+        written.append(Path(out.stdout.split(" in ", 1)[1].split(";")[0]))
+    assert written[1] == tmp_path / ".cursor" / "mcp.json"
+    assert written[2] == vscode
+    assert written[0].is_relative_to(tmp_path)
+    assert written[0].name == "claude_desktop_config.json"
+    for path in written:
+        config = json.loads(path.read_text())
+        [entry] = (config.get("mcpServers") or config["servers"]).values()
+        assert entry["command"] == str(BIN / "mcplane")
+        assert entry["args"] == ["run", str(ROOT / "examples" / "quickstart" / "server.py")]
 
 
 @pytest.mark.parametrize("marker", ["websocket_client(", 'Client("http://127.0.0.1:8000/mcp")'])

@@ -230,7 +230,13 @@ def serve_http(
     server.tls_reloader = tls_reloader
     server.tls_reload_interval = tls_reload_interval
     bound = sock.getsockname()
-    lifecycle.start(host=bound[0], port=bound[1])
+    where, secure = (f"[{bound[0]}]" if ":" in bound[0] else bound[0]), ("s" if tls is not None else "")
+    lifecycle.start(
+        host=bound[0],
+        port=bound[1],
+        url=f"http{secure}://{where}:{bound[1]}{app.options.path}",
+        websocket_url=f"ws{secure}://{where}:{bound[1]}{app.options.path}",
+    )
     lifecycle.install()
     try:
         server.run(sockets=[sock])

@@ -1,0 +1,68 @@
+"""``mcplane config check FILE``: validate an ``mcplane.yaml`` or a ``gateway.yaml`` and summarise it.
+
+A file with an ``upstreams:`` section is a gateway config (``mcplane gateway --config``) and is
+checked by the gateway's own loader; any other file is a plane config (``mcplane run --config``).
+Either way secrets are resolved, ``MCPLANE__`` environment overrides applied, and the first
+mistake is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcplane.config import PlaneConfig
+    from mcplane.gateway.config import GatewayConfig, UpstreamConfig
+
+__all__ = ["check"]
+
+_LAYERS = ("auth", "authorization", "rate_limit", "cache", "budget", "audit")
+
+
+def check(file: str) -> int:
+    from mcplane.config import read_yaml_file
+
+    if "upstreams" in read_yaml_file(Path(file)):
+        return _check_gateway(file)
+    from mcplane.config import load_config
+
+    config = load_config(file)
+    print(f"ok: {file}")
+    _print_plane(config)
+    return 0
+
+
+def _print_plane(config: PlaneConfig) -> None:
+    sections = [name for name in _LAYERS if getattr(config, name)]
+    print(f"  layers configured: {', '.join(sections) or 'none'}")
+    print(f"  tool policies: {len(config.tools)} pattern(s); redis: {'yes' if config.redis_url else 'no'}")
+
+
+def _check_gateway(file: str) -> int:
+    from mcplane.gateway.config import load_gateway_config
+
+    config = load_gateway_config(file)
+    print(f"ok: {file} (gateway config)")
+    _print_plane(config.plane)
+    print(f"  upstreams: {len(config.upstreams)}")
+    for name, upstream in config.upstreams.items():
+        print(f"    {name}: {_describe_upstream(config, name, upstream)}")
+    if config.versions:
+        print(f"  versioned tools: {', '.join(config.versions)}")
+    reload = config.reload
+    watching = f"on SIGHUP or a file change (checked every {reload.interval:g} s)" if reload.watch else "on SIGHUP"
+    print(f"  reload: {watching}")
+    return 0
+
+
+def _describe_upstream(config: GatewayConfig, name: str, upstream: UpstreamConfig) -> str:
+    endpoints = ", ".join(endpoint.describe() for endpoint in upstream.endpoints)
+    parts = [f"tools as {config.namespace_of(name)}__*", f"{len(upstream.endpoints)} endpoint(s): {endpoints}"]
+    if upstream.timeout is not None:
+        parts.append(f"timeout {upstream.timeout:g} s")
+    if upstream.retries.attempts > 1:
+        parts.append(f"up to {upstream.retries.attempts} attempts")
+    if not upstream.required:
+        parts.append("optional")
+    return "; ".join(parts)
