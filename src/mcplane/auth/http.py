@@ -24,7 +24,7 @@ derived from the request's ``Host`` header.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,9 +67,17 @@ def protected_resource_metadata(config: AuthConfig, resource: str) -> dict[str, 
 
 class AuthASGI:
     def __init__(
-        self, app: ASGIApp, authenticator: Authenticator, config: AuthConfig | None = None, *, mcp_path: str = "/mcp"
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        config: AuthConfig | None = None,
+        *,
+        mcp_path: str = "/mcp",
+        on_refused: Callable[[int, str, str], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_refused = on_refused
+        """Told ``(status, reason, peer)`` of every refusal (metrics and the sampled log)."""
         self.authenticator = authenticator
         self.config = config or authenticator.config
         self.mcp_path = "/" + mcp_path.strip("/")
@@ -99,6 +107,10 @@ class AuthASGI:
                 _credential_headers(scope, self.config), certificate=certificate
             )
         except MCPlaneError as error:
+            if self.on_refused is not None:
+                client = scope.get("client")
+                status = 401 if isinstance(error, Unauthenticated) else (503 if error.retryable else 500)
+                self.on_refused(status, _reason(error), str(client[0]) if client else "")
             if kind == "websocket":
                 await receive()  # websocket.connect: refuse the handshake, never accept
                 reason = "unauthenticated" if isinstance(error, Unauthenticated) else error.code
@@ -169,6 +181,13 @@ class AuthASGI:
             params.append('error="invalid_token"')
             params.append(f'error_description="{error.message}"')
         return "Bearer " + ", ".join(params)
+
+
+def _reason(error: MCPlaneError) -> str:
+    """The refusal's reason code (one of a fixed set: ``mcplane.auth.errors.REASONS``), else its code."""
+    details = error.details
+    reason = details.get("reason") if isinstance(details, Mapping) else None
+    return str(reason) if isinstance(reason, str) else error.code
 
 
 def _credential_headers(scope: Scope, config: AuthConfig) -> Mapping[str, str]:

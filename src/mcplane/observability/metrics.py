@@ -14,6 +14,7 @@ The names are a contract (``deploy/`` rules and dashboards use them); never rena
     mcplane_audit_sink_errors_total                counter; failed sink writes and pings
     mcplane_ready                                  gauge; 1 while ready, 0 when not (or draining)
     mcplane_fast_path_calls_total                  counter; calls answered on the hot path
+    mcplane_http_refusals_total{status,reason}     counter; requests refused before the protocol (401, 403, 421, 431, ...)
     mcplane_canary_rollbacks_total{tool}           counter; automatic returns of a versioned tool to stable
     mcplane_canary_weight{tool}                    gauge; the canary's share of unpinned calls in force
     process_*                                      prometheus-client's process collector
@@ -141,6 +142,12 @@ class Metrics:
         )
         self.fast_path_calls = Counter(
             "mcplane_fast_path_calls_total", "Calls answered on mcplane's hot path.", registry=reg
+        )
+        self.http_refusals = Counter(
+            "mcplane_http_refusals_total",
+            "Requests refused at the HTTP layer before the protocol, by status and reason code.",
+            ["status", "reason"],
+            registry=reg,
         )
         self.canary_rollbacks = Counter(
             "mcplane_canary_rollbacks_total",

@@ -32,6 +32,7 @@ from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.framing import decode_value, error_frame
 from mcplane.transports.http_fast import serve_fast
+from mcplane.transports.refusals import Refusals
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
 from mcplane.transports.sessions import SessionManager, requestor
@@ -125,6 +126,8 @@ class HTTPApp:
         self.plane = plane
         self.options = options or HTTPOptions()
         self.guard = HostOriginPolicy(tuple(self.options.allowed_hosts), tuple(self.options.allowed_origins))
+        self.refused = Refusals()
+        """Counts and samples every request refused before the protocol (uvicorn's 431s included)."""
         self.draining = False
         self._manager: SessionManager | None = None
         self.fanout: Fanout | None = None
@@ -182,11 +185,15 @@ class HTTPApp:
             self.observability = self.plane.layers.observability
             if self.observability is not None:
                 self.observability.bind(self.plane)
+                if self.observability.metrics is not None:
+                    self.refused.counter = self.observability.metrics.http_refusals
             authenticator = self.plane.layers.authenticator
             if authenticator is not None:
                 from mcplane.auth import AuthASGI
 
-                self._auth = AuthASGI(self._authenticated, authenticator, mcp_path=self.options.path)
+                self._auth = AuthASGI(
+                    self._authenticated, authenticator, mcp_path=self.options.path, on_refused=self.refused
+                )
             try:
                 yield
             finally:
@@ -194,6 +201,7 @@ class HTTPApp:
                 self.fanout = None
                 self._auth = None
                 self.observability = None
+                self.refused.counter = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -238,10 +246,11 @@ class HTTPApp:
         # Some HTTP parsers keep trailing blanks in header values; RFC 9110 says they are not part of it.
         scope["headers"] = [(k, v.strip(b" \t")) for k, v in scope["headers"]]
         headers = _headers(scope)
-        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
+        rejection = self._check_guard(scope, headers)
         if rejection is not None:
             status, reason = rejection
-            await _respond(send, status, _error_body(status, "forbidden", reason))
+            code = "invalid_request" if status == 400 else "forbidden"
+            await _respond(send, status, _error_body(status, code, reason))
             return
         if self._auth is not None:
             await self._auth(scope, receive, send)
@@ -378,9 +387,23 @@ class HTTPApp:
         else:
             await manager.handle_request(scope, receive, send)
 
+    def _check_guard(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        """The Host/Origin check; a refusal is counted. Duplicates are refused, never resolved
+        (one parser's first is another's last: RFC 9112 §3.2 answers 400 to two Hosts)."""
+        if len(headers) < len(scope["headers"]):
+            for name in (b"host", b"origin"):
+                if sum(1 for key, _ in scope["headers"] if key == name) > 1:
+                    reason = f"duplicate {name.decode()} header"
+                    self.refused(400, f"duplicate_{name.decode()}", _peer(scope))
+                    return 400, reason
+        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
+        if rejection is not None:
+            self.refused(rejection[0], rejection[1].replace(" ", "_"), _peer(scope))
+        return rejection
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
-        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
+        rejection = self._check_guard(scope, headers)
         if rejection is not None:
             await _refuse_websocket(receive, send, rejection[1])
             return
@@ -465,6 +488,11 @@ def _not_a_message(body: bytes) -> bytes | None:
     except orjson.JSONEncodeError:  # its id, an integer beyond 64 bits, cannot be echoed
         decoded = error_frame(None, -32600, "invalid request: not a JSON-RPC 2.0 message", "invalid_request")
     return decoded.encode() if isinstance(decoded, str) else None
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Read timeouts for uvicorn's HTTP connections: a slow client (slow-loris) is cut off.
+"""Read timeouts and header limits for uvicorn's HTTP connections: a slow client (slow-loris)
+is cut off, and so is one whose request headers are too large.
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``); a client that
 sends its request headers or body a byte at a time, each byte just before that timer runs
@@ -18,6 +19,14 @@ keep-alive connection). A request whose body timed out sees ``http.disconnect``,
 client had gone. Cut-offs are logged at INFO, at most one line per 10 s. The timers live on the
 event loop: nothing runs per byte but a few attribute reads after each chunk the transport
 delivers.
+
+**Header limits.** uvicorn's httptools parser buffers request headers without bound (h11 has a
+16 KiB default, httptools none), and this happens before any authentication. While a request's
+headers are incomplete, the bytes and lines received for them are counted; past
+``max_header_bytes`` or ``max_headers`` lines the client gets ``431 Request Header Fields Too
+Large`` with a JSON-RPC error body (code ``invalid_request``) and the connection closes. So a
+connection holds at most about ``max_header_bytes`` plus one read of buffered headers. The
+WebSocket handshake is an HTTP request and is bounded the same way.
 """
 
 from __future__ import annotations
@@ -33,12 +42,20 @@ import orjson
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_HEADER_TIMEOUT", "timed_http_protocol"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_HEADERS",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "timed_http_protocol",
+]
 
 logger = logging.getLogger("mcplane.http")
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_MAX_HEADERS = 100
 
 _BODY = orjson.dumps(
     {
@@ -54,12 +71,30 @@ REQUEST_TIMEOUT = (
 )
 """What a client that was too slow gets before the connection closes, when nothing else was answered."""
 
+_TOO_LARGE_BODY = orjson.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32600, "message": "request headers too large", "data": {"code": "invalid_request"}},
+    }
+)
+HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_TOO_LARGE_BODY)
+    + _TOO_LARGE_BODY
+)
+"""What a client whose request headers are over the limits gets before the connection closes."""
+
 
 class _ReadTimeouts:
     """Mixed in before a uvicorn HTTP protocol class (which provides ``transport``, ``cycle``, ``loop``)."""
 
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    on_refused: Any = None
+    """Called with (status, reason) when a connection is refused here (metrics and the sampled log)."""
     transport: Any
     cycle: Any
     loop: asyncio.AbstractEventLoop
@@ -68,6 +103,10 @@ class _ReadTimeouts:
     _phase: str | None = None
     _seen: Any = None
     """The request whose headers were seen last (uvicorn's ``RequestResponseCycle``)."""
+    _header_bytes: int = 0
+    _header_lines: int = 0
+    _header_tail: bytes = b""
+    """The last bytes of the previous chunk of headers (a blank line may be split across chunks)."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -78,8 +117,36 @@ class _ReadTimeouts:
             self._phase = "headers"  # same timer: the time since the connection opened counts
         elif self._timer is None and not self._reading_body():
             self._arm(self.header_timeout, "headers")  # the first bytes of a new request
+        if self._phase == "headers" and self._over_header_limits(data):
+            self._refuse_headers()  # the parser never sees these bytes
+            return
         super().data_received(data)  # type: ignore[misc]
         self._observe()
+
+    def _over_header_limits(self, data: bytes) -> bool:
+        """Count the header bytes and lines of the request being received, up to its blank line."""
+        tail = self._header_tail + data
+        ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := tail.find(blank)) >= 0]
+        end = min(ends) - len(self._header_tail) if ends else len(data)
+        self._header_bytes += end
+        self._header_lines += data.count(b"\n", 0, end)
+        over = self._header_bytes > self.max_header_bytes or self._header_lines > self.max_headers + 1
+        if ends:  # this request's headers are complete: the next request starts afresh
+            self._header_bytes = self._header_lines = 0
+            self._header_tail = b""
+        else:
+            self._header_tail = tail[-3:]
+        return over
+
+    def _refuse_headers(self) -> None:
+        self._disarm()
+        _log_cut_off(_peer(self.transport), "headers", None)
+        on_refused = type(self).on_refused  # through the class: a plain function must not bind to self
+        if on_refused is not None:
+            on_refused(431, "headers_too_large", _peer(self.transport).rsplit(":", 1)[0])
+        if not self._answering():
+            self.transport.write(HEADERS_TOO_LARGE)
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
@@ -157,13 +224,17 @@ _log_state: list[float] = [-math.inf, 0]
 makes one line per interval."""
 
 
-def _log_cut_off(peer: str, phase: str, seconds: float) -> None:
+def _log_cut_off(peer: str, phase: str, seconds: float | None) -> None:
+    """``seconds``: the timeout that ran out; ``None``: the headers were over the size limits."""
     now = time.monotonic()
     if now < _log_state[0] + _LOG_INTERVAL:
         _log_state[1] += 1
         return
     more = f" ({int(_log_state[1])} more since the last such line)" if _log_state[1] else ""
     _log_state[:] = [now, 0]
+    if seconds is None:
+        logger.info("closed a connection from %s: its request headers were over the size limits%s", peer, more)
+        return
     logger.info("closed a connection from %s: the request %s did not arrive within %g s%s", peer, phase, seconds, more)
 
 
@@ -173,9 +244,8 @@ def _peer(transport: Any) -> str:
 
 
 @functools.cache
-def _subclass(base: type[Any], header_timeout: float, body_timeout: float) -> type[Any]:
-    attributes = {"__module__": __name__, "header_timeout": header_timeout, "body_timeout": body_timeout}
-    return type(f"Timed{base.__name__}", (_ReadTimeouts, base), attributes)
+def _subclass(base: type[Any], **attributes: Any) -> type[Any]:
+    return type(f"Timed{base.__name__}", (_ReadTimeouts, base), {"__module__": __name__, **attributes})
 
 
 def timed_http_protocol(
@@ -183,10 +253,23 @@ def timed_http_protocol(
     *,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    max_headers: int = DEFAULT_MAX_HEADERS,
+    on_refused: Any = None,
 ) -> type[Any]:
     """A uvicorn ``http=`` protocol class (a name as uvicorn's ``Config`` takes it, or a class)
-    that closes connections whose request headers or body arrive too slowly."""
+    that closes connections whose request headers or body arrive too slowly, or whose headers are
+    over ``max_header_bytes`` or ``max_headers``. ``on_refused(status, reason)`` is told of each."""
     if not (header_timeout > 0 and body_timeout > 0):
         raise ValueError("header_timeout and body_timeout must be positive")
+    if not (max_header_bytes > 0 and max_headers > 0):
+        raise ValueError("max_header_bytes and max_headers must be positive")
     base = import_from_string(HTTP_PROTOCOLS.get(http, http)) if isinstance(http, str) else http
-    return _subclass(base, float(header_timeout), float(body_timeout))
+    return _subclass(
+        base,
+        header_timeout=float(header_timeout),
+        body_timeout=float(body_timeout),
+        max_header_bytes=int(max_header_bytes),
+        max_headers=int(max_headers),
+        on_refused=on_refused,
+    )
