@@ -36,7 +36,8 @@ from mcplane import __version__
 from tests.conftest import REPO_ROOT, free_port
 from tests.deploy.deploy_support import require_tool
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]  # a cold build debootstraps the base and downloads every wheel
+# A cold build debootstraps the base and downloads every wheel.
+pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
 
 IMAGE = "localhost/mcplane:test"
 DERIVED = "localhost/mcplane-derived:test"

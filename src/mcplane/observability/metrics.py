@@ -14,7 +14,7 @@ The names are a contract (``deploy/`` rules and dashboards use them); never rena
     mcplane_audit_sink_errors_total                counter; failed sink writes and pings
     mcplane_ready                                  gauge; 1 while ready, 0 when not (or draining)
     mcplane_fast_path_calls_total                  counter; calls answered on the hot path
-    mcplane_http_refusals_total{status,reason}     counter; requests refused before the protocol (401, 403, 421, 431, ...)
+    mcplane_http_refusals_total{status,reason}     counter; refused before the protocol (401, 403, 421, 431, ...)
     mcplane_canary_rollbacks_total{tool}           counter; automatic returns of a versioned tool to stable
     mcplane_canary_weight{tool}                    gauge; the canary's share of unpinned calls in force
     process_*                                      prometheus-client's process collector
