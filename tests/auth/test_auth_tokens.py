@@ -234,14 +234,24 @@ async def test_claims_mapping_is_configurable(clock: FakeClock, rsa_key: rsa.RSA
     assert principal.tenant == "acme"
 
 
-async def test_scope_wins_over_scp_and_roles_may_be_a_string(
+async def test_scope_wins_over_scp_and_a_roles_string_is_one_role(
     rsa_auth: Authenticator, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    token = mint(rsa_key, "RS256", "r1", scope="a", scp=["b"], roles="admin ops", tenant="t1")
+    """``"user admin"`` must not grant ``admin``: by default a roles string is one role."""
+    token = mint(rsa_key, "RS256", "r1", scope="a b", scp=["c"], roles="user admin", tenant="t1")
     principal = await rsa_auth.authenticate(_bearer(token))
-    assert principal.scopes == {"a"}
-    assert principal.roles == {"admin", "ops"}
+    assert principal.scopes == {"a", "b"}  # scope is space-separated by definition (RFC 9068)
+    assert principal.roles == {"user admin"}
+    assert "admin" not in principal.roles
     assert principal.tenant == "t1"
+
+
+async def test_a_roles_string_is_split_when_configured(clock: FakeClock, rsa_key: rsa.RSAPrivateKey) -> None:
+    auth = _auth(clock, StaticKey(kid="r1", pem=public_pem(rsa_key)), claims={"roles_string": "split"})
+    token = mint(rsa_key, "RS256", "r1", scp="files.read files.write", roles="admin ops")
+    principal = await auth.authenticate(_bearer(token))
+    assert principal.roles == {"admin", "ops"}
+    assert principal.scopes == {"files.read", "files.write"}  # scp as a string, as Entra writes it
 
 
 def test_key_configuration_is_checked(rsa_key: rsa.RSAPrivateKey) -> None:

@@ -1,8 +1,9 @@
 """Verified token claims → :class:`~mcplane.context.Principal`.
 
-Subject from ``sub`` (configurable), roles from a configurable claim (default ``roles``),
-scopes from ``scope`` (space separated, RFC 8693/9068) or ``scp`` (a list or a string), tenant
-from a configurable claim (default ``tenant``).
+Subject from ``sub`` (configurable), roles from a configurable claim (default ``roles``: a
+list, or a string that is one role unless ``claims.roles_string: split``), scopes from ``scope``
+(space separated, RFC 8693/9068) or ``scp`` (a list or a space-separated string), tenant from a
+configurable claim (default ``tenant``).
 
 Names are compared exactly as the issuer wrote them: no case folding and no Unicode
 normalisation, so a look-alike (a Cyrillic or fullwidth spelling of ``admin``) never becomes
@@ -48,13 +49,13 @@ def claim(claims: Mapping[str, Any], name: str) -> Any:
     return node
 
 
-def _labels(value: Any) -> frozenset[str]:
-    """A list of strings, or one string of space-separated names."""
+def _labels(value: Any, *, split: bool = True) -> frozenset[str]:
+    """A list of strings, or one string: space-separated names (``split``) or a single name."""
     if value is None:
         return frozenset()
     if not isinstance(value, str | list | tuple):
         raise AuthenticationFailed("invalid_token")
-    items: Iterable[Any] = value.split() if isinstance(value, str) else value
+    items: Iterable[Any] = (value.split() if split else [value]) if isinstance(value, str) else value
     return frozenset(safe_label(item) for item in items)
 
 
@@ -67,7 +68,7 @@ def principal_from_claims(claims: Mapping[str, Any], mapping: ClaimsMapping | No
     tenant = None if tenant_value is None else safe_label(tenant_value)
     return Principal(
         subject=subject,
-        roles=_labels(claim(claims, mapping.roles)),
+        roles=_labels(claim(claims, mapping.roles), split=mapping.roles_string == "split"),
         scopes=scopes,
         tenant=tenant,
         claims=MappingProxyType(dict(claims)),

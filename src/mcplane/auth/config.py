@@ -102,6 +102,11 @@ class ClaimsMapping(_Model):
     subject: str = "sub"
     roles: str = "roles"
     tenant: str = "tenant"
+    roles_string: Literal["one", "split"] = "one"
+    """A roles claim given as a string: ``one`` role (the default: a value such as ``"user admin"``
+    is one odd role, never ``admin``), or ``split`` on spaces for an issuer that writes roles that
+    way. A list is always a list of roles. (``scope`` is always space-separated, per RFC 9068;
+    ``scp`` is a list or a space-separated string, as Entra writes it.)"""
 
 
 class StaticKey(_Model):
