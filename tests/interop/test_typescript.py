@@ -94,4 +94,4 @@ def report_of(servers: Servers) -> Any:
 @pytest.mark.parametrize(("cell", "case"), params(CELLS, lambda cell: HAS))
 def test_case(cell: Cell, case: Case, report_of: Any) -> None:
     outcomes: list[Outcome] = report_of(cell)["outcomes"][case.id]
-    case.check(cell.target, outcomes)
+    case.check(cell, outcomes)

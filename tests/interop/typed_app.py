@@ -176,7 +176,7 @@ def raw_error() -> Invoice:
 
 
 # ----------------------------------------------------------------------------------- cancellation
-@plane.tool(timeout="60s")
+@plane.tool(timeout="20s")
 async def wait_cancel(key: str) -> Invoice:
     """Waits until the client cancels it; records the cancellation under ``key``."""
     started, cancelled = _events(key)
