@@ -18,7 +18,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCResponse
 
 from mcplane.transports.stdio import stdio_streams
-from tests.conftest import E2E_APP, REPO_ROOT, mcplane_command
+from tests.conftest import E2E_APP, REPO_ROOT, mcplane_command, wire_error_of
 
 TIMEOUT = 10
 INITIALIZE = {
@@ -157,7 +157,7 @@ async def test_requests_in_flight_when_stdin_closes_are_still_answered(stdio: St
     await stdio.process.stdin.aclose()  # type: ignore[union-attr]
     answers = {answer["id"]: answer for answer in [await stdio.receive(), await stdio.receive()]}
     assert answers[3] == {"jsonrpc": "2.0", "id": 3, "result": {}}
-    assert answers[2]["result"]["structuredContent"]["error"]["code"] == "timeout"
+    assert wire_error_of(answers[2]["result"])["code"] == "timeout"
     with anyio.fail_after(TIMEOUT):
         assert await stdio.process.wait() == 0
 

@@ -62,6 +62,14 @@ class HTTPOptions:
     """Keep an in-memory event store so 2025-11-25 clients can resume SSE streams (Last-Event-ID)."""
     retry_interval_ms: int | None = 1000
     ws_ping_interval: float = 20.0
+    max_websockets: int = 1024
+    """Open WebSocket connections at most; one more is accepted and closed with 1013 (try again later)."""
+    ws_idle_timeout: float = 300.0
+    """A WebSocket connection with no message from its client and no call open this long is closed (1000, idle)."""
+    max_sessions: int | None = 10_000
+    """Open 2025-11-25 sessions at most (per process); one more ``initialize`` answers 503 (``None``: no cap)."""
+    session_idle_timeout: float = 1800.0
+    """A 2025-11-25 session with no request for this long is dropped here (its sealed id can be adopted again)."""
     fast_path: bool = True
     """Answer plain ``tools/call`` requests on mcplane's hot path (see :mod:`mcplane.fastpath`)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +174,8 @@ class HTTPApp:
             security_settings=None,  # checked here, once, for HTTP and WebSocket alike
             retry_interval=opts.retry_interval_ms,
             max_request_body_size=opts.max_body_bytes,
+            max_sessions=opts.max_sessions,
+            session_idle_timeout=opts.session_idle_timeout,
         )
         manager.fail_open = section.fail_open
         manager.on_adopted = self._adopted
@@ -380,6 +390,11 @@ class HTTPApp:
                 return
             receive = _replay(body, receive)
         if session_id is None:
+            if handshake_era and manager.full():  # answered here: the SDK's refusal carries no error code
+                self.refused(503, "too_many_sessions", _peer(scope))
+                body = _error_body(503, "dependency_unavailable", "too many open sessions; retry later")
+                await _respond(send, 503, body, extra_headers=((b"retry-after", b"1"),))
+                return
             with manager.opening(body):
                 await manager.handle_request(scope, receive, send)
         elif scope["method"] == "DELETE":

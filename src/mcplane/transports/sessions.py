@@ -190,8 +190,12 @@ class SessionManager(StreamableHTTPSessionManager):
         if self.fanout is not None:
             self.fanout.publish("s", {"i": session_id, "m": message})
 
+    def full(self) -> bool:
+        """Whether ``max_sessions`` sessions are open here (a new or adopted one would be refused)."""
+        return self.max_sessions is not None and len(self._server_instances) >= self.max_sessions
+
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
-        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+        if self.full():
             return None
         session_id = self.sealer.seal(self.sealer.opening_claims(_OPENING.get(), requestor))
         transport = self._new_transport(session_id)

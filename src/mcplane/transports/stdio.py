@@ -192,6 +192,11 @@ class Unanswered:
     def forget_id(self, request_id: RequestId) -> None:
         self._forget(request_id)
 
+    @property
+    def pending(self) -> bool:
+        """Whether a request is still waiting for its answer."""
+        return bool(self._ids)
+
     def written(self, message: JSONRPCMessage) -> None:
         if isinstance(message, JSONRPCResponse | JSONRPCError):
             self._forget(message.id)
