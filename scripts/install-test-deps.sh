@@ -80,3 +80,15 @@ if { ! command -v podman >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 
   fi
 fi
 # --- end container image block -------------------------------------------------------------------
+
+# --- interop clients: outside MCP clients for tests/interop/ (one prefix each) ---------------------
+# The official TypeScript SDK client and both MCP Inspector CLIs, pinned, each in its own prefix
+# under .tools/interop/ (their dependency trees differ: the Inspector 2.x is built on the SDK 2.x).
+# They run on the Node 22 installed above (the Inspector 2.x needs >= 22.19). tests/interop/ skips
+# without them, and fails without them under CI.
+interop="$tools/interop"
+mkdir -p "$interop/ts" "$interop/inspector-0.15" "$interop/inspector-2.12"
+install_npm "$interop/ts" @modelcontextprotocol/sdk@1.32.2
+install_npm "$interop/inspector-0.15" @modelcontextprotocol/inspector@0.15.0
+PATH="$(dirname "$node22"):$PATH" install_npm "$interop/inspector-2.12" @modelcontextprotocol/inspector@2.12.0
+# --- end interop clients block -------------------------------------------------------------------
