@@ -156,6 +156,7 @@ class Plane:
             max_nodes=config.limits.max_argument_nodes,
             max_depth=config.limits.max_argument_depth,
             max_details=config.limits.max_error_details,
+            max_result_bytes=config.limits.max_result_bytes,
         )
         if config.server.name:
             self.name = self.sdk._lowlevel_server.name = config.server.name

@@ -126,3 +126,23 @@ async def test_lookaround_patterns_still_work_and_nothing_echoes_the_value() -> 
 def test_an_invalid_schema_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="invalid input schema"):
         ValidateMiddleware()._validator({"type": "string", "pattern": "(("})
+
+
+async def test_a_result_over_the_limit_is_not_sent() -> None:
+    plane = Plane("results", config=PlaneConfig.model_validate({"limits": {"max_result_bytes": 100_000}}))
+
+    @plane.tool()
+    def text(n: int) -> str:
+        return "x" * n
+
+    @plane.tool()
+    def rows(n: int) -> list[dict[str, int]]:
+        return [{"row": i} for i in range(n)]
+
+    async with Client(plane.sdk, mode="2026-07-28") as client:
+        assert (await client.call_tool("text", {"n": 40_000})).structured_content == {"result": "x" * 40_000}
+        big = error_of(await client.call_tool("text", {"n": 200_000}))
+        many = error_of(await client.call_tool("rows", {"n": 20_000}))
+    assert (big["code"], big["retryable"]) == ("internal_error", False)
+    assert big["message"] == "the tool's result is larger than the 100000-byte limit"
+    assert many["details"] == {"limit_bytes": 100_000}

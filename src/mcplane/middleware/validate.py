@@ -21,22 +21,36 @@ which renders every one of possibly hundreds of thousands of problems.
 
 **Bounded answers.** At most ``max_error_details`` problems are listed, each with the JSON path of
 the field and what was wrong, never the offending value; when there are more, a last entry says
-how many (``"type": "truncated"``).
+how many (``"type": "truncated"``). A tool result larger than ``max_result_bytes`` (its text,
+blobs and structured content, as sent) is not sent: the caller gets ``internal_error`` (a local
+tool) or ``upstream_error`` (a gateway upstream), not retryable, and the server logs which tool.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema_rs
+import orjson
+from mcp_types import CallToolResult
 from pydantic import ValidationError
 
-from mcplane.errors import ConfigError, InvalidArguments
+from mcplane.errors import ConfigError, InternalError, InvalidArguments, UpstreamError
 from mcplane.pipeline import Call, CallNext
 
-__all__ = ["ArgumentLimits", "ValidateMiddleware", "bounded_details", "check_shape", "pydantic_details"]
+__all__ = [
+    "ArgumentLimits",
+    "ValidateMiddleware",
+    "bounded_details",
+    "check_shape",
+    "pydantic_details",
+    "result_size",
+]
+
+logger = logging.getLogger("mcplane.validate")
 
 MAX_DETAILS = 20
 PREVALIDATE_NODES = 1_000
@@ -55,6 +69,8 @@ class ArgumentLimits:
     """How deeply objects and arrays may nest in a call's arguments."""
     max_details: int = MAX_DETAILS
     """Problems listed in an ``invalid_arguments`` answer."""
+    max_result_bytes: int = 16 * 1024 * 1024
+    """Largest tool result sent (text, blobs and structured content)."""
 
 
 def _too(kind: str, message: str) -> InvalidArguments:
@@ -165,7 +181,15 @@ class ValidateMiddleware:
             self._check_schema(schema, dict(call.arguments))  # pyright: ignore[reportUnknownArgumentType]
         elif nodes > PREVALIDATE_NODES and self._local_validator is not None:
             self._check_model(call.name, dict(call.arguments))
-        return await call_next(call)
+        result = await call_next(call)
+        if isinstance(result, CallToolResult) and result_size(result, self.limits.max_result_bytes) > (
+            self.limits.max_result_bytes
+        ):
+            limit = self.limits.max_result_bytes
+            logger.warning("tool %r answered more than %d bytes; the result was not sent", call.name, limit)
+            kind = UpstreamError if "upstream" in call.policy else InternalError
+            raise kind(f"the tool's result is larger than the {limit}-byte limit", details={"limit_bytes": limit})
+        return result
 
     def _check_schema(self, schema: Mapping[str, Any], arguments: dict[str, Any]) -> None:
         validator = self._validator(schema)
@@ -206,6 +230,26 @@ class ValidateMiddleware:
 
             details = pydantic_details(exc, self.limits.max_details, sample)
             raise InvalidArguments("the arguments do not match the tool's input schema", details=details) from None
+
+
+def result_size(result: CallToolResult, limit: int) -> int:
+    """About the bytes ``result`` takes on the wire: its texts and blobs, plus its structured content
+    when that is not already mirrored in text (counting stops early once past ``limit``)."""
+    size = 0
+    for block in result.content:
+        text = getattr(block, "text", None)
+        data = getattr(block, "data", None)
+        resource = getattr(block, "resource", None)
+        if resource is not None:
+            text = getattr(resource, "text", None) or getattr(resource, "blob", None)
+        for value in (text, data):
+            if isinstance(value, str):
+                size += len(value)
+        if size > limit:
+            return size
+    if result.structured_content is not None and size < limit // 2:
+        size += len(orjson.dumps(result.structured_content, default=str))
+    return size
 
 
 def _keyword(schema_path: Any) -> str:
