@@ -1,26 +1,32 @@
-"""Audit fixtures: a unique PostgreSQL schema per test, the two sinks, a manual clock, a flaky sink."""
+"""Audit fixtures: a PostgreSQL schema per test, the two sinks, a manual clock, a flaky sink, an audited server."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
 
-from mcplane.audit import AuditSink, JsonlSink
+from mcplane.audit import AuditSink, JsonlSink, verify_file
 from mcplane.audit.postgres import PostgresSink
+from tests.conftest import ServerProcess, mcplane_command, start_server
 
 POSTGRES_DSN = os.environ.get("MCPLANE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 SinkFactory = Callable[[], AuditSink]
+HOSTILE_APP = Path(__file__).with_name("hostile_app.py")
 
 
 def free_port() -> int:
@@ -171,3 +177,82 @@ def run_writer_processes(kind: str, target: str, table: str, count: int, writers
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+MODERN = "2026-07-28"
+"""The stateless protocol era: its HTTP transport parses JSON with the standard library, which
+accepts what orjson and pydantic refuse (lone surrogate escapes, integers beyond 64 bits)."""
+
+
+@dataclass
+class AuditedServer:
+    """``tests/audit/hostile_app.py`` under ``mcplane run``, auditing to a JSONL file."""
+
+    server: ServerProcess
+    audit_file: Path
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.audit_file.exists():
+            return []
+        lines = self.audit_file.read_bytes().decode("utf-8").removesuffix("\n")
+        return [orjson.loads(line) for line in lines.split("\n")] if lines else []
+
+    def post(self, method: str, params: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+        """One 2026-07-28 request; the JSON is written by the standard library, so a lone surrogate
+        in ``params`` goes out as its escape (``"\\ud800"``) and a huge integer as its digits."""
+        name = params.get("uri") if method == "resources/read" else params.get("name")
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": method,
+            "params": {
+                **params,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        }
+        sent = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": MODERN,
+            "mcp-method": method,
+            "mcp-name": str(name),
+            **(headers or {}),
+        }
+        return httpx.post(self.server.url, content=json.dumps(body).encode(), headers=sent, timeout=30)
+
+    def audited(self, send: Callable[[], Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """What ``send()`` answered, and the one call's two records it left (pending, outcome)."""
+        before = len(self.records())
+        answer = send()
+        added = self.records()[before:]
+        assert len(added) == 2, f"expected one call's pending and outcome records, got {added}"
+        pending, outcome = added
+        assert pending["call_id"] == outcome["call_id"]
+        assert (pending["status"], outcome["status"]) in {("pending", "ok"), ("pending", "error")}
+        return answer, pending, outcome
+
+    def verify(self) -> None:
+        report = verify_file(self.audit_file)
+        assert report.ok, report.render()
+        assert report.count == len(self.records())
+
+    def verify_cli(self) -> None:
+        """``mcplane audit verify --file``, as an operator runs it."""
+        done = subprocess.run(
+            mcplane_command("audit", "verify", "--file", str(self.audit_file)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith(f"ok: {len(self.records())} records")
+
+
+def start_audited_server(tmp_path: Path, **env: str) -> AuditedServer:
+    """Serve ``hostile_app.py`` with ``audit:`` on (a file in ``tmp_path``) plus ``MCPLANE__`` overrides."""
+    audit_file = tmp_path / "audit.jsonl"
+    server = start_server(HOSTILE_APP, tmp_path=tmp_path, env={"MCPLANE__AUDIT__PATH": str(audit_file), **env})
+    return AuditedServer(server, audit_file)

@@ -6,6 +6,7 @@ from typing import Any
 
 from mcplane import Context
 from mcplane.audit.entry import request_facts
+from mcplane.audit.forwarded import TrustedProxies
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -19,7 +20,13 @@ def test_facts_from_the_scope_headers() -> None:
     context = _context((b"user-agent", b"agent/1"), (b"traceparent", TRACE.encode()), (b"x-forwarded-for", b"1.2.3.4"))
     facts = request_facts(context)
     assert (facts.client_ip, facts.user_agent, facts.trace_id) == ("10.0.0.7", "agent/1", TRACE[3:35])
-    assert request_facts(context, trust_forwarded=True).client_ip == "1.2.3.4"
+    assert request_facts(context, TrustedProxies(["10.0.0.0/8"])).client_ip == "1.2.3.4"
+    assert request_facts(context, TrustedProxies(["192.168.0.0/16"])).client_ip == "10.0.0.7"
+
+
+def test_every_copy_of_x_forwarded_for_counts_in_order() -> None:
+    context = _context((b"X-Forwarded-For", b"6.6.6.6, 1.2.3.4"), (b"x-forwarded-for", b"10.0.0.2"))
+    assert request_facts(context, TrustedProxies(["10.0.0.0/8"])).client_ip == "1.2.3.4"
 
 
 def test_the_lower_case_name_and_the_last_copy_win_as_in_context_headers() -> None:
@@ -31,4 +38,5 @@ def test_the_lower_case_name_and_the_last_copy_win_as_in_context_headers() -> No
 def test_long_values_are_capped_and_missing_ones_empty() -> None:
     facts = request_facts(_context((b"user-agent", b"x" * 1000)))
     assert facts.user_agent == "x" * 256
+    assert request_facts(_context((b"user-agent", b"a\x00b"))).user_agent == "a\\u0000b"
     assert (facts.trace_id, facts.session_id) == ("", "")

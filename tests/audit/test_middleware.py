@@ -152,6 +152,8 @@ async def test_a_denial_from_authorize_is_recorded_and_reraised(sink: JsonlSink)
     [
         (MCPError(code=-32602, message="Unknown tool: x", data={"code": "not_found"}), "not_found"),
         (MCPError(code=-32603, message="error reading resource"), "protocol_error"),
+        (MCPError(code=-32602, message="bad params"), "invalid_arguments"),
+        (MCPError(code=-32601, message="Method not found"), "not_found"),
         (RuntimeError("crash with a secret inside"), "internal_error"),
         (InvalidArguments(), "invalid_arguments"),
     ],
@@ -169,6 +171,18 @@ async def test_a_raised_error_is_recorded_with_its_code_and_reraised(
     _, outcome = await _records(sink)
     assert (outcome["status"], outcome["error_code"], outcome["result_sha256"]) == ("error", code, "")
     assert "secret" not in "\n".join(await sink.read_lines())
+
+
+async def test_a_resource_the_sdk_cannot_find_is_recorded_as_not_found(sink: JsonlSink) -> None:
+    audit = AuditMiddleware(sink)
+
+    async def read(call: Call) -> Any:
+        raise MCPError(code=-32602, message="resource not found", data={"uri": call.name})
+
+    with pytest.raises(MCPError):
+        await audit(Call("resource", "files://..", {}, Context(principal=ALICE)), read)
+    _, outcome = await _records(sink)
+    assert (outcome["kind"], outcome["status"], outcome["error_code"]) == ("resource", "error", "not_found")
 
 
 async def test_a_cancelled_call_is_recorded_as_cancelled(sink: JsonlSink) -> None:

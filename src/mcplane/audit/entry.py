@@ -2,18 +2,20 @@
 
 Where the request facts come from (``call.context`` is an :class:`mcplane.Context`):
 
-- **client IP**: the HTTP request the SDK attaches to the request context
-  (``context.request_context.request``, a Starlette ``Request`` on Streamable HTTP): its
-  ``client.host`` (the ASGI ``scope["client"]``, which the ASGI server may already have taken
-  from proxy headers: uvicorn does for peers in ``forwarded_allow_ips``, 127.0.0.1 by default).
-  With ``trust_forwarded=True`` the first ``X-Forwarded-For`` address wins (only behind a proxy
-  you run). Empty on stdio and WebSocket, whose requests carry no HTTP request.
-- **user agent**: the ``User-Agent`` request header (``context.headers``), capped at 256 chars.
+- **client IP**: the peer of the HTTP request or WebSocket connection that carried the call (the
+  ASGI ``scope["client"]``; ``mcplane run`` keeps uvicorn from rewriting it), or, when that peer
+  is one of ``http.trusted_proxies``, the right-most ``X-Forwarded-For`` hop that is not (see
+  :mod:`mcplane.audit.forwarded`). Empty on stdio, which has no peer.
+- **user agent**: the ``User-Agent`` header of the request (or of the WebSocket handshake),
+  capped at 256 chars.
 - **trace id**: the W3C ``traceparent`` header, else ``traceparent`` in the request's ``_meta``;
   only the 32-hex trace id is kept, and only when the value is well formed; else empty.
 - **principal**: ``context.principal`` (subject, tenant), set by the authenticate slot.
 
-Arguments and results are never stored: only SHA-256 of their canonical JSON.
+Arguments and results are never stored: only SHA-256 of their canonical JSON (which never fails,
+see :mod:`mcplane.audit.chain`). Text a client chose is stored bounded and safe for any reader:
+lone surrogates and NUL are written as ``\\udXXX`` / ``\\u0000`` text (PostgreSQL's ``jsonb``
+refuses a NUL), and a name longer than 1,024 chars keeps its head, its length and its SHA-256.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult
 
-from mcplane.audit.chain import canonical, sha256_hex
+from mcplane.audit.chain import canonical, escape_text, sha256_hex
+from mcplane.audit.forwarded import TrustedProxies
 from mcplane.errors import MCPlaneError, error_object_of
 from mcplane.middleware.errors import to_mcplane_error
 
@@ -36,12 +39,32 @@ if TYPE_CHECKING:
     from mcplane.context import Context
     from mcplane.pipeline import Call
 
-__all__ = ["RequestFacts", "call_entry", "error_code_of", "request_facts", "result_code", "utc_now"]
+__all__ = ["RequestFacts", "bounded_text", "call_entry", "error_code_of", "request_facts", "result_code", "utc_now"]
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_TEXT = 256
 _MAX_SESSION = 1024
 """Sealed session ids (any replica can continue them) are a few hundred characters: kept whole."""
+_MAX_NAME = 1024
+_NO_PROXIES = TrustedProxies()
+
+
+def _safe(text: str) -> str:
+    text = escape_text(text)
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
+def bounded_text(value: str, limit: int = _MAX_TEXT) -> str:
+    """``value`` as text any sink and reader takes: lone surrogates and NUL escaped, at most ``limit`` chars."""
+    return _safe(value[:limit])[:limit]
+
+
+def _name(value: str) -> str:
+    """A call's name, bounded: past :data:`_MAX_NAME` chars its head, full length and SHA-256."""
+    text = _safe(value)
+    if len(text) <= _MAX_NAME:
+        return text
+    return f"{text[:_MAX_NAME]}…[{len(text)} chars, sha256:{sha256_hex(text.encode())}]"
 
 
 def utc_now() -> str:
@@ -56,7 +79,7 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str:
     if value is None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return "" if value is None else str(value)[:_MAX_TEXT]
+    return "" if value is None else bounded_text(str(value))
 
 
 def _trace_id(value: Any) -> str:
@@ -76,51 +99,46 @@ class RequestFacts:
     session_id: str = ""
 
 
-_FACT_HEADERS = (b"x-forwarded-for", b"traceparent", b"user-agent")
+_FACT_HEADERS = (b"traceparent", b"user-agent")
+_FORWARDED_FOR = b"x-forwarded-for"
 
 
-def _scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
-    """The three headers a record uses, read in one pass over the scope's raw headers (where
-    ``context.headers`` comes from), by lower-case name: an exact lower-case name wins over another
-    spelling, the last copy over earlier ones. Cheaper than ``context.headers`` plus three lookups."""
+def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """The headers a record uses, read in one pass over the scope's raw headers (where
+    ``context.headers`` comes from), by lower-case name: of ``traceparent`` and ``user-agent``
+    an exact lower-case name wins over another spelling, the last copy over earlier ones (as in
+    ``context.headers``); every copy of ``X-Forwarded-For`` counts, in order, as one list."""
     exact: dict[str, str] = {}
     loose: dict[str, str] = {}
+    forwarded: list[str] = []
     for raw_name, raw_value in scope.get("headers", ()):
         if raw_name in _FACT_HEADERS:
             exact[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
-        elif raw_name.lower() in _FACT_HEADERS:
-            loose[raw_name.lower().decode("latin-1")] = raw_value.decode("latin-1")
-    return {**loose, **exact} if loose else exact
+            continue
+        lowered = raw_name.lower()
+        if lowered == _FORWARDED_FOR:
+            forwarded.append(raw_value.decode("latin-1"))
+        elif lowered in _FACT_HEADERS:
+            loose[lowered.decode("latin-1")] = raw_value.decode("latin-1")
+    return ({**loose, **exact} if loose else exact), ",".join(forwarded)
 
 
-def request_facts(context: Context, *, trust_forwarded: bool = False) -> RequestFacts:
+def request_facts(context: Context, proxies: TrustedProxies = _NO_PROXIES) -> RequestFacts:
+    """The request facts of ``context``; ``proxies``: whose ``X-Forwarded-For`` to believe."""
     scope = context.scope
-    if scope is not None:
-        found = _scope_headers(scope)
-
-        def header(name: str) -> str:
-            return found.get(name, "")[:_MAX_TEXT]
-
-    else:
+    session_id = bounded_text(str(context.session_id or ""), _MAX_SESSION)
+    if scope is None:
         headers = context.headers
         if headers is None:
-            return RequestFacts(session_id=str(context.session_id or "")[:_MAX_SESSION])
-
-        def header(name: str) -> str:
-            return _header(headers, name)
-
-    client_ip = ""
-    if trust_forwarded:
-        client_ip = header("x-forwarded-for").split(",")[0].strip()
-    if not client_ip and scope is not None:
-        peer = scope.get("client")
-        host = peer[0] if isinstance(peer, list | tuple) and peer else None
-        client_ip = str(host)[:_MAX_TEXT] if host else ""
-    trace = _trace_id(header("traceparent"))
-    if not trace:
-        trace = _trace_id(context.request_meta.get("traceparent"))
-    session_id = context.session_id or ""
-    return RequestFacts(client_ip, header("user-agent"), trace, str(session_id)[:_MAX_SESSION])
+            return RequestFacts(session_id=session_id)
+        trace = _trace_id(_header(headers, "traceparent")) or _trace_id(context.request_meta.get("traceparent"))
+        return RequestFacts("", _header(headers, "user-agent"), trace, session_id)
+    found, forwarded_for = _scope_headers(scope)
+    peer = scope.get("client")
+    host = peer[0] if isinstance(peer, list | tuple) and peer else None
+    client_ip = bounded_text(proxies.client_ip(str(host), forwarded_for)) if host else ""
+    trace = _trace_id(found.get("traceparent")) or _trace_id(context.request_meta.get("traceparent"))
+    return RequestFacts(client_ip, bounded_text(found.get("user-agent", "")), trace, session_id)
 
 
 def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
@@ -128,10 +146,10 @@ def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
     principal = call.context.principal
     return {
         "call_id": call_id,
-        "subject": principal.subject,
-        "tenant": principal.tenant,
+        "subject": bounded_text(principal.subject),
+        "tenant": None if principal.tenant is None else bounded_text(principal.tenant),
         "kind": call.kind,
-        "name": call.name,
+        "name": _name(call.name),
         "args_sha256": sha256_hex(canonical(dict(call.arguments))),
         "client_ip": facts.client_ip,
         "user_agent": facts.user_agent,
@@ -147,11 +165,17 @@ def result_code(result: Any) -> str | None:
         return None
     error = error_object_of(result)
     code = error.get("code") if error is not None else None
-    return str(code)[:_MAX_TEXT] if isinstance(code, str) and code else "tool_error"
+    return bounded_text(code) if isinstance(code, str) and code else "tool_error"
 
 
-def error_code_of(exc: BaseException) -> str:
-    """The stable code of a raised exception, as the errors slot will answer it."""
+def error_code_of(exc: BaseException, kind: str = "tool") -> str:
+    """The stable code of an exception raised by a call of ``kind``, as the errors slot answers it.
+
+    A JSON-RPC error without an mcplane code is classified by its JSON-RPC code: invalid params
+    is ``not_found`` on a resource read (the SDK's "resource not found", also its answer to a
+    template parameter that fails its path checks, such as ``..``) and ``invalid_arguments``
+    otherwise; method not found is ``not_found``; anything else ``protocol_error``.
+    """
     if isinstance(exc, anyio.get_cancelled_exc_class()):
         return "cancelled"
     if isinstance(exc, MCPlaneError):
@@ -159,7 +183,11 @@ def error_code_of(exc: BaseException) -> str:
     if isinstance(exc, MCPError):
         data = exc.data
         code = data.get("code") if isinstance(data, Mapping) else None
-        return str(code)[:_MAX_TEXT] if isinstance(code, str) and code else "protocol_error"
+        if isinstance(code, str) and code:
+            return bounded_text(code)
+        if exc.code == INVALID_PARAMS:
+            return "not_found" if kind == "resource" else "invalid_arguments"
+        return "not_found" if exc.code == METHOD_NOT_FOUND else "protocol_error"
     if isinstance(exc, Exception):
         mapped = to_mcplane_error(exc)
         return mapped.code if mapped is not None else "internal_error"

@@ -62,8 +62,10 @@ class AuditOptions:
     """Seconds after a sink failure before the call path tries the sink again."""
     write_timeout: float = 10.0
     """Seconds one sink write may take before it counts as failed."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers (addresses, CIDR blocks) whose ``X-Forwarded-For`` names the client: ``http.trusted_proxies``."""
     trust_forwarded: bool = False
-    """Take the client IP from ``X-Forwarded-For`` (only behind a proxy you control)."""
+    """Deprecated (``audit.trust_forwarded``): believe ``X-Forwarded-For`` from every peer."""
     clock: Callable[[], float] = time.monotonic
 
 

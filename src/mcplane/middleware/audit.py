@@ -6,6 +6,9 @@ record: ``ok``; ``error`` with the code from a tool result's ``_meta["mcplane/er
 or ``error`` with the code of a raised exception (``Forbidden`` from authorize, a timeout, a
 crash, a cancellation), which it re-raises unchanged. See :mod:`mcplane.audit.writer` for what
 happens when the sink fails and :mod:`mcplane.audit.entry` for what a record holds.
+
+Building a record cannot fail, whatever the call's arguments or name (see
+:mod:`mcplane.audit.chain`), so every call that reaches this slot has its records.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from mcplane.audit.chain import canonical, sha256_hex
 from mcplane.audit.entry import call_entry, error_code_of, request_facts, result_code, utc_now
+from mcplane.audit.forwarded import TrustedProxies
 from mcplane.audit.sink import AuditSink
 from mcplane.audit.writer import AuditOptions, AuditWriter
 from mcplane.pipeline import Call, CallNext
@@ -25,11 +29,12 @@ __all__ = ["AuditMiddleware"]
 
 class AuditMiddleware:
     def __init__(self, sink: AuditSink, options: AuditOptions | None = None) -> None:
-        self.options = options or AuditOptions()
-        self.writer = AuditWriter(sink, self.options)
+        self.options = options = options or AuditOptions()
+        self.writer = AuditWriter(sink, options)
+        self.proxies = TrustedProxies.everyone() if options.trust_forwarded else TrustedProxies(options.trusted_proxies)
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        facts = request_facts(call.context, trust_forwarded=self.options.trust_forwarded)
+        facts = request_facts(call.context, self.proxies)
         base = call_entry(call, uuid.uuid4().hex, facts)
         await self.writer.write_pending(
             {
@@ -45,7 +50,7 @@ class AuditMiddleware:
         try:
             result = await call_next(call)
         except BaseException as exc:
-            await self.writer.write_outcome(_outcome(base, started, error_code_of(exc), ""))
+            await self.writer.write_outcome(_outcome(base, started, error_code_of(exc, call.kind), ""))
             raise
         code = result_code(result)
         await self.writer.write_outcome(_outcome(base, started, code, sha256_hex(canonical(result))))
