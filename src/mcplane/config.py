@@ -115,11 +115,22 @@ class HTTPSection(_Section):
     """Seconds a connection gets to deliver a request's headers; slower ones are closed (408)."""
     body_timeout: float = Field(default=30.0, gt=0)
     """Seconds a request gets to deliver its body once its headers are in; slower ones are closed."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Peers (addresses, CIDR blocks) whose ``X-Forwarded-For`` names the client; none by default."""
 
     @field_validator("header_timeout", "body_timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, entries: list[str]) -> list[str]:
+        from mcplane.audit.forwarded import parse_network
+
+        for entry in entries:
+            parse_network(entry)  # raises ValueError naming what is expected
+        return entries
 
 
 class LimitsSection(_Section):
@@ -233,6 +244,7 @@ class AuditSection(_Section):
     table: str = "mcplane_audit"
     fail_open: bool = False
     trust_forwarded: bool = False
+    """Deprecated: believes ``X-Forwarded-For`` from every peer; list your proxies in ``http.trusted_proxies``."""
 
     @field_validator("table")
     @classmethod

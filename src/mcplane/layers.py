@@ -201,9 +201,17 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
         sink: Any = PostgresSink(section.dsn, table=section.table)
     else:
         sink = JsonlSink(section.path, fsync=section.fsync)
-    middleware = AuditMiddleware(
-        sink, AuditOptions(fail_open=section.fail_open, trust_forwarded=section.trust_forwarded)
+    if section.trust_forwarded:
+        logger.warning(
+            "audit.trust_forwarded is deprecated: it believes X-Forwarded-For from every peer, so any client "
+            "chooses the address recorded for it; list your proxies in http.trusted_proxies and remove it"
+        )
+    options = AuditOptions(
+        fail_open=section.fail_open,
+        trusted_proxies=tuple(config.http.trusted_proxies),
+        trust_forwarded=section.trust_forwarded,
     )
+    middleware = AuditMiddleware(sink, options)
     pipeline.set("audit", middleware)
     layers.closers.append(middleware.aclose)
 

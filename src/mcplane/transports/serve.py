@@ -216,6 +216,7 @@ def serve_http(
         log_level="warning",
         log_config=None,  # uvicorn's records go to the process's handler (JSON or text), like every other
         access_log=False,  # mcplane logs one event per call instead
+        proxy_headers=False,  # X-Forwarded-For is read by one rule, http.trusted_proxies (mcplane.audit.forwarded)
         ws_max_size=app.options.max_body_bytes,
         ws_ping_interval=app.options.ws_ping_interval,
         ws_ping_timeout=app.options.ws_ping_interval,

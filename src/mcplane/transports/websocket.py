@@ -4,6 +4,8 @@ Subprotocol ``mcp``; one JSON-RPC message per text frame; keepalive pings; close
 what happened: 1000 normal, 1001 server going away, 1003 binary frame, 1008 policy (Host/Origin,
 missing subprotocol), 1009 message too big, 1011 internal error, 1013 not ready.
 A connection serves either protocol era, decided by the client's first request, like stdio.
+Every call on a connection carries the connection's ASGI scope as its request (:class:`Handshake`),
+so it knows its peer address and handshake headers (user agent, trace context) as an HTTP call does.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 from mcp.server.runner import serve_dual_era_loop
 from mcp.shared._context_streams import create_context_streams
-from mcp.shared.message import SessionMessage
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
     from mcplane.transports.http import HTTPApp
 
-__all__ = ["SUBPROTOCOL", "Connection", "serve_websocket", "websocket_client"]
+__all__ = ["SUBPROTOCOL", "Connection", "Handshake", "serve_websocket", "websocket_client"]
 
 logger = logging.getLogger("mcplane.websocket")
 
@@ -44,6 +47,18 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_LATER = 1013
 DRAIN_SECONDS = 5.0
 """How long a connection closing at the end of a drain waits for the answers it owes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The request of every call on a connection, as the SDK hands it to the call's context.
+
+    Only the ASGI ``scope`` (peer, handshake headers, principal), which is what
+    :attr:`mcplane.Context.scope` reads: no ``headers`` attribute, so nothing takes the handshake's
+    headers for the per-request routing headers of Streamable HTTP.
+    """
+
+    scope: Scope
 
 
 class Connection:
@@ -97,6 +112,7 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     async def write_fast(payload: bytes) -> None:
         await send_text(payload.decode())
 
+    handshake = Handshake(scope)
     hot: StreamFastPath | None = None
     if app.fast is not None:
         principal = scope.get("mcplane.principal")
@@ -132,7 +148,8 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
                     await send_text(decoded)
                 else:
                     unanswered.read(decoded.message)
-                    await read_writer.send(decoded)
+                    metadata = ServerMessageMetadata(request_context=handshake)
+                    await read_writer.send(SessionMessage(decoded.message, metadata=metadata))
 
     async def writer() -> None:
         async with write_reader:
