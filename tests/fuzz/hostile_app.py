@@ -39,3 +39,9 @@ def echo(value: Any = None) -> str:
 def spell(word: str = "") -> str:
     """A tool whose hand-written schema has a pattern that backtracks catastrophically in Python's re."""
     return word
+
+
+@plane.tool()
+def blob(n: int) -> str:
+    """Answers ``n`` characters (a large answer for the gateway's lean lane)."""
+    return "x" * n
