@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
+from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -483,7 +484,12 @@ class Plane:
         if kind == "prompt":
             return self.sdk._prompt_manager.get_prompt(name) is not None
         manager = self.sdk._resource_manager
-        return name in manager._resources or any(t.matches(name) is not None for t in manager._templates.values())
+        if name in manager._resources:
+            return True
+        try:
+            return any(t.matches(name) is not None for t in manager._templates.values())
+        except ResourceSecurityError:  # a traversal attempt: not ours to serve (the SDK refuses it as not found)
+            return False
 
     async def _provide(self, call: Call) -> Any:
         if self.providers and not self._local(call.kind, call.name):

@@ -115,10 +115,18 @@ class HTTPSection(_Section):
     """Seconds a connection gets to deliver a request's headers; slower ones are closed (408)."""
     body_timeout: float = Field(default=30.0, gt=0)
     """Seconds a request gets to deliver its body once its headers are in; slower ones are closed."""
+    max_header_bytes: int = Field(default=32 * 1024, gt=0)
+    """Largest request header block (all lines); larger ones answer 431 and close, before authentication."""
+    max_headers: int = Field(default=100, gt=0)
+    """Most header lines a request may have; more answer 431 and close."""
+    max_websockets: int = Field(default=1024, gt=0)
+    """Open WebSocket connections at most; one more is closed with 1013 (try again later)."""
+    ws_idle_timeout: float = Field(default=300.0, gt=0)
+    """A WebSocket connection with no client message and no call open this long is closed (1000, idle)."""
     trusted_proxies: list[str] = Field(default_factory=list)
     """Peers (addresses, CIDR blocks) whose ``X-Forwarded-For`` names the client; none by default."""
 
-    @field_validator("header_timeout", "body_timeout", mode="before")
+    @field_validator("header_timeout", "body_timeout", "ws_idle_timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
@@ -142,6 +150,10 @@ class LimitsSection(_Section):
     """How deeply a tool call's arguments may nest."""
     max_error_details: int = Field(default=20, gt=0)
     """Problems listed in an ``invalid_arguments`` answer (then a count of the rest)."""
+    max_result_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Largest tool result sent; a larger one answers ``internal_error`` (``upstream_error`` from a gateway)."""
+    list_page_size: int = Field(default=500, gt=0)
+    """Entries per page of ``tools/list``, ``resources/list``, ``resources/templates/list`` and ``prompts/list``."""
 
 
 Backend = Literal["memory", "redis"]
@@ -303,10 +315,14 @@ class SessionsSection(_Section):
     """How long a session id is accepted after the session opened."""
     request_state_ttl: float = Field(default=600.0, gt=0)
     """How long a sealed ``requestState`` (one multi-round-trip round) is accepted."""
+    max_open: int | None = Field(default=10_000, gt=0)
+    """Open 2025-11-25 sessions per process at most; one more ``initialize`` answers 503 (null: no cap)."""
+    idle_timeout: float = Field(default=1800.0, gt=0)
+    """A session with no request this long is dropped from memory (its sealed id can be adopted again)."""
     fail_open: bool = False
     """Accept a session id when Redis cannot say whether it was revoked (else: 503)."""
 
-    @field_validator("ttl", "request_state_ttl", mode="before")
+    @field_validator("ttl", "request_state_ttl", "idle_timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
         return _duration(value)
@@ -373,6 +389,10 @@ class PlaneConfig(_Section):
             "max_body_bytes": http.max_body_bytes,
             "json_response": http.json_response,
             "fast_path": http.fast_path,
+            "max_websockets": http.max_websockets,
+            "ws_idle_timeout": http.ws_idle_timeout,
+            "max_sessions": self.sessions.max_open,
+            "session_idle_timeout": self.sessions.idle_timeout,
         }
         if http.allowed_hosts is not None:
             options["allowed_hosts"] = tuple(http.allowed_hosts)

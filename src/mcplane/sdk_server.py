@@ -42,6 +42,7 @@ from mcp_types import (
 from mcplane.auth.middleware import principal_of
 from mcplane.auth.policy import AccessPolicy, Kind, visible
 from mcplane.context import ANONYMOUS, Context
+from mcplane.errors import InternalError, NotFound
 from mcplane.fanout import PlaneBus
 from mcplane.pipeline import Call
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
@@ -145,6 +146,25 @@ class SDKServer(MCPServer[Any]):
                     return dict(found)
         return schema
 
+    def _page(
+        self, items: list[_Item], params: PaginatedRequestParams | None, kind: str
+    ) -> tuple[list[_Item], str | None]:
+        """One page of a list and the cursor of the next (``None``: the last page).
+
+        Lists longer than ``limits.list_page_size`` are paginated, as the protocol allows, so a
+        gateway in front of thousands of tools never answers one multi-megabyte list. The cursor
+        is opaque to clients (the offset and the list's kind); a malformed one is ``-32602``.
+        """
+        size = self._plane.config.limits.list_page_size
+        start = 0
+        cursor = params.cursor if params is not None else None
+        if cursor is not None:
+            start = _cursor_offset(cursor, kind)
+        if start == 0 and len(items) <= size:
+            return items, None
+        end = start + size
+        return items[start:end], (_cursor(end, kind) if end < len(items) else None)
+
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
@@ -152,6 +172,7 @@ class SDKServer(MCPServer[Any]):
         result.tools = self._with_providers("tool", result.tools, lambda item: item.name)
         if (allowed := self._visible(ctx, "tool")) is not None:
             result.tools = [tool for tool in result.tools if allowed(tool.name)]
+        result.tools, result.next_cursor = self._page(result.tools, params, "tool")
         return result
 
     async def _handle_list_resources(
@@ -161,6 +182,7 @@ class SDKServer(MCPServer[Any]):
         result.resources = self._with_providers("resource", result.resources, lambda item: str(item.uri))
         if (allowed := self._visible(ctx, "resource")) is not None:
             result.resources = [item for item in result.resources if allowed(str(item.uri))]
+        result.resources, result.next_cursor = self._page(result.resources, params, "resource")
         return result
 
     async def _handle_list_resource_templates(
@@ -172,6 +194,7 @@ class SDKServer(MCPServer[Any]):
         )
         if (allowed := self._visible(ctx, "resource")) is not None:
             result.resource_templates = [item for item in result.resource_templates if allowed(item.uri_template)]
+        result.resource_templates, result.next_cursor = self._page(result.resource_templates, params, "template")
         return result
 
     async def _handle_list_prompts(
@@ -181,6 +204,7 @@ class SDKServer(MCPServer[Any]):
         result.prompts = self._with_providers("prompt", result.prompts, lambda item: item.name)
         if (allowed := self._visible(ctx, "prompt")) is not None:
             result.prompts = [item for item in result.prompts if allowed(item.name)]
+        result.prompts, result.next_cursor = self._page(result.prompts, params, "prompt")
         return result
 
     async def _handle_read_resource(
@@ -201,11 +225,12 @@ class SDKServer(MCPServer[Any]):
         try:
             results = await self.read_resource(uri, context)
         except ResourceError as err:
-            code = INVALID_PARAMS if isinstance(err, ResourceNotFoundError) else INTERNAL_ERROR
-            message = "resource not found" if isinstance(err, ResourceNotFoundError) else "error reading resource"
             if isinstance(err, UnexpectedResourceError):
                 raise  # the errors slot logs it and answers internal_error
-            raise MCPError(code=code, message=message, data={"uri": uri}) from None
+            found = not isinstance(err, ResourceNotFoundError)
+            error = InternalError("error reading resource") if found else NotFound("resource not found")
+            data = {**error.to_dict(context.correlation_id), "uri": uri}  # the error object, and the URI asked
+            raise MCPError(code=INTERNAL_ERROR if found else INVALID_PARAMS, message=error.message, data=data) from None
         if isinstance(results, InputRequiredResult):
             return results
         contents: list[TextResourceContents | BlobResourceContents] = []
@@ -226,3 +251,19 @@ class SDKServer(MCPServer[Any]):
                     )
                 )
         return ReadResourceResult(contents=contents)
+
+
+def _cursor(offset: int, kind: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode().rstrip("=")
+
+
+def _cursor_offset(cursor: str, kind: str) -> int:
+    """The offset a cursor of ours holds; anything else is ``-32602`` (as the protocol says)."""
+    try:
+        text = base64.urlsafe_b64decode(cursor[:64] + "=" * (-len(cursor[:64]) % 4)).decode()
+        found_kind, offset = text.split(":", 1)
+        if found_kind == kind and offset.isdigit() and len(offset) < 10:
+            return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise MCPError(code=INVALID_PARAMS, message="invalid cursor", data={"code": "invalid_arguments"})

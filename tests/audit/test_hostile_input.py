@@ -84,11 +84,6 @@ def test_a_read_of_an_unknown_resource_is_audited_once_as_not_found(audited: Aud
     audited.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the metrics slot (outside audit) crashes on it: mcplane.observability.middleware.series_name calls "
-    "the SDK's ResourceTemplate.matches, which raises ResourceSecurityError for '..'; see docs/reliability.md",
-)
 def test_a_path_traversal_read_is_audited_once_as_not_found(audited: AuditedServer) -> None:
     response, _, outcome = audited.audited(lambda: audited.post("resources/read", {"uri": "files://%2e%2e"}))
     assert _answer(response)["error"]["message"] == "resource not found"

@@ -127,7 +127,7 @@ async def test_names_a_client_makes_up_share_one_series(metrics: Metrics) -> Non
             with pytest.raises(MCPError):
                 await client.read_resource("nowhere://x")
     assert calls(metrics, "(unknown)", "error", "not_found") == 5
-    assert calls(metrics, "(unknown)", "error", "protocol_error", kind="resource") == 1
+    assert calls(metrics, "(unknown)", "error", "not_found", kind="resource") == 1
     names = {
         sample.labels["name"]
         for family in metrics.registry.collect()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from opentelemetry.trace import get_current_span
 
 from mcplane import errors
@@ -58,7 +59,11 @@ def series_name(call: Call) -> str:
     if call.name in resources._resources:
         return call.name
     for template in resources._templates.values():
-        if template.matches(call.name) is not None:
+        try:
+            matched = template.matches(call.name)
+        except ResourceSecurityError:  # a traversal attempt (``..``): the SDK refuses it, and so is it named
+            return UNKNOWN
+        if matched is not None:
             return str(template.uri_template)
     return UNKNOWN
 

@@ -203,7 +203,12 @@ def serve_http(
     sock = sock or bind_socket(host, port)
     section = plane.config.http
     http: Any = timed_http_protocol(
-        _best_http(), header_timeout=section.header_timeout, body_timeout=section.body_timeout
+        _best_http(),
+        header_timeout=section.header_timeout,
+        body_timeout=section.body_timeout,
+        max_header_bytes=section.max_header_bytes,
+        max_headers=section.max_headers,
+        on_refused=app.refused,
     )
     ws: Any = "auto"
     if tls is not None:

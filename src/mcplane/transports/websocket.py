@@ -21,7 +21,7 @@ import orjson
 from mcp.server.runner import serve_dual_era_loop
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
@@ -86,6 +86,11 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         reason = "server shutting down" if app.draining else "server not ready"
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": reason})
         return
+    if len(app.websockets) >= app.options.max_websockets:
+        client = scope.get("client")
+        app.refused(CLOSE_TRY_LATER, "too_many_websockets", str(client[0]) if client else "")
+        await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "too many connections; retry later"})
+        return
 
     plane = app.plane
     limit = app.options.max_body_bytes
@@ -121,10 +126,19 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         )
         hot.on_done = unanswered.forget_id
 
+    idle_timeout = app.options.ws_idle_timeout
+
     async def reader() -> None:
         async with read_writer:
             while True:
-                incoming = await receive()
+                incoming: Message | None = None
+                with anyio.move_on_after(idle_timeout):
+                    incoming = await receive()
+                if incoming is None:
+                    if unanswered.pending:  # hot-path calls are counted there too
+                        continue  # a call (or a subscription) is open: the client waits, it is not idle
+                    close.update(code=CLOSE_NORMAL, reason="idle")
+                    return
                 if incoming["type"] == "websocket.disconnect":
                     close["code"] = None
                     return
