@@ -156,6 +156,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     cell = report.nodeid.split("[", 1)[1].rsplit("-", 1)[0]
     if hasattr(report, "wasxfail"):
         outcome = "xfailed" if report.outcome == "skipped" else "xpassed"
+    elif report.when == "setup":
+        outcome = "error" if report.outcome == "failed" else report.outcome
     else:
         outcome = report.outcome
     counts = _results.setdefault(cell, {})
