@@ -196,11 +196,6 @@ def _names(outcome: Outcome, key: str, attribute: str = "name") -> dict[str, dic
 
 
 # ----------------------------------------------------------------------------------- known mcplane bugs
-UNKNOWN_RESOURCE_BUG = (
-    "mcplane bug: reading an unknown resource answers JSON-RPC -32602 'resource not found' with data "
-    '{"uri": ...} and no mcplane error object (no data.code "not_found", message, retryable, correlation_id), '
-    "unlike unknown tools and prompts and unlike docs/errors.md"
-)
 HTTP_CANCEL_BUG = (
     "mcplane bug: over Streamable HTTP a tools/call answered on the HTTP fast path (http.fast_path: true, the "
     "default) is never cancelled: a 2025-11-25 client's notifications/cancelled is accepted (202) and a "
@@ -431,7 +426,6 @@ CASES: tuple[Case, ...] = (
         "unknown_resource",
         lambda t, k: [{"op": "readResource", "uri": "nowhere://x"}],
         _check_unknown_resource,
-        xfail=((lambda cell: not cell.target.gateway, UNKNOWN_RESOURCE_BUG),),
     ),
     Case(
         "progress",

@@ -66,17 +66,11 @@ ERROR_CASES = (
     "upstream_error",
 )
 """Every HTTP cell: the listing, a typed success and each error code one call can meet."""
-FULL_CASES = (
-    *ERROR_CASES,
-    "rate_limited",
-    "deadline_exceeded",
-    "circuit_open",
-    "unknown_tool",
-    "unknown_prompt",
-    "resources",
-    "prompts",
-)
-"""The HTTP cells of each Inspector's newest era also run what takes several steps or state."""
+PLANE_EXTRAS = ("rate_limited", "deadline_exceeded", "unknown_tool", "unknown_prompt", "resources", "prompts")
+GATEWAY_EXTRAS = ("deadline_exceeded", "circuit_open")
+"""In the HTTP cells of each Inspector's newest era: what takes several steps, state or a pinned
+``_meta``, and listing and reading resources and prompts (on the plane; the SDK clients cover
+them through the gateway)."""
 STDIO_CASES = ("internal_error",)
 """Over stdio (a server start per step): one typed tool's failure, the strict-client regression
 (the CLI lists the tools, so primes its output-schema check, before it calls)."""
@@ -106,7 +100,9 @@ def _only(cell: Cell) -> tuple[str, ...]:
     if cell.transport == "stdio":
         return STDIO_CASES
     newest = MODERN if _version(cell) == "2.12.0" else LEGACY
-    return FULL_CASES if cell.era == newest else ERROR_CASES
+    if cell.era != newest:
+        return ERROR_CASES
+    return (*ERROR_CASES, *(GATEWAY_EXTRAS if cell.target.gateway else PLANE_EXTRAS))
 
 
 def _method_args(step: Step, version: str) -> list[str]:
