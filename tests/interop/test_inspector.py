@@ -65,12 +65,16 @@ ERROR_CASES = (
     "dependency_unavailable",
     "upstream_error",
 )
-"""Every HTTP cell: the listing, a typed success and each error code one call can meet."""
+"""The HTTP cells of each Inspector's newest era: the listing, a typed success and each error code
+one call can meet."""
 PLANE_EXTRAS = ("rate_limited", "deadline_exceeded", "unknown_tool", "unknown_prompt", "resources", "prompts")
 GATEWAY_EXTRAS = ("deadline_exceeded", "circuit_open")
 """In the HTTP cells of each Inspector's newest era: what takes several steps, state or a pinned
 ``_meta``, and listing and reading resources and prompts (on the plane; the SDK clients cover
 them through the gateway)."""
+OLDER_ERA_CASES = ("tools_list", "ok_typed_model", "invalid_arguments", "internal_error", "dependency_unavailable")
+"""The HTTP cells of the 2.x Inspector's older era (2025-11-25): the same client code in the
+other era, so the listing, a success and the typed failures."""
 STDIO_CASES = ("internal_error",)
 """Over stdio (a server start per step): one typed tool's failure, the strict-client regression
 (the CLI lists the tools, so primes its output-schema check, before it calls)."""
@@ -101,7 +105,7 @@ def _only(cell: Cell) -> tuple[str, ...]:
         return STDIO_CASES
     newest = MODERN if _version(cell) == "2.12.0" else LEGACY
     if cell.era != newest:
-        return ERROR_CASES
+        return OLDER_ERA_CASES
     return (*ERROR_CASES, *(GATEWAY_EXTRAS if cell.target.gateway else PLANE_EXTRAS))
 
 
