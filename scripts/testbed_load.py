@@ -294,7 +294,7 @@ class Load:
             return f"JSON-RPC error {message['error']!r}"
         result = message.get("result") or {}
         if result.get("isError"):
-            code = ((result.get("structuredContent") or {}).get("error") or {}).get("code")
+            code = ((result.get("_meta") or {}).get("mcplane/error") or {}).get("code")
             if tool == "quota_lookup" and code == "rate_limited":
                 return "refused"
             return f"error result {code!r}"
