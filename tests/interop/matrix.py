@@ -195,14 +195,6 @@ def _names(outcome: Outcome, key: str, attribute: str = "name") -> dict[str, dic
     return {item[attribute]: item for item in result_of(outcome)[key]}
 
 
-# ----------------------------------------------------------------------------------- known mcplane bugs
-HTTP_CANCEL_BUG = (
-    "mcplane bug: over Streamable HTTP a tools/call answered on the HTTP fast path (http.fast_path: true, the "
-    "default) is never cancelled: a 2025-11-25 client's notifications/cancelled is accepted (202) and a "
-    "2026-07-28 client's aborted POST is ignored, and the tool runs on (with fast_path: false both cancel it); "
-    "the gateway reaches the plane over HTTP, so its cells fail too"
-)
-
 # ----------------------------------------------------------------------------------- the cases
 TYPED_TOOLS = ("add", "get_invoice", "steps", "ask_name", "limited", "hang", "slow", "crash", "pricey", "splurge")
 
@@ -449,7 +441,6 @@ CASES: tuple[Case, ...] = (
         ],
         _check_cancel,
         needs=frozenset({CANCEL}),
-        xfail=((lambda cell: cell.transport == "http" or cell.target.gateway, HTTP_CANCEL_BUG),),
     ),
     Case(
         "elicitation",

@@ -143,6 +143,8 @@ class HTTPApp:
         self.fast: FastPath | None = plane.fast if self.options.fast_path else None
         self._auth: Any = None
         """Authentication in front of the MCP endpoint, when the plane's config has ``auth``."""
+        self.fast_calls: dict[tuple[str | None, Any], anyio.CancelScope] = {}
+        """Calls running on the hot path in 2025-11-25 sessions, by (session, request id): for cancellation."""
         self.initialized_sessions: set[str] = set()
         """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
         self.observability: Observability | None = None
@@ -383,7 +385,7 @@ class HTTPApp:
             if body is None:
                 await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
                 return
-            if self.fast is not None and await serve_fast(self, scope, headers, body, send):
+            if self.fast is not None and await serve_fast(self, scope, headers, body, send, receive):
                 return
             if handshake_era and (refusal := _not_a_message(body)) is not None:
                 await _respond(send, 400, refusal)

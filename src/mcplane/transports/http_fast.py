@@ -8,12 +8,19 @@ A POST whose body is a plain ``tools/call`` is answered here with one JSON body:
   credential matches the one that opened it, and that is not ending; the session's idle clock is
   held while the call runs, exactly as the SDK's transport does.
 
+Cancellation works as on the SDK's path: a 2025-11-25 ``notifications/cancelled`` for a call
+running here cancels it (its POST is answered ``-32800 Request cancelled``, as the SDK's transport
+answers, and the notification itself goes on to the SDK for its 202); a 2026-07-28 call is
+cancelled when its client goes away (the HTTP request is its only channel, so nothing is answered).
+
 Everything else — and any body the fast path does not like — goes to the SDK unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,7 +29,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorizat
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, find_duplicated_routing_header
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from starlette.types import Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["serve_fast"]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+REQUEST_CANCELLED = -32800
+"""The code the SDK's 2025-11-25 transport answers a cancelled request with."""
 
 
 def _accepts_json(accept: str) -> bool:
@@ -47,8 +56,13 @@ def _owner(scope: Scope) -> Any:
     return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
-async def serve_fast(app: HTTPApp, scope: Scope, headers: dict[str, str], body: bytes, send: Send) -> bool:
-    """Answer the request and return True, or return False (nothing sent) to hand it to the SDK."""
+async def serve_fast(
+    app: HTTPApp, scope: Scope, headers: dict[str, str], body: bytes, send: Send, receive: Receive
+) -> bool:
+    """Answer the request and return True, or return False (nothing sent) to hand it to the SDK.
+
+    ``receive`` is the request's, its body already read: it now says only ``http.disconnect``.
+    """
     fast = app.fast
     version_header = headers.get("mcp-protocol-version")
     if (
@@ -70,7 +84,7 @@ async def serve_fast(app: HTTPApp, scope: Scope, headers: dict[str, str], body: 
         version = fast.match(message, modern=True, headers=headers)
         if version is None:
             return False
-        return await _answer(app, scope, message, version, send, None)
+        return await _answer(app, scope, message, version, send, None, receive)
     if version_header in HANDSHAKE_PROTOCOL_VERSIONS:
         session_id = headers.get("mcp-session-id")
         if session_id is None or session_id not in app.initialized_sessions:
@@ -84,14 +98,50 @@ async def serve_fast(app: HTTPApp, scope: Scope, headers: dict[str, str], body: 
             return False
         if transport.is_terminated or manager is None or manager._session_owners.get(session_id) != _owner(scope):
             return False
+        cancelled = _cancelled_id(message)
+        if cancelled is not None:
+            running = app.fast_calls.get((session_id, cancelled))
+            if running is not None:
+                running.cancel()
+            return False  # the SDK acknowledges the notification (and cancels what it runs itself)
         if fast.match(message, modern=False, session=session_id) is None:
             return False
-        return await _answer(app, scope, message, version_header, send, transport)
+        return await _answer(app, scope, message, version_header, send, transport, receive)
     return False
 
 
 def _is_initialized_notification(message: Any) -> bool:
     return isinstance(message, dict) and message.get("method") == "notifications/initialized" and "id" not in message
+
+
+def _cancelled_id(message: Any) -> Any:
+    """The request id a ``notifications/cancelled`` names, else ``None``."""
+    if not isinstance(message, dict) or message.get("method") != "notifications/cancelled" or "id" in message:
+        return None
+    params = message.get("params")
+    request_id = params.get("requestId") if isinstance(params, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+async def _until_disconnect(receive: Receive, serve: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any] | None:
+    """``serve()``, cancelled if the client goes away first (``None`` then).
+
+    One future watches ``receive`` (no task group per call): its done-callback cancels the scope.
+    """
+    with anyio.CancelScope() as cancel_scope:
+        watcher = asyncio.ensure_future(receive())
+
+        def gone(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result().get("type") == "http.disconnect":
+                cancel_scope.cancel()
+
+        watcher.add_done_callback(gone)
+        try:
+            return await serve()
+        finally:
+            watcher.remove_done_callback(gone)
+            watcher.cancel()
+    return None
 
 
 async def _answer(
@@ -101,27 +151,44 @@ async def _answer(
     version: str,
     send: Send,
     transport: StreamableHTTPServerTransport | None,
+    receive: Receive,
 ) -> bool:
     fast = app.fast
     assert fast is not None
     principal = scope.get("mcplane.principal")
     if not isinstance(principal, Principal):
         principal = ANONYMOUS
-    if transport is not None and transport.idle_scope is not None and transport._idle_timeout is not None:
-        if transport.idle_scope.cancel_called:
+    response: dict[str, Any] | None = None
+    if transport is not None:
+        session_id = transport.mcp_session_id
+        idle_timeout = transport._idle_timeout
+        idle = transport.idle_scope if idle_timeout is not None else None
+        if idle is not None and idle.cancel_called:
             return False
-        transport._requests_in_flight += 1
-        transport.idle_scope.deadline = math.inf
-        try:
-            response = await fast.serve(
-                message, version, principal=principal, scope=scope, session_id=transport.mcp_session_id
-            )
-        finally:
-            transport._requests_in_flight -= 1
-            if not transport._requests_in_flight:
-                transport.idle_scope.deadline = anyio.current_time() + transport._idle_timeout
+        if idle is not None:
+            transport._requests_in_flight += 1
+            idle.deadline = math.inf
+        key = (session_id, message["id"])
+        with anyio.CancelScope() as running:
+            app.fast_calls[key] = running
+            try:
+                response = await fast.serve(message, version, principal=principal, scope=scope, session_id=session_id)
+            finally:
+                if app.fast_calls.get(key) is running:
+                    del app.fast_calls[key]
+                if idle is not None and idle_timeout is not None:
+                    transport._requests_in_flight -= 1
+                    if not transport._requests_in_flight:
+                        idle.deadline = anyio.current_time() + idle_timeout
+        if response is None:  # cancelled by the client's notifications/cancelled
+            error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
+            response = {"jsonrpc": "2.0", "id": message["id"], "error": error}
     else:
-        response = await fast.serve(message, version, principal=principal, scope=scope)
+        response = await _until_disconnect(
+            receive, lambda: fast.serve(message, version, principal=principal, scope=scope)
+        )
+        if response is None:
+            return True  # the client is gone: nothing to answer, nobody to answer
     status = 200
     if transport is None and "error" in response:
         status = ERROR_CODE_HTTP_STATUS.get(response["error"].get("code"), 200)
