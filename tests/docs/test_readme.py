@@ -115,6 +115,8 @@ def test_the_readme_names_the_lock_and_the_newest_run() -> None:
     assert "requirements/test-py311-linux.txt" in (ROOT / "scripts" / "test.sh").read_text()
     assert "`bash scripts/test-newest.sh`" in README
     assert "`bash scripts/lock.sh`" in README
+    assert "`bash scripts/lock.sh --upgrade`" in README
+    assert '"${1:-}" = "--upgrade"' in (ROOT / "scripts" / "lock.sh").read_text()
 
 
 def test_every_mcplane_command_works_in_a_new_shell() -> None:
