@@ -34,6 +34,7 @@ def test_slots_are_in_the_documented_order() -> None:
         "authorize",
         "budget",
         "rate_limit",
+        "guard",
         "validate",
         "cache",
         "timeout",

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from mcplane.auth.config import AuthConfig
 from mcplane.auth.policy import AccessPolicy
 from mcplane.errors import ConfigError
+from mcplane.guards.config import GuardsConfig
 from mcplane.policy import parse_duration
 from mcplane.secrets import Secret, Secrets
 
@@ -350,6 +351,9 @@ class PlaneConfig(_Section):
     """Timeouts, retries and pool size of the Redis clients."""
     auth: AuthConfig | None = None
     authorization: AccessPolicy | None = None
+    """Who may call what: roles/scopes by glob and CEL rules (docs/authorization.md)."""
+    guards: GuardsConfig | None = None
+    """What tool results are scanned for, per tool glob, and masked or refused (docs/guards.md)."""
     rate_limit: RateLimitSection | None = None
     cache: CacheSection | None = None
     budget: BudgetSection | None = None

@@ -90,9 +90,11 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
         layers.health_checks["secrets"] = refresh
 
     _auth(config, pipeline, policies, layers)
+    _authorize(config, pipeline, policies)
     _rate_limit(config, pipeline, policies, redis)
     _cache(config, pipeline, policies, redis)
     _budget(config, pipeline, redis)
+    _guards(config, pipeline)
     layers.state = _state(config, redis)
     _audit(config, pipeline, layers)
     _observability(config, pipeline, layers)  # last: it instruments the layers above
@@ -100,14 +102,33 @@ def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str,
 
 
 def _auth(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], layers: Layers) -> None:
-    from mcplane.auth import AccessPolicy, AuthenticateMiddleware, Authenticator
-    from mcplane.middleware.authorize import AuthorizeMiddleware
+    from mcplane.auth import AuthenticateMiddleware, Authenticator
 
     if config.auth is not None:
         layers.authenticator = Authenticator(config.auth)
         pipeline.set("authenticate", AuthenticateMiddleware(required=config.auth.required))
-    if config.authorization is not None or _wants(policies, "roles") or _wants(policies, "scopes"):
-        pipeline.set("authorize", AuthorizeMiddleware(config.authorization or AccessPolicy()))
+
+
+def _authorize(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]]) -> None:
+    """Roles/scopes by glob and CEL rules (``authorization``), or the roles/scopes tools declare."""
+    if config.authorization is None and not _wants(policies, "roles") and not _wants(policies, "scopes"):
+        return
+    from mcplane.audit.forwarded import TrustedProxies
+    from mcplane.auth import AccessPolicy
+    from mcplane.middleware.authorize import AuthorizeMiddleware
+    from mcplane.middleware.validate import ArgumentLimits
+    from mcplane.observability.metrics import default_metrics
+
+    limits = config.limits
+    pipeline.set(
+        "authorize",
+        AuthorizeMiddleware(
+            config.authorization or AccessPolicy(),
+            limits=ArgumentLimits(max_nodes=limits.max_argument_nodes, max_depth=limits.max_argument_depth),
+            proxies=TrustedProxies(tuple(config.http.trusted_proxies)),
+            metrics=default_metrics() if config.observability.metrics.enabled else None,
+        ),
+    )
 
 
 def _rate_limit(
@@ -178,6 +199,30 @@ def _budget(config: PlaneConfig, pipeline: Pipeline, redis: Callable[[], Any]) -
         fail_open=section.fail_open,
     )
     pipeline.set("budget", BudgetMiddleware(options, store))
+
+
+def _guards(config: PlaneConfig, pipeline: Pipeline) -> None:
+    """Output guards (the ``guards`` section): scan tool results, mask or refuse what they find."""
+    section = config.guards
+    if section is None or not section.tools:
+        return
+    from mcplane.middleware.guard import GuardMiddleware
+    from mcplane.observability.metrics import default_metrics
+
+    secrets = config.secrets
+
+    def secret_values() -> Any:
+        # The resolver's pattern of every value it ever resolved (old ones too, after a refresh).
+        return secrets._pattern if secrets is not None else None  # pyright: ignore[reportPrivateUsage]
+
+    pipeline.set(
+        "guard",
+        GuardMiddleware(
+            section,
+            secrets=secret_values,
+            metrics=default_metrics() if config.observability.metrics.enabled else None,
+        ),
+    )
 
 
 def _state(config: PlaneConfig, redis: Callable[[], Any]) -> StateSpace:

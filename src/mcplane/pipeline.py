@@ -4,11 +4,17 @@ Every tool call, resource read and prompt get passes through the same chain, wha
 (local function or gateway upstream) serves it::
 
     errors → tracing → metrics → authenticate → audit → authorize → budget
-           → rate_limit → validate → cache → timeout → provider
+           → rate_limit → guard → validate → cache → timeout → provider
 
 A middleware is ``async (call, call_next) -> result``. Slots fix the order, so a layer added
 later (or configured from a file) lands in its place without anyone re-sorting a list; an
 empty slot costs nothing because :meth:`Pipeline.compose` skips it.
+
+``guard`` (output guards, :mod:`mcplane.middleware.guard`) sits inside ``audit`` and
+``metrics``, so a result it refuses is recorded and counted with its code and the audit hashes
+what the caller got; outside ``validate``, so it never scans a result larger than
+``limits.max_result_bytes`` (refused there first); and outside ``cache``, so every answer is
+scanned, cache hits included, and a changed guard applies at once to results cached before.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ SLOTS: tuple[str, ...] = (
     "authorize",
     "budget",
     "rate_limit",
+    "guard",
     "validate",
     "cache",
     "timeout",

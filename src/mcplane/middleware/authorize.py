@@ -3,25 +3,103 @@
 It sits after ``audit``, so a refusal is recorded with who asked and for what. The rules and
 their precedence are :class:`mcplane.auth.policy.AccessPolicy`'s; the roles and scopes a tool
 declares in code arrive in ``call.policy``.
+
+Attribute rules (CEL, ``authorization.rules``) are evaluated here, for local tools and gateway
+upstreams alike, with the call's arguments, the time and the client. Before a rule reads the
+arguments they are shape-checked as the ``validate`` slot would (``limits.max_argument_nodes``
+and ``max_argument_depth``, the depth capped at :data:`~mcplane.auth.rules.MAX_ARGUMENT_DEPTH`),
+so no request can make an evaluation costly: too large is ``invalid_arguments``, as it would be
+a few slots later.
+
+A denial by a rule answers the same ``forbidden`` as any other: the rule's name is never sent.
+It is noted for the audit record (``denied_by``, see :mod:`mcplane.notes`), counted in
+``mcplane_rule_denials_total{rule,outcome}`` and logged as an ``authorization_denied`` event
+(INFO when the rule was false; WARNING with the reason when it could not be evaluated, which
+denies too: fail closed).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
-from mcplane.auth.policy import AccessPolicy
+from mcplane.auth.policy import AccessPolicy, CallFacts
+from mcplane.auth.rules import MAX_ARGUMENT_DEPTH, client_value
 from mcplane.errors import Forbidden
+from mcplane.middleware.validate import ArgumentLimits, check_shape
+from mcplane.notes import note
+from mcplane.observability.logs import EVENT_KEY
 from mcplane.pipeline import Call, CallNext
+
+if TYPE_CHECKING:
+    from mcplane.audit.forwarded import TrustedProxies
+    from mcplane.observability.metrics import Metrics
 
 __all__ = ["AuthorizeMiddleware"]
 
+logger = logging.getLogger("mcplane.authorize")
+
 
 class AuthorizeMiddleware:
-    def __init__(self, policy: AccessPolicy | None = None) -> None:
+    def __init__(
+        self,
+        policy: AccessPolicy | None = None,
+        *,
+        limits: ArgumentLimits | None = None,
+        proxies: TrustedProxies | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """``limits`` bound the arguments a rule reads; ``proxies`` are whose ``X-Forwarded-For``
+        names ``client.address``; ``metrics`` count rule denials (none: not counted)."""
+        from mcplane.audit.forwarded import TrustedProxies
+
         self.policy = policy or AccessPolicy()
+        limits = limits or ArgumentLimits()
+        self.limits = ArgumentLimits(max_nodes=limits.max_nodes, max_depth=min(limits.max_depth, MAX_ARGUMENT_DEPTH))
+        self.proxies = proxies or TrustedProxies()
+        self.metrics = metrics
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        principal = call.context.principal
-        if not self.policy.allows(principal, call.kind, call.name, call.policy):
+        context = call.context
+        principal = context.principal
+        policy = self.policy
+        facts: CallFacts | None = None
+        applicable = policy.rules_for(call.kind, call.name) if policy.rules else ()
+        if applicable:
+            if any("args" in compiled.names for _, compiled in applicable):
+                check_shape(call.arguments, self.limits)
+            proxies = self.proxies
+            facts = CallFacts.of(call.arguments, lambda: client_value(context, proxies))
+        decision = policy.decide(principal, call.kind, call.name, call.policy, facts)
+        if not decision.allowed:
+            if decision.rule is not None:
+                self._denied_by_rule(call, decision.rule, decision.outcome, decision.reason)
             raise Forbidden(f"not allowed to use {call.kind} {call.name!r}", details={"kind": call.kind})
         return await call_next(call)
+
+    def _denied_by_rule(self, call: Call, rule: str, outcome: str, reason: str) -> None:
+        context = call.context
+        note(context, "denied_by", rule)
+        if self.metrics is not None:
+            self.metrics.rule_denials.labels(rule=rule, outcome=outcome).inc()
+        event: dict[str, Any] = {
+            "event": "authorization_denied",
+            "rule": rule,
+            "outcome": outcome,
+            "kind": call.kind,
+            "name": call.name[:256],
+            "subject": context.principal.subject,
+            "correlation_id": context.correlation_id,
+        }
+        if outcome == "error":
+            event["reason"] = reason
+            logger.warning(
+                "rule %r could not be evaluated for %s %r, so it denies: %s",
+                rule,
+                call.kind,
+                call.name[:256],
+                reason,
+                extra={EVENT_KEY: event},
+            )
+        else:
+            logger.info("rule %r denied %s %r", rule, call.kind, call.name[:256], extra={EVENT_KEY: event})

@@ -17,6 +17,8 @@ The names are a contract (``deploy/`` rules and dashboards use them); never rena
     mcplane_http_refusals_total{status,reason}     counter; refused before the protocol (401, 403, 421, 431, ...)
     mcplane_canary_rollbacks_total{tool}           counter; automatic returns of a versioned tool to stable
     mcplane_canary_weight{tool}                    gauge; the canary's share of unpinned calls in force
+    mcplane_rule_denials_total{rule,outcome}       counter; denials by an authorization rule; outcome false|error
+    mcplane_guard_hits_total{kind,action}          counter; what output guards found in results; action mask|refuse
     process_*                                      prometheus-client's process collector
 
 ``name`` is a registered tool or prompt name, a static resource URI or a resource template,
@@ -161,6 +163,18 @@ class Metrics:
             ["tool"],
             registry=reg,
             multiprocess_mode="livemax",
+        )
+        self.rule_denials = Counter(
+            "mcplane_rule_denials_total",
+            "Calls denied by an authorization rule: it was false, or could not be evaluated (error, fail closed).",
+            ["rule", "outcome"],
+            registry=reg,
+        )
+        self.guard_hits = Counter(
+            "mcplane_guard_hits_total",
+            "Findings of output guards in tool results, by kind, and the action configured for it (mask, refuse).",
+            ["kind", "action"],
+            registry=reg,
         )
         self.cache_hits = self.cache_requests.labels(result="hit")
         self.cache_misses = self.cache_requests.labels(result="miss")
