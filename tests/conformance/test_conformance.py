@@ -1,7 +1,17 @@
 """The official MCP conformance suite against ``examples/conformance/server.py``, over real HTTP.
 
-One ``mcplane run`` subprocess serves the conformance Plane; four legs of the pinned harnesses
-(``scripts/install-test-deps.sh`` puts them under ``.tools/``) run against it:
+Two targets, each fresh for its run:
+
+- ``plane``: one ``mcplane run`` subprocess serving the conformance Plane;
+- ``gateway``: that same server behind ``mcplane gateway --config examples/conformance/gateway.yaml
+  --transport http`` (a Streamable HTTP upstream exposed without a namespace): over HTTP the
+  gateway keeps a 2026-07-28 link and a 2025-11-25 session to the server, its lean lane, its
+  relays (questions, log messages, progress, stream polling), passthrough of multi-round-trip
+  input and tasks, and its own handlers (completions, log level, subscriptions, ``tasks/*``) are
+  all on the path; a stdio upstream would exercise one era and the SDK client only.
+
+Against each, four legs of the pinned harnesses (``scripts/install-test-deps.sh`` puts them under
+``.tools/``):
 
 - ``@modelcontextprotocol/conformance@0.2.0-alpha.12 --suite all`` (tasks extension included),
   then again with ``--spec-version 2025-11-25`` and ``--spec-version 2026-07-28``;
@@ -16,19 +26,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, start_server
+from tests.conftest import REPO_ROOT, START_TIMEOUT, ServerProcess, free_port, mcplane_command, start_server
 
 pytestmark = pytest.mark.conformance
 
 SERVER = REPO_ROOT / "examples" / "conformance" / "server.py"
+GATEWAY_CONFIG = REPO_ROOT / "examples" / "conformance" / "gateway.yaml"
+TARGETS = ("plane", "gateway")
 TOOLS = REPO_ROOT / ".tools"
 NODE_BIN = TOOLS / "alpha" / "node_modules" / "node" / "bin"
 EXPECTED_FAILURES = Path(__file__).with_name("expected-failures.yml")
@@ -60,13 +75,15 @@ class Allowed:
     scenario: str
     check: str | None
     legs: frozenset[str] | None
+    targets: frozenset[str] | None
     reason: str
 
-    def covers(self, leg: str, scenario: str, check: str) -> bool:
+    def covers(self, target: str, leg: str, scenario: str, check: str) -> bool:
         return (
             self.scenario == scenario
             and (self.check is None or self.check == check)
             and (self.legs is None or leg in self.legs)
+            and (self.targets is None or target in self.targets)
         )
 
 
@@ -87,7 +104,18 @@ def load_expected_failures() -> list[Allowed]:
         legs = raw.get("legs")
         unknown = set(legs or ()) - {leg.name for leg in LEGS}
         assert not unknown, f"expected-failures.yml entry names unknown legs {sorted(unknown)}: {raw!r}"
-        entries.append(Allowed(raw["scenario"], raw.get("check"), frozenset(legs) if legs else None, reason))
+        targets = raw.get("targets")
+        unknown = set(targets or ()) - set(TARGETS)
+        assert not unknown, f"expected-failures.yml entry names unknown targets {sorted(unknown)}: {raw!r}"
+        entries.append(
+            Allowed(
+                raw["scenario"],
+                raw.get("check"),
+                frozenset(legs) if legs else None,
+                frozenset(targets) if targets else None,
+                reason,
+            )
+        )
     return entries
 
 
@@ -140,18 +168,59 @@ def missing_tools() -> str | None:
     return None
 
 
+def start_gateway(upstream: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """``mcplane gateway --config examples/conformance/gateway.yaml --transport http`` in front of
+    ``upstream``, once ``/ready`` says the upstream is connected."""
+    port = free_port()
+    stderr_path = tmp_path / f"gateway-{port}.stderr"
+    env = {"CONFORMANCE_UPSTREAM_URL": upstream.url}
+    with stderr_path.open("wb") as errlog:
+        proc = subprocess.Popen(
+            mcplane_command("gateway", "--config", str(GATEWAY_CONFIG), "--transport", "http", "--port", str(port)),
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )
+    gateway = ServerProcess(proc, port, stderr_path, env)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _ready(gateway.base):
+        if time.monotonic() > deadline:
+            gateway.stop(signal.SIGKILL)
+            pytest.fail(f"the gateway was not ready within {START_TIMEOUT:g} s:\n{gateway.stderr()[-3000:]}")
+        try:
+            proc.wait(timeout=0.05)  # poll: returns early if the gateway exits
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"the gateway exited with {proc.returncode}:\n{gateway.stderr()[-3000:]}")
+    return gateway
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.timeout(4 * LEG_TIMEOUT + 60)
-def test_official_conformance_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_official_conformance_suite(target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if (reason := missing_tools()) is not None:
         pytest.skip(f"{reason}: run scripts/install-test-deps.sh to install the pinned harnesses")
     allowed = load_expected_failures()
     server = start_server(SERVER, tmp_path=tmp_path)
+    gateway: ServerProcess | None = None
     summaries: list[str] = []
     unexpected: list[str] = []
     used: set[Allowed] = set()
     try:
+        if target == "gateway":
+            gateway = start_gateway(server, tmp_path)
+        url = (gateway or server).url
         for leg in LEGS:
-            result, output = run_leg(leg, server.url, tmp_path / leg.name)
+            result, output = run_leg(leg, url, tmp_path / leg.name)
             assert result.scenarios > 0, f"leg {leg.name}: the harness wrote no results\n{output[-3000:]}"
             total = harness_total(output)
             assert total == (result.passed, len(result.failed)), (
@@ -160,21 +229,27 @@ def test_official_conformance_suite(tmp_path: Path, capsys: pytest.CaptureFixtur
             )
             tolerated = 0
             for scenario, check, message in result.failed:
-                entry = next((a for a in allowed if a.covers(leg.name, scenario, check)), None)
+                entry = next((a for a in allowed if a.covers(target, leg.name, scenario, check)), None)
                 if entry is None:
-                    unexpected.append(f"[{leg.name}] {scenario} / {check}: {message}")
+                    unexpected.append(f"[{target} {leg.name}] {scenario} / {check}: {message}")
                 else:
                     used.add(entry)
                     tolerated += 1
             summaries.append(
-                f"{leg.name:<16} {result.scenarios:>3} scenarios  {result.passed:>4} passed  "
+                f"{target:<8} {leg.name:<16} {result.scenarios:>3} scenarios  {result.passed:>4} passed  "
                 f"{len(result.failed):>3} failed ({tolerated} expected)"
             )
     finally:
+        if gateway is not None:
+            gateway.stop()
         server.stop()
-    stale = [f"{a.scenario} / {a.check or '*'}" for a in allowed if a not in used]
+    stale = [
+        f"{a.scenario} / {a.check or '*'}"
+        for a in allowed
+        if a not in used and (a.targets is None or target in a.targets)
+    ]
     with capsys.disabled():  # the per-leg summary is shown even when output is captured
-        print("\nconformance per leg:\n  " + "\n  ".join(summaries))
+        print(f"\nconformance per leg ({target}):\n  " + "\n  ".join(summaries))
         if stale:
             print("expected failures that now pass (remove them from expected-failures.yml):\n  " + "\n  ".join(stale))
     assert not unexpected, "unexpected conformance failures:\n" + "\n".join(unexpected)

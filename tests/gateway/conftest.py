@@ -21,7 +21,7 @@ from tests.conftest import REPO_ROOT, STOP_TIMEOUT, free_port, mcplane_command
 
 EVERYTHING = REPO_ROOT / ".tools" / "alpha" / "node_modules" / ".bin" / "mcp-server-everything"
 UPSTREAM_APP = Path(__file__).with_name("upstream_app.py")
-START_TIMEOUT = 20.0
+START_TIMEOUT = 30.0
 
 _LOOPBACK_PRELOAD = """
 const net = require('net');
@@ -60,6 +60,17 @@ def text_of(result: CallToolResult) -> str:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
+    """Return once something listens on ``port``; else kill ``proc`` (so it outlives no test) and fail."""
+    try:
+        _wait_for_port(port, proc, timeout)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+        raise
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

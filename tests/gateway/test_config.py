@@ -85,6 +85,16 @@ upstreams:
             },
             "namespace 'n' is also used by 'a'",
         ),
+        (
+            {
+                "upstreams": {
+                    "a": {"endpoints": [{"command": "x"}], "namespace": False},
+                    "b": {"endpoints": [{"command": "x"}], "namespace": False},
+                }
+            },
+            "upstreams.b: namespace: false is also set on 'a'; at most one upstream may be exposed without a namespace",
+        ),
+        ({"upstreams": {"a": {"endpoints": [{"command": "x"}], "namespace": True}}}, "upstreams.a.namespace"),
         ({"servr": {}}, "servr: Extra inputs are not permitted"),
     ],
 )
@@ -98,3 +108,24 @@ def test_precise_errors(tree: dict[str, object], expected: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_gateway_config(tmp_path / "nope.yaml")
+
+
+def test_an_upstream_without_a_namespace() -> None:
+    config = parse_gateway_config(
+        {
+            "upstreams": {
+                "root": {"endpoints": [{"command": "x"}], "namespace": False},
+                "billing": {"endpoints": [{"command": "x"}], "namespace": "bill"},
+                "users": {"endpoints": [{"command": "x"}]},
+            },
+            "versions": {"fetch": {"versions": {"v1": {"upstream": "root", "tool": "get_user"}}, "default": "v1"}},
+        }
+    )
+    assert config.root == "root"
+    assert config.namespace_of("root") is None
+    assert (config.prefix_of("root"), config.prefix_of("billing"), config.prefix_of("users")) == (
+        "",
+        "bill__",
+        "users__",
+    )
+    assert config.target_of("fetch", "v1") == "get_user"

@@ -28,7 +28,7 @@ from tests.test_fastpath import body_of, modern_call, modern_headers, scrub
 
 WAIT = 20.0
 SESSION = "fake-session-1"
-_TOOLS = ("ok", "rpc_error", "typed_error", "sse", "garbage", "http_500", "tool_error")
+_TOOLS = ("ok", "rpc_error", "rpc_invalid", "typed_error", "sse", "garbage", "http_500", "tool_error")
 _RECORDED = ("mcp-session-id", "mcp-protocol-version", "mcp-name", "mcp-method", "authorization", "x-api-key", "accept")
 
 
@@ -111,8 +111,10 @@ class Fake:
             }
         )
         name = message["params"]["name"]
-        if name == "rpc_error":
-            return answer("error", {"code": -32602, "message": "bad thing", "data": {"why": 1}})
+        if name == "rpc_error":  # a server's own failure code
+            return answer("error", {"code": -32050, "message": "bad thing", "data": {"why": 1}})
+        if name == "rpc_invalid":  # a protocol error about the request: the caller's to act on
+            return answer("error", {"code": -32602, "message": "bad params", "data": {"why": 2}})
         if name == "typed_error":
             error = {"code": "rate_limited", "message": "slow down", "retryable": True, "retry_after_ms": 500}
             return answer("error", {"code": -32029, "message": "slow down", "data": error})
@@ -193,6 +195,8 @@ async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_a
     assert answers["ok"][1]["result"]["structuredContent"] == {"n": 1}
     assert answers["sse"][1]["result"]["content"][0]["text"] == "fine sse"
     assert error_code_of(answers["rpc_error"]) == "upstream_error"
+    invalid = answers["rpc_invalid"][1]["error"]  # relayed as the upstream said it, a JSON-RPC error
+    assert (invalid["code"], invalid["message"], invalid["data"]) == (-32602, "bad params", {"why": 2})
     assert error_code_of(answers["typed_error"]) == "rate_limited"
     assert error_code_of(answers["garbage"]) == "upstream_error"
     assert error_code_of(answers["http_500"]) == "upstream_error"

@@ -37,7 +37,7 @@ async def gateway(upstream: PlaneServer, fast: bool) -> AsyncGenerator[tuple[htt
 CASES = [
     ("up__add", {"a": 2, "b": 3}),  # success
     ("up__add", {"a": "x", "b": 1}),  # invalid arguments (the gateway checks the upstream's inputSchema)
-    ("up__nope", {}),  # an unknown tool: not a provider's, so the SDK answers either way
+    ("up__nope", {}),  # an unknown tool: the gateway answers not_found on either path
     ("up__attempts_of", {"name": "x"}),
 ]
 
@@ -49,7 +49,7 @@ async def test_upstream_calls_take_the_hot_path_with_the_sdks_answers(plane_http
             response = await http.post("/mcp", json=modern_call(name, arguments), headers=modern_headers(name))
             answers.append((response.status_code, scrub(body_of(response))))
         served = app.plane.fast.served
-    assert served == (3 if fast else 0)  # the unknown tool went to the SDK
+    assert served == (4 if fast else 0)
     key = "modern"
     if key in EXPECTED:
         assert answers == EXPECTED[key]
@@ -57,6 +57,10 @@ async def test_upstream_calls_take_the_hot_path_with_the_sdks_answers(plane_http
         EXPECTED[key] = answers
     assert answers[0][1]["result"]["structuredContent"] == {"result": 5}
     assert wire_error_of(answers[1][1]["result"])["code"] == "invalid_arguments"
+    unknown = answers[2][1]["error"]
+    assert unknown["code"] == -32602
+    assert unknown["data"]["code"] == "not_found"
+    assert unknown["data"]["retryable"] is False
 
 
 EXPECTED: dict[str, Any] = {}

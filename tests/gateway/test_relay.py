@@ -10,7 +10,17 @@ from typing import Any
 import anyio
 from mcp import Client
 from mcp.client.session import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult, ToolListChangedNotification
+from mcp_types import (
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    ListRootsResult,
+    LoggingMessageNotificationParams,
+    Root,
+    TextContent,
+    ToolListChangedNotification,
+)
 
 from mcplane import Plane
 from mcplane.gateway import Gateway
@@ -154,3 +164,61 @@ async def test_an_upstream_question_is_declined_when_the_caller_cannot_answer() 
     plane = _plane({"up": _stdio(mode="legacy")})
     async with Client(plane.sdk, mode="legacy") as client:  # declares no elicitation capability
         assert text_of(await client.call_tool("up__ask_name", {})) == "decline"
+
+
+def _asked_client(plane: Plane, mode: str, logs: list[str]) -> Client:
+    async def sample(context: ClientRequestContext, params: CreateMessageRequestParams) -> CreateMessageResult:
+        text = params.messages[0].content
+        prompt = text.text if isinstance(text, TextContent) else "?"
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=f"model: {prompt}"), model="m"
+        )
+
+    async def roots(context: ClientRequestContext) -> ListRootsResult:
+        return ListRootsResult(roots=[Root(uri="file:///work", name="work")])
+
+    async def log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(f"{params.level}:{params.data}")
+
+    return Client(plane.sdk, mode=mode, sampling_callback=sample, list_roots_callback=roots, logging_callback=log)  # pyright: ignore[reportArgumentType]
+
+
+async def _asks_and_logs(client: Client, logs: list[str]) -> None:
+    assert text_of(await client.call_tool("up__ask_model", {"prompt": "hi"})) == "model: hi"
+    assert text_of(await client.call_tool("up__roots_of_caller", {})) == "file:///work"
+    assert text_of(await client.call_tool("up__chatty", {})) == "said"
+    assert logs == ["info:an info line", "warning:a warning line"]
+    logs.clear()
+    await client.set_logging_level("warning")  # pyright: ignore[reportDeprecated]
+    assert text_of(await client.call_tool("up__chatty", {})) == "said"
+    assert logs == ["warning:a warning line"]
+
+
+async def test_sampling_roots_and_log_messages_reach_the_caller_from_a_stdio_upstream() -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    logs: list[str] = []
+    async with _asked_client(plane, "legacy", logs) as client:
+        await _asks_and_logs(client, logs)
+
+
+async def test_a_2025_caller_of_a_2026_http_upstream_is_served_on_a_session_of_its_own_era(tmp_path: Path) -> None:
+    """``mode: auto`` over HTTP: the upstream speaks 2026-07-28, and a 2025-11-25 session beside it
+    carries the 2025-11-25 callers' calls, so the upstream can ask them and log to them."""
+    server = start_server(UPSTREAM_APP, tmp_path=tmp_path)
+    try:
+        plane = _plane({"up": {"endpoints": [{"url": server.url}]}})
+        logs: list[str] = []
+        async with _asked_client(plane, "legacy", logs) as client:
+            (endpoint,) = Gateway.provider_of(plane).upstreams["up"].endpoints
+            assert endpoint.sdk is not None
+            assert endpoint.sdk.protocol_version == "2026-07-28"
+            assert endpoint.legacy is not None
+            assert endpoint.legacy.sdk.protocol_version == "2025-11-25"
+            await _asks_and_logs(client, logs)
+            lane = endpoint.legacy.lane
+            assert lane is not None
+            assert lane.served >= 4  # on the legacy link's lean lane, in the caller's task
+        async with Client(plane.sdk, mode="2026-07-28") as modern:
+            assert text_of(await modern.call_tool("up__era", {})) == "2026-07-28"
+    finally:
+        server.stop()

@@ -9,9 +9,10 @@ import json
 import os
 
 import anyio
+from mcp_types import SamplingMessage, TextContent
 from pydantic import BaseModel
 
-from mcplane import Context, Plane
+from mcplane import Context, DeadlineExceeded, Plane
 from mcplane.client import Client
 
 plane = Plane("upstream", default_timeout=None)
@@ -42,6 +43,21 @@ async def hang_write() -> str:
     _count("hang_write")
     await anyio.sleep_forever()
     return "unreachable"
+
+
+@plane.tool()
+async def stops_early(ctx: Context) -> str:
+    """Answers ``deadline_exceeded`` a little before the deadline it was passed: a hop whose timer
+    fires before its caller's (a clock ahead, a caller's event loop running late)."""
+    left = ctx.remaining()
+    if left is None:
+        return "no deadline"
+    await anyio.sleep(max(0.0, left - EARLY))
+    raise DeadlineExceeded()
+
+
+EARLY = 0.2
+"""How long before its deadline ``stops_early`` gives up."""
 
 
 @plane.tool(read_only=True)
@@ -93,6 +109,29 @@ async def ask_name(ctx: Context) -> str:
     if answer.action == "accept":
         return f"hello {answer.data.name}"
     return answer.action
+
+
+@plane.tool()
+async def ask_model(prompt: str, ctx: Context) -> str:
+    """Asks its caller's model (``sampling/createMessage``) and answers with what it said."""
+    message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
+    result = await ctx.session.create_message(messages=[message], max_tokens=20, related_request_id=ctx.request_id)
+    return result.content.text if isinstance(result.content, TextContent) else "no text"
+
+
+@plane.tool()
+async def roots_of_caller(ctx: Context) -> str:
+    """Asks its caller for its roots (``roots/list``)."""
+    result = await ctx.session.list_roots()
+    return ",".join(str(root.uri) for root in result.roots)
+
+
+@plane.tool()
+async def chatty(ctx: Context) -> str:
+    """Logs at two levels to its caller, then answers."""
+    await ctx.info("an info line")
+    await ctx.warning("a warning line")
+    return "said"
 
 
 @plane.tool()

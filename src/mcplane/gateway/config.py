@@ -20,7 +20,7 @@
         load_balancing: round_robin                   # or least_in_flight
         health_check: {interval: 15s}
         restart: {initial: 500ms, max: 30s}           # reconnect / respawn backoff
-        namespace: everything                         # tools appear as everything__echo
+        namespace: everything                         # tools appear as everything__echo (false: as echo)
         retryable: ["get-*"]                          # tool globs retried although not annotated
         depends_on: {"trigger-*": [billing]}          # tool glob -> upstreams that must be healthy
         tls: {ca: "${file:certs/ca.pem}", cert: certs/gateway.pem, key: certs/gateway.key}   # https/wss
@@ -242,7 +242,9 @@ class UpstreamConfig(_Section):
     load_balancing: Literal["round_robin", "least_in_flight"] = "round_robin"
     health_check: HealthCheckConfig = HealthCheckConfig()
     restart: RestartConfig = RestartConfig()
-    namespace: str | None = None
+    namespace: str | Literal[False] | None = None
+    """Names appear as ``<namespace>__<name>`` (unset: the upstream's name is the namespace);
+    ``false`` exposes them under the upstream's own names (at most one upstream per gateway)."""
     retryable: list[str] = Field(default_factory=list)
     depends_on: dict[str, list[str]] = Field(default_factory=dict)
     connect_timeout: float = 10.0
@@ -278,10 +280,17 @@ class UpstreamConfig(_Section):
             raise ValueError(f"expected auto, legacy or one of {', '.join(MODERN_PROTOCOL_VERSIONS)}")
         return value
 
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace_off(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError("expected a namespace, or false to expose the upstream's own names")
+        return value
+
     @field_validator("namespace")
     @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and (SEPARATOR in value or not _NAMESPACE.match(value)):
+    def _namespace(cls, value: str | Literal[False] | None) -> str | Literal[False] | None:
+        if isinstance(value, str) and (SEPARATOR in value or not _NAMESPACE.match(value)):
             raise ValueError(f"expected letters, digits, '.', '-' or single '_' (not {SEPARATOR!r})")
         return value
 
@@ -396,19 +405,39 @@ class GatewayConfig(BaseModel):
     reload: ReloadConfig = ReloadConfig()
     shared_state: SharedStateConfig = SharedStateConfig()
 
-    def namespace_of(self, upstream: str) -> str:
-        return self.upstreams[upstream].namespace or upstream
+    def namespace_of(self, upstream: str) -> str | None:
+        """The upstream's namespace; ``None`` when its names are exposed as they are (``namespace: false``)."""
+        return namespace_of(upstream, self.upstreams[upstream])
+
+    def prefix_of(self, upstream: str) -> str:
+        """What the upstream's names are prefixed with: ``<namespace>__``, or nothing."""
+        namespace = self.namespace_of(upstream)
+        return "" if namespace is None else namespace + SEPARATOR
+
+    @property
+    def root(self) -> str | None:
+        """The upstream exposed without a namespace, if any."""
+        return next((name for name, u in self.upstreams.items() if u.namespace is False), None)
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
         seen: dict[str, str] = {}
+        root: str | None = None
         for name, upstream in self.upstreams.items():
-            namespace = upstream.namespace or name
-            if upstream.namespace is None and (SEPARATOR in name or not _NAMESPACE.match(name)):
+            namespace = namespace_of(name, upstream)
+            if namespace is None:
+                if root is not None:  # two catalogs under one set of names: any tool could clash
+                    raise ValueError(
+                        f"upstreams.{name}: namespace: false is also set on {root!r}; at most one upstream "
+                        "may be exposed without a namespace (their names could clash)"
+                    )
+                root = name
+            elif upstream.namespace is None and (SEPARATOR in name or not _NAMESPACE.match(name)):
                 raise ValueError(f"upstreams.{name}: the name is the namespace; set namespace: to a valid one")
-            if namespace in seen:
+            elif namespace in seen:
                 raise ValueError(f"upstreams.{name}: namespace {namespace!r} is also used by {seen[namespace]!r}")
-            seen[namespace] = name
+            else:
+                seen[namespace] = name
             for glob, deps in upstream.depends_on.items():
                 for dep in deps:
                     if dep not in self.upstreams:
@@ -419,7 +448,7 @@ class GatewayConfig(BaseModel):
     def target_of(self, exposed: str, version: str) -> str:
         """The namespaced name a version of a versioned tool is served as (``users_v2__fetch_user``)."""
         target = self.versions[exposed].versions[version]
-        return self.namespace_of(target.upstream) + SEPARATOR + (target.tool or exposed.rsplit(SEPARATOR, 1)[-1])
+        return self.prefix_of(target.upstream) + (target.tool or exposed.rsplit(SEPARATOR, 1)[-1])
 
     def _check_versions(self) -> None:
         for exposed, tool in self.versions.items():
@@ -434,6 +463,13 @@ class GatewayConfig(BaseModel):
             if exposed in targets:  # calling it would route to itself (or to another versioned tool)
                 owner, version = targets[exposed]
                 raise ValueError(f"versions.{exposed}: the name is version {version!r} of {owner!r}; expose another")
+
+
+def namespace_of(name: str, upstream: UpstreamConfig) -> str | None:
+    """The namespace of the upstream ``name``: its ``namespace``, else its name; ``None`` for ``namespace: false``."""
+    if upstream.namespace is False:
+        return None
+    return upstream.namespace or name
 
 
 def parse_gateway_config(

@@ -1,34 +1,36 @@
-"""The lean outbound path: a plain ``tools/call`` to a Streamable HTTP upstream, without the SDK client.
+"""The lean outbound path: a request to a Streamable HTTP upstream, without the SDK client.
 
 The official SDK client (``mcp.Client``) routes every request through its dispatcher, memory
 streams, a task per POST and pydantic models of every JSON-RPC envelope; for the common call that
 is most of a gateway hop's cost. A :class:`LeanLane` belongs to one SDK connection of an HTTP
-endpoint and sends such a call itself, with the base headers and upstream credentials of the
-``httpx`` client the SDK transport uses, the same TLS context and the same reading of a proxy's
-502/503/504 page (:func:`~mcplane.client._connection.gateway_failure`), in the **same** session. The
-POST goes out on the lane's own keep-alive pool (:mod:`mcplane.gateway.pool`, asyncio transports and
-``httptools``: ``httpx`` costs more CPU per request than the rest of the hop); on that ``httpx``
-client when the pool cannot (no ``httptools``, a proxy from the environment, a header value only
-``httpx`` should judge):
+endpoint and sends a request itself (:meth:`LeanLane.send`: ``tools/call``, ``prompts/get``,
+``resources/read``, ``completion/complete``, ``tasks/*``, ...), with the base headers and upstream
+credentials of the ``httpx`` client the SDK transport uses, the same TLS context and the same
+reading of a proxy's 502/503/504 page (:func:`~mcplane.client._connection.gateway_failure`), in the
+**same** session. The POST goes out on the lane's own keep-alive pool (:mod:`mcplane.gateway.pool`,
+asyncio transports and ``httptools``: ``httpx`` costs more CPU per request than the rest of the
+hop); on that ``httpx`` client when the pool cannot (no ``httptools``, a proxy from the
+environment, a header value only ``httpx`` should judge):
 
-* the request is stamped by the SDK session's own stamp (2026-07-28: the ``_meta`` envelope and
+* the request comes stamped by the SDK session's own stamp (2026-07-28: the ``_meta`` envelope and
   ``MCP-Protocol-Version``/``Mcp-Method``/``Mcp-Name`` headers; 2025-11-25: the protocol-version
-  header), with the session id the SDK's ``initialize`` got, plus the call's identity headers;
-* the answer is checked as the SDK checks it (per-version result validation, the tools/call result
-  adapter, output-schema validation), and every failure becomes the exception the SDK's transport
-  would have produced (``Failed to parse ...``, ``Server returned an error response``,
-  ``Session terminated``, ``Unexpected content type ...``, a transport error), so the gateway's
-  breaker, retries and error codes see the same thing on either path;
-* an ``text/event-stream`` answer is read event by event: an upstream's question on it is answered
-  through the SDK session's callbacks (as the SDK would), a ``*/list_changed`` notification wakes
-  the endpoint's supervisor, other notifications are dropped (no progress was asked for);
+  header; see :mod:`mcplane.gateway.forward`), is sent with the session id the SDK's
+  ``initialize`` got, plus the call's identity headers;
+* the answer is read as the SDK's transport reads it, and every failure becomes the exception the
+  SDK's transport would have produced (``Failed to parse ...``, ``Server returned an error
+  response``, ``Session terminated``, ``Unexpected content type ...``, a transport error), so the
+  gateway's breaker, retries and error codes see the same thing on either path; the raw result
+  is shaped by :mod:`mcplane.gateway.forward` as the SDK would;
+* an ``text/event-stream`` answer is read event by event, in the caller's task: an upstream's
+  question on it is answered through the SDK session's callbacks (which ask the caller, see
+  :mod:`mcplane.gateway.relay`), a log message and the request's progress go to the caller, a
+  ``*/list_changed`` notification wakes the endpoint's supervisor;
 * a caller that cancels aborts the POST; on a 2025-11-25 session the upstream is also sent
   ``notifications/cancelled`` (``reason: "caller cancelled"``), as the SDK's dispatcher does;
-* an ``input_required`` result, a header-mismatch rejection or a redirect hands the call to the SDK
-  client (its multi-round-trip driver, its re-list and resend, its redirect rules).
+* a redirect hands the request to the SDK client (:class:`HandOver`: its redirect rules).
 
-Calls that ask for progress, and stdio and WebSocket endpoints, keep the SDK path; so does every
-call of an upstream configured with ``lean: false``.
+stdio and WebSocket endpoints use the SDK client, and so does every request of an upstream
+configured with ``lean: false``.
 """
 
 from __future__ import annotations
@@ -38,37 +40,31 @@ import itertools
 import logging
 import ssl
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx2
 import orjson
 from httpx2._decoders import LineDecoder  # pyright: ignore[reportPrivateImportUsage]
-from mcp.client.session import (
-    ClientRequestContext,
-    _clamp_inbound_ttl,  # pyright: ignore[reportPrivateUsage]
-    _later_revision_fields,  # pyright: ignore[reportPrivateUsage]
-)
+from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types import (
     CONNECTION_CLOSED,
-    HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
-    CallToolResult,
     CancelledNotification,
     CancelledNotificationParams,
     ErrorData,
     InputRequest,
-    InputRequiredResult,
+    LoggingMessageNotificationParams,
 )
-from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
@@ -79,21 +75,26 @@ from mcplane.client._connection import (  # pyright: ignore[reportPrivateUsage]
     gateway_failure,
 )
 from mcplane.gateway.identity import call_headers
-from mcplane.gateway.pool import Pool, raw_pool_for
+from mcplane.gateway.pool import MAX_ANSWER_BYTES, Pool, answer_too_large, raw_pool_for
+from mcplane.gateway.relay import current_caller, relay_log, relay_stream_closed
 
 if TYPE_CHECKING:
     from mcp import Client as SDKClient
 
-__all__ = ["LeanLane"]
+__all__ = ["HandOver", "LeanLane", "Progress"]
 
 logger = logging.getLogger("mcplane.gateway")
 
-_METHOD = "tools/call"
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 _LIST_CHANGED = frozenset(
     {"notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed"}
 )
 _INPUT_REQUEST: TypeAdapter[InputRequest] = TypeAdapter(InputRequest)
 _CANCEL_TIMEOUT = 2.0
+_RESUME_ATTEMPTS = 2
+_RESUME_DELAY_MS = 1000
+"""The SDK transport's: resumptions of a closed stream without a new event between them, and the
+wait before one when the upstream named none (``retry:``)."""
 _FIRST_ID = 1 << 40
 """Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
 _BASE_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -101,8 +102,8 @@ _NOT_SENT_RAW = frozenset({"host", "content-length", "transfer-encoding", "accep
 """Headers of the ``httpx`` client the raw pool writes itself or leaves out (it asks for no compression)."""
 
 
-class _HandOver(Exception):
-    """The call is the SDK client's to make (or to finish)."""
+class HandOver(Exception):
+    """The request is the SDK client's to send (a redirect, or no connection on the lane)."""
 
 
 class LeanLane:
@@ -152,41 +153,22 @@ class LeanLane:
         if session_id:
             self.session_id = session_id
 
-    # ----------------------------------------------------------------- one call
-    async def call_tool(
+    # ----------------------------------------------------------------- one request
+    async def send(
         self,
         client: SDKClient,
-        name: str,
-        arguments: Mapping[str, Any],
-        meta: Mapping[str, Any],
-        fallback: Callable[[], Awaitable[Any]],
-    ) -> Any:
-        """``tools/call`` ``name`` on the upstream; ``fallback()`` (the SDK client) when the lane cannot."""
+        data: dict[str, Any],
+        options: CallOptions,
+        *,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Send ``data`` (``method`` and ``params``, stamped by the SDK session's stamp into
+        ``options``) on the connection's session; the raw result. A JSON-RPC error is raised as
+        :class:`~mcp.shared.exceptions.MCPError`; :class:`HandOver` when the SDK client must send it."""
         http = self.http
         if http is None:
-            return await fallback()
-        try:
-            return await self._call(http, client, name, arguments, meta)
-        except _HandOver:
-            return await fallback()
-
-    async def _call(
-        self,
-        http: httpx2.AsyncClient,
-        client: SDKClient,
-        name: str,
-        arguments: Mapping[str, Any],
-        meta: Mapping[str, Any],
-    ) -> Any:
-        session = client.session
-        version = client.protocol_version
-        modern = version in MODERN_PROTOCOL_VERSIONS
-        data: dict[str, Any] = {
-            "method": _METHOD,
-            "params": {"_meta": dict(meta), "name": name, "arguments": arguments},
-        }
-        options: CallOptions = {}
-        session._stamp(data, options)  # pyright: ignore[reportPrivateUsage] - the SDK's own envelope and headers
+            raise HandOver
+        modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
         stamped: dict[str, str] = dict(options.get("headers") or {})
         headers = dict(_BASE_HEADERS)
         if not modern and self.session_id is not None:
@@ -197,47 +179,40 @@ class LeanLane:
         if (identity := call_headers.get()) is not None:
             headers.update(identity)
         request_id = next(self._ids)
+        if progress is not None:
+            data["params"].setdefault("_meta", {})["progressToken"] = request_id
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
+        pending = _Pending(request_id, progress)
         try:
-            message = await self._exchange(http, client, body, headers, request_id)
+            message = await self._exchange(http, client, body, headers, pending)
         except anyio.get_cancelled_exc_class():
             if not modern and self.session_id is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_TIMEOUT):
-                    await session.send_notification(
+                    await client.session.send_notification(
                         CancelledNotification(
                             params=CancelledNotificationParams(request_id=request_id, reason="caller cancelled")
                         )
                     )
             raise
         if "error" in message:
-            error = _error_data(message["error"])
-            if error.code == HEADER_MISMATCH and modern:
-                raise _HandOver  # the SDK re-lists the tool and resends once
-            raise MCPError.from_error_data(error)
+            raise MCPError.from_error_data(_error_data(message["error"]))
         raw: Any = message["result"]
         if not isinstance(raw, dict):
             raise _parse_failure("result is not an object")
-        result = _shape(session, raw)
-        if isinstance(result, InputRequiredResult):
-            raise _HandOver  # the SDK's driver answers the questions and resends (the upstream keeps no state)
-        if not isinstance(result, CallToolResult):
-            raise _HandOver
-        if not result.is_error:
-            await session.validate_tool_result(name, result)
         self.served += 1
-        return result
+        return raw  # pyright: ignore[reportUnknownVariableType]
 
     async def _exchange(
-        self, http: httpx2.AsyncClient, client: SDKClient, body: bytes, headers: dict[str, str], request_id: int
+        self, http: httpx2.AsyncClient, client: SDKClient, body: bytes, headers: dict[str, str], pending: _Pending
     ) -> dict[str, Any]:
         """POST the request; the JSON-RPC response for it (or the transport's stand-in error)."""
         pool = self.pool
         if pool is not None and (head := self._raw_head(pool, headers, len(body))) is not None:
-            return await self._exchange_raw(pool, http, client, head, body, request_id)
+            return await self._exchange_raw(pool, http, client, head, body, pending)
         async with http.stream("POST", self.url, content=body, headers=headers) as response:
             content_type = response.headers.get("content-type", "").lower()
             return await self._answer(
-                http, client, response.status_code, content_type, response.aread, response.aiter_lines, request_id
+                http, client, response.status_code, content_type, response.aread, response.aiter_lines, pending
             )
 
     def _raw_head(self, pool: Pool, headers: dict[str, str], length: int) -> bytes | None:
@@ -255,7 +230,7 @@ class LeanLane:
             return None
 
     async def _exchange_raw(
-        self, pool: Pool, http: httpx2.AsyncClient, client: SDKClient, head: bytes, body: bytes, request_id: int
+        self, pool: Pool, http: httpx2.AsyncClient, client: SDKClient, head: bytes, body: bytes, pending: _Pending
     ) -> dict[str, Any]:
         conn = await pool.request(head, body)
         try:
@@ -279,7 +254,7 @@ class LeanLane:
                     return content
 
                 read = read_again
-            answer = await self._answer(http, client, status, content_type, read, lambda: _lines(pieces()), request_id)
+            answer = await self._answer(http, client, status, content_type, read, lambda: _lines(pieces()), pending)
         except BaseException:
             pool.release(conn, discard=True)  # never reuse a connection with an answer half read
             raise
@@ -294,11 +269,11 @@ class LeanLane:
         content_type: str,
         read: Callable[[], Awaitable[bytes]],
         lines: Callable[[], AsyncIterator[str]],
-        request_id: int,
+        pending: _Pending,
     ) -> dict[str, Any]:
         """The JSON-RPC response in an HTTP answer, read as the SDK's transport reads it."""
         if 300 <= status < 400:
-            raise _HandOver  # the SDK follows same-origin redirects and names the others
+            raise HandOver  # the SDK follows same-origin redirects and names the others
         if status == 202:
             raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
         if status >= 400:
@@ -315,41 +290,75 @@ class LeanLane:
                 raise MCPError(INVALID_REQUEST, "Session terminated")
             raise MCPError(INTERNAL_ERROR, "Server returned an error response")
         if content_type.startswith("application/json"):
-            return _response(_loads(await read()), request_id, "Failed to parse JSON response")
+            return _response(_loads(await read()), pending.request_id, "Failed to parse JSON response")
         if content_type.startswith("text/event-stream"):
-            return await self._read_events(http, client, lines(), request_id)
+            return await self._read_events(http, client, lines(), pending)
         raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
 
     async def _read_events(
-        self, http: httpx2.AsyncClient, client: SDKClient, lines: AsyncIterator[str], request_id: int
+        self, http: httpx2.AsyncClient, client: SDKClient, lines: AsyncIterator[str], pending: _Pending
     ) -> dict[str, Any]:
-        event, data = "message", []
-        async for line in lines:
-            if line:
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "data":
-                    data.append(value)
-                elif field == "event":
-                    event = value
-                continue
-            payload = "\n".join(data)
-            if event == "message" and payload:  # an empty one primes resumption: nothing to read
-                parsed = _loads(payload.encode())
-                if isinstance(parsed, dict) and ("result" in parsed or "error" in parsed):
-                    return _response(parsed, request_id, "Failed to parse SSE message")
-                await self._incoming(http, client, parsed)
+        """Read the call's event stream to its answer; a stream the upstream closes before it
+        (SEP-1699 polling) is resumed with ``Last-Event-ID``, as the SDK's transport does."""
+        last_id: str | None = None
+        retry_ms: int | None = None
+        attempts = 0
+        resumed = False
+        while True:
             event, data = "message", []
-        raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+            async for line in lines:
+                if line:
+                    field, _, value = line.partition(":")
+                    value = value.removeprefix(" ")
+                    if field == "data":
+                        data.append(value)
+                    elif field == "event":
+                        event = value
+                    elif field == "id":
+                        last_id, attempts = value, 0
+                    elif field == "retry" and value.isdigit():
+                        retry_ms = int(value)
+                    continue
+                payload = "\n".join(data)
+                if event == "message" and payload:  # an empty one primes resumption: nothing to read
+                    parsed = _loads(payload.encode())
+                    if isinstance(parsed, dict) and ("result" in parsed or "error" in parsed):
+                        if resumed:
+                            await _close(lines)  # the resumed stream's GET: end it here
+                        return _response(parsed, pending.request_id, "Failed to parse SSE message")
+                    await self._incoming(http, client, parsed, pending)
+                event, data = "message", []
+            if last_id is None or attempts >= _RESUME_ATTEMPTS:
+                raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
+            attempts += 1
+            if not resumed:
+                await relay_stream_closed(current_caller.get())
+            await anyio.sleep((retry_ms if retry_ms is not None else _RESUME_DELAY_MS) / 1000)
+            lines, resumed = self._resumed(http, client, last_id), True
 
-    async def _incoming(self, http: httpx2.AsyncClient, client: SDKClient, message: Any) -> None:
+    async def _resumed(self, http: httpx2.AsyncClient, client: SDKClient, last_id: str) -> AsyncIterator[str]:
+        """The lines of the stream resumed after ``last_id`` (none when the upstream will not resume it)."""
+        headers = {"accept": "text/event-stream", "last-event-id": last_id}
+        headers[MCP_PROTOCOL_VERSION_HEADER] = client.protocol_version
+        if self.session_id is not None:
+            headers["mcp-session-id"] = self.session_id
+        if (identity := call_headers.get()) is not None:
+            headers.update(identity)
+        async with http.stream("GET", self.url, headers=headers) as response:
+            if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ):
+                return
+            async for line in response.aiter_lines():
+                yield line
+
+    async def _incoming(self, http: httpx2.AsyncClient, client: SDKClient, message: Any, pending: _Pending) -> None:
         """A message on the call's stream that is not its answer: a question or a notification."""
         if not isinstance(message, dict):
             raise MCPError(PARSE_ERROR, "Failed to parse SSE message")
         method = message.get("method")
         if "id" not in message:
-            if method in _LIST_CHANGED:
-                self._on_list_changed()
+            await self._notification(method, message.get("params"), pending)
             return
         session = client.session
         try:
@@ -371,6 +380,41 @@ class LeanLane:
             headers["mcp-session-id"] = self.session_id
         headers[MCP_PROTOCOL_VERSION_HEADER] = client.protocol_version
         await http.post(self.url, content=orjson.dumps(reply), headers=headers)
+
+    async def _notification(self, method: Any, params: Any, pending: _Pending) -> None:
+        """A notification on the call's stream: list changes wake the supervisor, log messages and
+        progress go to the caller (:mod:`mcplane.gateway.relay`), the rest is dropped."""
+        if method in _LIST_CHANGED:
+            self._on_list_changed()
+        elif method == "notifications/message":
+            try:
+                log = LoggingMessageNotificationParams.model_validate(params)
+            except ValidationError:
+                return
+            await relay_log(current_caller.get(), log)
+        elif method == "notifications/progress" and pending.progress is not None and isinstance(params, dict):
+            params = cast("dict[str, Any]", params)
+            progress, total, note = params.get("progress"), params.get("total"), params.get("message")
+            if params.get("progressToken") == pending.request_id and isinstance(progress, int | float):
+                await pending.progress(
+                    float(progress),
+                    float(total) if isinstance(total, int | float) else None,
+                    note if isinstance(note, str) else None,
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """The request a stream answers: its id, and where its progress goes."""
+
+    request_id: int
+    progress: Progress | None
+
+
+async def _close(lines: AsyncIterator[str]) -> None:
+    close = getattr(lines, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[str]:
@@ -396,18 +440,21 @@ def _decoding(
         return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by the header
 
     async def read_inflated() -> bytes:
-        try:
-            return inflater().decompress(await read())
-        except zlib.error as exc:
-            raise _parse_failure(str(exc)) from None
+        return b"".join([piece async for piece in pieces_inflated()])
 
     async def pieces_inflated() -> AsyncIterator[bytes]:
         inflate = inflater()
+        size = 0
         async for piece in pieces():
             try:
-                yield inflate.decompress(piece)
+                # Bounded output per input piece: a small compressed body cannot inflate without limit.
+                data = inflate.decompress(piece, MAX_ANSWER_BYTES + 1 - size)
             except zlib.error as exc:
                 raise _parse_failure(str(exc)) from None
+            size += len(data)
+            if size > MAX_ANSWER_BYTES or inflate.unconsumed_tail:
+                raise answer_too_large(MAX_ANSWER_BYTES)
+            yield data
 
     return read_inflated, pieces_inflated
 
@@ -440,16 +487,3 @@ def _error_data(error: Any) -> ErrorData:
         return ErrorData.model_validate(error)
     except ValidationError:
         raise _parse_failure("malformed JSON-RPC error") from None
-
-
-def _shape(session: Any, raw: dict[str, Any]) -> Any:
-    """The result as the SDK session's ``send_request`` makes it (see ``ClientSession.send_request``)."""
-    _clamp_inbound_ttl(raw)
-    version = session._negotiated_version or "2025-11-25"  # pyright: ignore[reportPrivateUsage]
-    try:
-        _methods.validate_server_result(_METHOD, version, raw)
-    except KeyError:
-        pass
-    if not (foreign := _later_revision_fields(_METHOD, version)).isdisjoint(raw):
-        raw = {key: value for key, value in raw.items() if key not in foreign}
-    return session._call_tool_adapter.validate_python(raw, by_name=False)  # pyright: ignore[reportPrivateUsage]

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import anyio
 import httpx2
 
+from mcplane.errors import UpstreamError
+
 try:
     import httptools
 except ImportError:  # pragma: no cover - the ``fast`` extra brings it
@@ -45,14 +47,21 @@ MAX_IDLE = MAX_CONNECTIONS
 """Idle connections kept: all of them (a burst would otherwise open again what it just closed);
 the upstream closes the ones it no longer wants, and the pool notices."""
 _HIGH_WATER = 1 << 20
-"""Unread body bytes past which the connection stops reading from the socket."""
+"""Unread body bytes past which the connection stops reading from the socket (until they are read)."""
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+"""Largest answer body read from an upstream; a larger one is a non-retryable ``upstream_error``."""
+
+
+def answer_too_large(limit: int) -> UpstreamError:
+    return UpstreamError(f"the upstream's answer is larger than {limit} bytes", details={"limit_bytes": limit})
 
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: a protocol fed by the loop, read by one exchange at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_answer_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.loop = loop
+        self.max_answer_bytes = max_answer_bytes
         self.transport: asyncio.Transport | None = None
         self.parser: Any = httptools.HttpResponseParser(self) if httptools is not None else None
         self.closed = False
@@ -182,15 +191,19 @@ class _Connection(asyncio.Protocol):
         return data
 
     async def read(self) -> bytes:
-        while not self.done:
-            await self._wait()
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
-        return data
+        """The whole body (at most ``max_answer_bytes``), taken as it arrives so the socket never stalls."""
+        parts: list[bytes] = []
+        async for data in self.pieces():
+            parts.append(data)
+        return b"".join(parts)
 
     async def pieces(self) -> AsyncIterator[bytes]:
+        """The body piece by piece; past ``max_answer_bytes`` in all, a non-retryable ``upstream_error``."""
+        size = 0
         while data := await self.chunk():
+            size += len(data)
+            if size > self.max_answer_bytes:
+                raise answer_too_large(self.max_answer_bytes)
             yield data
 
     @property

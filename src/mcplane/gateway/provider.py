@@ -27,19 +27,21 @@ import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
-from mcp import Client as SDKClient
-from mcp_types import Prompt, Tool
+from mcp.shared.exceptions import MCPError
+from mcp_types import MISSING_REQUIRED_CLIENT_CAPABILITY, InputRequiredResult, Prompt, Tool
 
-from mcplane.errors import DependencyUnavailable, NotFound
+from mcplane.errors import DependencyUnavailable, MCPlaneError, NotFound, UpstreamError
 from mcplane.gateway.config import SEPARATOR, GatewayConfig, SharedStateConfig, UpstreamConfig
-from mcplane.gateway.endpoint import EndpointConnection
-from mcplane.gateway.relay import progress_relay
+from mcplane.gateway.endpoint import EndpointConnection, Link
+from mcplane.gateway.forward import Caller, Request, send
+from mcplane.gateway.handlers import ResourceSubscriptions, install_handlers
 from mcplane.gateway.retry import may_retry
 from mcplane.gateway.runtime import GatewayRuntime, gateway_running
-from mcplane.gateway.upstream import LeanCall, Upstream
+from mcplane.gateway.tasks import UpstreamTasks
+from mcplane.gateway.upstream import Upstream
 from mcplane.gateway.versions import VersionRouter
 
 if TYPE_CHECKING:
@@ -77,8 +79,10 @@ class UpstreamProvider:
     ) -> None:
         configs = upstreams.upstreams if isinstance(upstreams, GatewayConfig) else upstreams
         self._options: dict[str, Any] = {"clock": clock, "rand": rand, "sleep": sleep}
+        self.subscriptions = ResourceSubscriptions()
+        """The 2025-11-25 sessions subscribed to upstream resources (see :mod:`mcplane.gateway.handlers`)."""
         built = [self._build(name, config) for name, config in configs.items()]
-        self.upstreams: dict[str, Upstream] = {u.name: u for u in sorted(built, key=lambda u: u.namespace)}
+        self.upstreams: dict[str, Upstream] = {u.name: u for u in _in_order(built)}
         self.versions = VersionRouter(
             upstreams if isinstance(upstreams, GatewayConfig) else None,
             clock=clock or time.monotonic,
@@ -98,9 +102,17 @@ class UpstreamProvider:
         self._templates: list[tuple[re.Pattern[str], Upstream]] = []
         self._listed: dict[ListKind, list[Any]] = {"tool": [], "resource": [], "resource_template": [], "prompt": []}
         self._policies: dict[str, dict[str, Any]] = {}
+        self._template_owners: dict[str, Upstream] = {}
+        self.tasks = UpstreamTasks()
+        """Which upstream replica holds each task created through the gateway (see :mod:`mcplane.gateway.tasks`)."""
 
     # ----------------------------------------------------------------- the Plane's view
     def owns(self, kind: CallKind, name: str) -> bool:
+        """Every name the plane has no local definition of: the gateway answers for it (its upstream's
+        answer, ``dependency_unavailable`` while that upstream is down, or ``not_found``)."""
+        return True
+
+    def _known(self, kind: CallKind, name: str) -> bool:
         if kind == "tool":
             if name in self.versions:
                 return name in self._live_versions
@@ -108,6 +120,39 @@ class UpstreamProvider:
         if kind == "prompt":
             return name in self._prompts
         return self._resource_upstream(name) is not None
+
+    def claimant(self, name: str) -> Upstream | None:
+        """The upstream a tool or prompt name no catalog lists would be of: the one whose namespace
+        prefixes it, else the upstream exposed without a namespace, if any."""
+        versioned = self.versions.tools.get(name)
+        if versioned is not None:  # not listed yet: its default version's upstream has not listed the tool
+            return self.upstreams.get(versioned.config.versions[versioned.config.default].upstream)
+        namespace, separator, _ = name.partition(SEPARATOR)
+        if separator:
+            for upstream in self.upstreams.values():
+                if upstream.namespace == namespace:
+                    return upstream
+        return self._root()
+
+    def _root(self) -> Upstream | None:
+        return next((u for u in self.upstreams.values() if u.namespace is None), None)
+
+    def _unknown(self, call: Call) -> MCPError | MCPlaneError:
+        """What a call of a name no catalog lists answers (see :meth:`claimant`).
+
+        While the upstream it would belong to has no connected replica (it never connected, or
+        lost every connection), the gateway cannot tell whether the name is one of its tools:
+        ``dependency_unavailable`` naming that upstream. Otherwise ``not_found``, as a JSON-RPC
+        error with the whole error object in ``data`` (plus the ``uri`` of a resource).
+        """
+        owner = self._root() if call.kind == "resource" else self.claimant(call.name)
+        if owner is not None and not any(endpoint.connected for endpoint in owner.endpoints):
+            return owner.unavailable()
+        error = NotFound(f"Unknown {call.kind}: {call.name}")
+        data = error.to_dict(call.context.correlation_id)
+        if call.kind == "resource":
+            data["uri"] = call.name
+        return MCPError(code=error.jsonrpc_code, message=error.message, data=data)
 
     def policy(self, tool: str) -> Mapping[str, Any] | None:
         """The code-level policy of an upstream tool: its schema, annotations and timeout."""
@@ -117,46 +162,80 @@ class UpstreamProvider:
         return self._listed[kind]
 
     async def provide(self, call: Call) -> Any:
-        ctx = call.context
+        if not self._known(call.kind, call.name):
+            raise self._unknown(call)
+        caller = Caller.of(call.context)
         if call.kind == "tool":
             if call.name in self.versions:  # a versioned tool: pick its version, then call that target
-                return await self._call_version(call)
-            entry = self._tools.get(call.name)
-            if entry is None:
-                raise NotFound(f"unknown tool {call.name!r}")
-            upstream, tool = entry
-            self._check_dependencies(upstream, tool.name)
-            arguments = dict(call.arguments)
-            retry = may_retry(tool.name, call.policy, tool.annotations, upstream.config.retryable)
-
-            progress = progress_relay(ctx)  # the upstream's progress becomes progress on the caller's request
-
-            async def call_tool(client: SDKClient, meta: dict[str, Any]) -> Any:
-                return await client.call_tool(tool.name, arguments, progress_callback=progress, meta=meta)  # pyright: ignore[reportArgumentType]
-
-            lean = LeanCall(tool.name, arguments) if progress is None else None  # progress: the SDK relays it
-            return await upstream.request(call_tool, ctx, retry=retry, what=f"tools/call {tool.name!r}", lean=lean)
+                return await self._call_version(call, caller)
+            upstream, tool = self._tools[call.name]
+            return await self._call_tool(call, caller, upstream, tool)
         if call.kind == "prompt":
-            found = self._prompts.get(call.name)
-            if found is None:
-                raise NotFound(f"unknown prompt {call.name!r}")
-            upstream, prompt = found
+            upstream, prompt = self._prompts[call.name]
             self._check_dependencies(upstream, prompt.name)
-            prompt_args = {key: str(value) for key, value in call.arguments.items()} or None
-
-            async def get_prompt(client: SDKClient, meta: dict[str, Any]) -> Any:
-                return await client.get_prompt(prompt.name, prompt_args, meta=meta)  # pyright: ignore[reportArgumentType]
-
-            return await upstream.request(get_prompt, ctx, retry=True, what=f"prompts/get {prompt.name!r}")
+            params: dict[str, Any] = {"name": prompt.name}
+            if call.arguments:
+                params["arguments"] = {key: str(value) for key, value in call.arguments.items()}
+            request = Request("prompts/get", params, what=f"prompts/get {prompt.name!r}")
+            bound = self._own_timeout(call)
+            return _hot_path_answer(call, await self.forward(upstream, request, caller, retry=True, own_timeout=bound))
         owner = self._resource_upstream(call.name)
-        if owner is None:
-            raise NotFound(f"unknown resource {call.name!r}")
-        uri = call.name
+        assert owner is not None
+        request = Request("resources/read", {"uri": call.name}, what="resources/read")
+        bound = self._own_timeout(call)
+        return _hot_path_answer(call, await self.forward(owner, request, caller, retry=True, own_timeout=bound))
 
-        async def read_resource(client: SDKClient, meta: dict[str, Any]) -> Any:
-            return await client.read_resource(uri, meta=meta)  # pyright: ignore[reportArgumentType]
+    def _own_timeout(self, call: Call) -> float | None:
+        """The call's timeout when it, not the caller's deadline, bounds the call (the timeout
+        slot's rule: the caller's deadline wins a tie), else ``None``."""
+        plane = self._plane
+        default = plane._timeout.default_timeout if plane is not None else None  # pyright: ignore[reportPrivateUsage]
+        timeout: Any = call.policy.get("timeout", default)
+        if timeout is None:
+            return None
+        caller = call.context.incoming_timeout()
+        return float(timeout) if caller is None or float(timeout) < caller else None
 
-        return await owner.request(read_resource, ctx, retry=True, what="resources/read")
+    async def _call_tool(self, call: Call, caller: Caller, upstream: Upstream, tool: Tool) -> Any:
+        self._check_dependencies(upstream, tool.name)
+        retry = may_retry(tool.name, call.policy, tool.annotations, upstream.config.retryable)
+        request = Request(
+            "tools/call",
+            {"name": tool.name, "arguments": dict(call.arguments)},
+            what=f"tools/call {tool.name!r}",
+            tool=tool.name,
+        )
+        served: list[EndpointConnection] = []
+        result = await self.forward(
+            upstream, request, caller, retry=retry, served=served, own_timeout=self._own_timeout(call)
+        )
+        if isinstance(result, dict) and result.get("resultType") == "task" and served:
+            self.tasks.created(cast("dict[str, Any]", result), upstream, served[-1], call.context)
+        return _hot_path_answer(call, result)
+
+    async def forward(
+        self,
+        upstream: Upstream,
+        request: Request,
+        caller: Caller,
+        *,
+        retry: bool,
+        endpoint: EndpointConnection | None = None,
+        served: list[EndpointConnection] | None = None,
+        own_timeout: float | None = None,
+    ) -> Any:
+        """``request`` to ``upstream`` for ``caller`` (see :mod:`mcplane.gateway.forward`), with its
+        retries, breaker and deadline; ``served`` gets the replica that answered."""
+
+        async def attempt(link: Link, meta: dict[str, Any]) -> Any:
+            result = await send(link, request, meta, caller)
+            if served is not None:
+                served.extend(e for e in upstream.endpoints if e.sdk is link.sdk or e.legacy == link)
+            return result
+
+        return await upstream.request(
+            attempt, caller.ctx, retry=retry, what=request.what, endpoint=endpoint, own_timeout=own_timeout
+        )
 
     def _check_dependencies(self, upstream: Upstream, name: str) -> None:
         for glob, dependencies in upstream.config.depends_on.items():
@@ -168,20 +247,61 @@ class UpstreamProvider:
                         f"dependency {dependency!r} is unavailable", details={"dependency": dependency}
                     )
 
-    async def _call_version(self, call: Call) -> Any:
+    async def _call_version(self, call: Call, caller: Caller) -> Any:
         """A versioned tool's call: routed to one version's target, its outcome recorded."""
         router = self.versions
         route = router.route(call.name, call.context)
 
-        async def send() -> Any:
-            if route.target not in self._tools:  # counts against a canary: it cannot serve
+        async def send_version() -> Any:
+            entry = self._tools.get(route.target)
+            if entry is None:  # counts against a canary: it cannot serve
                 raise DependencyUnavailable(
                     f"version {route.version!r} of {route.tool!r} is unavailable",
                     details={"dependency": route.target},
                 )
-            return await self.provide(call.replace(name=route.target))
+            return await self._call_tool(call.replace(name=route.target), caller, *entry)
 
-        return await router.call(route, call.context, send)
+        return await router.call(route, call.context, send_version)
+
+    def resource_owner(self, uri: str) -> Upstream | None:
+        """The upstream serving the resource ``uri`` (a listed resource, else a template that matches)."""
+        return self._resource_upstream(uri)
+
+    def completion_target(self, ref: Any) -> tuple[Upstream, dict[str, Any]] | None:
+        """The upstream a ``completion/complete`` reference is for, and the reference in its names."""
+        if getattr(ref, "type", None) == "ref/prompt":
+            found = self._prompts.get(ref.name)
+            if found is not None:
+                return found[0], {"type": "ref/prompt", "name": found[1].name}
+        elif getattr(ref, "type", None) == "ref/resource":
+            owner = self._template_owners.get(str(ref.uri))
+            if owner is not None:
+                return owner, {"type": "ref/resource", "uri": str(ref.uri)}
+        return None
+
+    def may_ask(self, tool: str) -> bool:
+        """Whether a call of ``tool`` could be answered ``input_required`` or with a task: its
+        upstream (any upstream, for a versioned tool) speaks 2026-07-28."""
+        entry = self._tools.get(tool)
+        upstreams = [entry[0]] if entry is not None and tool not in self.versions else list(self.upstreams.values())
+        return any(
+            endpoint.link(modern_caller=True) is not None and _modern(endpoint)
+            for u in upstreams
+            for endpoint in u.endpoints
+        )
+
+    async def forward_task(
+        self, upstream: Upstream, endpoint: EndpointConnection, method: str, params: dict[str, Any], ctx: Any
+    ) -> Any:
+        """A ``tasks/*`` request for a task ``endpoint`` created (see :mod:`mcplane.gateway.tasks`)."""
+        plane = self._plane
+        assert plane is not None
+        context = plane.make_context(ctx, None)
+        timeout = upstream.config.timeout or plane.config.server.default_timeout
+        if timeout is not None:
+            context._deadline = time.monotonic() + timeout  # pyright: ignore[reportPrivateUsage]
+        request = Request(method, params, what=f"{method} {params.get('taskId')!r}")
+        return await self.forward(upstream, request, Caller.of(context), retry=True, endpoint=endpoint)
 
     def _resource_upstream(self, uri: str) -> Upstream | None:
         found = self._uris.get(uri)
@@ -198,14 +318,32 @@ class UpstreamProvider:
         prompts: dict[str, tuple[Upstream, Prompt]] = {}
         uris: dict[str, Upstream] = {}
         templates: list[tuple[re.Pattern[str], Upstream]] = []
+        template_owners: dict[str, Upstream] = {}
         listed: dict[ListKind, list[Any]] = {"tool": [], "resource": [], "resource_template": [], "prompt": []}
         policies: dict[str, dict[str, Any]] = {}
+        namespaces = {u.namespace for u in self.upstreams.values() if u.namespace is not None}
+
+        def hidden(upstream: Upstream, name: str, kind: str) -> bool:
+            """A name of the un-namespaced upstream that looks like another upstream's is that upstream's."""
+            if (
+                upstream.namespace is not None
+                or name.partition(SEPARATOR)[0] not in namespaces
+                or SEPARATOR not in name
+            ):
+                return False
+            logger.warning(
+                "%s %r of upstream %r is hidden: its name is in another upstream's namespace", kind, name, upstream.name
+            )
+            return True
+
         for upstream in self.upstreams.values():
-            prefix = upstream.namespace + SEPARATOR
+            prefix = upstream.prefix
             catalog = upstream.catalog
             for name in sorted(catalog.tools):
                 tool = catalog.tools[name]
                 exposed = prefix + name
+                if hidden(upstream, name, "tool"):
+                    continue
                 tools[exposed] = (upstream, tool)
                 listed["tool"].append(tool.model_copy(update={"name": exposed}))
                 policy: dict[str, Any] = {"json_schema": tool.input_schema, "upstream": upstream.name}
@@ -216,6 +354,8 @@ class UpstreamProvider:
                 policies[exposed] = policy
             for name in sorted(catalog.prompts):
                 prompt = catalog.prompts[name]
+                if hidden(upstream, name, "prompt"):
+                    continue
                 prompts[prefix + name] = (upstream, prompt)
                 listed["prompt"].append(prompt.model_copy(update={"name": prefix + name}))
             for resource in sorted(catalog.resources, key=lambda r: (r.name, str(r.uri))):
@@ -227,12 +367,14 @@ class UpstreamProvider:
                 listed["resource"].append(resource.model_copy(update={"name": prefix + resource.name}))
             for template in sorted(catalog.templates, key=lambda t: (t.name, t.uri_template)):
                 templates.append((template_pattern(template.uri_template), upstream))
+                template_owners.setdefault(template.uri_template, upstream)
                 listed["resource_template"].append(template.model_copy(update={"name": prefix + template.name}))
         if self.versions.tools:
             self._add_versions(tools, listed, policies)
         else:
             self._hidden, self._live_versions = set(), set()
         self._tools, self._prompts, self._uris, self._templates = tools, prompts, uris, templates
+        self._template_owners = template_owners
         self._listed, self._policies = listed, policies
         if self._plane is not None:
             self._plane.providers_changed()
@@ -261,7 +403,10 @@ class UpstreamProvider:
 
     # ----------------------------------------------------------------- lifespan
     def _build(self, name: str, config: UpstreamConfig) -> Upstream:
-        return Upstream(name, config, on_change=self._rebuild, **self._options)
+        upstream = Upstream(name, config, on_change=self._rebuild, **self._options)
+        for endpoint in upstream.endpoints:
+            endpoint.on_resource_updated = self.subscriptions.updated
+        return upstream
 
     @asynccontextmanager
     async def open(self, plane: Plane) -> AsyncGenerator[None]:
@@ -277,12 +422,14 @@ class UpstreamProvider:
             # Readiness checks, gauges, list-changed relay, shared breakers (see mcplane.gateway.runtime).
             running = gateway_running(plane, self.upstreams.values(), self.shared_state)
             self.runtime: GatewayRuntime | None = await running.__aenter__()
+            uninstall = install_handlers(plane, self)
             await tg.start(self.runtime.run)
             if self.reloader is not None:
                 tg.start_soon(self.reloader.run)
             try:
                 yield
             finally:
+                uninstall()
                 self.runtime = None
                 with anyio.CancelScope(shield=True):
                     await running.__aexit__(None, None, None)
@@ -336,7 +483,7 @@ class UpstreamProvider:
         runtime: GatewayRuntime | None = getattr(self, "runtime", None)
         if runtime is not None:  # readiness, gauges, relay, shared breakers for the new connections
             runtime.adopt(fresh)
-        self.upstreams = {u.name: u for u in sorted([*keep.values(), *fresh], key=lambda u: u.namespace)}
+        self.upstreams = {u.name: u for u in _in_order([*keep.values(), *fresh])}
         self.versions = self.versions.reconfigured(config)
         self._rebuild()
         for upstream in retired:
@@ -373,6 +520,38 @@ class UpstreamProvider:
             ]
             for name, upstream in self.upstreams.items()
         }
+
+
+def _modern(endpoint: EndpointConnection) -> bool:
+    link = endpoint.link(modern_caller=True)
+    return link is not None and link.modern
+
+
+def _hot_path_answer(call: Call, result: Any) -> Any:
+    """``result``, unless the call came on the hot path (no SDK request context), whose one JSON
+    answer cannot carry an ``input_required`` round (its request state is sealed by the SDK path)
+    or a task: then the caller did not declare what the upstream asks of it (``-32021``)."""
+    if call.context._request_context is not None:  # pyright: ignore[reportPrivateUsage]
+        return result
+    if isinstance(result, InputRequiredResult):
+        kinds = {request.method for request in (result.input_requests or {}).values()}
+        needed = {_CAPABILITY_OF[kind]: {} for kind in kinds if kind in _CAPABILITY_OF}
+        raise MCPError(
+            code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message="the upstream asks for input this caller did not declare it can give",
+            data={"requiredCapabilities": needed},
+        )
+    if isinstance(result, dict) and cast("dict[str, Any]", result).get("resultType") == "task":
+        raise UpstreamError("the upstream answered with a task the caller did not ask for")
+    return result
+
+
+_CAPABILITY_OF = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+
+
+def _in_order(upstreams: Iterable[Upstream]) -> list[Upstream]:
+    """The un-namespaced upstream first, then the others in namespace order."""
+    return sorted(upstreams, key=lambda u: (u.namespace is not None, u.namespace or ""))
 
 
 _EXPRESSION = re.compile(r"\{([+#./;?&]?)([^}]*)\}")

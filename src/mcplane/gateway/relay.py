@@ -9,13 +9,23 @@
   caller's own request (:func:`progress_relay`); only when the caller asked for progress.
 * **cancellation**: a caller cancelling its gateway call cancels the task awaiting the upstream
   call; the SDK client then sends the upstream ``notifications/cancelled`` (nothing to add here).
-* **elicitation**: an upstream's ``elicitation/create`` during a call is asked of that call's
-  caller (:func:`relay_elicitation`) and its answer returned; when the caller cannot be asked
-  (no back channel, no elicitation capability, a 2026-07-28 caller, or no single caller to ask),
-  the upstream gets ``decline``. The caller is the one whose task sent the call (Streamable HTTP
-  upstreams and 2026-07-28 input-required rounds run the question in that task); over a stdio or
-  WebSocket legacy session, which carries no link from question to call, it is the endpoint's
-  only call in flight, and with several in flight the question is declined.
+* **questions**: an upstream's ``elicitation/create``, ``sampling/createMessage`` or ``roots/list``
+  during a call is asked of that call's caller (:func:`relay_elicitation`, :func:`relay_sampling`,
+  :func:`relay_roots`) and its answer returned; when the caller cannot be asked (no back channel,
+  no such capability, a 2026-07-28 caller, or no single caller to ask), the upstream gets
+  ``decline`` (elicitation) or an error (sampling, roots), as from a client without the
+  capability. The caller is the one whose task sent the call (Streamable HTTP upstreams and
+  2026-07-28 input-required rounds run the question in that task); over a stdio or WebSocket
+  legacy session, which carries no link from question to call, it is the endpoint's only call in
+  flight, and with several in flight the question is refused.
+* **stream polling**: an upstream that closes a call's event stream before answering (SEP-1699)
+  is resumed; the caller's stream is closed too (:func:`relay_stream_closed`), so the caller polls
+  the gateway as it would poll the upstream.
+* **log messages**: an upstream's ``notifications/message`` during a call becomes a log message on
+  the caller's request (:func:`relay_log`): for a 2026-07-28 caller only when its request opted in
+  (``_meta`` ``io.modelcontextprotocol/logLevel``, passed upstream as it came) and at or above that
+  level; for a 2025-11-25 session at or above the level it set with ``logging/setLevel``
+  (:func:`set_log_level`; everything until it sets one).
 """
 
 from __future__ import annotations
@@ -29,14 +39,43 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.shared.message import ServerMessageMetadata
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
-from mcp_types import ClientCapabilities, ElicitationCapability, ElicitRequest, ElicitRequestParams, ElicitResult
+from mcp_types import (
+    INVALID_REQUEST,
+    PROTOCOL_VERSION_META_KEY,
+    ClientCapabilities,
+    CreateMessageRequest,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitationCapability,
+    ElicitRequest,
+    ElicitRequestParams,
+    ElicitResult,
+    ErrorData,
+    ListRootsRequest,
+    ListRootsResult,
+    LoggingLevel,
+    LoggingMessageNotificationParams,
+    RootsCapability,
+    SamplingCapability,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.context import Context
 
-__all__ = ["ListChangedRelay", "current_caller", "progress_relay", "relay_elicitation"]
+__all__ = [
+    "ListChangedRelay",
+    "caller_is_modern",
+    "current_caller",
+    "progress_relay",
+    "relay_elicitation",
+    "relay_log",
+    "relay_roots",
+    "relay_sampling",
+    "relay_stream_closed",
+    "set_log_level",
+]
 
 logger = logging.getLogger("mcplane.gateway")
 
@@ -77,13 +116,16 @@ class ListChangedRelay:
 
     def hot_path_caller(self, session_id: str) -> bool:
         """Whether upstream tool calls of this 2025-11-25 session may skip the SDK's dispatch: only
-        when its client cannot be asked an upstream's question (no elicitation capability), since
-        relaying a question needs the SDK's request context. Unknown sessions are refused."""
+        when its client cannot be asked an upstream's question (no elicitation, sampling or roots
+        capability) and never asked for log messages (``logging/setLevel``), since relaying either
+        needs the SDK's request context. Unknown sessions are refused."""
         connection = self._sessions.get(session_id)
-        if connection is None:
+        if connection is None or connection in _log_levels:
             return False
         capabilities = getattr(connection, "client_capabilities", None)
-        return capabilities is not None and getattr(capabilities, "elicitation", None) is None
+        return capabilities is not None and all(
+            getattr(capabilities, name, None) is None for name in ("elicitation", "sampling", "roots")
+        )
 
     @property
     def connections(self) -> int:
@@ -132,30 +174,97 @@ def progress_relay(ctx: Context) -> Callable[[float, float | None, str | None], 
     return relay
 
 
+def caller_is_modern(ctx: Context) -> bool:
+    """Whether the call came in a 2026-07-28 request (else from a 2025-11-25 session)."""
+    request_context = ctx._request_context  # pyright: ignore[reportPrivateUsage]
+    if request_context is not None:
+        return request_context.protocol_version in MODERN_PROTOCOL_VERSIONS
+    return ctx.request_meta.get(PROTOCOL_VERSION_META_KEY) in MODERN_PROTOCOL_VERSIONS  # the hot path's envelope
+
+
 _DECLINE = ElicitResult(action="decline")
+_NO_SAMPLING = ErrorData(code=INVALID_REQUEST, message="Sampling not supported")
+_NO_ROOTS = ErrorData(code=INVALID_REQUEST, message="List roots not supported")
 
 
-async def relay_elicitation(caller: Context | None, params: ElicitRequestParams) -> ElicitResult:
-    """Ask ``caller`` the upstream's question; ``decline`` when it cannot be asked."""
+async def _ask(caller: Context | None, capability: ClientCapabilities, request: Any, result_type: type[Any]) -> Any:
+    """Send ``request`` to ``caller``'s 2025-11-25 session; ``None`` when it cannot be asked or failed."""
     if caller is None:
-        return _DECLINE
+        return None
     request_context = caller._request_context  # pyright: ignore[reportPrivateUsage]
     if request_context is None:
-        return _DECLINE
+        return None
     session = request_context.session
     can_ask = (
         session.protocol_version not in MODERN_PROTOCOL_VERSIONS
         and session.can_send_request
-        and session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability()))
+        and session.check_client_capability(capability)
     )
     if not can_ask:
-        return _DECLINE
+        return None
     try:
         return await session.send_request(
-            ElicitRequest(params=params),
-            ElicitResult,
-            metadata=ServerMessageMetadata(related_request_id=request_context.request_id),
+            request, result_type, metadata=ServerMessageMetadata(related_request_id=request_context.request_id)
         )
-    except Exception as exc:  # the caller refused or went away: the upstream hears decline
-        logger.info("elicitation relay failed: %s", type(exc).__name__)
-        return _DECLINE
+    except Exception as exc:  # the caller refused or went away: the upstream hears a refusal
+        logger.info("%s relay failed: %s", request.method, type(exc).__name__)
+        return None
+
+
+async def relay_elicitation(caller: Context | None, params: ElicitRequestParams) -> ElicitResult:
+    """Ask ``caller`` the upstream's question; ``decline`` when it cannot be asked."""
+    capability = ClientCapabilities(elicitation=ElicitationCapability())
+    answer = await _ask(caller, capability, ElicitRequest(params=params), ElicitResult)
+    return answer if answer is not None else _DECLINE
+
+
+async def relay_sampling(caller: Context | None, params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
+    """Ask ``caller``'s model for the upstream (``sampling/createMessage``); an error when it cannot be asked."""
+    capability = ClientCapabilities(sampling=SamplingCapability())
+    answer = await _ask(caller, capability, CreateMessageRequest(params=params), CreateMessageResult)
+    return answer if answer is not None else _NO_SAMPLING
+
+
+async def relay_roots(caller: Context | None) -> ListRootsResult | ErrorData:
+    """The caller's roots for the upstream (``roots/list``); an error when it cannot be asked."""
+    answer = await _ask(caller, ClientCapabilities(roots=RootsCapability()), ListRootsRequest(), ListRootsResult)
+    return answer if answer is not None else _NO_ROOTS
+
+
+async def relay_stream_closed(caller: Context | None) -> None:
+    """The upstream closed the call's event stream to be polled (SEP-1699): close the caller's too,
+    so it resumes from the gateway as it would from the upstream (a 2025-11-25 request over HTTP)."""
+    if caller is None or caller._request_context is None:  # pyright: ignore[reportPrivateUsage]
+        return
+    try:
+        await caller.close_sse_stream()
+    except Exception as exc:  # nothing to close (stdio, a JSON answer): the call goes on
+        logger.debug("stream close relay failed: %s", type(exc).__name__)
+
+
+# ----------------------------------------------------------------- log messages
+_LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_log_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
+"""The level each 2025-11-25 connection set with ``logging/setLevel`` (forgotten with the connection)."""
+
+
+def set_log_level(connection: Any, level: LoggingLevel) -> None:
+    """Remember a 2025-11-25 session's ``logging/setLevel``: its relayed log messages below it are dropped."""
+    _log_levels[connection] = level
+
+
+async def relay_log(caller: Context | None, params: LoggingMessageNotificationParams) -> None:
+    """An upstream's log message during ``caller``'s call, as a log message on the caller's request."""
+    if caller is None:
+        return
+    request_context = caller._request_context  # pyright: ignore[reportPrivateUsage]
+    if request_context is None:  # the hot path answers with one JSON body: nowhere to put it
+        return
+    connection = getattr(request_context.session, "_connection", None)
+    floor = _log_levels.get(connection) if connection is not None else None
+    if floor is not None and _LEVELS.index(params.level) < _LEVELS.index(floor):
+        return
+    try:  # a 2026-07-28 request's own opt-in gates it in the SDK's session
+        await caller.log(params.level, params.data, logger_name=params.logger)
+    except Exception as exc:  # the caller went away: the upstream call goes on
+        logger.debug("log relay failed: %s", type(exc).__name__)

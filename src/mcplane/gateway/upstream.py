@@ -42,32 +42,29 @@ from mcplane.client._errors import from_mcp_error, is_transport_error, unwrap  #
 from mcplane.context import TIMEOUT_META_KEY, Context
 from mcplane.errors import CircuitOpen, DependencyUnavailable, MCPlaneError, Timeout, UpstreamError, error_object_of
 from mcplane.gateway.balancer import Balancer
-from mcplane.gateway.config import UpstreamConfig
+from mcplane.gateway.config import SEPARATOR, UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection
+from mcplane.gateway.forward import passes_through
 from mcplane.gateway.identity import PRINCIPAL_META_KEY, call_headers, identity_headers, identity_meta
-from mcplane.gateway.relay import current_caller
+from mcplane.gateway.relay import caller_is_modern, current_caller
 from mcplane.gateway.retry import backoff
 
 if TYPE_CHECKING:
-    from mcplane.gateway.lean import LeanLane
+    from mcplane.gateway.endpoint import Link
     from mcplane.gateway.relay import ListChangedRelay
     from mcplane.observability.metrics import Metrics
 
-__all__ = ["Catalog", "Upstream"]
+__all__ = ["Catalog", "Send", "Upstream"]
 
 logger = logging.getLogger("mcplane.gateway")
 
 _PAGE_CAP = 100
+_DEADLINE_SLACK = 0.005
+"""Seconds of deadline left that still count as none: the timeout slot's timer runs on the event
+loop's clock, the deadline on ``time.monotonic``, and the two can disagree by a little."""
 
-Send = Callable[[SDKClient, dict[str, Any]], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class LeanCall:
-    """A plain ``tools/call`` that may take an endpoint's lean path (:mod:`mcplane.gateway.lean`)."""
-
-    tool: str
-    arguments: dict[str, Any]
+Send = Callable[["Link", dict[str, Any]], Awaitable[Any]]
+"""Sends one attempt's request on a link with the attempt's ``_meta`` (see :mod:`mcplane.gateway.forward`)."""
 
 
 @dataclass
@@ -99,7 +96,8 @@ class Upstream:
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     ) -> None:
         self.name = name
-        self.namespace = namespace or config.namespace or name
+        self.namespace: str | None = None if config.namespace is False else (namespace or config.namespace or name)
+        """``None``: its names are exposed as they are (``namespace: false``)."""
         self.config = config
         self.catalog = Catalog()
         self.balancer = Balancer(config.load_balancing)
@@ -114,6 +112,11 @@ class Upstream:
         """Tells gateway clients when this upstream's catalog changes (set while the gateway runs)."""
         self.metrics: Metrics | None = None
         """Counts attempts by outcome (set while the gateway runs with metrics on)."""
+
+    @property
+    def prefix(self) -> str:
+        """What its exposed names start with: ``<namespace>__``, or nothing."""
+        return "" if self.namespace is None else self.namespace + SEPARATOR
 
     # ----------------------------------------------------------------- health
     def healthy(self) -> bool:
@@ -166,22 +169,35 @@ class Upstream:
                 await self.relay.changed(changed)
 
     # ----------------------------------------------------------------- calls
-    async def request(self, send: Send, ctx: Context, *, retry: bool, what: str, lean: LeanCall | None = None) -> Any:
+    async def request(
+        self,
+        send: Send,
+        ctx: Context,
+        *,
+        retry: bool,
+        what: str,
+        endpoint: EndpointConnection | None = None,
+        own_timeout: float | None = None,
+    ) -> Any:
         """Send one request to a replica (retrying on another when ``retry``); returns its result.
 
-        ``lean``: the same request as a plain tool call, sent on the replica's lean path when it has one.
+        The replica serves it on the link for the caller's era (:meth:`EndpointConnection.link`).
+        ``endpoint``: that replica and no other (a task lives on the replica that created it).
+        ``own_timeout``: the call is bounded by this hop's own timeout (that many seconds), not by
+        the caller's deadline; an upstream that stops at the deadline we passed it and says
+        ``deadline_exceeded`` first then answers ``timeout``, as this hop's own timer would have.
         """
         retries = self.config.retries
         attempts = retries.attempts if retry else 1
         tried: list[EndpointConnection] = []
         last: MCPlaneError | None = None
         for attempt in range(1, attempts + 1):
-            endpoint = self.balancer.pick(self.endpoints, tried)
-            if endpoint is None:
+            chosen = self.balancer.pick(self.endpoints, tried) if endpoint is None else endpoint
+            if chosen is None:
                 raise last if last is not None else self.unavailable()
-            tried.append(endpoint)
+            tried.append(chosen)
             try:
-                return await self._attempt(endpoint, send, ctx, what, lean)
+                return await self._attempt(chosen, send, ctx, what, own_timeout)
             except _Retryable as failure:
                 last = failure.error
             if attempt < attempts:
@@ -192,19 +208,20 @@ class Upstream:
         raise last
 
     async def _attempt(
-        self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str, lean: LeanCall | None = None
+        self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str, own_timeout: float | None = None
     ) -> Any:
         breaker = endpoint.breaker
-        client = endpoint.sdk
+        link = endpoint.link(modern_caller=caller_is_modern(ctx))
         remaining = ctx.remaining()
         limit = self.config.retries.attempt_timeout
-        if client is None or not await breaker.claim(lease=limit or self.config.timeout or remaining):
+        if link is None or not await breaker.claim(lease=limit or self.config.timeout or remaining):
             raise _Retryable(self.unavailable())
         meta = ctx.propagation_meta()
         own_limit = limit is not None and (remaining is None or limit < remaining)
         if own_limit:
             assert limit is not None
             meta[TIMEOUT_META_KEY] = int(limit * 1000)
+        attempt_limit = limit if own_limit and limit is not None else 0.0
         identity = self.config.identity
         if identity.mode == "meta" and (principal := identity_meta(ctx)) is not None:
             meta[PRINCIPAL_META_KEY] = principal
@@ -214,26 +231,35 @@ class Upstream:
         endpoint.in_flight += 1
         verdict: bool | None = None
         outcome = "cancelled"
-        lane = endpoint.lean if lean is not None else None
-        if lane is not None:
-            assert lean is not None
-            send = _on_lane(lane, lean, send)
-
         try:
             if own_limit:
                 with anyio.move_on_after(limit):
-                    result = await send(client, meta)
+                    result = await send(link, meta)
                     if not _ran_out_of_time(result):
                         verdict, outcome = True, _outcome(result)
                         return result
                 # The attempt limit passed here, or the upstream stopped at the same limit (we sent
                 # it as its deadline) and said so first: either way this attempt timed out.
                 verdict, outcome = False, "timeout"
-                raise _Retryable(Timeout(f"upstream {self.name!r} did not answer {what} within {limit:g} s"))
-            result = await send(client, meta)
+                raise _Retryable(self._timed_out(what, attempt_limit))
+            result = await send(link, meta)
+            if _ran_out_of_time(result):
+                # The upstream stopped at the deadline we passed it and said so before our own timer
+                # fired: the same timeout (for the breaker and the metric) as if it had fired first.
+                verdict, outcome = False, "timeout"
+                if own_timeout is not None:
+                    raise self._timed_out(what, own_timeout)
+                return result  # the caller's deadline was the bound: deadline_exceeded is the answer
             verdict, outcome = True, _outcome(result)
             return result
         except MCPError as exc:
+            if _deadline_error(exc):  # the same, answered as a JSON-RPC error (a prompt, a resource read)
+                verdict, outcome = False, "timeout"
+                if own_limit:
+                    raise _Retryable(self._timed_out(what, attempt_limit)) from None
+                if own_timeout is not None:
+                    raise self._timed_out(what, own_timeout) from None
+                raise self._translate(exc) from None
             if is_transport_error(exc) or _session_lost(exc):
                 verdict, outcome = False, "unavailable"
                 endpoint.mark_broken()  # a restarted upstream forgot our session: reconnect
@@ -248,9 +274,12 @@ class Upstream:
                 verdict, outcome = False, "unavailable"
                 raise _Retryable(self._translate(exc)) from None
             verdict, outcome = True, "error"
+            if passes_through(exc):  # the caller's to act on (see mcplane.gateway.forward)
+                raise
             raise self._translate(exc) from None
         except anyio.get_cancelled_exc_class():
-            if ctx.remaining() == 0:  # the deadline cut it short: an upstream too slow is a failing one
+            left = ctx.remaining()
+            if left is not None and left <= _DEADLINE_SLACK:  # the deadline cut it short: too slow is failing
                 verdict, outcome = False, "timeout"
             raise
         except Exception as exc:
@@ -276,6 +305,9 @@ class Upstream:
                 breaker.failure()
             else:
                 breaker.release()
+
+    def _timed_out(self, what: str, seconds: float) -> Timeout:
+        return Timeout(f"upstream {self.name!r} did not answer {what} within {seconds:g} s")
 
     def _lost(self, what: str) -> MCPlaneError:
         return DependencyUnavailable(
@@ -333,13 +365,10 @@ def _session_lost(exc: MCPError) -> bool:
     return exc.message.strip().lower() in ("session terminated", "session not found")
 
 
-def _on_lane(lane: LeanLane, call: LeanCall, sdk_send: Send) -> Send:
-    """``sdk_send`` as a lean call on ``lane``, falling back to ``sdk_send`` when the lane cannot."""
-
-    async def send(client: SDKClient, meta: dict[str, Any]) -> Any:
-        return await lane.call_tool(client, call.tool, call.arguments, meta, lambda: sdk_send(client, meta))
-
-    return send
+def _deadline_error(exc: MCPError) -> bool:
+    """``exc`` is an upstream's JSON-RPC ``deadline_exceeded`` error."""
+    data: Any = exc.data
+    return isinstance(data, dict) and data.get("code") == "deadline_exceeded"
 
 
 def _ran_out_of_time(result: Any) -> bool:

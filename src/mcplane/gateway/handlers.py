@@ -1,0 +1,231 @@
+"""What the gateway answers besides calls: completions, log levels, resource subscriptions, tasks.
+
+Installed on the gateway plane while its upstreams are open (:func:`install_handlers`), each only
+when the plane has no handler of its own for the method (a local one wins):
+
+* ``completion/complete``: a reference to an upstream's prompt (by its exposed name) or resource
+  template (by its URI template) is asked of that upstream, under the upstream's own name;
+  anything else goes to the plane's own completion handler, or completes to nothing;
+* ``logging/setLevel`` (2025-11-25): remembered for the session; relayed log messages below it
+  are dropped (:func:`mcplane.gateway.relay.set_log_level`);
+* ``resources/subscribe`` / ``resources/unsubscribe`` (2025-11-25): the subscription is made on the
+  upstream that serves the URI (the first caller's subscribe goes upstream, the last one's
+  unsubscribe too); the upstream's ``notifications/resources/updated`` reaches every subscribed
+  session, and ``subscriptions/listen`` streams (2026-07-28) that asked for the URI;
+* ``tasks/*`` of upstream tasks: see :mod:`mcplane.gateway.tasks`;
+* the **hot path** (:mod:`mcplane.fastpath`) keeps serving upstream tools, except for 2026-07-28
+  requests that declare a capability an upstream could answer with an ``input_required`` round
+  or a task (``elicitation``, ``sampling``, ``roots``, any extension) to a tool of an upstream
+  that speaks 2026-07-28: those take the SDK path, which can carry either (and seals request state).
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ResourceUpdated
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    INVALID_PARAMS,
+    CompleteRequestParams,
+    EmptyResult,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
+
+from mcplane.gateway.forward import Caller, Request
+from mcplane.gateway.relay import set_log_level
+from mcplane.gateway.tasks import install_task_routing
+
+if TYPE_CHECKING:
+    from mcplane.app import Plane
+    from mcplane.context import Context
+    from mcplane.gateway.provider import UpstreamProvider
+    from mcplane.gateway.upstream import Upstream
+
+__all__ = ["ResourceSubscriptions", "install_handlers"]
+
+_ASKING = ("elicitation", "sampling", "roots")
+_EMPTY_COMPLETION = {"completion": {"values": [], "total": 0, "hasMore": False}}
+
+
+class ResourceSubscriptions:
+    """Which 2025-11-25 sessions subscribed to which URI through the gateway."""
+
+    def __init__(self) -> None:
+        self.plane: Plane | None = None
+        self._sessions: dict[str, weakref.WeakSet[Any]] = {}
+
+    def add(self, uri: str, connection: Any) -> bool:
+        """Note a subscriber; whether it is the URI's first (the subscription goes upstream)."""
+        sessions = self._sessions.setdefault(uri, weakref.WeakSet())
+        first = not sessions
+        sessions.add(connection)
+        return first
+
+    def remove(self, uri: str, connection: Any) -> bool:
+        """Forget a subscriber; whether it was the URI's last (the unsubscribe goes upstream)."""
+        sessions = self._sessions.get(uri)
+        if sessions is None or connection not in sessions:
+            return False
+        sessions.discard(connection)
+        if sessions:
+            return False
+        del self._sessions[uri]
+        return True
+
+    async def updated(self, uri: str) -> None:
+        """An upstream said ``uri`` changed: tell its subscribers, and the listen streams that asked."""
+        for connection in list(self._sessions.get(uri, ())):
+            try:
+                await connection.send_resource_updated(uri)
+            except Exception:  # a subscriber that went away
+                continue
+        if self.plane is not None:
+            await self.plane.sdk._subscriptions.publish(ResourceUpdated(uri=uri))  # pyright: ignore[reportPrivateUsage]
+
+
+def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], None]:
+    """Install the handlers of the module doc on ``plane``; returns the undo."""
+    lowlevel = plane.sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    undo: list[Callable[[], None]] = []
+    provider.subscriptions.plane = plane
+
+    def add(method: str, params_type: type[Any], handler: Any) -> None:
+        previous = lowlevel.get_request_handler(method)
+        if previous is not None and method != "completion/complete":
+            return  # the plane serves it itself
+        lowlevel.add_request_handler(method, params_type, handler)
+
+        def restore() -> None:
+            if previous is not None:
+                lowlevel.add_request_handler(method, previous.params_type, previous.handler)
+            else:
+                lowlevel._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
+
+        undo.append(restore)
+
+    local_completion = lowlevel.get_request_handler("completion/complete")
+
+    async def complete(ctx: ServerRequestContext[Any, Any], params: CompleteRequestParams) -> Any:
+        target = provider.completion_target(params.ref)
+        if target is None:
+            if local_completion is not None:
+                return await local_completion.handler(ctx, params)
+            return _EMPTY_COMPLETION
+        upstream, ref = target
+        wire = params.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"meta"})
+        wire["ref"] = ref
+        request = Request("completion/complete", wire, what="completion/complete")
+        return await _forward(plane, provider, upstream, request, ctx, params, retry=True)
+
+    async def set_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
+        connection = getattr(ctx.session, "_connection", None)
+        if connection is not None:
+            set_log_level(connection, params.level)
+        return EmptyResult()
+
+    async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> Any:
+        uri = str(params.uri)
+        owner = provider.resource_owner(uri)
+        if owner is None:
+            raise MCPError(INVALID_PARAMS, "resource not found", {"uri": uri})
+        connection = getattr(ctx.session, "_connection", None)
+        if provider.subscriptions.add(uri, connection):
+            request = Request("resources/subscribe", {"uri": uri}, what="resources/subscribe")
+            try:
+                await _forward(plane, provider, owner, request, ctx, params, retry=True)
+            except BaseException:
+                provider.subscriptions.remove(uri, connection)
+                raise
+        return EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> Any:
+        uri = str(params.uri)
+        owner = provider.resource_owner(uri)
+        connection = getattr(ctx.session, "_connection", None)
+        if provider.subscriptions.remove(uri, connection) and owner is not None:
+            request = Request("resources/unsubscribe", {"uri": uri}, what="resources/unsubscribe")
+            await _forward(plane, provider, owner, request, ctx, params, retry=True)
+        return EmptyResult()
+
+    add("completion/complete", CompleteRequestParams, complete)
+    add("logging/setLevel", SetLevelRequestParams, set_level)
+    add("resources/subscribe", SubscribeRequestParams, subscribe)
+    add("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    undo.append(install_task_routing(plane, provider))
+    undo.append(_guard_hot_path(plane, provider))
+
+    def uninstall() -> None:
+        for step in reversed(undo):
+            step()
+
+    return uninstall
+
+
+async def _forward(
+    plane: Plane,
+    provider: UpstreamProvider,
+    upstream: Upstream,
+    request: Request,
+    ctx: ServerRequestContext[Any, Any],
+    params: Any,
+    *,
+    retry: bool,
+) -> Any:
+    """``request`` to ``upstream`` for the caller of ``ctx``, bounded by the upstream's timeout (else the plane's)."""
+    context = _context(plane, ctx, params, upstream)
+    return await provider.forward(upstream, request, Caller.of(context), retry=retry)
+
+
+def _context(plane: Plane, ctx: ServerRequestContext[Any, Any], params: Any, upstream: Upstream) -> Context:
+    context = plane.make_context(ctx, params)
+    timeout = upstream.config.timeout or plane.config.server.default_timeout
+    caller = context.incoming_timeout()
+    bounds = [bound for bound in (timeout, caller) if bound is not None]
+    if bounds:
+        context._deadline = time.monotonic() + min(bounds)  # pyright: ignore[reportPrivateUsage]
+    return context
+
+
+def _guard_hot_path(plane: Plane, provider: UpstreamProvider) -> Callable[[], None]:
+    """Keep 2026-07-28 requests that could be answered ``input_required`` or with a task off the hot path."""
+    fast = plane.fast
+    original = fast.match
+
+    def match(
+        message: Any,
+        *,
+        modern: bool,
+        headers: Mapping[str, str] | None = None,
+        session: str | None = None,
+    ) -> str | None:
+        version = original(message, modern=modern, headers=headers, session=session)
+        if version is None or not modern:
+            return version
+        params = cast("dict[str, Any]", message["params"])
+        meta: Any = params.get("_meta") or {}
+        declared: Any = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, dict) else None
+        if not isinstance(declared, dict):
+            return version
+        capabilities = cast("dict[str, Any]", declared)
+        if not capabilities.get("extensions") and all(capabilities.get(name) is None for name in _ASKING):
+            return version
+        name: str = params["name"]
+        if plane.sdk._tool_manager.get_tool(name) is not None:  # pyright: ignore[reportPrivateUsage] - a local tool
+            return version
+        return None if provider.may_ask(name) else version
+
+    fast.match = match  # pyright: ignore[reportAttributeAccessIssue]
+
+    def restore() -> None:
+        if fast.__dict__.get("match") is match:
+            del fast.__dict__["match"]
+
+    return restore
