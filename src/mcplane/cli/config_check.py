@@ -3,7 +3,8 @@
 A file with an ``upstreams:`` section is a gateway config (``mcplane gateway --config``) and is
 checked by the gateway's own loader; any other file is a plane config (``mcplane run --config``).
 Either way secrets are resolved, ``MCPLANE__`` environment overrides applied, and the first
-mistake is one line naming the file and the key.
+mistake is one line naming the file and the key (and, for an authorization rule that does not
+compile, the line and column in its expression).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def _print_plane(config: PlaneConfig) -> None:
     sections = [name for name in _LAYERS if getattr(config, name)]
     print(f"  layers configured: {', '.join(sections) or 'none'}")
     print(f"  tool policies: {len(config.tools)} pattern(s); redis: {'yes' if config.redis_url else 'no'}")
+    if config.authorization is not None and config.authorization.rules:
+        # Rules were compiled as the file loaded: one that does not compile never gets here.
+        print(f"  authorization rules (compiled): {', '.join(config.authorization.rules)}")
+    if config.guards is not None and config.guards.tools:
+        print(f"  output guards: {len(config.guards.tools)} pattern(s)")
 
 
 def _check_gateway(file: str) -> int:
