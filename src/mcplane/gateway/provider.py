@@ -12,6 +12,14 @@ upstream wrote them**: tool results embed resource links by URI, and rewriting t
 those links. A URI offered by two upstreams goes to the first in namespace order (logged).
 Lists are merged deterministically: upstreams in namespace order, entries sorted by name.
 
+One upstream may be exposed under its own names (``namespace: false``): it comes first, and a
+name of it that starts with another upstream's namespace and ``__`` is hidden (logged), so a
+namespace always means one upstream. The provider answers for every name the plane has no local
+definition of (:meth:`UpstreamProvider.owns`): a name no catalog lists is ``dependency_unavailable``
+while the upstream it would belong to (:meth:`UpstreamProvider.claimant`) has no connected
+replica, else ``not_found`` with the whole error object. Each request goes upstream as
+:mod:`mcplane.gateway.forward` sends it, in the caller's era.
+
 A versioned tool (``versions:`` in ``gateway.yaml``) is listed once under its exposed name, with
 its default version's schema; calls pick a version (see :mod:`mcplane.gateway.versions`).
 :meth:`UpstreamProvider.reconfigure` switches upstreams and versions while serving (see
