@@ -7,7 +7,8 @@ counts as one: see :data:`~mcplane.guards.detectors.KEYED`). Images, audio, blob
 are not scanned.
 
 The strings are scanned together, joined by NUL (no detector matches across one), so a result
-of ten thousand short strings costs one pass per detector, not ten thousand. Overlapping
+of ten thousand short strings costs one pass per detector, not ten thousand; equal strings are
+scanned once. Overlapping
 findings keep the one that starts first (the longer at the same start); each is replaced by
 ``[REDACTED:<kind>]``. The result is never changed in place: a masked result is a copy.
 """
@@ -59,21 +60,27 @@ class Scanner:
     def scan(self, slots: Sequence[_Slot]) -> Findings:
         if not slots:
             return Findings([], {})
-        texts = [slot.text for slot in slots]
+        # Equal strings are scanned once: a tool that returns a string answers it twice (the text
+        # block and structuredContent's {"result": ...}).
+        unique: dict[str, int] = {}
+        for slot in slots:
+            unique.setdefault(slot.text, len(unique))
+        texts = list(unique)
         joined = "\x00".join(texts)
         starts: list[int] = []
         offset = 0
         for text in texts:
             starts.append(offset)
             offset += len(text) + 1
-        per_slot: list[list[Hit]] = [[] for _ in slots]
-        text = Text(joined)
+        per_text: list[list[Hit]] = [[] for _ in texts]
+        scanned = Text(joined)
         for detector in self.detectors:
-            for hit in detector.find(text):
+            for hit in detector.find(scanned):
                 index = bisect.bisect_right(starts, hit.start) - 1
                 base = starts[index]
                 if hit.end - base <= len(texts[index]):  # never across a separator
-                    per_slot[index].append(Hit(hit.start - base, hit.end - base, hit.kind))
+                    per_text[index].append(Hit(hit.start - base, hit.end - base, hit.kind))
+        per_slot = [list(per_text[unique[slot.text]]) for slot in slots]
         for index, slot in enumerate(slots):
             if slot.key is not None and len(slot.text) >= _KEYED_MIN:
                 for kind, pattern in self._keyed:
