@@ -258,14 +258,60 @@ class AuditSection(_Section):
     fail_open: bool = False
     trust_forwarded: bool = False
     """Deprecated: believes ``X-Forwarded-For`` from every peer; list your proxies in ``http.trusted_proxies``."""
+    rotate_bytes: int | None = Field(default=104_857_600, gt=0)
+    """File sink: start a new segment once the active one holds this many bytes (``None``: never by size)."""
+    rotate_interval: float | None = None
+    """File sink: start a new segment when this period (``24h``: each UTC day) turns (``None``: never by time)."""
+    checkpoint_key: Secret | None = None
+    """Ed25519 private key signing checkpoints; ``None``: one generated beside the checkpoints."""
+    checkpoint_public_keys: list[str] = Field(default_factory=list)
+    """Earlier checkpoint keys (public halves) the start-up check still accepts after a key change."""
+    checkpoint_path: str | None = None
+    """File sink: the checkpoint file (``None``: ``<path>.checkpoints``)."""
+    checkpoint_table: str | None = None
+    """PostgreSQL sink: the checkpoints table (``None``: ``<table>_checkpoints``)."""
+    checkpoint_every: int = Field(default=10_000, gt=0)
+    checkpoint_interval: float = 30.0
+    on_broken_chain: Literal["refuse", "not_ready"] = "refuse"
+    """The chain does not match its latest checkpoint at start: refuse to start, or start not ready."""
 
-    @field_validator("table")
+    @field_validator("table", "checkpoint_table")
     @classmethod
-    def _table_name(cls, table: str) -> str:
+    def _table_name(cls, table: str | None) -> str | None:
         from mcplane.audit.postgres import _table_ident
 
-        _table_ident(table)  # raises ValueError naming what is expected
+        if table is not None:
+            _table_ident(table)  # raises ValueError naming what is expected
         return table
+
+    @field_validator("rotate_interval", "checkpoint_interval", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        seconds = _duration(value)
+        if seconds is not None and not seconds > 0:
+            raise ValueError("must be a positive duration")
+        return seconds
+
+    @field_validator("checkpoint_key")
+    @classmethod
+    def _private_key(cls, key: Secret | None) -> Secret | None:
+        from mcplane.audit.keys import load_private_key
+
+        if key is not None:
+            load_private_key(key.get())  # the error never echoes the key
+        return key
+
+    @field_validator("checkpoint_public_keys")
+    @classmethod
+    def _public_keys(cls, keys: list[str]) -> list[str]:
+        from mcplane.audit.keys import load_public_key
+
+        for position, text in enumerate(keys, 1):
+            try:
+                load_public_key(text)
+            except ValueError as exc:
+                raise ValueError(f"key #{position}: {exc}") from None
+        return keys
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> AuditSection:

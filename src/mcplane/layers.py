@@ -238,14 +238,41 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
     section = config.audit
     if section is None:
         return
-    from mcplane.audit import AuditOptions, JsonlSink, PostgresSink
+    from mcplane.audit import AuditOptions, CheckpointOptions, JsonlSink, PostgresSink
+    from mcplane.errors import ConfigError
     from mcplane.middleware.audit import AuditMiddleware
 
+    checkpoints = CheckpointOptions(
+        key=section.checkpoint_key,
+        trusted_keys=tuple(section.checkpoint_public_keys),
+        every=section.checkpoint_every,
+        interval=section.checkpoint_interval,
+        location=section.checkpoint_table if section.sink == "postgres" else section.checkpoint_path,
+    )
     if section.sink == "postgres":
         assert section.dsn is not None  # checked when the config was validated
-        sink: Any = PostgresSink(section.dsn, table=section.table)
+        sink: JsonlSink | PostgresSink = PostgresSink(section.dsn, table=section.table, checkpoints=checkpoints)
+        key_home = f"table {sink.checkpoint_table}_key"
     else:
-        sink = JsonlSink(section.path, fsync=section.fsync)
+        sink = JsonlSink(
+            section.path,
+            fsync=section.fsync,
+            rotate_bytes=section.rotate_bytes,
+            rotate_interval=section.rotate_interval,
+            checkpoints=checkpoints,
+        )
+        key_home = str(sink.key_path)
+    broken = sink.verify_at_start()  # blocks start-up for one read of the chain's tail
+    if broken is not None:
+        if section.on_broken_chain == "refuse":
+            raise ConfigError(f"audit chain broken, refusing to start (audit.on_broken_chain: refuse): {broken}")
+        logger.error("audit chain broken: %s; not ready, and calls are refused until it is repaired", broken)
+    if sink.generated_key:
+        logger.warning(
+            "audit checkpoints are signed with a key generated in %s, kept beside the log: whoever can rewrite the "
+            "log can read it; set audit.checkpoint_key to a managed secret",
+            key_home,
+        )
     if section.trust_forwarded:
         logger.warning(
             "audit.trust_forwarded is deprecated: it believes X-Forwarded-For from every peer, so any client "
@@ -261,8 +288,11 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
     layers.closers.append(middleware.aclose)
 
     async def healthy() -> tuple[bool, str]:
-        await middleware.writer.flush()
-        return (True, "ok") if middleware.writer.healthy else (False, "audit sink failing")
+        writer = middleware.writer
+        await writer.flush()
+        if writer.broken is not None:
+            return False, f"audit chain broken: {writer.broken}"
+        return (True, "ok") if writer.healthy else (False, "audit sink failing")
 
     layers.health_checks["audit"] = healthy
 

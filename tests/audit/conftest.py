@@ -133,8 +133,11 @@ from mcplane.audit.jsonl import JsonlSink
 from mcplane.audit.postgres import PostgresSink
 
 
-async def main(kind: str, target: str, table: str, name: str, count: int) -> None:
-    sink = JsonlSink(target, fsync="never") if kind == "jsonl" else PostgresSink(target, table=table)
+async def main(kind: str, target: str, table: str, name: str, count: int, rotate_bytes: int) -> None:
+    if kind == "jsonl":
+        sink = JsonlSink(target, fsync="never", rotate_bytes=rotate_bytes or None)
+    else:
+        sink = PostgresSink(target, table=table)
     await sink.append([{"writer": name, "i": -1}])
     print("ready", flush=True)
     sys.stdin.readline()
@@ -143,15 +146,18 @@ async def main(kind: str, target: str, table: str, name: str, count: int) -> Non
     await sink.aclose()
 
 
-anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
 """
 
 
-def run_writer_processes(kind: str, target: str, table: str, count: int, writers: int = 2) -> None:
-    """Start ``writers`` processes, let each open its sink, then release them together to append ``count`` records."""
+def run_writer_processes(
+    kind: str, target: str, table: str, count: int, writers: int = 2, rotate_bytes: int = 0
+) -> None:
+    """Start ``writers`` processes, let each open its sink, then release them together to append ``count``
+    records (a JSONL sink rotating at ``rotate_bytes``, if given)."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, kind, target, table, f"w{k}", str(count)],
+            [sys.executable, "-c", _WRITER, kind, target, table, f"w{k}", str(count), str(rotate_bytes)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

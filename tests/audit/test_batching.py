@@ -139,7 +139,7 @@ async def test_an_inline_append_waits_in_a_thread_when_another_process_holds_the
         return await counting(func, *args, **kwargs)
 
     monkeypatch.setattr(jsonl_module.anyio.to_thread, "run_sync", signalling)
-    other = os.open(path, os.O_RDWR | os.O_APPEND)
+    other = os.open(path.with_name("audit.jsonl.lock"), os.O_RDWR)
     try:
         fcntl.flock(other, fcntl.LOCK_EX)  # another process appending (flock locks are per open file)
         async with anyio.create_task_group() as group:
@@ -154,14 +154,20 @@ async def test_an_inline_append_waits_in_a_thread_when_another_process_holds_the
     assert verify_file(path).count == 2
 
 
-async def test_a_rotated_file_is_reopened_off_the_event_loop(tmp_path: Path, thread_hops: list[str]) -> None:
+async def test_a_segment_another_writer_rotated_is_reopened_off_the_event_loop(
+    tmp_path: Path, thread_hops: list[str]
+) -> None:
     path = tmp_path / "audit.jsonl"
     sink = JsonlSink(path, fsync="never")
     await sink.append([{"i": 0}])
-    path.rename(tmp_path / "audit.jsonl.1")
-    records = await sink.append([{"i": 1}])
-    assert records[0]["seq"] == 1
-    assert thread_hops == ["_append_sync", "_append_sync"]
+    other = JsonlSink(path, fsync="never", rotate_bytes=1)  # another process, rotating at once
+    await other.append([{"i": 1}])
+    await other.aclose()
+    assert (tmp_path / "audit-000000000001.jsonl").exists()
+    thread_hops.clear()
+    records = await sink.append([{"i": 2}])
+    assert records[0]["seq"] == 3
+    assert thread_hops == ["_append_sync"]  # the inline attempt saw the new file and gave up
     await sink.aclose()
 
 

@@ -1,4 +1,5 @@
-"""What only the JSONL sink does: torn tails, fsync policy, rotation, file mode, several processes."""
+"""What only the JSONL sink does: torn tails, fsync policy, file mode, several processes (rotation and
+checkpoints: test_rotation.py, test_checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mcplane.audit import AuditFileError, JsonlSink, verify_file
+from mcplane.audit import AuditFileError, ChainBroken, CheckpointOptions, JsonlSink, verify_file
 from mcplane.audit import jsonl as jsonl_module
 from tests.audit.conftest import ManualClock, run_writer_processes
 
@@ -84,7 +85,7 @@ async def test_a_failed_write_is_truncated_away(tmp_path: Path, monkeypatch: pyt
 
 async def test_fsync_always_syncs_every_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_fsyncs(monkeypatch)
-    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="always")
+    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="always", checkpoints=None)
     for i in range(3):
         await sink.append([{"i": i}])
     await sink.aclose()
@@ -96,7 +97,7 @@ async def test_fsync_interval_syncs_at_most_once_per_interval_and_on_close(
 ) -> None:
     calls = _count_fsyncs(monkeypatch)
     clock = ManualClock()
-    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="interval", fsync_interval=1.0, clock=clock)
+    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="interval", fsync_interval=1.0, clock=clock, checkpoints=None)
     for i in range(3):
         await sink.append([{"i": i}])
     assert len(calls) == 1  # the directory only
@@ -111,10 +112,27 @@ async def test_fsync_interval_syncs_at_most_once_per_interval_and_on_close(
 
 async def test_fsync_never_leaves_it_to_the_os(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_fsyncs(monkeypatch)
-    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="never")
+    sink = JsonlSink(tmp_path / "audit.jsonl", fsync="never", checkpoints=None)
     await sink.append([{"i": 1}])
     await sink.aclose()
     assert calls == []
+
+
+async def test_records_are_on_disk_before_a_checkpoint_covers_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fsync "never" leaves the log to the OS, except before a checkpoint: a machine crash must not
+    # leave a checkpoint covering records the disk never got (that would read as a truncated log).
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, fsync="never", checkpoints=CheckpointOptions(every=3))
+    await sink.ping()  # checks the (empty) chain and generates the key
+    calls = _count_fsyncs(monkeypatch)
+    await sink.append([{"i": 0}, {"i": 1}])
+    assert calls == []  # the "open" checkpoint covered an empty log: nothing to sync
+    await sink.append([{"i": 2}])  # the third record: a checkpoint is due
+    log_fd = sink._fd  # pyright: ignore[reportPrivateUsage]
+    assert calls == [log_fd]
+    await sink.aclose()
 
 
 def test_an_unknown_fsync_policy_is_rejected(tmp_path: Path) -> None:
@@ -122,16 +140,18 @@ def test_an_unknown_fsync_policy_is_rejected(tmp_path: Path) -> None:
         JsonlSink(tmp_path / "a.jsonl", fsync="sometimes")  # type: ignore[arg-type]
 
 
-async def test_a_rotated_file_starts_a_new_chain(tmp_path: Path) -> None:
+async def test_a_log_moved_away_under_a_writer_is_refused_not_restarted(tmp_path: Path) -> None:
+    # logrotate's way (rename, then the writer starts a new file) would start a second chain and lose
+    # the first from the writer's view: the sink refuses instead (rotate with audit.rotate_bytes).
     path = tmp_path / "audit.jsonl"
     sink = JsonlSink(path)
     await sink.append([{"i": 1}, {"i": 2}])
     path.rename(tmp_path / "audit.jsonl.1")
-    records = await sink.append([{"i": 3}])
+    with pytest.raises(ChainBroken, match=r"now ends at record 0, but record 2 was written"):
+        await sink.append([{"i": 3}])
+    assert sink.broken is not None
     await sink.aclose()
-    assert records[0]["seq"] == 1
-    assert verify_file(path).count == 1
-    assert verify_file(tmp_path / "audit.jsonl.1").count == 2
+    assert not path.exists() or path.read_bytes() == b""
 
 
 async def test_a_file_grown_by_another_writer_is_resumed_from_its_tail(tmp_path: Path) -> None:
@@ -154,6 +174,7 @@ def test_several_processes_appending_to_one_file_write_one_chain(tmp_path: Path)
     report = verify_file(path)
     assert report.ok, report.render()
     assert report.count == 3 * 101
+    assert (tmp_path / "audit.jsonl.lock").exists()
     assert {orjson.loads(line)["writer"] for line in path.read_text().splitlines()} == {"w0", "w1", "w2"}
 
 

@@ -163,10 +163,18 @@ def test_a_record_moved_to_the_end_is_named() -> None:
 
 def test_cli_prints_ok_and_exits_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, _chain(5))
-    assert main(["--file", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == "ok: 5 records"
+    assert main(["--file", str(path), "--no-checkpoints"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ok: 5 records (seq 1-5)"
+    assert out[1].startswith("checkpoints: not checked (--no-checkpoints)")
     assert verify_file(path).ok
+
+
+def test_cli_fails_a_log_with_records_and_no_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A whole log written anew, its checkpoint store deleted: the chain alone looks fine.
+    path = _write(tmp_path, _chain(5))
+    assert main([str(path)]) == 1
+    assert capsys.readouterr().out.startswith("no checkpoints: audit.jsonl.checkpoints is missing")
 
 
 def _edit_17(lines: list[str]) -> None:
@@ -201,7 +209,7 @@ def test_cli_prints_the_first_problem_and_exits_one(
     lines = _chain()
     tamper(lines)
     path = _write(tmp_path, lines)
-    assert main(["--file", str(path)]) == 1
+    assert main(["--file", str(path), "--no-checkpoints"]) == 1
     assert capsys.readouterr().out.strip() == message
 
 

@@ -3,13 +3,17 @@
 - :mod:`.chain`: the record format and hash chain every sink writes and ``verify`` checks;
 - :mod:`.entry`: what a record says about a call (no raw arguments, results or secrets);
 - :mod:`.sink`, :mod:`.jsonl`, :mod:`.postgres`: the :class:`AuditSink` Protocol and its sinks;
+- :mod:`.checkpoint`, :mod:`.keys`: signed checkpoints, which catch a truncated or replaced log;
+- :mod:`.segments`: a JSONL log's segments (rotation) and side files;
 - :mod:`.writer`: the failure policy (fail closed / open) and the retry buffer;
-- :mod:`.verify`: ``mcplane audit verify``.
+- :mod:`.verify`, :mod:`.completeness`: the chain, and the chain held against its checkpoints;
+- :mod:`.commands`, :mod:`.export`: ``mcplane audit verify`` and ``mcplane audit export``.
 
 The pipeline middleware is :class:`mcplane.middleware.audit.AuditMiddleware`.
 """
 
 from mcplane.audit.chain import GENESIS, canonical, record_hash, seal
+from mcplane.audit.checkpoint import ChainBroken, CheckpointOptions
 from mcplane.audit.jsonl import AuditFileError, FsyncPolicy, JsonlSink
 from mcplane.audit.postgres import PostgresSink
 from mcplane.audit.sink import AuditSink
@@ -22,6 +26,8 @@ __all__ = [
     "AuditOptions",
     "AuditSink",
     "AuditWriter",
+    "ChainBroken",
+    "CheckpointOptions",
     "FsyncPolicy",
     "JsonlSink",
     "PostgresSink",

@@ -1,48 +1,91 @@
-"""The default audit sink: an append-only JSONL file, one canonical record per line.
+"""The default audit sink: an append-only JSONL log, one canonical record per line, in segments.
 
-- **Append-only**: the file is opened ``O_APPEND`` (mode 0600) and only ever grows; a write that
-  fails half-way is truncated back so the file never ends in a torn line.
-- **Resumes** the chain from the file's last record on start (and whenever the file grew under
-  it), reading only the tail.
-- **Concurrency**: one lock serializes the calls of a process; on POSIX an exclusive ``flock``
-  around each append also lets several processes share one file and still write one chain.
+- **Append-only**: each segment is opened ``O_APPEND`` (mode 0600) and only ever grows; a write
+  that fails half-way is truncated back so a segment never ends in a torn line.
+- **Concurrency**: one lock serializes the calls of a process; on POSIX an exclusive ``flock`` of
+  ``<log>.lock`` around each append and rotation lets several processes share one log and still
+  write one chain.
+- **Rotation** (``rotate_bytes``, ``rotate_interval``): the active segment is renamed
+  ``<stem>-<first seq>.jsonl`` and a new one started; the chain goes on across segments (see
+  :mod:`.segments`). Rotate with these settings, not with logrotate: a log that loses records
+  under a writer is refused (below).
+- **Checkpoints** (see :mod:`.checkpoint`): signed, appended to ``<log>.checkpoints`` (or
+  ``checkpoints.location``), with the generated key ``<checkpoints>.key`` when none is given.
+- **Verified before it is extended**: before its first append the sink checks the chain's tail
+  against the latest checkpoint (the record it covers is there, at its place, with its hash, and
+  every later record links to it), and refuses to write (:class:`ChainBroken`) if it is not: a
+  truncated, shortened, replaced or deleted log. While it runs, a log whose head goes back below
+  a record it saw is refused the same way.
 - **fsync policy**: ``"always"`` (every append is on disk before the call goes on; the default),
-  ``"interval"`` (at most once per ``fsync_interval`` seconds, and on close: a machine crash can
-  lose that window), ``"never"`` (the OS decides).
-- **Where the I/O runs**: an append that fsyncs, opens the file or waits for another process's
-  ``flock`` runs in a worker thread. Any other append (``"interval"`` between fsyncs,
-  ``"never"``) is a few non-blocking syscalls (``stat``, ``flock(LOCK_NB)``, ``write`` into the
-  page cache) and runs inline: a thread hop would cost ten times the write.
-- **Rotation**: if the path now names a different file (moved away by logrotate), the sink opens
-  the new one, which starts its own chain at ``seq`` 1.
+  ``"interval"`` (at most once per ``fsync_interval`` seconds, and on close), ``"never"`` (the OS
+  decides). Whatever the policy, records are on disk before a checkpoint covers them.
+- **Where the I/O runs**: an append that fsyncs, opens a file, rotates, writes a checkpoint or
+  waits for another process's ``flock`` runs in a worker thread. Any other append is a few
+  non-blocking syscalls and runs inline: a thread hop would cost ten times the write.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mcplane.audit.chain import GENESIS, canonical, seal
+from mcplane.audit.checkpoint import (
+    Anchor,
+    ChainBroken,
+    CheckpointOptions,
+    Schedule,
+    Signer,
+    describe,
+    log_checkpoint,
+    make_checkpoint,
+    parse_checkpoint,
+    records_text,
+    signature_problem,
+)
+from mcplane.audit.keys import load_or_create_key_file
+from mcplane.audit.segments import AuditFileError, LogFiles, line_ending_at, read_first_line, tail_line
+from mcplane.audit.verify import parse_row, verify_lines
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["AuditFileError", "FsyncPolicy", "JsonlSink"]
+__all__ = ["AuditFileError", "ChainBroken", "FsyncPolicy", "JsonlSink"]
+
+logger = logging.getLogger("mcplane.audit")
 
 FsyncPolicy = Literal["always", "interval", "never"]
-_TAIL_CHUNK = 8192
+_NONE = Anchor(0, GENESIS, None, None, None)
 
 
-class AuditFileError(OSError):
-    """The audit file cannot be extended safely (a torn or unreadable last line)."""
+def _seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _record(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        record: Any = orjson.loads(line)
+        if isinstance(record, dict) and isinstance(record.get("seq"), int) and isinstance(record.get("hash"), str):
+            return record  # pyright: ignore[reportUnknownVariableType]
+    except orjson.JSONDecodeError:
+        pass
+    raise AuditFileError(f"{what} is not an audit record")
 
 
 class JsonlSink:
@@ -52,25 +95,58 @@ class JsonlSink:
         *,
         fsync: FsyncPolicy = "always",
         fsync_interval: float = 1.0,
+        rotate_bytes: int | None = None,
+        rotate_interval: float | None = None,
+        checkpoints: CheckpointOptions | None = CheckpointOptions(),
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"fsync must be 'always', 'interval' or 'never', not {fsync!r}")
-        self.path = Path(path)
+        self.files = LogFiles(Path(path))
+        self.path = self.files.path
         self.fsync = fsync
         self.fsync_interval = fsync_interval
+        self.rotate_bytes = rotate_bytes
+        self.rotate_interval = rotate_interval
         self._clock = clock
+        self._wall = wall
+        location = checkpoints.location if checkpoints is not None else None
+        self.checkpoints_path = Path(location) if location else self.files.checkpoints_path
+        self.key_path = self.checkpoints_path.with_name(self.checkpoints_path.name + ".key")
+        self._signer: Signer | None = None
+        self._schedule: Schedule | None = None
+        if checkpoints is not None:
+            self._signer = Signer(checkpoints.key, self._default_key, checkpoints.trusted_keys)
+            self._schedule = Schedule(checkpoints.every, checkpoints.interval, clock)
         self._lock = anyio.Lock(fast_acquire=True)
+        self._lock_fd: int | None = None
         self._fd: int | None = None
-        self._head: tuple[int, str] | None = None
+        self._cp_fd: int | None = None
+        self._head: Anchor | None = None
         self._size = -1
+        self._segment: tuple[int, float | None] | None = None
+        """``(first seq, its time)`` of the open active segment, once known (it has records)."""
+        self._seen = 0
+        """The highest ``seq`` this sink saw on disk: the log must never end below it."""
+        self._verified = checkpoints is None
+        self.broken: str | None = None
+        """Why the chain cannot be extended (``None``: it can, or was not checked yet)."""
+        self._last: Anchor | None = None
+        self._opened = False
+        self._first_time: str | None = None
+        self._dirty = False
         self._last_sync = clock()
-        self._unsynced = False
         self._inline = sys.platform != "win32" and fsync != "always"
 
     @property
     def description(self) -> str:
         return f"jsonl:{self.path}"
+
+    @property
+    def generated_key(self) -> bool:
+        """Checkpoints are signed with the key generated beside them (no key was configured)."""
+        return self._signer is not None and self._signer.generated
 
     async def append(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not entries:
@@ -87,8 +163,9 @@ class JsonlSink:
 
     def append_nowait(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
         """:meth:`append` right now, on the caller's thread, or ``None`` (nothing written) when that
-        could block: an fsync is due or the policy is ``always``, the file is not open yet or was
-        rotated, another append (or process) holds the lock. Raises like :meth:`append` on failure."""
+        could block: an fsync, a rotation or a checkpoint is due or the policy is ``always``, the
+        file is not open yet or was rotated, another append (or process) holds the lock. Raises
+        like :meth:`append` on failure."""
         if not entries:
             return []
         if self._lock.locked() or not self._may_inline():
@@ -96,8 +173,28 @@ class JsonlSink:
         return self._append_sync(list(entries), inline=True)
 
     async def ping(self) -> None:
+        """Raise unless the log can be extended now: the file opens and the chain checks out."""
         async with self._lock:
-            await anyio.to_thread.run_sync(self._open)
+            await anyio.to_thread.run_sync(self._ping_sync)
+
+    def verify_at_start(self) -> str | None:
+        """Check the chain's tail against the latest checkpoint now, on this thread; why it is broken, or
+        ``None``. A log that cannot be read now (``OSError``) is checked again before the first append."""
+        try:
+            self._ping_sync()
+        except (ChainBroken, AuditFileError) as exc:
+            self._close_sync()  # its files are opened again, and the chain checked again, if it is used
+            return str(exc)
+        except OSError as exc:
+            logger.warning("audit: cannot check %s at start (%s); checking before the first append", self.path, exc)
+        return None
+
+    async def checkpoint(self) -> None:
+        """Write a checkpoint now if one is due (the ``interval`` passed with records not yet covered)."""
+        if self._schedule is None or self._schedule.due() is None or self._last is None:
+            return
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._checkpoint_sync)
 
     async def read_lines(self) -> list[str]:
         async with self._lock:
@@ -108,6 +205,18 @@ class JsonlSink:
             await anyio.to_thread.run_sync(self._close_sync)
 
     # ------------------------------------------------------------------ worker-thread side
+    def _lock_sync(self) -> None:
+        if sys.platform == "win32":
+            return
+        if self._lock_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.files.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def _unlock_sync(self) -> None:
+        if sys.platform != "win32" and self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _open(self) -> int:
         fd = self._fd
         if fd is not None:
@@ -116,63 +225,321 @@ class JsonlSink:
                     return fd
             except FileNotFoundError:
                 pass
-            self._close_sync()  # rotated or removed: start on the file the path names now
+            self._drop_fd()  # rotated (by another process) or removed: go on with the file the path names now
         created = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        if created and self.fsync != "never" and sys.platform != "win32":
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        self._fd, self._head, self._size = fd, None, -1
+        if created and self.fsync != "never":
+            self._sync_directory()
+        self._fd, self._head, self._size, self._segment = fd, None, -1, None
         return fd
+
+    def _sync_directory(self) -> None:
+        if sys.platform == "win32":
+            return
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _ping_sync(self) -> None:
+        self._lock_sync()
+        try:
+            fd = self._open()
+            if not self._verified:
+                self._verify_locked(fd)
+        finally:
+            self._unlock_sync()
 
     def _append_sync(self, entries: list[Mapping[str, Any]], inline: bool = False) -> list[dict[str, Any]] | None:
         """Append ``entries``. ``inline`` (on the event loop): ``None`` instead of anything that could
-        block (reopening a rotated file, another process holding the lock, an fsync that fell due)."""
+        block (reopening a rotated file, another process holding the lock, an fsync, rotation or
+        checkpoint that fell due)."""
         if inline:
-            fd = self._fd
-            try:
-                if fd is None or os.stat(self.path).st_ino != os.fstat(fd).st_ino:
-                    return None
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # BlockingIOError: another process is appending; FileNotFoundError: rotated away
+            fd, lock_fd = self._fd, self._lock_fd
+            if fd is None or lock_fd is None or not self._verified:
                 return None
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: another process is appending
+                return None
+            try:
+                if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
+                    return None
+                return self._append_locked(fd, entries, inline=True)
+            except FileNotFoundError:  # rotated away
+                return None
+            finally:
+                self._unlock_sync()
+        self._lock_sync()
+        try:
+            return self._append_locked(self._open(), entries, inline=False)
+        finally:
+            self._unlock_sync()
+
+    def _append_locked(self, fd: int, entries: list[Mapping[str, Any]], inline: bool) -> list[dict[str, Any]] | None:
+        if not self._verified:
+            self._verify_locked(fd)
+        size = os.fstat(fd).st_size
+        if self._head is None or size != self._size:
+            self._load_head(fd, size)
+        rotate = self._rotation_due(fd, size)
+        schedule = self._schedule
+        if inline and (rotate or (schedule is not None and (not self._opened or schedule.due(len(entries))))):
+            return None
+        if rotate:
+            fd, size = self._rotate(fd, size), 0
+        head = self._head
+        assert head is not None
+        if schedule is not None and not self._opened:
+            self._emit(head, "open")
+            self._opened = True
+        seq, prev = head.seq, head.hash
+        records: list[dict[str, Any]] = []
+        data = bytearray()
+        for entry in entries:
+            record = seal(entry, seq + 1, prev)
+            seq, prev = record["seq"], record["hash"]
+            records.append(record)
+            data += canonical(record) + b"\n"
+        try:
+            _write_all(fd, bytes(data))
+            self._dirty = True
+            self._sync(fd, inline)
+        except BaseException:
+            self._head, self._size = None, -1
+            os.ftruncate(fd, size)  # never leave a torn line behind
+            raise
+        if size == 0:
+            self._segment = (records[0]["seq"], _seconds(_time_of(records[0])))
+        segment = self._segment[0] if self._segment is not None else None
+        self._head = self._last = Anchor(seq, prev, segment, size + len(data), _time_of(records[-1]))
+        self._size, self._seen = size + len(data), seq
+        if self._first_time is None and records[0]["seq"] == 1:
+            self._first_time = _time_of(records[0])
+        if schedule is not None:
+            schedule.add(len(records))
+            reason = schedule.due()
+            if reason is not None:
+                self._emit_safely(self._last, reason)
+        return records
+
+    def _load_head(self, fd: int, size: int) -> None:
+        """Read the chain's head: the active segment's last record, else the newest sealed segment's."""
+        if size > 0:
+            record = _record(tail_line(fd, size), "the audit file's last line")
+            first = self._segment_info(fd, size)
+            head = Anchor(record["seq"], record["hash"], first[0] if first else None, size, _time_of(record))
         else:
-            fd = self._open()
-            if sys.platform != "win32":
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            head = self._sealed_head()
+        if head.seq < self._seen:
+            raise self._break(
+                f"{self.path.name} now ends at record {head.seq}, but record {self._seen} was written "
+                "(records deleted or the log replaced while it was in use)"
+            )
+        self._head, self._size, self._seen = head, size, head.seq
+
+    def _sealed_head(self) -> Anchor:
+        sealed = self.files.sealed()
+        if not sealed:
+            return _NONE
+        first, path = sealed[-1]
+        fd = os.open(path, os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
-            if self._head is None or size != self._size:
-                self._head = _read_head(fd, size)
-            seq, prev = self._head
-            records: list[dict[str, Any]] = []
-            data = bytearray()
-            for entry in entries:
-                record = seal(entry, seq + 1, prev)
-                seq, prev = record["seq"], record["hash"]
-                records.append(record)
-                data += canonical(record) + b"\n"
-            try:
-                _write_all(fd, bytes(data))
-                self._sync(fd, inline)
-            except BaseException:
-                self._head, self._size = None, -1
-                os.ftruncate(fd, size)  # never leave a torn line behind
-                raise
-            self._head, self._size = (seq, prev), size + len(data)
-            return records
+            record = _record(tail_line(fd, size), f"the last line of {path.name}")
         finally:
-            if sys.platform != "win32":
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return Anchor(record["seq"], record["hash"], first, size, _time_of(record))
 
-    def _may_inline(self) -> bool:
-        if not self._inline or self._fd is None:
+    def _segment_info(self, fd: int, size: int) -> tuple[int, float | None] | None:
+        if size == 0:
+            return None
+        if self._segment is None:
+            line = read_first_line(fd)
+            if line is None:
+                return None
+            record = _record(line, "the audit file's first line")
+            self._segment = (record["seq"], _seconds(_time_of(record)))
+        return self._segment
+
+    def _rotation_due(self, fd: int, size: int) -> bool:
+        if size == 0:
             return False
-        return self.fsync != "interval" or self._clock() - self._last_sync < self.fsync_interval
+        if self.rotate_bytes is not None and size >= self.rotate_bytes:
+            return True
+        if self.rotate_interval is not None:
+            info = self._segment_info(fd, size)
+            if info is not None and info[1] is not None:
+                return int(info[1] // self.rotate_interval) != int(self._wall() // self.rotate_interval)
+        return False
+
+    def _rotate(self, fd: int, size: int) -> int:
+        """Seal the active segment under its first record's seq and open a new one (the lock is held)."""
+        info = self._segment_info(fd, size)
+        head = self._head
+        assert info is not None
+        assert head is not None
+        target = self.files.segment_path(info[0])
+        if target.exists():
+            raise AuditFileError(f"cannot rotate {self.path.name}: {target.name} exists already")
+        os.fsync(fd)
+        self._dirty = False
+        if self._signer is not None:
+            self._emit(Anchor(head.seq, head.hash, info[0], size, head.last_time), "rotation")
+        os.rename(self.path, target)
+        self._sync_directory()
+        self._drop_fd()
+        fd = self._open()
+        self._head, self._size = head, 0
+        logger.info("audit: rotated %s to %s", self.path.name, target.name)
+        return fd
+
+    def _emit(self, anchor: Anchor, reason: str) -> None:
+        """Sign and append a checkpoint for ``anchor`` once the records it covers are on disk (lock held)."""
+        assert self._signer is not None
+        assert self._schedule is not None
+        if self._dirty and self._fd is not None:
+            os.fsync(self._fd)
+            self._dirty, self._last_sync = False, self._clock()
+        if self._first_time is None and anchor.seq > 0:
+            self._first_time = self._read_first_time()
+        body = make_checkpoint(anchor, log=self.path.name, first_time=self._first_time, reason=reason, at=self._wall())
+        checkpoint = self._signer.sign(body)
+        if self._cp_fd is None:
+            created = not self.checkpoints_path.exists()
+            self.checkpoints_path.parent.mkdir(parents=True, exist_ok=True)
+            self._cp_fd = os.open(self.checkpoints_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            if created and self.fsync != "never":
+                self._sync_directory()
+        line = canonical(checkpoint) + b"\n"
+        size = os.fstat(self._cp_fd).st_size
+        if size and os.pread(self._cp_fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # an interrupted write left a partial line: leave it on its own
+        _write_all(self._cp_fd, line)
+        if self.fsync != "never":
+            os.fsync(self._cp_fd)
+        self._schedule.done()
+        log_checkpoint(self.description, checkpoint)
+
+    def _emit_safely(self, anchor: Anchor, reason: str) -> None:
+        """A checkpoint after records were written: a failure is logged and retried later, never raised
+        (the records are written; raising would have the writer write them again)."""
+        try:
+            self._emit(anchor, reason)
+        except Exception:
+            logger.exception("audit: could not write a checkpoint to %s; retrying later", self.checkpoints_path)
+
+    def _checkpoint_sync(self) -> None:
+        if self._schedule is None or self._last is None or self._schedule.due() is None:
+            return
+        self._lock_sync()
+        try:
+            self._emit_safely(self._last, "interval")
+        finally:
+            self._unlock_sync()
+
+    def _read_first_time(self) -> str | None:
+        files = self.files.files()
+        if not files:
+            return None
+        fd = os.open(files[0], os.O_RDONLY)
+        try:
+            line = read_first_line(fd)
+        finally:
+            os.close(fd)
+        try:
+            return _time_of(orjson.loads(line)) if line else None
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+
+    def _default_key(self) -> Ed25519PrivateKey:
+        key, created = load_or_create_key_file(self.key_path)
+        if created:
+            logger.warning("audit: generated the checkpoint key %s", self.key_path)
+        return key
+
+    def _break(self, reason: str) -> ChainBroken:
+        self.broken, self._verified = reason, False
+        return ChainBroken(reason)
+
+    def _verify_locked(self, fd: int) -> None:
+        """Check the tail of the chain against the latest checkpoint (the lock is held)."""
+        assert self._signer is not None
+        self._load_head(fd, os.fstat(fd).st_size)
+        head = self._head
+        assert head is not None
+        keyring = self._signer.keyring()
+        line = _last_checkpoint_line(self.checkpoints_path)
+        name = self.checkpoints_path.name
+        if line is None:
+            if head.seq > 0:
+                raise self._break(
+                    f"{self.path.name} holds records up to {head.seq} but {name} has no checkpoint (deleted, or the "
+                    "log predates checkpoints: check it with `mcplane audit verify --no-checkpoints`, then start a "
+                    "new log)"
+                )
+        else:
+            checkpoint = parse_checkpoint(line)
+            if checkpoint is None:
+                raise self._break(f"the last line of {name} is not a checkpoint (edited)")
+            problem = signature_problem(checkpoint, keyring)
+            if problem is not None:
+                raise self._break(f"{describe(checkpoint)} in {name} {problem}")
+            self._check_tail(fd, head, checkpoint)
+            first_time = checkpoint.get("first_time")
+            self._first_time = first_time if isinstance(first_time, str) else None
+        self._verified, self.broken = True, None
+
+    def _check_tail(self, fd: int, head: Anchor, checkpoint: Mapping[str, Any]) -> None:
+        seq, digest, where = checkpoint["seq"], checkpoint["hash"], describe(checkpoint)
+        if head.seq < seq:
+            raise self._break(
+                f"{self.path.name} ends at record {head.seq}, but {where} covers record {seq}: "
+                f"{records_text(head.seq + 1, seq)} missing (truncated or deleted)"
+            )
+        parts: list[tuple[str, bytes, int]] = []  # (file name, bytes after the checkpoint, line number of the first)
+        if seq == 0:
+            for path in self.files.files():
+                parts.append((path.name, path.read_bytes(), 1))
+        else:
+            segment, offset = checkpoint.get("segment"), checkpoint.get("offset")
+            if not isinstance(segment, int) or not isinstance(offset, int):
+                raise self._break(f"{where} names no segment and offset")
+            active = self._segment_info(fd, os.fstat(fd).st_size)
+            path = self.path if active is not None and active[0] == segment else self.files.segment_path(segment)
+            try:
+                held = fd if path == self.path else os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise self._break(
+                    f"segment {path.name} (records from {segment}, covered by {where}) is missing (deleted)"
+                ) from None
+            try:
+                record = line_ending_at(held, offset)
+                row = parse_row(record) if record is not None else None
+                if row is None or row.seq != seq or row.hash != digest or not row.intact:
+                    raise self._break(
+                        f"record {seq} in {path.name} does not match {where} (the log was replaced or rewritten)"
+                    )
+                rest = os.pread(held, os.fstat(held).st_size - offset, offset)
+                parts.append((path.name, rest, _line_number(held, offset)))
+            finally:
+                if held != fd:
+                    os.close(held)
+            later = [p for first, p in self.files.sealed() if first > segment]
+            if path != self.path and self.path.exists():
+                later.append(self.path)
+            parts += [(p.name, p.read_bytes(), 1) for p in later]
+        lines: list[bytes] = []
+        places: list[tuple[str, int]] = []
+        for file_name, data, first_line in parts:
+            chunk = data.split(b"\n")[:-1]
+            lines += chunk
+            places += [(file_name, first_line + k) for k in range(len(chunk))]
+        report = verify_lines(lines, start=(seq, digest), locate=lambda i: f"{places[i][0]} line {places[i][1]}")
+        if report.problem is not None:
+            raise self._break(f"after {where}: {report.problem.message}")
 
     def _sync(self, fd: int, inline: bool = False) -> None:
         if self.fsync == "never":
@@ -180,28 +547,91 @@ class JsonlSink:
         now = self._clock()
         if not inline and (self.fsync == "always" or now - self._last_sync >= self.fsync_interval):
             os.fsync(fd)
-            self._last_sync, self._unsynced = now, False
-        else:
-            self._unsynced = True  # inline: an fsync that fell due meanwhile is left to the next append
+            self._last_sync, self._dirty = now, False
+        # else (inline): an fsync that fell due is left to the next append in a thread, or to close
+
+    def _may_inline(self) -> bool:
+        if not self._inline or self._fd is None or not self._verified:
+            return False
+        return self.fsync != "interval" or self._clock() - self._last_sync < self.fsync_interval
 
     def _read_sync(self) -> list[str]:
-        try:
-            text = self.path.read_bytes().decode("utf-8")
-        except FileNotFoundError:
-            return []
-        # Split on "\n" only: records may hold U+2028 and friends, which splitlines() would split on.
-        return text.removesuffix("\n").split("\n") if text else []
+        lines: list[str] = []
+        for path in self.files.files():
+            try:
+                text = path.read_bytes().decode("utf-8")
+            except FileNotFoundError:
+                continue
+            # Split on "\n" only: records may hold U+2028 and friends, which splitlines() would split on.
+            lines += text.removesuffix("\n").split("\n") if text else []
+        return lines
 
-    def _close_sync(self) -> None:
-        fd, self._fd, self._head, self._size = self._fd, None, None, -1
+    def _drop_fd(self) -> None:
+        fd, self._fd, self._head, self._size, self._segment = self._fd, None, None, -1, None
         if fd is None:
             return
         try:
-            if self._unsynced:
+            if self._dirty and self.fsync != "never":
                 os.fsync(fd)
-                self._unsynced = False
         finally:
+            self._dirty = False
             os.close(fd)
+
+    def _close_sync(self) -> None:
+        try:
+            schedule, last = self._schedule, self._last
+            if schedule is not None and last is not None and schedule.pending and self._verified:
+                self._lock_sync()
+                try:
+                    self._emit_safely(last, "shutdown")
+                finally:
+                    self._unlock_sync()
+        finally:
+            try:
+                self._drop_fd()
+            finally:
+                for fd in (self._cp_fd, self._lock_fd):
+                    if fd is not None:
+                        os.close(fd)
+                self._cp_fd = self._lock_fd = None
+                self._opened, self._last = False, None
+                self._verified = self._signer is None
+
+
+def _time_of(record: Mapping[str, Any]) -> str | None:
+    value = record.get("time")
+    return value if isinstance(value, str) else None
+
+
+def _line_number(fd: int, offset: int) -> int:
+    """The 1-based number of the line starting at ``offset``."""
+    return os.pread(fd, offset, 0).count(b"\n") + 1
+
+
+def _last_checkpoint_line(path: Path) -> bytes | None:
+    """The last complete line of the checkpoints file, or ``None`` when there is none. A partial last
+    line (a write interrupted by a crash) is skipped; the next checkpoint goes on a line of its own."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        end = os.fstat(fd).st_size
+        while end > 0:  # back to the end of the last complete line
+            start = max(0, end - 65536)
+            cut = os.pread(fd, end - start, start).rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        while end > 0:
+            line = tail_line(fd, end)
+            if line.strip():
+                return line
+            end -= len(line) + 1
+        return None
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -209,40 +639,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _read_exact(fd: int, length: int) -> bytes:
-    parts: list[bytes] = []
-    while length > 0:
-        part = os.read(fd, length)
-        if not part:
-            break
-        parts.append(part)
-        length -= len(part)
-    return b"".join(parts)
-
-
-def _read_head(fd: int, size: int) -> tuple[int, str]:
-    """``(seq, hash)`` of the file's last record; ``(0, GENESIS)`` for an empty file."""
-    if size == 0:
-        return 0, GENESIS
-    chunk = _TAIL_CHUNK
-    while True:
-        start = max(0, size - chunk)
-        os.lseek(fd, start, os.SEEK_SET)  # O_APPEND writes still go to the end
-        data = _read_exact(fd, size - start)
-        if not data.endswith(b"\n"):
-            raise AuditFileError("the audit file ends in an incomplete line; run `mcplane audit verify` and repair it")
-        cut = data.rfind(b"\n", 0, len(data) - 1)
-        if cut >= 0 or start == 0:
-            line = data[cut + 1 : -1]
-            break
-        chunk *= 4
-    try:
-        record = orjson.loads(line)
-        seq, digest = record["seq"], record["hash"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise AuditFileError("the audit file's last line is not an audit record") from exc
-    if not isinstance(seq, int) or not isinstance(digest, str):
-        raise AuditFileError("the audit file's last line is not an audit record")
-    return seq, digest

@@ -1,22 +1,19 @@
-"""``mcplane audit verify``: check a chain and report the first edited, deleted, inserted or reordered record.
+"""The hash chain check: the first edited, deleted, inserted or reordered record.
 
-Usage: ``mcplane audit verify (--file PATH | --dsn DSN [--table T])``. Prints ``ok: N records``
-(and the head ``seq`` and hash, to keep elsewhere: only an outside copy of the head catches a
-truncated tail or a rewrite of every later record) and exits 0, or prints the first problem,
-e.g. ``record 17 (line 17): hash mismatch (edited)`` or ``record 18 missing (deleted)``, and
-exits 1. ``--dsn`` may be a secret reference such as ``'${env:AUDIT_DSN}'``. Exit 2: unreadable.
+:func:`verify_lines` returns ``ok: N records`` and the head, or the first problem, e.g.
+``record 17 (line 17): hash mismatch (edited)`` or ``record 18 missing (deleted)``. The chain alone
+cannot tell a log cut short at its tail, or replaced by another valid chain: that takes the signed
+checkpoints, held against the chain by :mod:`.completeness` (``mcplane audit verify``,
+:mod:`.commands`). :func:`verify_lines` can also start after a record a checkpoint vouches for.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio
 import orjson
 
 from mcplane.audit.chain import GENESIS, record_hash
@@ -24,6 +21,8 @@ from mcplane.audit.chain import GENESIS, record_hash
 __all__ = ["Problem", "VerifyReport", "main", "verify_file", "verify_lines", "verify_postgres"]
 
 ProblemKind = Literal["edited", "deleted", "inserted", "reordered"]
+Locate = Callable[[int], str]
+"""Where the row at a 0-based index is, for messages: ``"line 17"``, ``"audit-000000000101.jsonl line 3"``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +41,10 @@ class VerifyReport:
     head_seq: int
     head_hash: str
     problem: Problem | None = None
+    first_time: str | None = None
+    """The ``time`` of the first record checked (``None``: no records, or none has a time)."""
+    last_time: str | None = None
+    """The ``time`` of the last record checked before any problem."""
 
     @property
     def ok(self) -> bool:
@@ -54,45 +57,66 @@ class VerifyReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
+class Row:
+    """One stored record as the verifier sees it."""
+
     seq: int | None
     hash: str
     prev_hash: str
     intact: bool
     """The record parses and its own hash matches its content."""
+    time: str | None = None
 
 
-def _parse(line: str) -> _Row:
+def parse_row(line: str | bytes) -> Row:
     try:
         record: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return _Row(None, "", "", False)
+        return Row(None, "", "", False)
     if not isinstance(record, dict):
-        return _Row(None, "", "", False)
+        return Row(None, "", "", False)
     seq, digest, prev = record.get("seq"), record.get("hash"), record.get("prev_hash")
     if not isinstance(seq, int) or not isinstance(digest, str) or not isinstance(prev, str):
-        return _Row(seq if isinstance(seq, int) else None, "", "", False)
-    return _Row(seq, digest, prev, record_hash(record) == digest)
+        return Row(seq if isinstance(seq, int) else None, "", "", False)
+    when = record.get("time")
+    return Row(seq, digest, prev, record_hash(record) == digest, when if isinstance(when, str) else None)
 
 
-def verify_lines(lines: Iterable[str], *, unit: str = "line") -> VerifyReport:
-    """Verify a chain given as canonical JSON records in stored order."""
-    rows = [_parse(line) for line in lines]
+def verify_lines(
+    lines: Iterable[str | bytes],
+    *,
+    unit: str = "line",
+    start: tuple[int, str] = (0, GENESIS),
+    locate: Locate | None = None,
+) -> VerifyReport:
+    """Verify a chain given as canonical JSON records in stored order.
+
+    ``start``: the ``(seq, hash)`` the first record follows (a record a checkpoint vouches for);
+    ``locate``: how messages name a row's place (default: ``"{unit} {n}"``).
+    """
+    return verify_rows([parse_row(line) for line in lines], start=start, locate=locate or (lambda i: f"{unit} {i + 1}"))
+
+
+def verify_rows(rows: list[Row], *, start: tuple[int, str] = (0, GENESIS), locate: Locate) -> VerifyReport:
     where: dict[int, list[int]] = {}
     for index, row in enumerate(rows):
         if row.seq is not None:
             where.setdefault(row.seq, []).append(index)
-    expected, prev = 1, GENESIS
+    expected, prev = start[0] + 1, start[1]
+    first_time = last_time = None
     for i, row in enumerate(rows):
-        problem = _check(rows, where, i, expected, prev, unit)
+        problem = _check(rows, where, i, expected, prev, locate)
         if problem is not None:
-            return VerifyReport(i, expected - 1, prev, problem)
+            return VerifyReport(i, expected - 1, prev, problem, first_time, last_time)
         expected, prev = expected + 1, row.hash
-    return VerifyReport(len(rows), expected - 1, prev)
+        if row.time is not None:
+            first_time = first_time or row.time
+            last_time = row.time
+    return VerifyReport(len(rows), expected - 1, prev, None, first_time, last_time)
 
 
 def _check(
-    rows: list[_Row], where: dict[int, list[int]], i: int, expected: int, prev: str, unit: str
+    rows: list[Row], where: dict[int, list[int]], i: int, expected: int, prev: str, locate: Locate
 ) -> Problem | None:
     row, n = rows[i], i + 1
     nxt = rows[i + 1] if i + 1 < len(rows) else None
@@ -100,9 +124,9 @@ def _check(
     skipped = nxt is not None and nxt.intact and nxt.seq == expected and nxt.prev_hash == prev
     if row.seq is None:
         if skipped:
-            return Problem("inserted", None, n, f"{unit} {n}: not an audit record (inserted)")
-        return Problem("edited", None, n, f"{unit} {n}: not an audit record (edited)")
-    at = f"record {row.seq} ({unit} {n})"
+            return Problem("inserted", None, n, f"{locate(i)}: not an audit record (inserted)")
+        return Problem("edited", None, n, f"{locate(i)}: not an audit record (edited)")
+    at = f"record {row.seq} ({locate(i)})"
     if not row.intact:
         if skipped:
             return Problem("inserted", row.seq, n, f"{at}: not part of the chain (inserted)")
@@ -113,10 +137,11 @@ def _check(
         first = where[row.seq][0]
         if first < i and rows[first].prev_hash == row.prev_hash and nxt is not None and nxt.prev_hash == row.hash:
             # Two records claim this seq off the same predecessor and the chain goes on from this one.
-            return Problem(
-                "inserted", row.seq, first + 1, f"record {row.seq} ({unit} {first + 1}): forged copy (inserted)"
-            )
-        return Problem("inserted", row.seq, n, f"{at}: seq {row.seq} already at {unit} {first + 1} (inserted)")
+            message = f"record {row.seq} ({locate(first)}): forged copy (inserted)"
+            return Problem("inserted", row.seq, first + 1, message)
+        if first == i:  # before the start: a record a checkpoint already vouches for comes again
+            return Problem("inserted", row.seq, n, f"{at}: seq {row.seq} comes after record {expected - 1} (inserted)")
+        return Problem("inserted", row.seq, n, f"{at}: seq {row.seq} already at {locate(first)} (inserted)")
     if row.seq > expected:
         later = [j for j in where.get(expected, []) if j > i]
         if later:
@@ -124,19 +149,21 @@ def _check(
                 "reordered",
                 row.seq,
                 n,
-                f"{at}: out of order (reordered; record {expected} is at {unit} {later[0] + 1})",
+                f"{at}: out of order (reordered; record {expected} is at {locate(later[0])})",
             )
         gap = f"record {expected}" if row.seq == expected + 1 else f"records {expected}-{row.seq - 1}"
         return Problem("deleted", expected, None, f"{gap} missing (deleted)")
     if row.prev_hash != prev:
         if i == 0:
-            return Problem("edited", row.seq, n, f"{at}: prev_hash is not the genesis value (edited)")
+            if prev == GENESIS:
+                return Problem("edited", row.seq, n, f"{at}: prev_hash is not the genesis value (edited)")
+            return Problem("edited", row.seq, n, f"{at}: does not link to record {expected - 1} (edited)")
         before = rows[i - 1]
         return Problem(
             "edited",
             before.seq,
             i,
-            f"record {before.seq} ({unit} {i}): edited (hash recomputed; record {row.seq} does not link to it)",
+            f"record {before.seq} ({locate(i - 1)}): edited (hash recomputed; record {row.seq} does not link to it)",
         )
     return None
 
@@ -156,34 +183,7 @@ async def verify_postgres(dsn: str, table: str | None = None) -> VerifyReport:
 
 
 def main(argv: list[str]) -> int:
-    """``mcplane audit verify``: 0 when the chain is intact, 1 at the first problem, 2 if unreadable."""
-    parser = argparse.ArgumentParser(prog="mcplane audit verify", description="Verify an audit hash chain.")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--file", help="a JSONL audit file")
-    source.add_argument("--dsn", help="a PostgreSQL DSN, or a secret reference such as '${env:AUDIT_DSN}'")
-    parser.add_argument("--table", default=None, help="the PostgreSQL audit table (default: mcplane_audit)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        if args.file is not None:
-            if args.table is not None:
-                parser.print_usage(sys.stderr)
-                print("error: --table goes with --dsn", file=sys.stderr)
-                return 2
-            report = verify_file(args.file)
-        else:
-            report = anyio.run(verify_postgres, _reveal_dsn(args.dsn), args.table)
-    except Exception as exc:
-        print(f"error: cannot read the audit log: {type(exc).__name__}: {str(exc)[:300]}", file=sys.stderr)
-        return 2
-    print(report.render())
-    return 0 if report.ok else 1
+    """``mcplane audit verify`` (see :mod:`mcplane.audit.commands`)."""
+    from mcplane.audit.commands import verify_main
 
-
-def _reveal_dsn(dsn: str) -> str:
-    from mcplane.secrets import Secret, Secrets
-
-    resolved = Secrets(refresh_interval=None).resolve(dsn)
-    return resolved.get() if isinstance(resolved, Secret) else resolved
+    return verify_main(argv)

@@ -11,6 +11,10 @@ Each call is written twice: a ``pending`` record **before** the call runs and an
   its content and content hash and kept in the retry buffer. Once the buffer holds
   ``buffer_size`` records, new calls are refused as in fail-closed mode: the buffer bounds how
   much unaudited work fail-open allows, and no record is ever evicted.
+- **A broken chain** (the sink's chain does not match its latest signed checkpoint, see
+  :mod:`mcplane.audit.checkpoint`): the sink refuses every write, and records are handled as
+  for a sink that is down; :meth:`AuditWriter.flush` checks the chain again, so a repaired log
+  is noticed. :attr:`AuditWriter.broken` says why.
 - **Outcomes** (both modes): the call has already run, so its result is returned whatever
   happens; an outcome that cannot be written is logged at ERROR and buffered (outcomes may exceed
   ``buffer_size`` by at most the number of calls in flight).
@@ -37,7 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +106,14 @@ class AuditWriter:
 
     @property
     def healthy(self) -> bool:
-        """The last write succeeded and nothing waits for retry (a readiness signal)."""
-        return self._failed_at is None and not self._buffer
+        """The last write succeeded, nothing waits for retry and the chain is intact (a readiness signal)."""
+        return self._failed_at is None and not self._buffer and self.broken is None
+
+    @property
+    def broken(self) -> str | None:
+        """Why the sink refuses to extend its chain (it does not match its checkpoints), if it does."""
+        reason = getattr(self.sink, "broken", None)
+        return reason if isinstance(reason, str) else None
 
     async def write_pending(self, entry: dict[str, Any]) -> None:
         """Write the record that precedes a call; raise ``DependencyUnavailable`` to refuse the call."""
@@ -173,16 +183,19 @@ class AuditWriter:
             slot.done = True
 
     async def flush(self) -> bool:
-        """Write the buffered records now (or, after a failure with nothing buffered, ping the sink).
+        """Write the buffered records now (or, after a failure with nothing buffered, ping the sink),
+        then the checkpoint the sink has due, if any.
 
         Returns :attr:`healthy`. A readiness check or a periodic task calls this, so a sink that
-        failed is noticed as recovered even while fail-closed refuses every call.
+        failed (or whose chain was broken, then repaired) is noticed as recovered even while
+        fail-closed refuses every call, and records written before a quiet spell get their
+        checkpoint ``interval`` seconds later.
         """
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if self._buffer:
                     await self._try_write([])
-                elif self._failed_at is not None:
+                elif self._failed_at is not None or self.broken is not None:
                     try:
                         with anyio.fail_after(self.options.write_timeout):
                             await self.sink.ping()
@@ -191,6 +204,10 @@ class AuditWriter:
                     else:
                         self._failed_at = None
                         logger.warning("audit: %s recovered", self.sink.description)
+                checkpoint: Callable[[], Awaitable[None]] | None = getattr(self.sink, "checkpoint", None)
+                if checkpoint is not None and self.healthy:
+                    with anyio.move_on_after(self.options.write_timeout):
+                        await checkpoint()
         return self.healthy
 
     async def aclose(self) -> None:

@@ -6,7 +6,7 @@
 - ``call``, ``list``, ``read``, ``prompt``: one request to a server, printed — :mod:`.calls`
 - ``install CLIENT TARGET``: add a Plane to Claude Desktop, Cursor or VS Code — :mod:`.install`
 - ``config check FILE``: validate an mcplane.yaml or gateway.yaml — :mod:`.config_check`
-- ``audit verify``: check the audit hash chain — :mod:`mcplane.audit.verify`
+- ``audit verify``, ``audit export``: check the audit log, archive it — :mod:`mcplane.audit.commands`
 
 Every failure an operator can cause (a bad target, a port in use, bad JSON arguments, an
 endpoint that does not answer) is one line on stderr and a non-zero exit, never a traceback.
@@ -47,18 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mcplane.cli.connect import CommandFailed
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["audit", "verify"] and not {"-h", "--help"} & set(argv[2:]):
-        # The verifier has its own options (--file | --dsn [--table]); hand them over untouched.
-        from mcplane.audit.verify import main as verify_main
+    if argv[:2] in (["audit", "verify"], ["audit", "export"]) and not {"-h", "--help"} & set(argv[2:]):
+        # The audit actions parse their own options; hand them over untouched.
+        from mcplane.audit.commands import export_main, verify_main
 
-        return verify_main(argv[2:])
+        return (verify_main if argv[1] == "verify" else export_main)(argv[2:])
     args = build_parser().parse_args(argv)
     if args.command == "gateway":  # checked (and --help answered) above; the gateway parses its own
         from mcplane.gateway.cli import main as gateway_main
 
         return gateway_main(argv[1:])
     if args.command == "audit":
-        return fail("usage: mcplane audit verify (--file PATH | --dsn DSN [--table T])", EXIT_USAGE)
+        return fail(
+            "usage: mcplane audit verify (LOG | --dsn DSN [--table T]) | mcplane audit export LOG --out ARCHIVE",
+            EXIT_USAGE,
+        )
     try:
         return _commands()[args.command](args)
     except (ConfigError, CommandFailed) as exc:

@@ -224,9 +224,27 @@ def _add_config(commands: Any) -> None:
 
 
 def _add_audit(commands: Any) -> None:
+    """Help for ``mcplane audit``; the actions parse their own options (:mod:`mcplane.audit.commands`)."""
     audit = commands.add_parser("audit", help="work with the audit log")
     actions = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = actions.add_parser("verify", help="verify the audit hash chain; exit 1 at the first problem")
-    verify.add_argument("--file", metavar="PATH", help="a JSONL audit log")
+    verify = actions.add_parser(
+        "verify", help="verify the audit log's hash chain against its signed checkpoints; exit 1 at any problem"
+    )
+    verify.add_argument("log", nargs="?", help="a JSONL audit log, a directory of its segments, or an export archive")
+    verify.add_argument("--file", metavar="PATH", help="a JSONL audit log (the same as LOG)")
     verify.add_argument("--dsn", metavar="DSN", help="a PostgreSQL audit table's database (or ${env:NAME})")
     verify.add_argument("--table", metavar="T", help="the table (default: mcplane_audit)")
+    verify.add_argument(
+        "--checkpoints", metavar="WHERE", help="the checkpoint file or table (default: beside the log or table)"
+    )
+    verify.add_argument(
+        "--public-key", metavar="KEY", action="append", help="trust checkpoints signed by this key (repeatable)"
+    )
+    verify.add_argument("--no-checkpoints", action="store_true", help="check the hash chain alone")
+    export = actions.add_parser("export", help="archive a JSONL audit log (tar.gz with a SHA-256 manifest)")
+    export.add_argument("log", help="the JSONL audit log, or the directory holding it")
+    export.add_argument("--out", metavar="ARCHIVE", required=True, help="the archive to write (never overwritten)")
+    export.add_argument("--checkpoints", metavar="PATH", help="the checkpoint file (default: <log>.checkpoints)")
+    export.add_argument(
+        "--public-key", metavar="KEY", action="append", help="trust checkpoints signed by this key (repeatable)"
+    )
