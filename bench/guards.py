@@ -10,7 +10,9 @@ validate, timeout, the SDK's tool call), one at a time, so the figure is CPU per
 * ``100 KB with findings``: the same text with an e-mail address, a card number and a token in it.
 
 Then the same for an authorization rule (``args.amount <= 1000 || "treasury" in principal.roles``)
-against no rule. Prints a markdown table: calls/s with and without, the ratio, and µs per call::
+against no rule. Each cell is the best of five rounds, the variants interleaved (round 1 of each,
+then round 2, ...), so a busy machine skews them alike. Prints a markdown table: calls/s with and
+without, the ratio, and µs per call::
 
     python bench/guards.py              # 3 s per cell
     python bench/guards.py --quick      # 0.5 s per cell
@@ -104,6 +106,7 @@ async def _rate(plane: Plane, tool: str, arguments: dict[str, Any], seconds: flo
 
 
 Row = tuple[str, list[float]]
+ROUNDS = 5
 
 
 async def _measure(
@@ -117,7 +120,12 @@ async def _measure(
         for plane in planes:
             await stack.enter_async_context(plane.lifespan())
         for label, tool, arguments in cases:
-            rows.append((label, [await _rate(plane, tool, arguments, seconds, caller) for plane in planes]))
+            best = [0.0] * len(planes)
+            for _ in range(ROUNDS):  # interleaved rounds, best of each: load on the machine hits all alike
+                for index, plane in enumerate(planes):
+                    rate = await _rate(plane, tool, arguments, seconds / ROUNDS, caller)
+                    best[index] = max(best[index], rate)
+            rows.append((label, best))
     return rows
 
 
