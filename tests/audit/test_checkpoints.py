@@ -316,22 +316,58 @@ async def test_checkpoints_come_every_n_records_on_the_interval_and_at_shutdown(
     assert reasons()[-1] == ("shutdown", 7)
 
 
-async def test_a_partial_checkpoint_line_from_a_crash_is_left_alone(
+async def test_a_partial_checkpoint_line_from_a_crash_is_cut_before_the_next_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "audit.jsonl"
     await _write(path, 4)
     store = tmp_path / "audit.jsonl.checkpoints"
+    whole = store.read_bytes()
     with store.open("ab") as handle:
         handle.write(b'{"type":"mcplane.audit.checkpoint","seq":')  # the write a crash interrupted
+    code, out = _verify(capsys, str(path))
+    assert code == 0, out
+    assert "ends in a partial line (a write interrupted by a crash): left out" in out
     broken, sink = await _start(path)
     assert broken is None
     await sink.append([_entry(4)])
     await sink.aclose()
-    assert _lines(store)[-3] == b'{"type":"mcplane.audit.checkpoint","seq":'  # kept, on a line of its own
+    assert store.read_bytes().startswith(whole)
+    assert all(line.startswith(b'{"at":') for line in _lines(store))  # the partial line is gone
+    assert _verify(capsys, str(path))[0] == 0
+
+
+async def test_a_line_in_the_checkpoints_that_is_no_checkpoint_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    await _write(path, 4)
+    with (tmp_path / "audit.jsonl.checkpoints").open("ab") as handle:
+        handle.write(b'{"note": "nothing to see"}\n')
     code, out = _verify(capsys, str(path))
-    assert code == 1  # ... and reported: a line that is not a checkpoint is for a person to look at
-    assert "not a checkpoint" in out
+    assert code == 1
+    assert "not a checkpoint (edited or forged)" in out
+    broken, sink = await _start(path)
+    assert broken is not None
+    assert "is not a checkpoint (edited)" in broken
+    await sink.aclose()
+
+
+async def test_the_start_up_check_holds_the_log_against_the_highest_recent_checkpoint(tmp_path: Path) -> None:
+    # Several writers: the last checkpoint written may cover fewer records than one written before it.
+    path = tmp_path / "audit.jsonl"
+    one, two = JsonlSink(path), JsonlSink(path)
+    await one.append([_entry(0)])
+    for i in range(1, 6):
+        await two.append([_entry(i)])
+    await two.aclose()  # shutdown checkpoint: record 6
+    await one.aclose()  # shutdown checkpoint: record 1, written last
+    _cut(path, 2)
+    broken, sink = await _start(path)
+    assert broken is not None
+    assert "ends at record 4, but the checkpoint of " in broken
+    assert "(seq 6) covers record 6" in broken
+    await sink.aclose()
 
 
 async def test_the_generated_key_is_private(tmp_path: Path) -> None:
@@ -341,3 +377,20 @@ async def test_the_generated_key_is_private(tmp_path: Path) -> None:
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "audit.jsonl.checkpoints").stat().st_mode & 0o777 == 0o600
     assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+async def test_a_record_edited_after_the_last_checkpoint_is_refused_at_start(tmp_path: Path) -> None:
+    # A writer that crashed: records 6-8 follow the last checkpoint; one of them is then edited.
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, checkpoints=CheckpointOptions(every=5))
+    for i in range(8):
+        await sink.append([_entry(i)])
+    lines = _lines(path)
+    lines[6] = lines[6].replace(b'"tool6"', b'"tool9"')
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    broken, restarted = await _start(path)
+    assert broken is not None
+    assert broken.startswith("after the checkpoint of ")
+    assert broken.endswith("(seq 5): record 7 (audit.jsonl line 7): hash mismatch (edited)")
+    await restarted.aclose()
+    await sink.aclose()

@@ -47,6 +47,7 @@ __all__ = [
     "Schedule",
     "Signer",
     "describe",
+    "highest_recent",
     "make_checkpoint",
     "parse_checkpoint",
     "records_text",
@@ -204,6 +205,31 @@ def signature_problem(checkpoint: Mapping[str, Any], keyring: Mapping[str, Ed255
 def records_text(first: int, last: int) -> str:
     """``record 7`` or ``records 7-9``."""
     return f"record {first}" if first == last else f"records {first}-{last}"
+
+
+RECENT = 64
+"""How many of the latest checkpoints the start-up check reads: with several writers, the one that
+covers the most records need not be the very last one written."""
+
+
+def highest_recent(
+    lines: Sequence[str | bytes], keyring: Mapping[str, Ed25519PublicKey], where: str
+) -> dict[str, Any] | None:
+    """Of the latest checkpoints (``lines``, oldest first), the valid one that covers the most records
+    (``None``: there are none); :class:`ChainBroken` if one of them is not valid."""
+    best: dict[str, Any] | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        checkpoint = parse_checkpoint(line)
+        if checkpoint is None:
+            raise ChainBroken(f"one of the latest lines of {where} is not a checkpoint (edited)")
+        problem = signature_problem(checkpoint, keyring)
+        if problem is not None:
+            raise ChainBroken(f"{describe(checkpoint)} in {where} {problem}")
+        if best is None or checkpoint["seq"] >= best["seq"]:
+            best = checkpoint
+    return best
 
 
 def describe(checkpoint: Mapping[str, Any]) -> str:

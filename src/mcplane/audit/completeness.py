@@ -231,7 +231,8 @@ def _hold_against_checkpoints(
         if problem is not None:
             problems.append(f"{at}: {describe(checkpoint)} {problem}")
             continue
-        latest = checkpoint
+        if latest is None or checkpoint["seq"] >= latest["seq"]:
+            latest = checkpoint  # with several writers, the last one written may cover less
         seq = checkpoint["seq"]
         if seq == 0:
             continue

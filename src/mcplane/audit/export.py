@@ -52,7 +52,12 @@ class ExportResult:
 
 def is_archive(path: str | Path) -> bool:
     path = Path(path)
-    return path.is_file() and path.read_bytes()[:2] == b"\x1f\x8b" and tarfile.is_tarfile(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        if handle.read(2) != b"\x1f\x8b":  # gzip
+            return False
+    return tarfile.is_tarfile(path)
 
 
 def _segment_entry(name: str, data: bytes) -> dict[str, Any]:

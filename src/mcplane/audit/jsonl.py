@@ -42,21 +42,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mcplane.audit.chain import GENESIS, canonical, seal
 from mcplane.audit.checkpoint import (
+    RECENT,
     Anchor,
     ChainBroken,
     CheckpointOptions,
     Schedule,
     Signer,
-    describe,
+    highest_recent,
     log_checkpoint,
     make_checkpoint,
-    parse_checkpoint,
-    records_text,
-    signature_problem,
 )
 from mcplane.audit.keys import load_or_create_key_file
-from mcplane.audit.segments import AuditFileError, LogFiles, line_ending_at, read_first_line, tail_line
-from mcplane.audit.verify import parse_row, verify_lines
+from mcplane.audit.segments import AuditFileError, LogFiles, read_first_line, tail_line
+from mcplane.audit.tail import check_after, recent_lines
 
 if sys.platform != "win32":
     import fcntl
@@ -413,15 +411,23 @@ class JsonlSink:
             self._cp_fd = os.open(self.checkpoints_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             if created and self.fsync != "never":
                 self._sync_directory()
-        line = canonical(checkpoint) + b"\n"
         size = os.fstat(self._cp_fd).st_size
         if size and os.pread(self._cp_fd, 1, size - 1) != b"\n":
-            line = b"\n" + line  # an interrupted write left a partial line: leave it on its own
-        _write_all(self._cp_fd, line)
+            self._drop_partial_line(self._cp_fd, size)
+        _write_all(self._cp_fd, canonical(checkpoint) + b"\n")
         if self.fsync != "never":
             os.fsync(self._cp_fd)
         self._schedule.done()
         log_checkpoint(self.description, checkpoint)
+
+    def _drop_partial_line(self, fd: int, size: int) -> None:
+        """Cut the partial line a crash left at the end of the checkpoints file (a checkpoint write that
+        never finished, so no checkpoint): a line that is not a checkpoint is otherwise a sign of tampering."""
+        start = max(0, size - 65_536)
+        data = os.pread(fd, size - start, start)
+        keep = start + data.rfind(b"\n") + 1 if b"\n" in data else 0
+        logger.warning("audit: %s ended in an interrupted write; cut its %d bytes", self.checkpoints_path, size - keep)
+        os.ftruncate(fd, keep)
 
     def _emit_safely(self, anchor: Anchor, reason: str) -> None:
         """A checkpoint after records were written: a failure is logged and retried later, never raised
@@ -471,9 +477,12 @@ class JsonlSink:
         head = self._head
         assert head is not None
         keyring = self._signer.keyring()
-        line = _last_checkpoint_line(self.checkpoints_path)
         name = self.checkpoints_path.name
-        if line is None:
+        try:
+            checkpoint = highest_recent(recent_lines(self.checkpoints_path, RECENT), keyring, name)
+        except ChainBroken as exc:
+            raise self._break(exc.reason) from None
+        if checkpoint is None:
             if head.seq > 0:
                 raise self._break(
                     f"{self.path.name} holds records up to {head.seq} but {name} has no checkpoint (deleted, or the "
@@ -481,65 +490,14 @@ class JsonlSink:
                     "new log)"
                 )
         else:
-            checkpoint = parse_checkpoint(line)
-            if checkpoint is None:
-                raise self._break(f"the last line of {name} is not a checkpoint (edited)")
-            problem = signature_problem(checkpoint, keyring)
-            if problem is not None:
-                raise self._break(f"{describe(checkpoint)} in {name} {problem}")
-            self._check_tail(fd, head, checkpoint)
+            active = self._segment_info(fd, os.fstat(fd).st_size)
+            try:
+                check_after(self.files, fd, active[0] if active else None, head.seq, checkpoint)
+            except ChainBroken as exc:
+                raise self._break(exc.reason) from None
             first_time = checkpoint.get("first_time")
             self._first_time = first_time if isinstance(first_time, str) else None
         self._verified, self.broken = True, None
-
-    def _check_tail(self, fd: int, head: Anchor, checkpoint: Mapping[str, Any]) -> None:
-        seq, digest, where = checkpoint["seq"], checkpoint["hash"], describe(checkpoint)
-        if head.seq < seq:
-            raise self._break(
-                f"{self.path.name} ends at record {head.seq}, but {where} covers record {seq}: "
-                f"{records_text(head.seq + 1, seq)} missing (truncated or deleted)"
-            )
-        parts: list[tuple[str, bytes, int]] = []  # (file name, bytes after the checkpoint, line number of the first)
-        if seq == 0:
-            for path in self.files.files():
-                parts.append((path.name, path.read_bytes(), 1))
-        else:
-            segment, offset = checkpoint.get("segment"), checkpoint.get("offset")
-            if not isinstance(segment, int) or not isinstance(offset, int):
-                raise self._break(f"{where} names no segment and offset")
-            active = self._segment_info(fd, os.fstat(fd).st_size)
-            path = self.path if active is not None and active[0] == segment else self.files.segment_path(segment)
-            try:
-                held = fd if path == self.path else os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise self._break(
-                    f"segment {path.name} (records from {segment}, covered by {where}) is missing (deleted)"
-                ) from None
-            try:
-                record = line_ending_at(held, offset)
-                row = parse_row(record) if record is not None else None
-                if row is None or row.seq != seq or row.hash != digest or not row.intact:
-                    raise self._break(
-                        f"record {seq} in {path.name} does not match {where} (the log was replaced or rewritten)"
-                    )
-                rest = os.pread(held, os.fstat(held).st_size - offset, offset)
-                parts.append((path.name, rest, _line_number(held, offset)))
-            finally:
-                if held != fd:
-                    os.close(held)
-            later = [p for first, p in self.files.sealed() if first > segment]
-            if path != self.path and self.path.exists():
-                later.append(self.path)
-            parts += [(p.name, p.read_bytes(), 1) for p in later]
-        lines: list[bytes] = []
-        places: list[tuple[str, int]] = []
-        for file_name, data, first_line in parts:
-            chunk = data.split(b"\n")[:-1]
-            lines += chunk
-            places += [(file_name, first_line + k) for k in range(len(chunk))]
-        report = verify_lines(lines, start=(seq, digest), locate=lambda i: f"{places[i][0]} line {places[i][1]}")
-        if report.problem is not None:
-            raise self._break(f"after {where}: {report.problem.message}")
 
     def _sync(self, fd: int, inline: bool = False) -> None:
         if self.fsync == "never":
@@ -601,37 +559,6 @@ class JsonlSink:
 def _time_of(record: Mapping[str, Any]) -> str | None:
     value = record.get("time")
     return value if isinstance(value, str) else None
-
-
-def _line_number(fd: int, offset: int) -> int:
-    """The 1-based number of the line starting at ``offset``."""
-    return os.pread(fd, offset, 0).count(b"\n") + 1
-
-
-def _last_checkpoint_line(path: Path) -> bytes | None:
-    """The last complete line of the checkpoints file, or ``None`` when there is none. A partial last
-    line (a write interrupted by a crash) is skipped; the next checkpoint goes on a line of its own."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        end = os.fstat(fd).st_size
-        while end > 0:  # back to the end of the last complete line
-            start = max(0, end - 65536)
-            cut = os.pread(fd, end - start, start).rfind(b"\n")
-            if cut >= 0:
-                end = start + cut + 1
-                break
-            end = start
-        while end > 0:
-            line = tail_line(fd, end)
-            if line.strip():
-                return line
-            end -= len(line) + 1
-        return None
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

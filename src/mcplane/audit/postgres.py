@@ -45,17 +45,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from mcplane.audit.chain import GENESIS, canonical, seal
 from mcplane.audit.checkpoint import (
+    RECENT,
     Anchor,
     ChainBroken,
     CheckpointOptions,
     Schedule,
     Signer,
     describe,
+    highest_recent,
     log_checkpoint,
     make_checkpoint,
-    parse_checkpoint,
     records_text,
-    signature_problem,
 )
 from mcplane.audit.keys import generate_private_pem, load_private_key
 from mcplane.audit.verify import parse_row, verify_lines
@@ -312,9 +312,15 @@ class PostgresSink:
         """Check the chain's tail against the latest checkpoint (inside the append lock's transaction)."""
         assert self._signer is not None
         head = await self._head(conn)
-        cur = await conn.execute(sql.SQL("SELECT checkpoint FROM {} ORDER BY id DESC LIMIT 1").format(self._cp_ident))
-        row = await cur.fetchone()
-        if row is None:
+        cur = await conn.execute(
+            sql.SQL("SELECT checkpoint FROM {} ORDER BY id DESC LIMIT %s").format(self._cp_ident), (RECENT,)
+        )
+        recent = [str(row[0]) for row in reversed(await cur.fetchall())]
+        try:
+            checkpoint = highest_recent(recent, self._signer.keyring(), self.checkpoint_table)
+        except ChainBroken as exc:
+            raise self._break(exc.reason) from None
+        if checkpoint is None:
             if head.seq > 0:
                 raise self._break(
                     f"table {self.table} holds records up to {head.seq} but {self.checkpoint_table} has no checkpoint "
@@ -322,12 +328,6 @@ class PostgresSink:
                     "--no-checkpoints`, then start a new table)"
                 )
         else:
-            checkpoint = parse_checkpoint(str(row[0]))
-            if checkpoint is None:
-                raise self._break(f"the last row of {self.checkpoint_table} is not a checkpoint (edited)")
-            problem = signature_problem(checkpoint, self._signer.keyring())
-            if problem is not None:
-                raise self._break(f"{describe(checkpoint)} in {self.checkpoint_table} {problem}")
             await self._check_tail(conn, head, checkpoint)
             first_time = checkpoint.get("first_time")
             self._first_time = first_time if isinstance(first_time, str) else None
