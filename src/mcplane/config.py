@@ -287,10 +287,7 @@ class AuditSection(_Section):
     @field_validator("rotate_interval", "checkpoint_interval", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        seconds = _duration(value)
-        if seconds is not None and not seconds > 0:
-            raise ValueError("must be a positive duration")
-        return seconds
+        return _duration(value)
 
     @field_validator("checkpoint_key")
     @classmethod
