@@ -47,8 +47,11 @@ def test_each_class_has_its_stable_code(cls: type[MCPlaneError], expected: tuple
 
 def test_every_exported_error_is_in_the_tree() -> None:
     exported = {getattr(errors_module, name) for name in errors_module.__all__}
-    assert exported == {*CODES, MCPlaneError, ConfigError}
-    assert all(issubclass(cls, MCPlaneError) for cls in exported)
+    classes = {item for item in exported if isinstance(item, type)}
+    assert classes == {*CODES, MCPlaneError, ConfigError}
+    assert all(issubclass(cls, MCPlaneError) for cls in classes)
+    # Besides the tree: where a tool result carries its error object, and how to read it.
+    assert exported - classes == {errors_module.ERROR_META_KEY, errors_module.error_object_of}
 
 
 def test_codes_are_unique() -> None:
