@@ -21,6 +21,8 @@ from mcplane.audit.checkpoint import Anchor, Signer, make_checkpoint
 from mcplane.audit.keys import generate_private_pem, load_private_key, public_text
 from mcplane.audit.postgres import PostgresSink
 from mcplane.audit.verify import main
+from mcplane.audit.writer import AuditWriter
+from mcplane.errors import DependencyUnavailable
 from tests.audit.conftest import HOSTILE_APP, AuditedServer, free_port, run_writer_processes
 from tests.conftest import REPO_ROOT, mcplane_command, start_server
 
@@ -293,3 +295,21 @@ def test_mcplane_run_refuses_a_table_that_lost_rows(postgres_dsn: str, pg_table:
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("mcplane: error: audit chain broken, refusing to start")
+
+
+async def test_a_table_unreachable_at_start_is_checked_before_the_first_append(
+    postgres_dsn: str, pg_table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = PostgresSink(f"postgresql://postgres@127.0.0.1:{free_port()}/test", table=pg_table, connect_timeout=2)
+    assert dead.verify_at_start() is None  # cannot tell now: said so, and checked before the first append
+    assert "cannot check" in caplog.text
+    await _fill(postgres_dsn, pg_table, 6)
+    _execute(postgres_dsn, sql.SQL("DELETE FROM {} WHERE seq > 4").format(_ident(pg_table)))
+    writer = AuditWriter(PostgresSink(postgres_dsn, table=pg_table))  # no start-up check ran
+    with pytest.raises(DependencyUnavailable):
+        await writer.write_pending(_entry(99))
+    assert writer.broken is not None
+    assert "ends at record 4" in writer.broken
+    assert not await writer.flush()  # still broken: readiness stays down
+    await writer.aclose()
+    assert _execute(postgres_dsn, sql.SQL("SELECT max(seq) FROM {}").format(_ident(pg_table))) == [(4,)]
