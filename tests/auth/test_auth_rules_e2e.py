@@ -154,10 +154,6 @@ async def test_a_denial_is_audited_as_forbidden(server: ServerProcess) -> None:
     assert (outcome["name"], outcome["status"], outcome["error_code"]) == ("refund", "error", "forbidden")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the audit slot does not copy the call's notes (mcplane.notes) into the outcome record yet",
-)
 async def test_the_audit_record_names_the_rule(server: ServerProcess) -> None:
     await _calls(server, "grace", ALICE, "auto", ("refund", {"amount": 5000}))
     [outcome] = _outcomes(server, "grace")

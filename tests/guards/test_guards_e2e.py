@@ -120,10 +120,6 @@ async def test_the_audit_records_a_refusal_and_never_a_value(server: ServerProce
         assert value not in audit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the audit slot does not copy the call's notes (mcplane.notes) into the outcome record yet",
-)
 async def test_the_audit_record_notes_findings_by_kind_and_count(server: ServerProcess) -> None:
     await _call(server, "auto", "notes")
     outcome = _outcomes(server, "notes")[-1]

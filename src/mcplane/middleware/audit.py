@@ -9,6 +9,10 @@ happens when the sink fails and :mod:`mcplane.audit.entry` for what a record hol
 
 Building a record cannot fail, whatever the call's arguments or name (see
 :mod:`mcplane.audit.chain`), so every call that reaches this slot has its records.
+
+The outcome record also carries what the layers inside noted for the call (:mod:`mcplane.notes`:
+the rule that denied it as ``denied_by``, what an output guard found as ``guards`` and
+``guard_action``), names and counts only; a note never replaces a field the record already has.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import time
 import uuid
 from typing import Any
 
-from mcplane.audit.chain import canonical, sha256_hex
+from mcplane.audit.chain import CHAIN_FIELDS, canonical, sha256_hex
 from mcplane.audit.entry import call_entry, error_code_of, request_facts, result_code, utc_now
 from mcplane.audit.forwarded import TrustedProxies
 from mcplane.audit.sink import AuditSink
 from mcplane.audit.writer import AuditOptions, AuditWriter
+from mcplane.notes import notes_of
 from mcplane.pipeline import Call, CallNext
 
 __all__ = ["AuditMiddleware"]
@@ -50,15 +55,24 @@ class AuditMiddleware:
         try:
             result = await call_next(call)
         except BaseException as exc:
-            await self.writer.write_outcome(_outcome(base, started, error_code_of(exc, call.kind), ""))
+            outcome = _outcome(base, started, error_code_of(exc, call.kind), "")
+            await self.writer.write_outcome(_with_notes(outcome, call))
             raise
         code = result_code(result)
-        await self.writer.write_outcome(_outcome(base, started, code, sha256_hex(canonical(result))))
+        outcome = _outcome(base, started, code, sha256_hex(canonical(result)))
+        await self.writer.write_outcome(_with_notes(outcome, call))
         return result
 
     async def aclose(self) -> None:
         """Flush buffered records and close the sink (call at shutdown)."""
         await self.writer.aclose()
+
+
+def _with_notes(outcome: dict[str, Any], call: Call) -> dict[str, Any]:
+    notes = notes_of(call.context)
+    if notes:
+        outcome.update({key: value for key, value in notes.items() if key not in outcome and key not in CHAIN_FIELDS})
+    return outcome
 
 
 def _outcome(base: dict[str, Any], started: float, code: str | None, result_sha256: str) -> dict[str, Any]:
