@@ -80,7 +80,8 @@ def drop_audit_table(admin_dsn: str, table: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(with_database(admin_dsn, AUDIT_DATABASE), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        for name in (table, f"{table}_checkpoints", f"{table}_checkpoints_key"):  # the chain and its checkpoints
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def delete_redis_keys(redis_url: str, subject: str) -> int:

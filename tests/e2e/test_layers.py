@@ -192,7 +192,8 @@ def postgres_audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     finally:
         server.stop()
         with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+            for name in (table, f"{table}_checkpoints", f"{table}_checkpoints_key"):
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 # ---------------------------------------------------------------------------------------------- clients
