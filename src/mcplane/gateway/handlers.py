@@ -180,13 +180,15 @@ async def _forward(
     retry: bool,
 ) -> Any:
     """``request`` to ``upstream`` for the caller of ``ctx``, bounded by the upstream's timeout (else the plane's)."""
-    context = _context(plane, ctx, params, upstream)
+    context = _context(plane, provider, ctx, params, upstream)
     return await provider.forward(upstream, request, Caller.of(context), retry=retry)
 
 
-def _context(plane: Plane, ctx: ServerRequestContext[Any, Any], params: Any, upstream: Upstream) -> Context:
+def _context(
+    plane: Plane, provider: UpstreamProvider, ctx: ServerRequestContext[Any, Any], params: Any, upstream: Upstream
+) -> Context:
     context = plane.make_context(ctx, params)
-    timeout = upstream.config.timeout or plane.config.server.default_timeout
+    timeout = upstream.config.timeout or provider.default_timeout
     caller = context.incoming_timeout()
     bounds = [bound for bound in (timeout, caller) if bound is not None]
     if bounds:

@@ -31,17 +31,17 @@ from __future__ import annotations
 import fnmatch
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from mcp.shared.exceptions import MCPError
-from mcp_types import MISSING_REQUIRED_CLIENT_CAPABILITY, InputRequiredResult, Prompt, Tool
+from mcp_types import MISSING_REQUIRED_CLIENT_CAPABILITY, InputRequiredResult, Tool
 
 from mcplane.errors import DependencyUnavailable, MCPlaneError, NotFound, UpstreamError
+from mcplane.gateway.catalog import ListKind, Merged, in_order, merge
 from mcplane.gateway.config import SEPARATOR, GatewayConfig, SharedStateConfig, UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection, Link
 from mcplane.gateway.forward import Caller, Request, send
@@ -63,7 +63,6 @@ __all__ = ["ListKind", "UpstreamProvider"]
 
 logger = logging.getLogger("mcplane.gateway")
 
-ListKind = Literal["tool", "resource", "resource_template", "prompt"]
 SHUTDOWN_GRACE = 15.0
 """How long upstream connections may take to close (stdio children to exit) at shutdown."""
 DRAIN_POLL = 0.05
@@ -90,7 +89,7 @@ class UpstreamProvider:
         self.subscriptions = ResourceSubscriptions()
         """The 2025-11-25 sessions subscribed to upstream resources (see :mod:`mcplane.gateway.handlers`)."""
         built = [self._build(name, config) for name, config in configs.items()]
-        self.upstreams: dict[str, Upstream] = {u.name: u for u in _in_order(built)}
+        self.upstreams: dict[str, Upstream] = {u.name: u for u in in_order(built)}
         self.versions = VersionRouter(
             upstreams if isinstance(upstreams, GatewayConfig) else None,
             clock=clock or time.monotonic,
@@ -102,15 +101,8 @@ class UpstreamProvider:
         self._plane: Plane | None = None
         self._tg: TaskGroup | None = None
         self._running: dict[EndpointConnection, anyio.Event] = {}
-        self._tools: dict[str, tuple[Upstream, Tool]] = {}
-        self._hidden: set[str] = set()
-        self._live_versions: set[str] = set()
-        self._prompts: dict[str, tuple[Upstream, Prompt]] = {}
-        self._uris: dict[str, Upstream] = {}
-        self._templates: list[tuple[re.Pattern[str], Upstream]] = []
-        self._listed: dict[ListKind, list[Any]] = {"tool": [], "resource": [], "resource_template": [], "prompt": []}
-        self._policies: dict[str, dict[str, Any]] = {}
-        self._template_owners: dict[str, Upstream] = {}
+        self.catalog = Merged()
+        """Every upstream's names as callers see them (see :mod:`mcplane.gateway.catalog`)."""
         self.tasks = UpstreamTasks()
         """Which upstream replica holds each task created through the gateway (see :mod:`mcplane.gateway.tasks`)."""
 
@@ -119,15 +111,6 @@ class UpstreamProvider:
         """Every name the plane has no local definition of: the gateway answers for it (its upstream's
         answer, ``dependency_unavailable`` while that upstream is down, or ``not_found``)."""
         return True
-
-    def _known(self, kind: CallKind, name: str) -> bool:
-        if kind == "tool":
-            if name in self.versions:
-                return name in self._live_versions
-            return name in self._tools and name not in self._hidden
-        if kind == "prompt":
-            return name in self._prompts
-        return self._resource_upstream(name) is not None
 
     def claimant(self, name: str) -> Upstream | None:
         """The upstream a tool or prompt name no catalog lists would be of: the one whose namespace
@@ -164,22 +147,22 @@ class UpstreamProvider:
 
     def policy(self, tool: str) -> Mapping[str, Any] | None:
         """The code-level policy of an upstream tool: its schema, annotations and timeout."""
-        return self._policies.get(tool)
+        return self.catalog.policies.get(tool)
 
     def listed(self, kind: ListKind) -> Sequence[Any]:
-        return self._listed[kind]
+        return self.catalog.listed[kind]
 
     async def provide(self, call: Call) -> Any:
-        if not self._known(call.kind, call.name):
+        if not self.catalog.knows(call.kind, call.name, self.versions):
             raise self._unknown(call)
         caller = Caller.of(call.context)
         if call.kind == "tool":
             if call.name in self.versions:  # a versioned tool: pick its version, then call that target
                 return await self._call_version(call, caller)
-            upstream, tool = self._tools[call.name]
+            upstream, tool = self.catalog.tools[call.name]
             return await self._call_tool(call, caller, upstream, tool)
         if call.kind == "prompt":
-            upstream, prompt = self._prompts[call.name]
+            upstream, prompt = self.catalog.prompts[call.name]
             self._check_dependencies(upstream, prompt.name)
             params: dict[str, Any] = {"name": prompt.name}
             if call.arguments:
@@ -187,18 +170,22 @@ class UpstreamProvider:
             request = Request("prompts/get", params, what=f"prompts/get {prompt.name!r}")
             bound = self._own_timeout(call)
             return _hot_path_answer(call, await self.forward(upstream, request, caller, retry=True, own_timeout=bound))
-        owner = self._resource_upstream(call.name)
+        owner = self.catalog.resource_upstream(call.name)
         assert owner is not None
         request = Request("resources/read", {"uri": call.name}, what="resources/read")
         bound = self._own_timeout(call)
         return _hot_path_answer(call, await self.forward(owner, request, caller, retry=True, own_timeout=bound))
 
+    @property
+    def default_timeout(self) -> float | None:
+        """The plane's timeout of a call no policy bounds (its timeout slot's)."""
+        plane = self._plane
+        return plane._timeout.default_timeout if plane is not None else None  # pyright: ignore[reportPrivateUsage]
+
     def _own_timeout(self, call: Call) -> float | None:
         """The call's timeout when it, not the caller's deadline, bounds the call (the timeout
         slot's rule: the caller's deadline wins a tie), else ``None``."""
-        plane = self._plane
-        default = plane._timeout.default_timeout if plane is not None else None  # pyright: ignore[reportPrivateUsage]
-        timeout: Any = call.policy.get("timeout", default)
+        timeout: Any = call.policy.get("timeout", self.default_timeout)
         if timeout is None:
             return None
         caller = call.context.incoming_timeout()
@@ -261,7 +248,7 @@ class UpstreamProvider:
         route = router.route(call.name, call.context)
 
         async def send_version() -> Any:
-            entry = self._tools.get(route.target)
+            entry = self.catalog.tools.get(route.target)
             if entry is None:  # counts against a canary: it cannot serve
                 raise DependencyUnavailable(
                     f"version {route.version!r} of {route.tool!r} is unavailable",
@@ -273,30 +260,18 @@ class UpstreamProvider:
 
     def resource_owner(self, uri: str) -> Upstream | None:
         """The upstream serving the resource ``uri`` (a listed resource, else a template that matches)."""
-        return self._resource_upstream(uri)
+        return self.catalog.resource_upstream(uri)
 
     def completion_target(self, ref: Any) -> tuple[Upstream, dict[str, Any]] | None:
         """The upstream a ``completion/complete`` reference is for, and the reference in its names."""
-        if getattr(ref, "type", None) == "ref/prompt":
-            found = self._prompts.get(ref.name)
-            if found is not None:
-                return found[0], {"type": "ref/prompt", "name": found[1].name}
-        elif getattr(ref, "type", None) == "ref/resource":
-            owner = self._template_owners.get(str(ref.uri))
-            if owner is not None:
-                return owner, {"type": "ref/resource", "uri": str(ref.uri)}
-        return None
+        return self.catalog.completion_target(ref)
 
     def may_ask(self, tool: str) -> bool:
         """Whether a call of ``tool`` could be answered ``input_required`` or with a task: its
         upstream (any upstream, for a versioned tool) speaks 2026-07-28."""
-        entry = self._tools.get(tool)
+        entry = self.catalog.tools.get(tool)
         upstreams = [entry[0]] if entry is not None and tool not in self.versions else list(self.upstreams.values())
-        return any(
-            endpoint.link(modern_caller=True) is not None and _modern(endpoint)
-            for u in upstreams
-            for endpoint in u.endpoints
-        )
+        return any(_modern(endpoint) for upstream in upstreams for endpoint in upstream.endpoints)
 
     async def forward_task(
         self, upstream: Upstream, endpoint: EndpointConnection, method: str, params: dict[str, Any], ctx: Any
@@ -305,109 +280,17 @@ class UpstreamProvider:
         plane = self._plane
         assert plane is not None
         context = plane.make_context(ctx, None)
-        timeout = upstream.config.timeout or plane.config.server.default_timeout
+        timeout = upstream.config.timeout or self.default_timeout
         if timeout is not None:
             context._deadline = time.monotonic() + timeout  # pyright: ignore[reportPrivateUsage]
         request = Request(method, params, what=f"{method} {params.get('taskId')!r}")
         return await self.forward(upstream, request, Caller.of(context), retry=True, endpoint=endpoint)
 
-    def _resource_upstream(self, uri: str) -> Upstream | None:
-        found = self._uris.get(uri)
-        if found is not None:
-            return found
-        for pattern, upstream in self._templates:
-            if pattern.fullmatch(uri):
-                return upstream
-        return None
-
     # ----------------------------------------------------------------- catalog
     def _rebuild(self) -> None:
-        tools: dict[str, tuple[Upstream, Tool]] = {}
-        prompts: dict[str, tuple[Upstream, Prompt]] = {}
-        uris: dict[str, Upstream] = {}
-        templates: list[tuple[re.Pattern[str], Upstream]] = []
-        template_owners: dict[str, Upstream] = {}
-        listed: dict[ListKind, list[Any]] = {"tool": [], "resource": [], "resource_template": [], "prompt": []}
-        policies: dict[str, dict[str, Any]] = {}
-        namespaces = {u.namespace for u in self.upstreams.values() if u.namespace is not None}
-
-        def hidden(upstream: Upstream, name: str, kind: str) -> bool:
-            """A name of the un-namespaced upstream that looks like another upstream's is that upstream's."""
-            if (
-                upstream.namespace is not None
-                or name.partition(SEPARATOR)[0] not in namespaces
-                or SEPARATOR not in name
-            ):
-                return False
-            logger.warning(
-                "%s %r of upstream %r is hidden: its name is in another upstream's namespace", kind, name, upstream.name
-            )
-            return True
-
-        for upstream in self.upstreams.values():
-            prefix = upstream.prefix
-            catalog = upstream.catalog
-            for name in sorted(catalog.tools):
-                tool = catalog.tools[name]
-                exposed = prefix + name
-                if hidden(upstream, name, "tool"):
-                    continue
-                tools[exposed] = (upstream, tool)
-                listed["tool"].append(tool.model_copy(update={"name": exposed}))
-                policy: dict[str, Any] = {"json_schema": tool.input_schema, "upstream": upstream.name}
-                if tool.annotations is not None:
-                    policy["annotations"] = tool.annotations
-                if upstream.config.timeout is not None:
-                    policy["timeout"] = upstream.config.timeout
-                policies[exposed] = policy
-            for name in sorted(catalog.prompts):
-                prompt = catalog.prompts[name]
-                if hidden(upstream, name, "prompt"):
-                    continue
-                prompts[prefix + name] = (upstream, prompt)
-                listed["prompt"].append(prompt.model_copy(update={"name": prefix + name}))
-            for resource in sorted(catalog.resources, key=lambda r: (r.name, str(r.uri))):
-                uri = str(resource.uri)
-                if uri in uris:
-                    logger.warning("resource %r of %r is hidden by %r's", uri, upstream.name, uris[uri].name)
-                    continue
-                uris[uri] = upstream
-                listed["resource"].append(resource.model_copy(update={"name": prefix + resource.name}))
-            for template in sorted(catalog.templates, key=lambda t: (t.name, t.uri_template)):
-                templates.append((template_pattern(template.uri_template), upstream))
-                template_owners.setdefault(template.uri_template, upstream)
-                listed["resource_template"].append(template.model_copy(update={"name": prefix + template.name}))
-        if self.versions.tools:
-            self._add_versions(tools, listed, policies)
-        else:
-            self._hidden, self._live_versions = set(), set()
-        self._tools, self._prompts, self._uris, self._templates = tools, prompts, uris, templates
-        self._template_owners = template_owners
-        self._listed, self._policies = listed, policies
+        self.catalog = merge(self.upstreams.values(), self.versions)
         if self._plane is not None:
             self._plane.providers_changed()
-
-    def _add_versions(
-        self, tools: dict[str, tuple[Upstream, Tool]], listed: dict[ListKind, list[Any]], policies: dict[str, Any]
-    ) -> None:
-        """List each versioned tool whose default version is known, as that version; hide targets if asked."""
-        hidden: set[str] = set()
-        live: set[str] = set()
-        entries: list[Tool] = []
-        for name, state in self.versions.tools.items():
-            if not state.config.expose_versions:
-                hidden.update(state.targets.values())
-            if name in tools:
-                logger.warning("tool %r of upstream %r is hidden by the versioned tool", name, tools[name][0].name)
-            default = tools.get(state.targets[state.config.default])
-            if default is None:
-                continue  # not offered (yet): listed once its upstream's catalog has it
-            live.add(name)
-            entries.append(default[1].model_copy(update={"name": name}))
-            policies[name] = dict(policies[state.targets[state.config.default]])
-        kept = [tool for tool in listed["tool"] if tool.name not in hidden and tool.name not in self.versions]
-        listed["tool"] = sorted([*kept, *entries], key=lambda tool: tool.name)
-        self._hidden, self._live_versions = hidden, live
 
     # ----------------------------------------------------------------- lifespan
     def _build(self, name: str, config: UpstreamConfig) -> Upstream:
@@ -491,7 +374,7 @@ class UpstreamProvider:
         runtime: GatewayRuntime | None = getattr(self, "runtime", None)
         if runtime is not None:  # readiness, gauges, relay, shared breakers for the new connections
             runtime.adopt(fresh)
-        self.upstreams = {u.name: u for u in _in_order([*keep.values(), *fresh])}
+        self.upstreams = {u.name: u for u in in_order([*keep.values(), *fresh])}
         self.versions = self.versions.reconfigured(config)
         self._rebuild()
         for upstream in retired:
@@ -555,29 +438,3 @@ def _hot_path_answer(call: Call, result: Any) -> Any:
 
 
 _CAPABILITY_OF = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
-
-
-def _in_order(upstreams: Iterable[Upstream]) -> list[Upstream]:
-    """The un-namespaced upstream first, then the others in namespace order."""
-    return sorted(upstreams, key=lambda u: (u.namespace is not None, u.namespace or ""))
-
-
-_EXPRESSION = re.compile(r"\{([+#./;?&]?)([^}]*)\}")
-
-
-def template_pattern(template: str) -> re.Pattern[str]:
-    """A regex matching the URIs an RFC 6570 template expands to (level 1-3 operators)."""
-    parts: list[str] = []
-    position = 0
-    for match in _EXPRESSION.finditer(template):
-        parts.append(re.escape(template[position : match.start()]))
-        operator = match.group(1)
-        if operator in ("+", "#"):
-            parts.append(".*")
-        elif operator in ("?", "&"):
-            parts.append(r"(?:[?&][^#]*)?")
-        else:
-            parts.append(r"[^/?#]*")
-        position = match.end()
-    parts.append(re.escape(template[position:]))
-    return re.compile("".join(parts))
