@@ -87,12 +87,28 @@ class Allowed:
         )
 
 
+MUST_SUCCEED = frozenset(
+    {
+        ("server-sse-polling", "server-sse-disconnect-resume"),
+        ("server-stateless", "sep-2575-server-sends-tools-list-changed-on-subscription"),
+        ("server-stateless", "sep-2575-server-sends-prompts-list-changed-on-subscription"),
+        ("sep-2164-resource-not-found", "sep-2164-error-code"),
+        ("sep-2164-resource-not-found", "sep-2164-data-uri"),
+    }
+)
+"""Checks the alpha harness reports as INFO or WARNING (a SHOULD) when the behaviour is missing,
+which mcplane implements on every target: anything but SUCCESS fails the test like a FAILURE.
+(The stable harness's ``server-sse-polling`` client sees no mid-call close from the plane either.)"""
+
+
 @dataclass
 class LegResult:
     passed: int = 0
     failed: list[tuple[str, str, str]] = field(default_factory=lambda: [])
     """(scenario, check id, message) of every FAILURE."""
     scenarios: int = 0
+    must_succeed: list[tuple[str, str, str]] = field(default_factory=lambda: [])
+    """(scenario, check id, status and message) of every check of MUST_SUCCEED that did not succeed."""
 
 
 def load_expected_failures() -> list[Allowed]:
@@ -135,6 +151,9 @@ def read_results(out_dir: Path) -> LegResult:
                 result.passed += 1
             elif check["status"] == "FAILURE":
                 result.failed.append((scenario, check["id"], str(check.get("errorMessage") or "")[:400]))
+            elif (scenario, check["id"]) in MUST_SUCCEED:
+                message = f"{check['status']} (must succeed): {check.get('errorMessage') or check.get('details')}"
+                result.must_succeed.append((scenario, check["id"], message[:400]))
     return result
 
 
@@ -228,6 +247,8 @@ def test_official_conformance_suite(target: str, tmp_path: Path, capsys: pytest.
                 f"but the harness reported {total} (a scenario crashed?)\n{output[-3000:]}"
             )
             tolerated = 0
+            for scenario, check, message in result.must_succeed if leg.harness == "alpha" else ():
+                unexpected.append(f"[{target} {leg.name}] {scenario} / {check}: {message}")
             for scenario, check, message in result.failed:
                 entry = next((a for a in allowed if a.covers(target, leg.name, scenario, check)), None)
                 if entry is None:

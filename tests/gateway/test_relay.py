@@ -17,6 +17,7 @@ from mcp_types import (
     ElicitResult,
     ListRootsResult,
     LoggingMessageNotificationParams,
+    ResourceUpdatedNotification,
     Root,
     TextContent,
     ToolListChangedNotification,
@@ -222,3 +223,42 @@ async def test_a_2025_caller_of_a_2026_http_upstream_is_served_on_a_session_of_i
             assert text_of(await modern.call_tool("up__era", {})) == "2026-07-28"
     finally:
         server.stop()
+
+
+async def test_a_2026_upstreams_list_change_is_heard_at_once_on_its_listen_stream(tmp_path: Path) -> None:
+    """A 2026-07-28 upstream has no session to notify: the endpoint keeps a ``subscriptions/listen``
+    stream open, so the gateway re-lists at once rather than at the next health check."""
+    server = start_server(UPSTREAM_APP, tmp_path=tmp_path)
+    try:
+        upstream = {"endpoints": [{"url": server.url}], "mode": "2026-07-28", "health_check": {"interval": "300s"}}
+        plane = _plane({"up": upstream})
+        async with Client(plane.sdk, mode="legacy") as client:
+            assert text_of(await client.call_tool("up__sprout", {"name": "sprouted"})) == "sprouted"
+            with anyio.fail_after(WAIT):
+                while "up__sprouted" not in {tool.name for tool in (await client.list_tools()).tools}:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)  # the re-list, polled under the bound above
+            assert text_of(await client.call_tool("up__sprouted", {})) == "sprouted"
+    finally:
+        server.stop()
+
+
+async def test_an_upstream_resource_update_reaches_the_sessions_subscribed_through_the_gateway() -> None:
+    plane = _plane({"up": _stdio(mode="legacy")})
+    updated = anyio.Event()
+    uris: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        root = getattr(message, "root", message)
+        if isinstance(root, ResourceUpdatedNotification):
+            uris.append(str(root.params.uri))
+            updated.set()
+
+    async with Client(plane.sdk, mode="legacy", message_handler=on_message) as client:
+        assert text_of(await client.call_tool("up__touch", {"uri": "test://note"})) == "nobody subscribed"
+        await client.subscribe_resource("test://note")  # pyright: ignore[reportDeprecated]
+        assert text_of(await client.call_tool("up__touch", {"uri": "test://note"})) == "touched"  # the upstream's own
+        with anyio.fail_after(WAIT):
+            await updated.wait()
+        await client.unsubscribe_resource("test://note")  # pyright: ignore[reportDeprecated]
+        assert text_of(await client.call_tool("up__touch", {"uri": "test://note"})) == "nobody subscribed"
+    assert uris == ["test://note"]

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import anyio
-from mcp_types import SamplingMessage, TextContent
+from mcp_types import (
+    EmptyResult,
+    SamplingMessage,
+    SubscribeRequestParams,
+    TextContent,
+    UnsubscribeRequestParams,
+)
 from pydantic import BaseModel
 
 from mcplane import Context, DeadlineExceeded, Plane
@@ -132,6 +139,48 @@ async def chatty(ctx: Context) -> str:
     await ctx.info("an info line")
     await ctx.warning("a warning line")
     return "said"
+
+
+subscribed: set[str] = set()
+
+
+@plane.resource("test://note", mime_type="text/plain")
+def note() -> str:
+    """A resource callers may subscribe to; ``touch`` says it changed."""
+    return "a note"
+
+
+@plane.request_handler("resources/subscribe", SubscribeRequestParams)
+async def subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+    subscribed.add(str(params.uri))
+    return EmptyResult()
+
+
+@plane.request_handler("resources/unsubscribe", UnsubscribeRequestParams)
+async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+    subscribed.discard(str(params.uri))
+    return EmptyResult()
+
+
+@plane.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Tells a 2025-11-25 session that ``uri`` changed, if someone subscribed to it."""
+    if uri not in subscribed:
+        return "nobody subscribed"
+    await ctx.session.send_resource_updated(uri)
+    return "touched"
+
+
+@plane.tool()
+async def sprout(name: str) -> str:
+    """Registers a new tool ``name`` and announces it to every client, of either era."""
+
+    def extra() -> str:
+        return name
+
+    plane.tool(name=name, read_only=True)(extra)
+    await plane.notify_list_changed("tools")
+    return "sprouted"
 
 
 @plane.tool()
