@@ -59,6 +59,10 @@ class Fake:
         self.calls: list[dict[str, Any]] = []
         self.clients: list[Any] = []
         """The client address (one per connection) of each ``tools/call``."""
+        self.listed = 0
+        """``tools/list`` requests answered."""
+        self.mismatched: int | None = None
+        """``listed`` when ``stale_schema`` first answered -32020 (it does until the next listing)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -89,7 +93,13 @@ class Fake:
         rid = message.get("id")
         method = message.get("method")
 
+        modern = (message.get("params") or {}).get("_meta", {}).get("io.modelcontextprotocol/protocolVersion")
+
         def answer(key: str, value: Any) -> tuple[int, bytes, bytes]:
+            if modern and key == "result":  # the 2026-07-28 result envelope
+                value = {"resultType": "complete", **value}
+                if method == "tools/list":
+                    value |= {"ttlMs": 0, "cacheScope": "private"}
             return 200, b"application/json", json.dumps({"jsonrpc": "2.0", "id": rid, key: value}).encode()
 
         if rid is None:
@@ -99,8 +109,14 @@ class Fake:
             return answer(
                 "result", {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": info}
             )
+        if method == "server/discover":
+            info = {"name": "fake", "version": "0"}
+            result = {"supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "serverInfo": info}
+            return answer("result", result)
         if method == "tools/list":
-            return answer("result", {"tools": [{"name": name, "inputSchema": {"type": "object"}} for name in _TOOLS]})
+            self.listed += 1
+            tools = [{"name": name, "inputSchema": {"type": "object"}} for name in (*_TOOLS, "stale_schema")]
+            return answer("result", {"tools": tools})
         if method != "tools/call":
             return answer("result", {})
         self.calls.append(
@@ -111,6 +127,10 @@ class Fake:
             }
         )
         name = message["params"]["name"]
+        if name == "stale_schema" and (self.mismatched is None or self.listed <= self.mismatched):
+            if self.mismatched is None:  # the caller's copy of the schema is stale until it lists again
+                self.mismatched = self.listed
+            return answer("error", {"code": -32020, "message": "Mcp-Param header mismatch"})
         if name == "rpc_error":  # a server's own failure code
             return answer("error", {"code": -32050, "message": "bad thing", "data": {"why": 1}})
         if name == "rpc_invalid":  # a protocol error about the request: the caller's to act on
@@ -209,6 +229,20 @@ async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_a
     assert first["x-api-key"] == "k1"
     assert first["mcp-protocol-version"] == "2025-11-25"
     same_as_other_path("scripted", (answers, [{**call, "id_type": None} for call in calls]))
+
+
+async def test_a_header_mismatch_re_lists_the_tool_and_resends_once(lean: bool) -> None:
+    """A 2026-07-28 upstream that says the request's headers do not match the tool's schema (-32020):
+    the link's copy of the listing is stale, so it is fetched again and the call resent, once."""
+    async with fake_upstream() as (url, fake):
+        upstream = {"endpoints": [{"url": url}], "mode": "2026-07-28", "retries": {"attempts": 1}, "lean": lean}
+        plane = Gateway.from_config({"server": {"default_timeout": "20s"}, "upstreams": {"fake": upstream}})
+        async with Client(plane.sdk, mode="2026-07-28") as client:
+            listed = fake.listed
+            result = await client.call_tool("fake__stale_schema", {})
+            assert text_of(result) == "fine stale_schema"
+            assert fake.listed == listed + 1
+    assert [call["body"]["params"]["name"] for call in fake.calls] == ["stale_schema", "stale_schema"]
 
 
 def error_code_of(answer: tuple[int, Any]) -> str | None:
