@@ -31,6 +31,14 @@ def test_the_multi_agent_gateway_file(cli: Callable[..., Outcome]) -> None:
     assert "compliance: tools as compliance__*" in outcome.stdout
 
 
+def test_an_upstream_under_its_own_names(cli: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFORMANCE_UPSTREAM_URL", "http://127.0.0.1:9/mcp")
+    outcome = cli("config", "check", str(REPO_ROOT / "examples" / "conformance" / "gateway.yaml"))
+    assert outcome.returncode == 0, outcome.stderr
+    assert "tools under their own names" in outcome.stdout
+    assert "None__" not in outcome.stdout
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -64,7 +64,9 @@ def _check_gateway(file: str) -> int:
 
 def _describe_upstream(config: GatewayConfig, name: str, upstream: UpstreamConfig) -> str:
     endpoints = ", ".join(endpoint.describe() for endpoint in upstream.endpoints)
-    parts = [f"tools as {config.namespace_of(name)}__*", f"{len(upstream.endpoints)} endpoint(s): {endpoints}"]
+    namespace = config.namespace_of(name)
+    names = "tools under their own names" if namespace is None else f"tools as {namespace}__*"
+    parts = [names, f"{len(upstream.endpoints)} endpoint(s): {endpoints}"]
     if upstream.timeout is not None:
         parts.append(f"timeout {upstream.timeout:g} s")
     if upstream.retries.attempts > 1:
