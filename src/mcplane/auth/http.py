@@ -41,6 +41,7 @@ from mcplane.auth.errors import AuthenticationFailed
 from mcplane.auth.middleware import SCOPE_KEY, current_principal
 from mcplane.context import Principal
 from mcplane.errors import MCPlaneError, Unauthenticated
+from mcplane.transports.refusals import peer_of
 
 __all__ = ["METADATA_PATH", "AuthASGI", "metadata_url", "protected_resource_metadata"]
 
@@ -108,9 +109,8 @@ class AuthASGI:
             )
         except MCPlaneError as error:
             if self.on_refused is not None:
-                client = scope.get("client")
                 status = 401 if isinstance(error, Unauthenticated) else (503 if error.retryable else 500)
-                self.on_refused(status, _reason(error), str(client[0]) if client else "")
+                self.on_refused(status, _reason(error), peer_of(scope))
             if kind == "websocket":
                 await receive()  # websocket.connect: refuse the handshake, never accept
                 reason = "unauthenticated" if isinstance(error, Unauthenticated) else error.code

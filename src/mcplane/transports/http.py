@@ -32,7 +32,7 @@ from mcplane.fastpath import FastPath
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.framing import decode_value, error_frame
 from mcplane.transports.http_fast import serve_fast
-from mcplane.transports.refusals import Refusals
+from mcplane.transports.refusals import Refusals, peer_of
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
 from mcplane.transports.sessions import SessionManager, requestor
@@ -393,7 +393,7 @@ class HTTPApp:
             receive = _replay(body, receive)
         if session_id is None:
             if handshake_era and manager.full():  # answered here: the SDK's refusal carries no error code
-                self.refused(503, "too_many_sessions", _peer(scope))
+                self.refused(503, "too_many_sessions", peer_of(scope))
                 body = _error_body(503, "dependency_unavailable", "too many open sessions; retry later")
                 await _respond(send, 503, body, extra_headers=((b"retry-after", b"1"),))
                 return
@@ -411,11 +411,11 @@ class HTTPApp:
             for name in (b"host", b"origin"):
                 if sum(1 for key, _ in scope["headers"] if key == name) > 1:
                     reason = f"duplicate {name.decode()} header"
-                    self.refused(400, f"duplicate_{name.decode()}", _peer(scope))
+                    self.refused(400, f"duplicate_{name.decode()}", peer_of(scope))
                     return 400, reason
         rejection = self.guard.check(headers.get("host"), headers.get("origin"))
         if rejection is not None:
-            self.refused(rejection[0], rejection[1].replace(" ", "_"), _peer(scope))
+            self.refused(rejection[0], rejection[1].replace(" ", "_"), peer_of(scope))
         return rejection
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -505,11 +505,6 @@ def _not_a_message(body: bytes) -> bytes | None:
     except orjson.JSONEncodeError:  # its id, an integer beyond 64 bits, cannot be echoed
         decoded = error_frame(None, -32600, "invalid request: not a JSON-RPC 2.0 message", "invalid_request")
     return decoded.encode() if isinstance(decoded, str) else None
-
-
-def _peer(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else ""
 
 
 def _headers(scope: Scope) -> dict[str, str]:

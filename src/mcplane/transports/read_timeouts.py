@@ -57,31 +57,20 @@ DEFAULT_BODY_TIMEOUT = 30.0
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_MAX_HEADERS = 100
 
-_BODY = orjson.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {"code": -32600, "message": "the request was not received in time", "data": {"code": "timeout"}},
-    }
-)
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-    + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_BODY)
-    + _BODY
-)
-"""What a client that was too slow gets before the connection closes, when nothing else was answered."""
 
-_TOO_LARGE_BODY = orjson.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {"code": -32600, "message": "request headers too large", "data": {"code": "invalid_request"}},
-    }
-)
-HEADERS_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-    + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_TOO_LARGE_BODY)
-    + _TOO_LARGE_BODY
+def _closing_answer(status: bytes, message: str, code: str) -> bytes:
+    """A whole HTTP/1.1 answer with a JSON-RPC error body, written just before the connection closes."""
+    body = orjson.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message, "data": {"code": code}}}
+    )
+    head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+    return head % (status, len(body)) + body
+
+
+REQUEST_TIMEOUT = _closing_answer(b"408 Request Timeout", "the request was not received in time", "timeout")
+"""What a client that was too slow gets before the connection closes, when nothing else was answered."""
+HEADERS_TOO_LARGE = _closing_answer(
+    b"431 Request Header Fields Too Large", "request headers too large", "invalid_request"
 )
 """What a client whose request headers are over the limits gets before the connection closes."""
 
@@ -140,10 +129,12 @@ class _ReadTimeouts:
 
     def _refuse_headers(self) -> None:
         self._disarm()
-        _log_cut_off(_peer(self.transport), "headers", None)
         on_refused = type(self).on_refused  # through the class: a plain function must not bind to self
-        if on_refused is not None:
-            on_refused(431, "headers_too_large", _peer(self.transport).rsplit(":", 1)[0])
+        if on_refused is not None:  # it counts the refusal and samples it in the log
+            peer = self.transport.get_extra_info("peername")
+            on_refused(431, "headers_too_large", str(peer[0]) if isinstance(peer, tuple) and peer else "")
+        else:
+            _log_cut_off(_peer(self.transport), "headers", None)
         if not self._answering():
             self.transport.write(HEADERS_TOO_LARGE)
         self.transport.close()

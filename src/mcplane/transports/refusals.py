@@ -15,14 +15,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mcplane.observability.logs import EVENT_KEY
 
-__all__ = ["Refusals"]
+__all__ = ["Refusals", "peer_of"]
 
 logger = logging.getLogger("mcplane.http")
+
+
+def peer_of(scope: Mapping[str, Any]) -> str:
+    """The address of the peer an ASGI ``scope`` came from (empty when unknown)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 class Refusals:

@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
+from mcplane.transports.refusals import peer_of
 from mcplane.transports.stdio import Unanswered
 from mcplane.transports.stream_fast import StreamFastPath
 
@@ -87,8 +88,7 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": reason})
         return
     if len(app.websockets) >= app.options.max_websockets:
-        client = scope.get("client")
-        app.refused(CLOSE_TRY_LATER, "too_many_websockets", str(client[0]) if client else "")
+        app.refused(CLOSE_TRY_LATER, "too_many_websockets", peer_of(scope))
         await send({"type": "websocket.close", "code": CLOSE_TRY_LATER, "reason": "too many connections; retry later"})
         return
 
