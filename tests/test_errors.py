@@ -14,8 +14,10 @@ from mcplane.errors import (
     Forbidden,
     InternalError,
     InvalidArguments,
+    InvalidRequest,
     MCPlaneError,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     Timeout,
     Unauthenticated,
@@ -36,6 +38,8 @@ CODES: dict[type[MCPlaneError], tuple[str, int, bool]] = {
     UpstreamError: ("upstream_error", -32000, False),
     NotFound: ("not_found", -32602, False),
     InternalError: ("internal_error", -32603, False),
+    InvalidRequest: ("invalid_request", -32600, False),
+    PayloadTooLarge: ("payload_too_large", -32600, False),
 }
 
 

@@ -15,6 +15,8 @@ Every failure a client can see has a stable code string that an agent can act on
     ├── DependencyUnavailable         dependency_unavailable   (retryable)
     ├── CircuitOpen                   circuit_open             (retryable, retry_after_ms)
     ├── UpstreamError                 upstream_error
+    ├── InvalidRequest                invalid_request          (a message that is not valid JSON-RPC)
+    ├── PayloadTooLarge               payload_too_large        (a body or frame over the size cap)
     └── InternalError                 internal_error
 
 The error object is ``{"code", "message", "retryable", "retry_after_ms"?, "correlation_id", "details"?}``.
@@ -42,8 +44,10 @@ __all__ = [
     "Forbidden",
     "InternalError",
     "InvalidArguments",
+    "InvalidRequest",
     "MCPlaneError",
     "NotFound",
+    "PayloadTooLarge",
     "RateLimited",
     "Timeout",
     "Unauthenticated",
@@ -55,6 +59,7 @@ ERROR_META_KEY = "mcplane/error"
 """``_meta`` key of an ``isError`` tool result that holds its error object."""
 
 # JSON-RPC codes used when an error travels as a protocol error rather than a tool result.
+_INVALID_REQUEST = -32600
 _INVALID_PARAMS = -32602
 _INTERNAL_ERROR = -32603
 _SERVER_ERROR = -32000
@@ -174,6 +179,22 @@ class UpstreamError(MCPlaneError):
     default_message = "upstream error"
 
 
+class InvalidRequest(MCPlaneError):
+    """A message that is not a JSON-RPC 2.0 request mcplane accepts (HTTP 400/415, or an error frame)."""
+
+    code = "invalid_request"
+    jsonrpc_code = _INVALID_REQUEST
+    default_message = "invalid request"
+
+
+class PayloadTooLarge(MCPlaneError):
+    """A request body, frame or header block over its configured cap (HTTP 413/431)."""
+
+    code = "payload_too_large"
+    jsonrpc_code = _INVALID_REQUEST
+    default_message = "request body too large"
+
+
 class InternalError(MCPlaneError):
     code = "internal_error"
     jsonrpc_code = _INTERNAL_ERROR
@@ -194,6 +215,8 @@ WIRE_ERRORS: dict[str, type[MCPlaneError]] = {
         DependencyUnavailable,
         CircuitOpen,
         UpstreamError,
+        InvalidRequest,
+        PayloadTooLarge,
         InternalError,
     )
 }

@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mcp.server._otel import OpenTelemetryMiddleware as _SDKOpenTelemetryMiddleware
 from opentelemetry import trace
 from opentelemetry.context import Context as OTelContext
 from opentelemetry.trace import SpanKind, StatusCode
@@ -42,6 +41,7 @@ from mcplane.audit.entry import error_code_of, result_code
 from mcplane.errors import ConfigError
 from mcplane.observability.middleware import private_fields, sdk_request_context
 from mcplane.pipeline import Call, CallNext
+from mcplane.sdk_adapter.otel import SDKOpenTelemetryMiddleware as _SDKOpenTelemetryMiddleware
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext as SDKCallNext

@@ -54,9 +54,8 @@ from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from mcp.shared._stream_protocols import ReadStream, WriteStream
-
     from mcplane.fanout import Fanout
+    from mcplane.sdk_adapter.streams import ReadStream, WriteStream
 
 __all__ = [
     "Adoption",

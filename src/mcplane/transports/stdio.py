@@ -18,13 +18,13 @@ from typing import IO, Any, cast
 
 import anyio
 import orjson
-from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message, error_frame
 from mcplane.transports.stream_fast import StreamFastPath
 

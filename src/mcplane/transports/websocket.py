@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 from mcp.server.runner import serve_dual_era_loop
-from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
+from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
 from mcplane.transports.refusals import peer_of
 from mcplane.transports.stdio import Unanswered
