@@ -20,33 +20,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mcplane.auth.config import AuthConfig
 from mcplane.auth.policy import AccessPolicy
+from mcplane.configfile import deep_merge, env_overrides, field_duration, read_yaml_file
 from mcplane.errors import ConfigError
 from mcplane.guards.config import GuardsConfig
-from mcplane.policy import parse_duration
 from mcplane.secrets import Secret, Secrets
 
 __all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
 
-ENV_PREFIX = "MCPLANE__"
 _ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h)?\s*$")
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-def _duration(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ConfigError as exc:
-        raise ValueError(exc.message.split(": ", 1)[-1]) from None
 
 
 def _rate_limit(value: str | list[str] | None) -> str | list[str] | None:
@@ -75,14 +64,14 @@ class ToolPolicy(_Section):
     @field_validator("timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("cache_ttl", mode="before")
     @classmethod
     def _parse_ttl(cls, value: Any) -> float | None:
         if _ZERO.match(str(value)) and not isinstance(value, bool):
             return 0.0  # caching off for the tool (e.g. the file turning off a decorator's cache_ttl)
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("rate_limit")
     @classmethod
@@ -102,7 +91,7 @@ class ServerSection(_Section):
     @field_validator("default_timeout", "shutdown_grace", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
 
 class HTTPSection(_Section):
@@ -130,7 +119,7 @@ class HTTPSection(_Section):
     @field_validator("header_timeout", "body_timeout", "ws_idle_timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -187,7 +176,7 @@ class CacheSection(_Section):
     @field_validator("default_ttl", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("encryption_keys")
     @classmethod
@@ -216,7 +205,7 @@ class BudgetSection(_Section):
     @field_validator("window", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
 
 class StateSection(_Section):
@@ -231,7 +220,7 @@ class StateSection(_Section):
     @field_validator("ttl", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
 
 class RedisSection(_Section):
@@ -246,7 +235,7 @@ class RedisSection(_Section):
     @field_validator("socket_timeout", "connect_timeout", "health_check_interval", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
 
 class AuditSection(_Section):
@@ -278,16 +267,16 @@ class AuditSection(_Section):
     @field_validator("table", "checkpoint_table")
     @classmethod
     def _table_name(cls, table: str | None) -> str | None:
-        from mcplane.audit.postgres import _table_ident
+        from mcplane.audit.postgres import table_ident
 
         if table is not None:
-            _table_ident(table)  # raises ValueError naming what is expected
+            table_ident(table)  # raises ValueError naming what is expected
         return table
 
     @field_validator("rotate_interval", "checkpoint_interval", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("checkpoint_key")
     @classmethod
@@ -369,7 +358,7 @@ class SessionsSection(_Section):
     @field_validator("ttl", "request_state_ttl", "idle_timeout", mode="before")
     @classmethod
     def _parse_duration(cls, value: Any) -> float | None:
-        return _duration(value)
+        return field_duration(value)
 
     @field_validator("keys")
     @classmethod
@@ -473,52 +462,8 @@ def merge_policy(code: Mapping[str, Any], config: PlaneConfig | None, tool: str)
     return merged
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
-        if not path:
-            continue
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment {key}: conflicts with another override")
-        if isinstance(node.get(path[-1]), dict):  # MCPLANE__A after MCPLANE__A__B: as ambiguous as the reverse
-            raise ConfigError(f"environment {key}: conflicts with another override")
-        node[path[-1]] = yaml.safe_load(raw) if raw else raw
-    return tree
-
-
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _where(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
-
-
-def read_yaml_file(file: Path) -> dict[str, Any]:
-    """A config file's top-level mapping; a missing file, bad YAML or another shape is one ``ConfigError``."""
-    if not file.is_file():
-        raise ConfigError(f"{file}: no such config file")
-    try:
-        raw: Any = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ConfigError(f"{file}: {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw  # pyright: ignore[reportUnknownVariableType]
 
 
 def load_config(
@@ -531,7 +476,7 @@ def load_config(
     environ = os.environ if environ is None else environ
     source = str(path) if path is not None else "(environment)"
     raw: dict[str, Any] = read_yaml_file(Path(path)) if path is not None else {}
-    tree = _deep_merge(raw, _env_overrides(environ))
+    tree = deep_merge(raw, env_overrides(environ))
     secrets: Secrets | None = None
     if resolve is None:
         base = Path(path).parent if path is not None else None

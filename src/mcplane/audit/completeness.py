@@ -123,7 +123,7 @@ async def postgres_source(dsn: str, table: str, checkpoint_table: str | None = N
     import psycopg
     from psycopg import sql
 
-    from mcplane.audit.postgres import _table_ident, checkpoint_table_of, iter_postgres_lines
+    from mcplane.audit.postgres import checkpoint_table_of, iter_postgres_lines, table_ident
 
     records = [line.encode() async for line in iter_postgres_lines(dsn, table)]
     cp_table = checkpoint_table or checkpoint_table_of(table)
@@ -132,12 +132,12 @@ async def postgres_source(dsn: str, table: str, checkpoint_table: str | None = N
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         found = await (await conn.execute("SELECT to_regclass(%s)", (cp_table,))).fetchone()
         if found is not None and found[0] is not None:
-            cur = await conn.execute(sql.SQL("SELECT checkpoint FROM {} ORDER BY id").format(_table_ident(cp_table)))
+            cur = await conn.execute(sql.SQL("SELECT checkpoint FROM {} ORDER BY id").format(table_ident(cp_table)))
             lines = [str(row[0]).encode() for row in await cur.fetchall()]
         key_table = f"{cp_table}_key"
         found = await (await conn.execute("SELECT to_regclass(%s)", (key_table,))).fetchone()
         if found is not None and found[0] is not None:
-            cur = await conn.execute(sql.SQL("SELECT private_key FROM {}").format(_table_ident(key_table)))
+            cur = await conn.execute(sql.SQL("SELECT private_key FROM {}").format(table_ident(key_table)))
             for row in await cur.fetchall():
                 keys.append((load_private_key(str(row[0])).public_key(), f"from table {key_table}"))
     return LogSource(f"table {table}", [Segment(table, records)], lines, cp_table, unit="row", keys=keys)

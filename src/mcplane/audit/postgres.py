@@ -61,7 +61,7 @@ from mcplane.audit.keys import generate_private_pem, load_private_key
 from mcplane.audit.verify import parse_row, verify_lines
 from mcplane.secrets import Secret
 
-__all__ = ["DEFAULT_TABLE", "ChainBroken", "PostgresSink", "checkpoint_table_of", "iter_postgres_lines"]
+__all__ = ["DEFAULT_TABLE", "ChainBroken", "PostgresSink", "checkpoint_table_of", "iter_postgres_lines", "table_ident"]
 
 logger = logging.getLogger("mcplane.audit")
 
@@ -69,7 +69,11 @@ DEFAULT_TABLE = "mcplane_audit"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
-def _table_ident(table: str) -> sql.Identifier:
+def table_ident(table: str) -> sql.Identifier:
+    """``table`` (``name`` or ``schema.name``) as a quoted SQL identifier; ``ValueError`` if it is neither.
+
+    Config validation calls it too, so a bad table name stops the start rather than the first write.
+    """
     parts = table.split(".")
     if len(parts) > 2 or not all(_IDENT.match(part) for part in parts):
         raise ValueError(f"invalid audit table name {table!r}: use 'table' or 'schema.table'")
@@ -108,13 +112,13 @@ class PostgresSink:
     ) -> None:
         self._dsn = dsn
         self.table = table
-        self._ident = _table_ident(table)
+        self._ident = table_ident(table)
         self._key = _lock_key(table)
         self.connect_timeout = connect_timeout
         self.create_table = create_table
         self.checkpoint_table = (checkpoints.location if checkpoints else None) or checkpoint_table_of(table)
-        self._cp_ident = _table_ident(self.checkpoint_table)
-        self._key_ident = _table_ident(f"{self.checkpoint_table}_key")
+        self._cp_ident = table_ident(self.checkpoint_table)
+        self._key_ident = table_ident(f"{self.checkpoint_table}_key")
         self._wall = wall
         self._signer: Signer | None = None
         self._schedule: Schedule | None = None
@@ -462,7 +466,7 @@ def _time_of(record: Mapping[str, Any]) -> str | None:
 
 async def iter_postgres_lines(dsn: str | Secret, table: str = DEFAULT_TABLE) -> AsyncIterator[str]:
     """Every record of ``table`` as canonical JSON text, in ``seq`` order, streamed."""
-    ident = _table_ident(table)
+    ident = table_ident(table)
     async with await psycopg.AsyncConnection.connect(_reveal(dsn), autocommit=True) as conn:
         cur = conn.cursor()
         async for row in cur.stream(sql.SQL("SELECT record FROM {} ORDER BY seq").format(ident)):

@@ -52,6 +52,7 @@ __all__ = [
     "RedisCache",
     "RedisOptions",
     "RedisRateLimiter",
+    "check_client",
     "connect_redis",
     "parse_redis_url",
     "unavailable",
@@ -153,7 +154,8 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def _check_client(client: Redis) -> None:
+def check_client(client: Redis) -> None:
+    """Refuse a client that decodes replies: every Redis backend reads and writes raw bytes."""
     if client.get_connection_kwargs().get("decode_responses"):
         raise ConfigError("the Redis client for mcplane backends must use decode_responses=False")
 
@@ -169,7 +171,7 @@ class RedisRateLimiter:
 
     def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX, pipelining: bool = True) -> None:
         """``pipelining``: send the hits of one event-loop turn as one pipeline (see the module doc)."""
-        _check_client(client)
+        check_client(client)
         self._client = client
         self._prefix = check_prefix(prefix) + "rl:"
         self._script = client.register_script(GCRA_LUA)
@@ -300,7 +302,7 @@ class RedisBudgetStore:
     component = "budget store"
 
     def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        _check_client(client)
+        check_client(client)
         self._client = client
         self._prefix = check_prefix(prefix) + "budget:"
         self._script = client.register_script(BUDGET_LUA)
@@ -333,7 +335,7 @@ class RedisCache:
     component = "cache"
 
     def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        _check_client(client)
+        check_client(client)
         self._client = client
         self._prefix = check_prefix(prefix) + "cache:"
         self.stats = CacheStats()

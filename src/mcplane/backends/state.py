@@ -206,9 +206,9 @@ class RedisStateStore:
     component = "session state store"
 
     def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        from mcplane.backends.redis import _check_client
+        from mcplane.backends.redis import check_client
 
-        _check_client(client)
+        check_client(client)
         self._client = client
         self._prefix = check_prefix(prefix) + "state:"
         self._cas = client.register_script(CAS_LUA)

@@ -22,7 +22,7 @@ _LAYERS = ("auth", "authorization", "rate_limit", "cache", "budget", "audit")
 
 
 def check(file: str) -> int:
-    from mcplane.config import read_yaml_file
+    from mcplane.configfile import read_yaml_file
 
     if "upstreams" in read_yaml_file(Path(file)):
         return _check_gateway(file)

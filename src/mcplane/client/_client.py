@@ -21,9 +21,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ListToolsResult, Tool
 from tenacity import RetryCallState
 
-from mcplane.client import _deadline
 from mcplane.client._budget import Budget, estimate_tokens
 from mcplane.client._connection import Connection, Endpoint, target_factory, tls_for
+from mcplane.client._deadline import Step, call_deadline
+from mcplane.client._deadline import step as deadline_step
 from mcplane.client._errors import from_mcp_error, from_result, is_transport_error, stamp, tls_failure, unwrap
 from mcplane.client._retry import Failure, RetryPolicy, run_with_retries
 from mcplane.context import TIMEOUT_META_KEY
@@ -200,12 +201,12 @@ class Client:
         return connection.sdk
 
     # ------------------------------------------------------------------ deadlines
-    def step(self, deadline: float) -> AbstractAsyncContextManager[_deadline.Step]:
+    def step(self, deadline: float) -> AbstractAsyncContextManager[Step]:
         """``async with client.step(deadline=2.0):`` bounds every call inside it to 2 seconds in all."""
-        return _deadline.step(deadline, self.clock)
+        return deadline_step(deadline, self.clock)
 
     def _deadline(self, timeout: float | _Default | None) -> float | None:
-        return _deadline.call_deadline(self.timeout if timeout is DEFAULT else timeout, self.clock)
+        return call_deadline(self.timeout if timeout is DEFAULT else timeout, self.clock)
 
     def _remaining(self, deadline: float | None, what: str) -> float | None:
         if deadline is None:

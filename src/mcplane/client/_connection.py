@@ -29,7 +29,16 @@ from mcplane.errors import ConfigError, DependencyUnavailable
 if TYPE_CHECKING:
     from mcplane.tls import PEMSource
 
-__all__ = ["GATEWAY_STATUSES", "Connection", "Endpoint", "gateway_failure", "target_factory", "tls_for"]
+__all__ = [
+    "GATEWAY_STATUSES",
+    "HTTP_TIMEOUT",
+    "Connection",
+    "Endpoint",
+    "HTTPClient",
+    "gateway_failure",
+    "target_factory",
+    "tls_for",
+]
 
 logger = logging.getLogger("mcplane.client")
 
@@ -37,7 +46,7 @@ Endpoint = str | Sequence[str] | StdioServerParameters | Any
 """``http(s)://`` URL, ``ws(s)://`` URL, a command line (a string, split like a shell does, or an
 argv list), ``StdioServerParameters``, or anything the SDK's ``mcp.Client`` accepts."""
 
-_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 """The SDK's own defaults: 30 s to connect, write and get a pooled connection; 300 s between reads."""
 
 
@@ -81,7 +90,7 @@ def gateway_failure(status: int, retry_after: str | None, body: bytes) -> bytes 
     return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": wire})
 
 
-class _HTTPClient(httpx2.AsyncClient):
+class HTTPClient(httpx2.AsyncClient):
     """httpx's client, reading a gateway's 502/503/504 as ``dependency_unavailable``
     (:func:`gateway_failure`), for every request the SDK sends."""
 
@@ -109,7 +118,7 @@ async def _http(url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | 
     from mcp.client.streamable_http import streamable_http_client
 
     async with (
-        _HTTPClient(headers=headers, timeout=_HTTP_TIMEOUT, verify=tls if tls is not None else True) as http,
+        HTTPClient(headers=headers, timeout=HTTP_TIMEOUT, verify=tls if tls is not None else True) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams

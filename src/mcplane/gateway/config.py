@@ -52,7 +52,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcplane.config import PlaneConfig, _deep_merge, _duration, _env_overrides, read_yaml_file  # pyright: ignore[reportPrivateUsage]
+from mcplane.config import PlaneConfig
+from mcplane.configfile import deep_merge, env_overrides, field_duration, read_yaml_file
 from mcplane.errors import ConfigError
 from mcplane.secrets import Secret, Secrets
 
@@ -88,7 +89,7 @@ class _Section(BaseModel):
 
 
 def _positive_duration(value: Any) -> float | None:
-    return _duration(value)
+    return field_duration(value)
 
 
 class StdioEndpoint(_Section):
@@ -507,6 +508,6 @@ def load_gateway_config(path: str | Path, *, environ: Mapping[str, str] | None =
     """Read ``gateway.yaml``, apply ``MCPLANE__`` overrides, resolve secret references, validate."""
     environ = os.environ if environ is None else environ
     file = Path(path)
-    tree = _deep_merge(read_yaml_file(file), _env_overrides(environ))
+    tree = deep_merge(read_yaml_file(file), env_overrides(environ))
     secrets = Secrets(environ=environ, base_dir=file.parent)
     return parse_gateway_config(secrets.resolve(tree), source=str(file), secrets=secrets)

@@ -69,9 +69,9 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
 from mcplane.client._connection import (  # pyright: ignore[reportPrivateUsage]
-    _HTTP_TIMEOUT,
     GATEWAY_STATUSES,
-    _HTTPClient,
+    HTTP_TIMEOUT,
+    HTTPClient,
     gateway_failure,
 )
 from mcplane.gateway.identity import call_headers
@@ -128,9 +128,9 @@ class LeanLane:
         """The SDK's Streamable HTTP transport, over an ``httpx`` client this lane shares."""
         from mcp.client.streamable_http import streamable_http_client
 
-        async with _HTTPClient(
+        async with HTTPClient(
             headers=headers,
-            timeout=_HTTP_TIMEOUT,
+            timeout=HTTP_TIMEOUT,
             verify=tls if tls is not None else True,
             event_hooks={"response": [self._note_session]},
         ) as http:

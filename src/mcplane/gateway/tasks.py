@@ -27,11 +27,7 @@ from mcp_types import INVALID_PARAMS
 
 from mcplane.auth.middleware import principal_of
 from mcplane.context import ANONYMOUS, Context, Principal
-from mcplane.tasks.extension import (
-    TaskIdRequestParams,
-    UpdateTaskRequestParams,
-    _admit,  # pyright: ignore[reportPrivateUsage]
-)
+from mcplane.tasks.extension import TaskIdRequestParams, UpdateTaskRequestParams, admit
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -99,7 +95,7 @@ def install_task_routing(plane: Plane, provider: UpstreamProvider) -> Callable[[
                 if entry is None:
                     raise MCPError(INVALID_PARAMS, "Failed to retrieve task: Task not found", {"taskId": task_id})
                 return await entry.handler(ctx, params)
-            _admit(ctx, task_id)
+            admit(ctx, task_id)
             route = provider.tasks.route(task_id, principal_of(ctx) or ANONYMOUS)
             upstream = provider.upstreams.get(route.upstream) if route is not None else None
             if route is None or upstream is None or route.endpoint >= len(upstream.endpoints):

@@ -36,7 +36,7 @@ from pydantic import Field
 from mcplane.tasks.model import TASKS_EXTENSION, TaskPolicy
 from mcplane.tasks.runtime import TaskRuntime
 
-__all__ = ["TaskIdRequestParams", "TasksExtension", "UpdateTaskRequestParams", "client_declared_tasks"]
+__all__ = ["TaskIdRequestParams", "TasksExtension", "UpdateTaskRequestParams", "admit", "client_declared_tasks"]
 
 _MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
 
@@ -94,14 +94,14 @@ class TasksExtension(Extension):
 
     # ---------------------------------------------------------------- tasks/*
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdRequestParams) -> dict[str, Any]:
-        _admit(ctx, params.task_id)
+        admit(ctx, params.task_id)
         record = await self.runtime.get(ctx, params.task_id)
         if record is None:
             raise _unknown_task(params.task_id)
         return {"resultType": "complete", **record.detailed()}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskRequestParams) -> dict[str, Any]:
-        _admit(ctx, params.task_id)
+        admit(ctx, params.task_id)
         try:
             known = await self.runtime.update(ctx, params.task_id, params.input_responses)
         except ValueError as exc:
@@ -113,13 +113,13 @@ class TasksExtension(Extension):
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdRequestParams) -> dict[str, Any]:
-        _admit(ctx, params.task_id)
+        admit(ctx, params.task_id)
         if not await self.runtime.cancel(ctx, params.task_id):
             raise _unknown_task(params.task_id)
         return {"resultType": "complete"}
 
 
-def _admit(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
+def admit(ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
     """The routing header first (a transport concern), then the negotiated capability."""
     headers: Mapping[str, str] | None = getattr(ctx.request, "headers", None)
     if headers is not None and decode_header_value((headers.get(MCP_NAME_HEADER) or "").strip()) != task_id:
