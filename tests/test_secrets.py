@@ -360,3 +360,32 @@ def test_redact_all_logs_covers_loggers_and_handlers_made_later(caplog: pytest.L
             late.exception("boom")
     assert "tok-5f1e-late-value" not in caplog.text
     assert "**********" in caplog.text
+
+
+def test_redact_all_logs_installs_one_factory_however_many_resolvers_register(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mcplane.secrets import redact_all_logs, stop_redacting_logs
+
+    resolvers = [Secrets(environ={"MANY_TOKEN": f"tok-many-{n}-value"}) for n in range(5)]
+    for resolver in resolvers:
+        resolver.resolve({"token": "${env:MANY_TOKEN}"})
+    try:
+        redact_all_logs(resolvers[0])
+        factory = logging.getLogRecordFactory()
+        for resolver in resolvers[1:]:
+            redact_all_logs(resolver)
+        assert logging.getLogRecordFactory() is factory
+        many = logging.getLogger("mcplane.tests.many-resolvers")
+        with caplog.at_level(logging.INFO, logger="mcplane.tests.many-resolvers"):
+            for n in range(5):
+                many.info("token %s", f"tok-many-{n}-value")
+        assert [record.getMessage() for record in caplog.records] == ["token **********"] * 5
+    finally:
+        for resolver in resolvers:
+            stop_redacting_logs(resolver)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mcplane.tests.many-resolvers"):
+        logging.getLogger("mcplane.tests.many-resolvers").info("token %s", "tok-many-0-value")
+    assert caplog.records[0].getMessage() == "token tok-many-0-value", "an unregistered resolver masks nothing"
+    assert logging.getLogRecordFactory() is factory

@@ -37,7 +37,16 @@ from pydantic_core import core_schema
 
 from mcplane.errors import ConfigError
 
-__all__ = ["MASK", "RedactingFilter", "Secret", "Secrets", "VaultSettings", "redact_all_logs"]
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "Secret",
+    "Secrets",
+    "VaultSettings",
+    "log_redactor",
+    "redact_all_logs",
+    "stop_redacting_logs",
+]
 
 logger = logging.getLogger("mcplane.secrets")
 
@@ -302,10 +311,10 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Secrets) -> None:
         super().__init__()
-        self._secrets = secrets
+        self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        redact = self._secrets.redact
+        redact = self.secrets.redact
         try:
             message = record.getMessage()
         except Exception:  # a malformed call: let the handler report it
@@ -326,27 +335,72 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_redacting: list[RedactingFilter] = []
+class _LogRedaction:
+    """The process's one log-record factory and the filters it runs on every record.
+
+    Installed on the first registration, wrapping whatever factory was current; later
+    registrations only add a filter, so the chain of factories stays one deep however many
+    resolvers (planes, tests) register.
+    """
+
+    def __init__(self) -> None:
+        self.filters: tuple[RedactingFilter, ...] = ()
+        self.lock = threading.Lock()
+        self.installed = False
+
+    def add(self, secrets: Secrets) -> None:
+        with self.lock:
+            if any(existing.secrets is secrets for existing in self.filters):
+                return
+            self.filters = (*self.filters, RedactingFilter(secrets))
+            if not self.installed:
+                self.installed = True
+                self.wrap(logging.getLogRecordFactory())
+
+    def remove(self, secrets: Secrets) -> None:
+        with self.lock:
+            self.filters = tuple(existing for existing in self.filters if existing.secrets is not secrets)
+
+    def redact(self, text: str) -> str:
+        for redacting in self.filters:
+            text = redacting.secrets.redact(text)
+        return text
+
+    def wrap(self, previous: Callable[..., logging.LogRecord]) -> None:
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            for redacting in self.filters:  # a tuple swapped whole: safe to read without the lock
+                redacting.filter(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+
+
+_log_redaction = _LogRedaction()
 
 
 def redact_all_logs(secrets: Secrets) -> None:
     """Mask ``secrets``' values in every log record of this process, whatever logger or handler.
 
-    A record factory runs the :class:`RedactingFilter` as each record is made, so records of
-    loggers and handlers configured later (uvicorn's, a user's) are covered too. Idempotent.
+    A record factory runs a :class:`RedactingFilter` per registered resolver as each record is
+    made, so records of loggers and handlers configured later (uvicorn's, a user's) are covered
+    too. The factory is installed once per process; registering the same resolver again does nothing.
     """
-    if any(existing._secrets is secrets for existing in _redacting):
-        return
-    redacting = RedactingFilter(secrets)
-    _redacting.append(redacting)
-    previous = logging.getLogRecordFactory()
+    _log_redaction.add(secrets)
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        redacting.filter(record)
-        return record
 
-    logging.setLogRecordFactory(factory)
+def log_redactor() -> Callable[[str], str] | None:
+    """What masks every registered resolver's values in a text, or ``None`` while none is registered.
+
+    For writers that render fields after the record was made (the JSON log formatter's event
+    fields), which the record factory never saw.
+    """
+    return _log_redaction.redact if _log_redaction.filters else None
+
+
+def stop_redacting_logs(secrets: Secrets) -> None:
+    """Undo :func:`redact_all_logs` for ``secrets`` (its values show in later records again)."""
+    _log_redaction.remove(secrets)
 
 
 def hvac_reader(settings: VaultSettings) -> VaultReader:

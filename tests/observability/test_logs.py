@@ -93,13 +93,16 @@ def test_text_for_a_person() -> None:
     assert lifecycle.endswith("INFO  mcplane.lifecycle: ready transport=http pid=7")
 
 
-def test_event_fields_holding_a_secret_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_fields_holding_a_secret_are_masked() -> None:
     resolver = secrets.Secrets(environ={"API_TOKEN": "tok-12345-secret"})
     resolver.resolve({"token": "${env:API_TOKEN}"})
-    monkeypatch.setattr(secrets, "_redacting", [secrets.RedactingFilter(resolver)])
-    event = {**CALL, "subject": "user tok-12345-secret"}
-    assert "tok-12345-secret" not in JSONFormatter().format(_record(event=event))
-    assert "tok-12345-secret" not in TextFormatter().format(_record(event=event))
+    secrets.redact_all_logs(resolver)
+    try:
+        event = {**CALL, "subject": "user tok-12345-secret"}
+        assert "tok-12345-secret" not in JSONFormatter().format(_record(event=event))
+        assert "tok-12345-secret" not in TextFormatter().format(_record(event=event))
+    finally:
+        secrets.stop_redacting_logs(resolver)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -60,21 +60,15 @@ _LEVELS = {
 _MAX_TEXT = 256
 
 
-def _redact(text: str) -> str:
-    for redacting in secrets._redacting:
-        text = redacting._secrets.redact(text)
-    return text
-
-
 def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Event fields with string values capped and secret values masked."""
-    masking = bool(secrets._redacting)
+    redact = secrets.log_redactor()
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if isinstance(value, str):
             value = value[:_MAX_TEXT]
-            if masking:
-                value = _redact(value)
+            if redact is not None:
+                value = redact(value)
         out[key] = value
     return out
 
