@@ -74,6 +74,13 @@ def test_error_frame_shape() -> None:
     assert json.loads(error_frame(False, -32700, "x", "y"))["id"] is None
 
 
+def test_error_frame_wire_text_is_compact_and_ordered() -> None:
+    assert error_frame("r-1", -32600, "message too large", "invalid_request") == (
+        '{"jsonrpc":"2.0","id":"r-1","error":{"code":-32600,"message":"message too large",'
+        '"data":{"code":"invalid_request"}}}'
+    )
+
+
 def test_encode_round_trips_and_is_one_line() -> None:
     original = '{"jsonrpc":"2.0","id":"r-1","method":"tools/call","params":{"name":"add","arguments":{"a":1}}}'
     decoded = decode_frame(original)

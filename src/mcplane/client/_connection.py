@@ -25,6 +25,7 @@ from mcp import StdioServerParameters
 
 from mcplane.client._errors import tls_failure, unwrap
 from mcplane.errors import ConfigError, DependencyUnavailable
+from mcplane.jsonrpc import mcplane_error_envelope
 
 if TYPE_CHECKING:
     from mcplane.tls import PEMSource
@@ -86,8 +87,7 @@ def gateway_failure(status: int, retry_after: str | None, body: bytes) -> bytes 
         retry_after_ms=_retry_after_ms(retry_after),
         details={"reason": "gateway_error", "status": status},
     )
-    wire = {"code": error.jsonrpc_code, "message": error.message, "data": error.to_dict()}
-    return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": wire})
+    return orjson.dumps(mcplane_error_envelope(None, error))
 
 
 class HTTPClient(httpx2.AsyncClient):

@@ -13,19 +13,14 @@ from mcp.shared.message import SessionMessage
 from mcp_types import jsonrpc_message_adapter
 from pydantic import ValidationError
 
+from mcplane.jsonrpc import error_bytes
+
 __all__ = ["PARSE_ERROR_FRAME", "decode_frame", "decode_value", "encode_message", "error_frame"]
 
 
 def error_frame(request_id: Any, code: int, message: str, mcplane_code: str) -> str:
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool):
-        request_id = None
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "error": {"code": code, "message": message, "data": {"code": mcplane_code}},
-        }
-    ).decode()
+    """The text of a JSON-RPC error answer whose ``data`` names mcplane's code (an unreadable id is ``null``)."""
+    return error_bytes(request_id, code, message, {"code": mcplane_code}).decode()
 
 
 PARSE_ERROR_FRAME = error_frame(None, -32700, "parse error: the frame is not valid JSON", "invalid_request")
