@@ -17,24 +17,21 @@ from contextlib import asynccontextmanager
 from typing import IO, Any, cast
 
 import anyio
-import orjson
-from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
-from mcplane.sdk_adapter.streams import create_context_streams
-from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message, error_frame
-from mcplane.transports.stream_fast import StreamFastPath
+from mcplane.transports.framing import error_frame
+from mcplane.transports.pump import StreamPump
 
-__all__ = ["Unanswered", "serve_stdio", "stdio_streams"]
+__all__ = ["serve_stdio", "stdio_streams"]
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 """How long a stopping transport waits for queued answers to be written."""
 EOF_GRACE_SECONDS = 30.0
 """How long, after the end of input, requests already read may take to be answered."""
+TOO_LARGE_FRAME = error_frame(None, -32600, "message too large", "invalid_request")
 
 
 @asynccontextmanager
@@ -69,12 +66,8 @@ async def stdio_streams(
     if kind == "none":
         lines.feed_eof()  # no standard input at all (descriptor 0 closed): at its end already
     out = stdout
-    read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
-    write_stream, write_reader = create_context_streams[SessionMessage](32)
 
-    unanswered = Unanswered()
-
-    def write_line(text: str) -> None:
+    async def write_line(text: str) -> None:
         # Pipes to a client are written whole and fast; a blocking write here is what the
         # official SDK's thread-hop write costs without the hop.
         _write_all(out, text.encode() + b"\n")
@@ -82,42 +75,25 @@ async def stdio_streams(
     async def write_fast(payload: bytes) -> None:
         _write_all(out, payload + b"\n")
 
-    hot = StreamFastPath(fast, write_fast, principal=principal) if fast is not None else None
-    if hot is not None:
-        hot.on_done = unanswered.forget_id
+    pump = StreamPump(write_line, write_fast, fast=fast, principal=principal)
 
-    async def reader() -> None:
-        async with read_writer:
-            while True:
-                try:
-                    line = await lines.readuntil(b"\n")
-                except asyncio.IncompleteReadError as exc:
-                    line = exc.partial
-                    if not line.strip():
-                        # End of input. Requests already read are answered before the
-                        # protocol layer sees the end (it would abandon them unanswered).
-                        await unanswered.settled(EOF_GRACE_SECONDS)
-                        return
-                except asyncio.LimitOverrunError:
-                    await _discard_line(lines)
-                    write_line(error_frame(None, -32600, "message too large", "invalid_request"))
-                    continue
+    async def read_line() -> bytes | None:
+        while True:
+            try:
+                line = await lines.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial
                 if not line.strip():
-                    continue
-                try:
-                    raw = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    write_line(PARSE_ERROR_FRAME)
-                    continue
-                if hot is not None and hot.offer(raw):
-                    unanswered.add_id(raw["id"])
-                    continue
-                decoded = decode_value(raw)
-                if isinstance(decoded, str):
-                    write_line(decoded)
-                else:
-                    unanswered.read(decoded.message)
-                    await read_writer.send(decoded)
+                    # End of input. Requests already read are answered before the
+                    # protocol layer sees the end (it would abandon them unanswered).
+                    await pump.unanswered.settled(EOF_GRACE_SECONDS)
+                    return None
+            except asyncio.LimitOverrunError:
+                await _discard_line(lines)
+                await write_line(TOO_LARGE_FRAME)
+                continue
+            if line.strip():
+                return line
 
     written_all = anyio.Event()
     # The writer outlives a cancelled caller (SIGTERM, a cancelled scope) long enough to drain.
@@ -126,12 +102,7 @@ async def stdio_streams(
     async def writer() -> None:
         try:
             with writer_scope:
-                async with write_reader:
-                    async for message in write_reader:
-                        if hot is not None:
-                            hot.observe_outbound(message.message)
-                        write_line(encode_message(message))
-                        unanswered.written(message.message)
+                await pump.write_all()
         finally:
             written_all.set()
 
@@ -143,22 +114,21 @@ async def stdio_streams(
 
     try:
         async with anyio.create_task_group() as tg:
-            if hot is not None:
-                hot.bind(tg)
+            pump.bind(tg)
             if kind == "thread" and source is not None:
                 tg.start_soon(_feed_from_file, source, lines)
             if stop is not None:
                 tg.start_soon(stop_reading, stop)
-            tg.start_soon(reader)
+            tg.start_soon(pump.read_all, read_line)
             tg.start_soon(writer)
             try:
-                yield read_stream, write_stream
+                yield pump.read_stream, pump.write_stream
             finally:
                 # Answers already queued (the last replies, the errors for abandoned requests)
                 # still go out before the transport stops, even when stopping by cancellation.
                 with anyio.move_on_after(DRAIN_SECONDS, shield=True):
-                    await read_stream.aclose()
-                    await write_stream.aclose()
+                    await pump.read_stream.aclose()
+                    await pump.write_stream.aclose()
                     await written_all.wait()
                 writer_scope.cancel()
                 tg.cancel_scope.cancel()
@@ -170,48 +140,6 @@ async def stdio_streams(
             os.close(restore)
         if private is not None:
             os.close(private)
-
-
-class Unanswered:
-    """The ids of requests read from the client and not answered yet."""
-
-    def __init__(self) -> None:
-        self._ids: set[RequestId] = set()
-        self._quiet: anyio.Event | None = None
-
-    def read(self, message: JSONRPCMessage) -> None:
-        if isinstance(message, JSONRPCRequest):
-            self._ids.add(message.id)
-        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
-            # A cancelled request is never answered (the spec forbids it): stop waiting for it.
-            self._forget((message.params or {}).get("requestId"))
-
-    def add_id(self, request_id: RequestId) -> None:
-        self._ids.add(request_id)
-
-    def forget_id(self, request_id: RequestId) -> None:
-        self._forget(request_id)
-
-    @property
-    def pending(self) -> bool:
-        """Whether a request is still waiting for its answer."""
-        return bool(self._ids)
-
-    def written(self, message: JSONRPCMessage) -> None:
-        if isinstance(message, JSONRPCResponse | JSONRPCError):
-            self._forget(message.id)
-
-    def _forget(self, request_id: Any) -> None:
-        self._ids.discard(request_id)
-        if not self._ids and self._quiet is not None:
-            self._quiet.set()
-
-    async def settled(self, grace: float) -> None:
-        """Return once every request read so far has its answer written, or after ``grace`` seconds."""
-        with anyio.move_on_after(grace):
-            while self._ids:
-                self._quiet = anyio.Event()
-                await self._quiet.wait()
 
 
 def _input_kind(source: IO[bytes] | None) -> str:

@@ -17,17 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import orjson
 from mcp.server.runner import serve_dual_era_loop
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
+from mcp.shared.message import SessionMessage
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.sdk_adapter.streams import create_context_streams
-from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_frame, decode_value, encode_message
+from mcplane.transports.framing import decode_frame, encode_message
+from mcplane.transports.pump import StreamPump
 from mcplane.transports.refusals import peer_of
-from mcplane.transports.stdio import Unanswered
-from mcplane.transports.stream_fast import StreamFastPath
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -95,12 +93,9 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     plane = app.plane
     limit = app.options.max_body_bytes
     lowlevel = plane.sdk._lowlevel_server
-    read_writer, read_stream = create_context_streams[SessionMessage | Exception](32)
-    write_stream, write_reader = create_context_streams[SessionMessage](32)
     send_lock = anyio.Lock()
     close: dict[str, Any] = {"code": CLOSE_NORMAL, "reason": ""}
     peer_gone = False
-    unanswered = Unanswered()
     connection = Connection()
 
     async def send_text(text: str) -> None:
@@ -117,66 +112,43 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
     async def write_fast(payload: bytes) -> None:
         await send_text(payload.decode())
 
-    handshake = Handshake(scope)
-    hot: StreamFastPath | None = None
-    if app.fast is not None:
-        principal = scope.get("mcplane.principal")
-        hot = StreamFastPath(
-            app.fast, write_fast, principal=principal if isinstance(principal, Principal) else ANONYMOUS, scope=scope
-        )
-        hot.on_done = unanswered.forget_id
-
+    principal = scope.get("mcplane.principal")
+    pump = StreamPump(
+        send_text,
+        write_fast,
+        fast=app.fast,
+        principal=principal if isinstance(principal, Principal) else ANONYMOUS,
+        scope=scope,
+        request_context=Handshake(scope),
+    )
     idle_timeout = app.options.ws_idle_timeout
 
-    async def reader() -> None:
-        async with read_writer:
-            while True:
-                incoming: Message | None = None
-                with anyio.move_on_after(idle_timeout):
-                    incoming = await receive()
-                if incoming is None:
-                    if unanswered.pending:  # hot-path calls are counted there too
-                        continue  # a call (or a subscription) is open: the client waits, it is not idle
-                    close.update(code=CLOSE_NORMAL, reason="idle")
-                    return
-                if incoming["type"] == "websocket.disconnect":
-                    close["code"] = None
-                    return
-                text = incoming.get("text")
-                if text is None:
-                    close.update(code=CLOSE_UNSUPPORTED, reason="binary frames are not supported")
-                    return
-                if len(text) > limit // 4 and len(text.encode()) > limit:  # a char is at most 4 bytes
-                    close.update(code=CLOSE_TOO_BIG, reason="message too big")
-                    return
-                try:
-                    raw = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    await send_text(PARSE_ERROR_FRAME)
-                    continue
-                if hot is not None and hot.offer(raw):
-                    unanswered.add_id(raw["id"])
-                    continue
-                decoded = decode_value(raw)
-                if isinstance(decoded, str):
-                    await send_text(decoded)
-                else:
-                    unanswered.read(decoded.message)
-                    metadata = ServerMessageMetadata(request_context=handshake)
-                    await read_writer.send(SessionMessage(decoded.message, metadata=metadata))
-
-    async def writer() -> None:
-        async with write_reader:
-            async for outgoing in write_reader:
-                if hot is not None:
-                    hot.observe_outbound(outgoing.message)
-                await send_text(encode_message(outgoing))
-                unanswered.written(outgoing.message)
+    async def read_frame() -> str | None:
+        while True:
+            incoming: Message | None = None
+            with anyio.move_on_after(idle_timeout):
+                incoming = await receive()
+            if incoming is None:
+                if pump.unanswered.pending:  # hot-path calls are counted there too
+                    continue  # a call (or a subscription) is open: the client waits, it is not idle
+                close.update(code=CLOSE_NORMAL, reason="idle")
+                return None
+            if incoming["type"] == "websocket.disconnect":
+                close["code"] = None
+                return None
+            text = incoming.get("text")
+            if text is None:
+                close.update(code=CLOSE_UNSUPPORTED, reason="binary frames are not supported")
+                return None
+            if len(text) > limit // 4 and len(text.encode()) > limit:  # a char is at most 4 bytes
+                close.update(code=CLOSE_TOO_BIG, reason="message too big")
+                return None
+            return text
 
     async def close_when_drained(done: anyio.CancelScope) -> None:
         # The end of a drain: the calls are done; write the answers owed, then say goodbye.
         await connection.closing.wait()
-        await unanswered.settled(DRAIN_SECONDS)
+        await pump.unanswered.settled(DRAIN_SECONDS)
         close.update(code=CLOSE_GOING_AWAY, reason="server shutting down")
         done.cancel()
 
@@ -185,21 +157,20 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         async with anyio.create_task_group() as outer:
             outer.start_soon(close_when_drained, outer.cancel_scope)
             async with anyio.create_task_group() as tg:
-                if hot is not None:
-                    hot.bind(tg)
-                tg.start_soon(writer)
+                pump.bind(tg)
+                tg.start_soon(pump.write_all)
 
                 async def serve() -> None:
                     await serve_dual_era_loop(
                         lowlevel,
-                        read_stream,
-                        write_stream,
+                        pump.read_stream,
+                        pump.write_stream,
                         lifespan_state=plane._open,
                         init_options=lowlevel.create_initialization_options(),
                     )
 
                 tg.start_soon(serve)
-                await reader()
+                await pump.read_all(read_frame)
             outer.cancel_scope.cancel()  # the connection ended on its own: no drain to wait for
     except Exception:
         logger.exception("websocket connection failed")
