@@ -2,7 +2,8 @@
 
 While serving, file descriptor 1 points at stderr so a stray ``print`` in a tool cannot corrupt
 the protocol stream; the protocol writes to a private duplicate of the original stdout. A line
-that is not a JSON-RPC message gets an error answer instead of being dropped.
+that is not a JSON-RPC message gets an error answer instead of being dropped. What happens to
+a line once read is :class:`~mcplane.transports.pump.StreamPump`'s; this module reads and writes lines.
 """
 
 from __future__ import annotations

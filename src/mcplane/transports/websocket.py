@@ -6,6 +6,7 @@ missing subprotocol), 1009 message too big, 1011 internal error, 1013 not ready.
 A connection serves either protocol era, decided by the client's first request, like stdio.
 Every call on a connection carries the connection's ASGI scope as its request (:class:`Handshake`),
 so it knows its peer address and handshake headers (user agent, trace context) as an HTTP call does.
+Frames are routed by :class:`~mcplane.transports.pump.StreamPump`, as stdio lines are.
 """
 
 from __future__ import annotations
