@@ -20,6 +20,7 @@ from mcplane.errors import (
     PayloadTooLarge,
     RateLimited,
     Timeout,
+    ToolQuarantined,
     Unauthenticated,
     UpstreamError,
 )
@@ -36,6 +37,7 @@ CODES: dict[type[MCPlaneError], tuple[str, int, bool]] = {
     DependencyUnavailable: ("dependency_unavailable", -32000, True),
     CircuitOpen: ("circuit_open", -32000, True),
     UpstreamError: ("upstream_error", -32000, False),
+    ToolQuarantined: ("tool_quarantined", -32000, False),
     NotFound: ("not_found", -32602, False),
     InternalError: ("internal_error", -32603, False),
     InvalidRequest: ("invalid_request", -32600, False),

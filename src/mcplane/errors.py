@@ -15,6 +15,7 @@ Every failure a client can see has a stable code string that an agent can act on
     ├── DependencyUnavailable         dependency_unavailable   (retryable)
     ├── CircuitOpen                   circuit_open             (retryable, retry_after_ms)
     ├── UpstreamError                 upstream_error
+    ├── ToolQuarantined               tool_quarantined         (a gateway tool withheld until approved)
     ├── InvalidRequest                invalid_request          (a message that is not valid JSON-RPC)
     ├── PayloadTooLarge               payload_too_large        (a body or frame over the size cap)
     └── InternalError                 internal_error
@@ -50,6 +51,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "Timeout",
+    "ToolQuarantined",
     "Unauthenticated",
     "UpstreamError",
     "error_object_of",
@@ -179,6 +181,17 @@ class UpstreamError(MCPlaneError):
     default_message = "upstream error"
 
 
+class ToolQuarantined(MCPlaneError):
+    """A gateway tool whose definition changed since it was pinned (or is unpinned, or failed the
+    injection scan): withheld until an operator approves it. Not retryable: waiting does not help,
+    an approval does. ``details`` names the tool, the reason and the new hash's prefix, never the
+    new definition's text."""
+
+    code = "tool_quarantined"
+    jsonrpc_code = _SERVER_ERROR
+    default_message = "this tool's definition is quarantined until an operator approves it"
+
+
 class InvalidRequest(MCPlaneError):
     """A message that is not a JSON-RPC 2.0 request mcplane accepts (HTTP 400/415, or an error frame)."""
 
@@ -215,6 +228,7 @@ WIRE_ERRORS: dict[str, type[MCPlaneError]] = {
         DependencyUnavailable,
         CircuitOpen,
         UpstreamError,
+        ToolQuarantined,
         InvalidRequest,
         PayloadTooLarge,
         InternalError,

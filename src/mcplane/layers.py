@@ -27,6 +27,8 @@ __all__ = ["Layers", "build_layers"]
 logger = logging.getLogger("mcplane.layers")
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+Route = Callable[[Any, Any, Any], Awaitable[None]]
+"""An ASGI callable ``(scope, receive, send)`` for one HTTP path."""
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Layers:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     state: StateSpace | None = None
     """What ``ctx.state`` is bound to (the ``state`` section); set once the plane started."""
+    routes: dict[str, Route] = field(default_factory=dict)
+    """Extra HTTP endpoints by exact path (the gateway's ``/integrity/...``); each authenticates itself."""
 
     async def aclose(self) -> None:
         for close in reversed(self.closers):

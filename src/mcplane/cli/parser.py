@@ -141,6 +141,9 @@ def _add_gateway(commands: Any) -> None:
     for action in gateway._actions:
         if action.help is None:
             action.help = _GATEWAY_HELP.get(action.option_strings[0] if action.option_strings else "")
+    from mcplane.gateway.integrity_cli import add_commands
+
+    add_commands(gateway.add_subparsers(dest="gateway_command", required=False, metavar="ACTION"))
 
 
 def _connection_options() -> argparse.ArgumentParser:

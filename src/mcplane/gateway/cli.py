@@ -1,5 +1,8 @@
 """``mcplane gateway --config gateway.yaml [--transport http|ws|stdio] [--host H] [--port P]``.
 
+``mcplane gateway lock | quarantine | approve`` pin upstream tools and approve changed ones
+(:mod:`mcplane.gateway.integrity_cli`).
+
 :func:`main` is the command's body (``mcplane.cli`` dispatches to it): it loads the config,
 builds the gateway plane and serves it like ``mcplane run`` does; SIGHUP or a change of the file
 reloads the config while serving (see :mod:`mcplane.gateway.reload`). Every operator mistake is one
@@ -47,7 +50,14 @@ def parser(prog: str = "mcplane gateway") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from mcplane.gateway.integrity_cli import COMMANDS
+
+    if argv[:1] and argv[0] in COMMANDS:  # lock, quarantine, approve (see mcplane.gateway.integrity_cli)
+        from mcplane.gateway.integrity_cli import main as integrity_main
+
+        return integrity_main(argv)
+    args = parser().parse_args(argv)
     try:
         return _serve(args)
     except ConfigError as exc:

@@ -36,6 +36,12 @@
         rollback: {error_rate: 0.2, window: 60s, min_calls: 20}
     reload: {watch: true, interval: 2s, drain: 30s}   # see mcplane.gateway.reload
     shared_state: {enabled: true, sync_interval: 5s}  # breakers shared by replicas (with redis_url)
+    integrity:                                        # tool pins and injection scan (mcplane.gateway.integrity)
+      mode: first_sight                               # or lock: a tool absent from lock_file is refused
+      lock_file: gateway.lock.json                    # written by mcplane gateway lock
+      on_change: quarantine                           # or allow (logged and counted, then served)
+      scan: {on_finding: flag, max_bytes: 65536, max_depth: 32}
+      admin: {roles: [admin], scopes: [], allow_anonymous: false}
 
 Secret references (``${env:...}``, ``${file:...}``, ``${vault:...}``) are resolved by
 :class:`mcplane.secrets.Secrets`; ``MCPLANE__SECTION__KEY`` environment overrides apply as for
@@ -64,6 +70,7 @@ __all__ = [
     "HTTPEndpoint",
     "HealthCheckConfig",
     "IdentityConfig",
+    "IntegrityConfig",
     "RestartConfig",
     "RetryConfig",
     "SharedStateConfig",
@@ -204,6 +211,47 @@ class SharedStateConfig(_Section):
     """Seconds between full reads of the shared state (changes arrive at once by pub/sub)."""
 
     _d = field_validator("sync_interval", mode="before")(_positive_duration)
+
+
+class ScanConfig(_Section):
+    """The injection scan of tool definitions (see :mod:`mcplane.gateway.injection`)."""
+
+    on_finding: Literal["flag", "block"] = "flag"
+    """``flag``: list the tool, log and count what was found; ``block``: withhold it as if quarantined."""
+    max_bytes: int = Field(default=65_536, ge=1024)
+    """Text scanned per tool at most; a definition with more is reported ``oversized``."""
+    max_depth: int = Field(default=32, ge=1, le=1000)
+    """Schema nesting walked at most; deeper parts are reported ``oversized``, not walked."""
+
+
+class IntegrityAdminConfig(_Section):
+    """Who may list and approve quarantined tools over HTTP (``/integrity/...``)."""
+
+    roles: list[str] = Field(default_factory=lambda: ["admin"])
+    scopes: list[str] = Field(default_factory=list)
+    """A principal with any of these roles or scopes may approve."""
+    allow_anonymous: bool = False
+    """Serve the endpoints without authentication (only behind a network boundary you trust)."""
+
+
+class IntegrityConfig(_Section):
+    """Tool definitions pinned by hash, changes quarantined until approved (see :mod:`mcplane.gateway.integrity`)."""
+
+    enabled: bool = True
+    mode: Literal["first_sight", "lock"] = "first_sight"
+    """``first_sight``: a tool the lock file does not name is pinned as first seen; ``lock``: it is refused."""
+    lock_file: str | None = None
+    """The lock file ``mcplane gateway lock`` writes (read only; relative to the working directory)."""
+    on_change: Literal["quarantine", "allow"] = "quarantine"
+    """A definition that differs from its pin: withheld until approved, or served (logged and counted)."""
+    scan: ScanConfig = ScanConfig()
+    admin: IntegrityAdminConfig = IntegrityAdminConfig()
+
+    @model_validator(mode="after")
+    def _lock_needs_file(self) -> IntegrityConfig:
+        if self.mode == "lock" and self.lock_file is None:
+            raise ValueError("integrity: mode: lock needs lock_file")
+        return self
 
 
 class UpstreamTLS(_Section):
@@ -405,6 +453,7 @@ class GatewayConfig(BaseModel):
     versions: dict[str, VersionedToolConfig] = Field(default_factory=dict)
     reload: ReloadConfig = ReloadConfig()
     shared_state: SharedStateConfig = SharedStateConfig()
+    integrity: IntegrityConfig = IntegrityConfig()
 
     def namespace_of(self, upstream: str) -> str | None:
         """The upstream's namespace; ``None`` when its names are exposed as they are (``namespace: false``)."""
@@ -479,7 +528,9 @@ def parse_gateway_config(
     """Validate a resolved tree; errors name the source, the key path and what was expected."""
     rest = dict(tree)
     upstreams = rest.pop("upstreams", None) or {}
-    gateway = {key: rest.pop(key) for key in ("versions", "reload", "shared_state") if rest.get(key) is not None}
+    gateway = {
+        key: rest.pop(key) for key in ("versions", "reload", "shared_state", "integrity") if rest.get(key) is not None
+    }
     try:
         plane = PlaneConfig.model_validate(rest)
     except ValidationError as exc:

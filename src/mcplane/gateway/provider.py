@@ -46,6 +46,8 @@ from mcplane.gateway.config import SEPARATOR, GatewayConfig, SharedStateConfig, 
 from mcplane.gateway.endpoint import EndpointConnection, Link
 from mcplane.gateway.forward import Caller, Request, send
 from mcplane.gateway.handlers import ResourceSubscriptions, install_handlers
+from mcplane.gateway.integrity import ToolIntegrity
+from mcplane.gateway.integrity_http import IntegrityEndpoints
 from mcplane.gateway.retry import may_retry
 from mcplane.gateway.runtime import GatewayRuntime, gateway_running
 from mcplane.gateway.tasks import UpstreamTasks
@@ -105,6 +107,11 @@ class UpstreamProvider:
         """Every upstream's names as callers see them (see :mod:`mcplane.gateway.catalog`)."""
         self.tasks = UpstreamTasks()
         """Which upstream replica holds each task created through the gateway (see :mod:`mcplane.gateway.tasks`)."""
+        integrity = upstreams.integrity if isinstance(upstreams, GatewayConfig) else None
+        self.integrity = ToolIntegrity(integrity) if integrity is not None and integrity.enabled else None
+        """Tool pins, quarantine and the injection scan (see :mod:`mcplane.gateway.integrity`)."""
+        if self.integrity is not None:
+            self.integrity.on_change = self._rebuild
 
     # ----------------------------------------------------------------- the Plane's view
     def owns(self, kind: CallKind, name: str) -> bool:
@@ -153,6 +160,8 @@ class UpstreamProvider:
         return self.catalog.listed[kind]
 
     async def provide(self, call: Call) -> Any:
+        if self.integrity is not None and call.kind == "tool":
+            self.integrity.check(call.name)  # a withheld tool: tool_quarantined, not not_found
         if not self.catalog.knows(call.kind, call.name, self.versions):
             raise self._unknown(call)
         caller = Caller.of(call.context)
@@ -288,7 +297,10 @@ class UpstreamProvider:
 
     # ----------------------------------------------------------------- catalog
     def _rebuild(self) -> None:
-        self.catalog = merge(self.upstreams.values(), self.versions)
+        catalog = merge(self.upstreams.values(), self.versions)
+        if self.integrity is not None:
+            self.integrity.apply(catalog, self.versions)
+        self.catalog = catalog
         if self._plane is not None:
             self._plane.providers_changed()
 
@@ -306,9 +318,13 @@ class UpstreamProvider:
         observability = plane.layers.observability
         self.versions.metrics = observability.metrics if observability is not None else None
         self.versions.publish()
+        endpoints = self._open_integrity(plane)
         self._rebuild()
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self.integrity is not None:
+                interval = (self.shared_state or SharedStateConfig()).sync_interval
+                tg.start_soon(self.integrity.run, interval)
             await self._start(list(self.upstreams.values()))
             # Readiness checks, gauges, list-changed relay, shared breakers (see mcplane.gateway.runtime).
             running = gateway_running(plane, self.upstreams.values(), self.shared_state)
@@ -321,6 +337,8 @@ class UpstreamProvider:
                 yield
             finally:
                 uninstall()
+                if endpoints is not None:
+                    endpoints.uninstall()
                 self.runtime = None
                 with anyio.CancelScope(shield=True):
                     await running.__aexit__(None, None, None)
@@ -333,6 +351,19 @@ class UpstreamProvider:
                         await done.wait()
                 tg.cancel_scope.cancel()
                 self._plane = None
+
+    def _open_integrity(self, plane: Plane) -> IntegrityEndpoints | None:
+        """Bind the integrity guard to the running plane: its state store, metrics and endpoints."""
+        integrity = self.integrity
+        if integrity is None:
+            return None
+        state = plane.layers.state
+        integrity.store = state.store if state is not None else None
+        observability = plane.layers.observability
+        integrity.metrics = observability.metrics if observability is not None else None
+        endpoints = IntegrityEndpoints(plane, integrity, integrity.config.admin)
+        endpoints.install()
+        return endpoints
 
     async def _start(self, upstreams: Sequence[Upstream]) -> None:
         """Supervise each endpoint of ``upstreams``; wait (up to their connect timeout) for first attempts."""
@@ -376,6 +407,8 @@ class UpstreamProvider:
             runtime.adopt(fresh)
         self.upstreams = {u.name: u for u in in_order([*keep.values(), *fresh])}
         self.versions = self.versions.reconfigured(config)
+        if self.integrity is not None and config.integrity.enabled:
+            self.integrity.reconfigure(config.integrity)
         self._rebuild()
         for upstream in retired:
             if self._tg is not None:

@@ -19,6 +19,9 @@ The names are a contract (``deploy/`` rules and dashboards use them); never rena
     mcplane_canary_weight{tool}                    gauge; the canary's share of unpinned calls in force
     mcplane_rule_denials_total{rule,outcome}       counter; denials by an authorization rule; outcome false|error
     mcplane_guard_hits_total{kind,action}          counter; what output guards found in results; action mask|refuse
+    mcplane_gateway_tool_quarantined_total{upstream,reason}  counter; tools withheld: changed|unpinned|injection
+    mcplane_gateway_tools_quarantined{upstream}    gauge; tools withheld now
+    mcplane_gateway_tool_findings_total{upstream,kind}  counter; injection-scan findings in tool definitions
     process_*                                      prometheus-client's process collector
 
 ``name`` is a registered tool or prompt name, a static resource URI or a resource template,
@@ -174,6 +177,25 @@ class Metrics:
             "mcplane_guard_hits_total",
             "Findings of output guards in tool results, by kind, and the action configured for it (mask, refuse).",
             ["kind", "action"],
+            registry=reg,
+        )
+        self.tool_quarantined = Counter(
+            "mcplane_gateway_tool_quarantined_total",
+            "Upstream tools withheld by the gateway: definition changed, unpinned (lock mode) or injection (block).",
+            ["upstream", "reason"],
+            registry=reg,
+        )
+        self.tools_quarantined = Gauge(
+            "mcplane_gateway_tools_quarantined",
+            "Upstream tools the gateway withholds now, until approved.",
+            ["upstream"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.tool_findings = Counter(
+            "mcplane_gateway_tool_findings_total",
+            "Injection-scan findings in upstream tool definitions, by kind (counted once per new definition).",
+            ["upstream", "kind"],
             registry=reg,
         )
         self.cache_hits = self.cache_requests.labels(result="hit")
