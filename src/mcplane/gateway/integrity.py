@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -135,6 +135,8 @@ class ToolIntegrity:
         self.metrics: Metrics | None = None
         self.on_change: Callable[[], None] | None = None
         """Rebuild the catalog (the provider's): pins changed outside a rebuild."""
+        self.notify: Callable[[], Awaitable[None]] | None = None
+        """Tell every client the tool list changed (after an approval)."""
         self._pending: set[Key] = set()
         self._scans: dict[str, list[Finding]] = {}
         self._announced: set[tuple[Key, str, str]] = set()
@@ -269,6 +271,8 @@ class ToolIntegrity:
         )
         if self.on_change is not None:
             self.on_change()
+        if self.notify is not None:
+            await self.notify()
         return verdict
 
     # ----------------------------------------------------------------- the state store

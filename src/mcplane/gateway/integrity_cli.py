@@ -44,7 +44,9 @@ def add_commands(actions: Any) -> None:
         help="gateway.yaml (or $MCPLANE_GATEWAY_CONFIG)",
     )
     lock.add_argument(
-        "--output", metavar="FILE", help="where to write it (default: integrity.lock_file, else standard output)"
+        "--output",
+        metavar="FILE",
+        help="where to write it ('-': standard output; default: integrity.lock_file, else standard output)",
     )
     quarantine = actions.add_parser("quarantine", help="list a running gateway's quarantined tools")
     _remote(quarantine)
@@ -122,7 +124,7 @@ def _lock(args: argparse.Namespace) -> int:
     config = load_gateway_config(args.config)
     text, count = anyio.run(_lock_text, config)
     output = args.output or config.integrity.lock_file
-    if output is None:
+    if output is None or output == "-":
         sys.stdout.write(text)
     else:
         Path(output).write_text(text, encoding="utf-8")

@@ -81,7 +81,6 @@ class IntegrityEndpoints:
         except MCPlaneError as exc:  # the state store: the approval is not recorded
             await _error(send, 503 if exc.retryable else 500, exc)
             return
-        await self.plane.notify_list_changed("tools")
         await _respond(send, 200, {"approved": verdict.to_dict()})
 
     async def _refused(self, scope: Any, send: Any, method: str) -> bool:

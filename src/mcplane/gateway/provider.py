@@ -361,6 +361,13 @@ class UpstreamProvider:
         integrity.store = state.store if state is not None else None
         observability = plane.layers.observability
         integrity.metrics = observability.metrics if observability is not None else None
+
+        async def notify() -> None:  # as an upstream's own list change is relayed, to sessions of both eras
+            runtime: GatewayRuntime | None = getattr(self, "runtime", None)
+            if runtime is not None:
+                await runtime.relay.changed({"tools"})
+
+        integrity.notify = notify
         endpoints = IntegrityEndpoints(plane, integrity, integrity.config.admin)
         endpoints.install()
         return endpoints
