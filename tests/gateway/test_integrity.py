@@ -94,13 +94,18 @@ async def test_a_changed_definition_is_quarantined_until_approved(caplog: pytest
         body: Any = (result.meta or {})["mcplane/error"]
         assert body["retryable"] is False
         details = body["details"]
-        assert details["tool"] == "up__fetch" and details["upstream"] == "up" and details["reason"] == "changed"
+        assert details["tool"] == "up__fetch"
+        assert details["upstream"] == "up"
+        assert details["reason"] == "changed"
         assert len(details["hash"]) == 12
-        assert "ssh" not in json.dumps(body) and "IMPORTANT" not in text_of(result)  # never the new text
+        assert "ssh" not in json.dumps(body)
+        assert "IMPORTANT" not in text_of(result)
         assert _sample("mcplane_gateway_tool_quarantined_total", upstream="up", reason="changed") == changed_before + 1
         assert _sample("mcplane_gateway_tools_quarantined", upstream="up") == 1
         logged = [r.getMessage() for r in caplog.records if "quarantined (changed)" in r.getMessage()]
-        assert len(logged) == 1 and details["hash"] in logged[0] and "'fetch'" in logged[0]
+        assert len(logged) == 1
+        assert details["hash"] in logged[0]
+        assert "'fetch'" in logged[0]
         # Other tools of the upstream are served all along.
         assert "up__redescribe" in await _names(client)
 
@@ -186,7 +191,8 @@ async def test_the_cli_and_the_authenticated_endpoint_approve_a_quarantined_tool
             listed = (await http.get("/integrity/quarantine", headers=admin)).json()["quarantined"]
             assert [(q["upstream"], q["tool"], q["reason"]) for q in listed] == [("up", "fetch", "changed")]
             current = listed[0]["current"]
-            assert current.startswith("sha256:") and listed[0]["pinned"] != current
+            assert current.startswith("sha256:")
+            assert listed[0]["pinned"] != current
 
             # The CLI: the same list, a stale hash refused, the reviewed one approved.
             shown = await anyio.to_thread.run_sync(lambda: _cli("quarantine", "--url", base, "--token", ADMIN_KEY))
@@ -195,9 +201,12 @@ async def test_the_cli_and_the_authenticated_endpoint_approve_a_quarantined_tool
             stale = await anyio.to_thread.run_sync(
                 lambda: _cli("approve", "up", "fetch", "--hash", "0" * 12, "--url", base, "--token", ADMIN_KEY)
             )
-            assert stale.returncode == 1 and stale.stderr.startswith("mcplane: error:") and "409" in stale.stderr
+            assert stale.returncode == 1
+            assert stale.stderr.startswith("mcplane: error:")
+            assert "409" in stale.stderr
             anonymous = await anyio.to_thread.run_sync(lambda: _cli("approve", "up", "fetch", "--url", base))
-            assert anonymous.returncode == 1 and "401" in anonymous.stderr
+            assert anonymous.returncode == 1
+            assert "401" in anonymous.stderr
             approved = await anyio.to_thread.run_sync(
                 lambda: _cli("approve", "up", "fetch", "--hash", current[7:19], "--url", base, "--token", ADMIN_KEY)
             )
@@ -247,7 +256,8 @@ async def test_a_lock_file_pins_what_lock_saw_and_a_changed_upstream_is_quaranti
     assert [(t["upstream"], t["tool"]) for t in body["tools"]] == [("up", "fetch"), ("up", "redescribe")]
     assert all(t["hash"].startswith("sha256:") and t["findings"] == [] for t in body["tools"])
     again = await anyio.to_thread.run_sync(lambda: _cli("lock", "--config", str(config), "--output", "-"))
-    assert again.returncode == 0 and again.stdout == first  # deterministic (and "-" is standard output)
+    assert again.returncode == 0
+    assert again.stdout == first
 
     # mode: lock; the upstream now runs with another description; redescribe is left out of the lock.
     body["tools"] = [t for t in body["tools"] if t["tool"] == "fetch"]
@@ -262,12 +272,13 @@ async def test_a_lock_file_pins_what_lock_saw_and_a_changed_upstream_is_quaranti
         assert (unpinned.meta or {})["mcplane/error"]["details"]["reason"] == "unpinned"
 
 
-async def test_the_lock_matches_the_upstream_and_serves() -> None:
+async def test_first_sight_pins_serve_an_unchanged_upstream() -> None:
     plane = _gateway()
     async with Client(plane.sdk, mode="legacy") as client:  # pyright: ignore[reportArgumentType]
         assert {"up__fetch", "up__redescribe"} <= await _names(client)
     integrity = Gateway.provider_of(plane).integrity
-    assert integrity is not None and integrity.quarantined() == []
+    assert integrity is not None
+    assert integrity.quarantined() == []
 
 
 # ------------------------------------------------------------------ the injection scan
@@ -291,7 +302,8 @@ async def test_an_injected_description_is_blocked_when_configured() -> None:
     plane = _gateway({"scan": {"on_finding": "block"}}, description=INJECTED)
     async with Client(plane.sdk, mode="legacy") as client:  # pyright: ignore[reportArgumentType]
         names = await _names(client)
-        assert "up__fetch" not in names and "up__redescribe" in names
+        assert "up__fetch" not in names
+        assert "up__redescribe" in names
         result = await client.call_tool("up__fetch", {"url": "a"})
         assert error_code(result) == "tool_quarantined"
         assert (result.meta or {})["mcplane/error"]["details"]["reason"] == "injection"
