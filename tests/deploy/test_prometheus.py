@@ -23,6 +23,7 @@ REQUIRED_ALERTS = {
     "McplaneToolTimeouts",  # timeouts > 10 % of a tool's calls
     "McplaneCircuitOpen",  # a breaker open for more than a minute
     "McplaneAuditSinkFailing",
+    "McplaneToolQuarantined",  # a gateway withholds a changed tool definition
 }
 
 
