@@ -141,11 +141,6 @@ class ToolIntegrity:
         self._scans: dict[str, list[Finding]] = {}
         self._announced: set[tuple[Key, str, str]] = set()
 
-    def reconfigure(self, config: IntegrityConfig) -> None:
-        """A reloaded config: its settings and lock file from now on (pins and approvals are kept)."""
-        self.lock = read_lock(config.lock_file) if config.lock_file else {}
-        self.config = config
-
     # ----------------------------------------------------------------- verdicts
     def pin_of(self, key: Key) -> Pin | None:
         pin = self.pins.get(key)

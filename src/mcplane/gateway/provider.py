@@ -414,8 +414,6 @@ class UpstreamProvider:
             runtime.adopt(fresh)
         self.upstreams = {u.name: u for u in in_order([*keep.values(), *fresh])}
         self.versions = self.versions.reconfigured(config)
-        if self.integrity is not None and config.integrity.enabled:
-            self.integrity.reconfigure(config.integrity)
         self._rebuild()
         for upstream in retired:
             if self._tg is not None:

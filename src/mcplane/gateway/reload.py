@@ -16,7 +16,7 @@ file is applied at once:
 
 **Not reloadable**: the plane's sections (``server``, ``http``, ``redis_url``, ``auth``,
 ``authorization``, ``rate_limit``, ``cache``, ``budget``, ``audit``, ``observability``, ``tools``)
-and the gateway's other sections (``shared_state``): their layers are built once when the
+and the gateway's other sections (``shared_state``, ``integrity``): their layers are built once when the
 gateway starts. A reload that changes them applies
 everything else and logs a ``config_not_reloaded`` warning naming them; they take effect at the
 next restart.
