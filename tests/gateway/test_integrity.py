@@ -244,6 +244,42 @@ async def test_without_auth_the_endpoints_are_closed(tmp_path: Path) -> None:
         _stop(proc)
 
 
+async def test_an_open_endpoint_checks_its_method_and_body(tmp_path: Path) -> None:
+    proc, port = _start({"upstreams": {}, "integrity": {"admin": {"allow_anonymous": True}}}, tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
+            listed = await http.get("/integrity/quarantine")
+            assert listed.status_code == 200
+            assert listed.json() == {"quarantined": []}
+            wrong = await http.get("/integrity/approve")
+            assert wrong.status_code == 405
+            assert wrong.headers["allow"] == "POST"
+            assert (await http.post("/integrity/approve", content=b"not json")).status_code == 400
+            assert (await http.post("/integrity/approve", json={"upstream": "up"})).status_code == 400
+            unknown = await http.post("/integrity/approve", json={"upstream": "up", "tool": "fetch"})
+            assert unknown.status_code == 404
+            assert unknown.json()["error"]["code"] == "not_found"
+    finally:
+        _stop(proc)
+
+
+def test_a_missing_lock_file_stops_the_gateway_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mcplane.gateway.cli import main
+
+    file = tmp_path / "gateway.yaml"
+    missing = tmp_path / "absent.lock.json"
+    file.write_text(yaml.safe_dump({"upstreams": {"up": _shifty()}, "integrity": {"lock_file": str(missing)}}))
+    assert main(["--config", str(file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mcplane: error: integrity.lock_file: cannot read")
+    assert err.count("\n") == 1
+    file.write_text(yaml.safe_dump({"upstreams": {"up": _shifty()}, "integrity": {"mode": "lock"}}))
+    assert main(["--config", str(file)]) == 1
+    assert "mode: lock needs lock_file" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the lock file
 async def test_a_lock_file_pins_what_lock_saw_and_a_changed_upstream_is_quarantined(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"

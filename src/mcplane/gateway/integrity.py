@@ -253,10 +253,10 @@ class ToolIntegrity:
                 short(verdict.current),
             )
         pin = Pin(verdict.current, reviewed=True)
+        if self.store is not None:  # first: a store that fails leaves the tool withheld, and says so
+            await self.store.set(_store_key(key), pin.encode(), PIN_TTL)
         self.pins[key] = pin
         self._pending.discard(key)
-        if self.store is not None:
-            await self.store.set(_store_key(key), pin.encode(), PIN_TTL)
         logger.warning(
             "tool %r of upstream %r approved: pinned %s (was %s)",
             tool,
@@ -307,10 +307,8 @@ class ToolIntegrity:
     # ----------------------------------------------------------------- logs and metrics
     def _announce(self, key: Key, current: str, reason: str, pinned: str | None) -> None:
         """Log and count a verdict once per definition (a rebuild repeats it for every tool)."""
-        mark = (key, current, reason)
-        if mark in self._announced:
+        if not self._first_time((key, current, reason)):
             return
-        self._announced.add(mark)
         upstream, tool = key
         old = short(pinned) if pinned else "none"
         if reason == "allowed":
@@ -338,16 +336,24 @@ class ToolIntegrity:
             self.metrics.tool_quarantined.labels(upstream=upstream, reason=reason).inc()
 
     def _announce_findings(self, key: Key, current: str, findings: list[Finding]) -> None:
-        mark = (key, current, "findings")
-        if mark in self._announced:
+        if not self._first_time((key, current, "findings")):
             return
-        self._announced.add(mark)
         upstream, tool = key
         summary = ", ".join(f"{f.kind} at {f.path}" + (f" ({f.detail})" if f.detail else "") for f in findings)
         logger.warning("tool %r of upstream %r: injection scan found %s", tool, upstream, summary)
         if self.metrics is not None:
             for finding in findings:
                 self.metrics.tool_findings.labels(upstream=upstream, kind=finding.kind).inc()
+
+    def _first_time(self, mark: tuple[Key, str, str]) -> bool:
+        """Whether ``mark`` was not announced yet (the memory is bounded: an upstream that churns
+        definitions may get a repeated line after thousands of them, never unbounded growth)."""
+        if mark in self._announced:
+            return False
+        if len(self._announced) >= _SCAN_CACHE:
+            self._announced.clear()
+        self._announced.add(mark)
+        return True
 
     def _gauge(self) -> None:
         if self.metrics is None:
