@@ -60,6 +60,27 @@ def test_a_broken_gateway_file_is_one_line(
     assert outcome.stdout == ""
 
 
+def test_tool_integrity_is_described_and_its_lock_file_read(cli: Callable[..., Outcome], tmp_path: Path) -> None:
+    file = tmp_path / "gateway.yaml"
+    lock = tmp_path / "gateway.lock.json"
+    upstreams = "upstreams: {a: {endpoints: [{url: 'http://127.0.0.1:1/mcp'}]}}\n"
+    file.write_text(upstreams)
+    outcome = cli("config", "check", str(file))
+    assert "  tool integrity: pinned at first sight; on change: quarantine; scan findings: flag" in outcome.stdout
+    file.write_text(upstreams + f"integrity: {{mode: lock, lock_file: '{lock}', scan: {{on_finding: block}}}}\n")
+    outcome = cli("config", "check", str(file))
+    assert_one_line_error(outcome, "integrity.lock_file: cannot read")
+    assert outcome.stdout == ""
+    lock.write_text('{"version": 1, "tools": [{"upstream": "a", "tool": "t", "hash": "sha256:00"}]}')
+    outcome = cli("config", "check", str(file))
+    assert outcome.returncode == 0, outcome.stderr
+    expected = (
+        "  tool integrity: only tools in the lock file; on change: quarantine; scan findings: block; "
+        f"lock file {lock}: 1 pin(s)"
+    )
+    assert expected in outcome.stdout.splitlines()
+
+
 def test_a_plane_file_is_still_a_plane_file(cli: Callable[..., Outcome], tmp_path: Path) -> None:
     file = tmp_path / "mcplane.yaml"
     file.write_text("cache: {enabled: true}\n")

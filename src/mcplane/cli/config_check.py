@@ -49,6 +49,7 @@ def _check_gateway(file: str) -> int:
     from mcplane.gateway.config import load_gateway_config
 
     config = load_gateway_config(file)
+    integrity = _describe_integrity(config)  # reads the lock file: a bad one fails the check
     print(f"ok: {file} (gateway config)")
     _print_plane(config.plane)
     print(f"  upstreams: {len(config.upstreams)}")
@@ -59,7 +60,21 @@ def _check_gateway(file: str) -> int:
     reload = config.reload
     watching = f"on SIGHUP or a file change (checked every {reload.interval:g} s)" if reload.watch else "on SIGHUP"
     print(f"  reload: {watching}")
+    print(f"  tool integrity: {integrity}")
     return 0
+
+
+def _describe_integrity(config: GatewayConfig) -> str:
+    from mcplane.gateway.pins import read_lock
+
+    integrity = config.integrity
+    if not integrity.enabled:
+        return "off"
+    pins = "pinned at first sight" if integrity.mode == "first_sight" else "only tools in the lock file"
+    described = f"{pins}; on change: {integrity.on_change}; scan findings: {integrity.scan.on_finding}"
+    if integrity.lock_file is not None:
+        described += f"; lock file {integrity.lock_file}: {len(read_lock(integrity.lock_file))} pin(s)"
+    return described
 
 
 def _describe_upstream(config: GatewayConfig, name: str, upstream: UpstreamConfig) -> str:
