@@ -42,6 +42,9 @@ CONTRACT_METRICS: dict[str, str] = {
     "mcplane_fast_path_calls_total": "counter",
     "mcplane_canary_rollbacks_total": "counter",
     "mcplane_canary_weight": "gauge",
+    "mcplane_gateway_tool_quarantined_total": "counter",
+    "mcplane_gateway_tools_quarantined": "gauge",
+    "mcplane_gateway_tool_findings_total": "counter",
     "process_cpu_seconds_total": "counter",
     "process_resident_memory_bytes": "gauge",
 }
