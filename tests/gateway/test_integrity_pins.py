@@ -184,3 +184,21 @@ async def test_replicas_agree_on_the_first_pin_and_on_approvals(store: StateStor
     assert first.judge("up", turned, "up__echo").reason == "changed"
     await first.sync()
     assert first.judge("up", turned, "up__echo").reason is None
+
+
+async def test_an_allowed_change_becomes_the_shared_pin(store: StateStore) -> None:
+    first, second = _replica(store), _replica(store)
+    first.config = second.config = IntegrityConfig(on_change="allow")
+    original, turned = _tool(), _tool("Echo the message, loudly.")
+    first.judge("up", original, "up__echo")
+    await first.sync()
+    assert first.judge("up", turned, "up__echo").reason is None  # served, logged and counted
+    rebuilds: list[int] = []
+    first.on_change = lambda: rebuilds.append(1)
+    await first.sync()
+    await first.sync()
+    assert rebuilds == []  # the store took the new pin: this replica does not flip back to the old one
+    await second.sync()  # nothing judged yet on the second replica: it reads pins of tools it serves
+    second.judge("up", original, "up__echo")
+    await second.sync()
+    assert second.pins[("up", "echo")].hash == definition_hash(turned)

@@ -137,7 +137,8 @@ class ToolIntegrity:
         """Rebuild the catalog (the provider's): pins changed outside a rebuild."""
         self.notify: Callable[[], Awaitable[None]] | None = None
         """Tell every client the tool list changed (after an approval)."""
-        self._pending: set[Key] = set()
+        self._pending: dict[Key, bool] = {}
+        """Pins to write to the store: key → overwrite (a change allowed) or only if absent (first sight)."""
         self._scans: dict[str, list[Finding]] = {}
         self._announced: set[tuple[Key, str, str]] = set()
 
@@ -185,13 +186,13 @@ class ToolIntegrity:
             if self.config.mode == "lock":
                 reason = "unpinned"
             else:
-                pin = self._pin(key, Pin(current))
+                pin = self._pin(key, Pin(current), overwrite=False)
         elif pin.hash != current:
             if self.config.on_change == "quarantine":
                 reason = "changed"
             else:
                 self._announce(key, current, "allowed", pin.hash)
-                pin = self._pin(key, Pin(current))
+                pin = self._pin(key, Pin(current), overwrite=True)
         reviewed = pin is not None and pin.reviewed and pin.hash == current
         if reason is None and findings and self.config.scan.on_finding == "block" and not reviewed:
             reason = "injection"
@@ -203,9 +204,9 @@ class ToolIntegrity:
             self._announce(key, current, reason, pin.hash if pin else None)
         return verdict
 
-    def _pin(self, key: Key, pin: Pin) -> Pin:
+    def _pin(self, key: Key, pin: Pin, *, overwrite: bool) -> Pin:
         self.pins[key] = pin
-        self._pending.add(key)
+        self._pending[key] = overwrite or self._pending.get(key, False)
         return pin
 
     def _scan(self, digest: str, tool: Tool) -> list[Finding]:
@@ -256,7 +257,7 @@ class ToolIntegrity:
         if self.store is not None:  # first: a store that fails leaves the tool withheld, and says so
             await self.store.set(_store_key(key), pin.encode(), PIN_TTL)
         self.pins[key] = pin
-        self._pending.discard(key)
+        self._pending.pop(key, None)
         logger.warning(
             "tool %r of upstream %r approved: pinned %s (was %s)",
             tool,
@@ -284,11 +285,11 @@ class ToolIntegrity:
             return
         changed = False
         try:
-            for key in sorted(self._pending):
+            for key, overwrite in sorted(self._pending.items()):
                 pin = self.pins.get(key)
-                self._pending.discard(key)
+                self._pending.pop(key, None)
                 if pin is not None:
-                    await store.set(_store_key(key), pin.encode(), PIN_TTL, if_absent=True)
+                    await store.set(_store_key(key), pin.encode(), PIN_TTL, if_absent=not overwrite)
             for key in sorted(self.verdicts):
                 raw = await store.get(_store_key(key))
                 stored = Pin.decode(raw) if raw is not None else None
