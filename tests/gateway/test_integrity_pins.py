@@ -182,7 +182,14 @@ async def test_replicas_agree_on_the_first_pin_and_on_approvals(store: StateStor
         await second.approve("up", "echo", "0" * 12)
     await second.approve("up", "echo")
     assert first.judge("up", turned, "up__echo").reason == "changed"
+    told: list[str] = []
+
+    async def notify() -> None:
+        told.append("tools")
+
+    first.notify = notify
     await first.sync()
+    assert told == ["tools"]  # this replica's clients hear of the approval made on the other one
     assert first.judge("up", turned, "up__echo").reason is None
 
 

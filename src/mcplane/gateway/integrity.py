@@ -136,7 +136,7 @@ class ToolIntegrity:
         self.on_change: Callable[[], None] | None = None
         """Rebuild the catalog (the provider's): pins changed outside a rebuild."""
         self.notify: Callable[[], Awaitable[None]] | None = None
-        """Tell every client the tool list changed (after an approval)."""
+        """Tell this replica's clients the tool list changed (after an approval here or adopted from the store)."""
         self._pending: dict[Key, bool] = {}
         """Pins to write to the store: key → overwrite (a change allowed) or only if absent (first sight)."""
         self._scans: dict[str, list[Finding]] = {}
@@ -304,6 +304,8 @@ class ToolIntegrity:
             logger.warning("tool pins: the state store failed (%s); keeping this replica's pins", exc.code)
         if changed and self.on_change is not None:
             self.on_change()
+        if changed and self.notify is not None:  # an approval made on another replica: tell this one's clients
+            await self.notify()
 
     # ----------------------------------------------------------------- logs and metrics
     def _announce(self, key: Key, current: str, reason: str, pinned: str | None) -> None:
