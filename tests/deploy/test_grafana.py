@@ -28,6 +28,7 @@ def _exprs(title: str) -> list[str]:
         ("Cache hit ratio", 'mcplane_cache_requests_total{job=~"$job", result="hit"}'),
         ("Rate-limit rejections", "mcplane_rate_limited_total"),
         ("Circuit breaker states", "mcplane_circuit_state"),
+        ("Quarantined tools", "mcplane_gateway_tools_quarantined"),
     ],
 )
 def test_required_panels(title: str, needle: str) -> None:
