@@ -27,6 +27,7 @@ def _recorder(label: str, trace: list[str]) -> Middleware:
 def test_slots_are_in_the_documented_order() -> None:
     assert SLOTS == (
         "errors",
+        "drain",
         "tracing",
         "metrics",
         "authenticate",
@@ -74,7 +75,8 @@ async def test_an_empty_pipeline_is_the_provider_itself() -> None:
 
 
 def test_unknown_slot_is_refused_with_the_list_of_slots() -> None:
-    with pytest.raises(ValueError, match=r"unknown pipeline slot 'logging'; slots are errors, tracing, .*timeout"):
+    refused = r"unknown pipeline slot 'logging'; slots are errors, drain, tracing, .*timeout"
+    with pytest.raises(ValueError, match=refused):
         Pipeline().set("logging", _recorder("x", []))
 
 

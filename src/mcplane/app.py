@@ -26,13 +26,13 @@ from mcplane.context import ANONYMOUS, Context
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments, NotFound
 from mcplane.fastpath import FastPath
-from mcplane.layers import Layers, build_layers
-from mcplane.middleware.errors import ErrorsMiddleware
+from mcplane.middleware.drain import DrainGate
 from mcplane.middleware.timeout import TimeoutMiddleware
-from mcplane.middleware.validate import ArgumentLimits, ValidateMiddleware
+from mcplane.middleware.validate import ValidateMiddleware
 from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
 from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
+from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 
 if TYPE_CHECKING:
@@ -102,15 +102,20 @@ class Plane:
         from mcplane._version import __version__
 
         self.name = name
-        self.pipeline = Pipeline()
-        self.pipeline.set("errors", ErrorsMiddleware())
         timeout = None if default_timeout is None else parse_duration(default_timeout, field="default_timeout")
-        self._timeout = TimeoutMiddleware(timeout)
-        self.pipeline.set("timeout", self._timeout)
-        self._validate = ValidateMiddleware(local_validator=self._argument_validator)
-        self.pipeline.set("validate", self._validate)  # bounds every call's arguments, then checks schemas
+        self._core = Core(
+            timeout=TimeoutMiddleware(timeout),
+            validate=ValidateMiddleware(local_validator=self._argument_validator),
+        )
+        self.drain: DrainGate = self._core.drain
+        """The ``drain`` slot's gate; a served plane's :class:`~mcplane.observability.Lifecycle` binds it."""
         self.config = PlaneConfig()
-        self.layers = Layers()
+        self.layers = build_pipeline(self.config, None, self._core)
+        """What the config built: the frozen pipeline (rebuilt at each start), authenticator, checks."""
+        self.pipeline = Pipeline()
+        """The application's own middleware by slot (``plane.pipeline.set("audit", mw)``), served over
+        the built pipeline: a slot filled here wins over the config's. ``get`` reads through to it."""
+        self.pipeline.serve_over(self.layers.pipeline)
         self._policies: dict[str, dict[str, Any]] = {}
         self._merged: dict[str, dict[str, Any]] = {}
         self._dependencies: dict[str, Dependency] = {}
@@ -119,7 +124,7 @@ class Plane:
         self._lifespan_lock = anyio.Lock()
         self._user_lifespan = lifespan
         self._user_lifespan_value: Any = None
-        self._composed: tuple[tuple[str, Any], ...] = ()
+        self._composed_revision = -1
         self._composed_chain = self._provide
         self.providers: list[Provider] = []
         self.tasks: TaskRuntime | None = tasks if isinstance(tasks, TaskRuntime) else TaskRuntime() if tasks else None
@@ -152,13 +157,7 @@ class Plane:
             raise ConfigError("configure the plane before it starts")
         self.config = config
         self._merged.clear()
-        self._timeout.default_timeout = config.server.default_timeout
-        self._validate.limits = ArgumentLimits(
-            max_nodes=config.limits.max_argument_nodes,
-            max_depth=config.limits.max_argument_depth,
-            max_details=config.limits.max_error_details,
-            max_result_bytes=config.limits.max_result_bytes,
-        )
+        self._core.configure(config)
         if config.server.name:
             self.name = self.sdk._lowlevel_server.name = config.server.name
         if config.sessions.keys:  # replicas sharing the keys continue each other's multi-round-trip requests
@@ -358,6 +357,16 @@ class Plane:
         """The policy the decorator declared, before the config file."""
         return self._policies.get(tool, {})
 
+    @property
+    def default_timeout(self) -> float | None:
+        """The timeout of a call no policy bounds (the ``timeout`` slot's)."""
+        return self._core.timeout.default_timeout
+
+    @property
+    def started(self) -> bool:
+        """Whether the plane's lifespan is open (its pipeline is built for its config and tools)."""
+        return self._users > 0
+
     async def readiness(self) -> dict[str, tuple[bool, str]]:
         """Each configured backend's health: ``{"redis": (True, "ok"), "audit": (False, "...")}``."""
         return {name: await check() for name, check in self.layers.health_checks.items()}
@@ -382,7 +391,8 @@ class Plane:
                     policies = {name: self.policy_for(name) for name in self._policies}
                     if self.providers:  # provider tools are not known yet: the file's globs say what they need
                         policies.update({f"glob:{glob}": p.as_policy() for glob, p in self.config.tools.items()})
-                    self.layers = build_layers(self.config, self.pipeline, policies)
+                    self.layers = build_pipeline(self.config, policies, self._core)
+                    self.pipeline.serve_over(self.layers.pipeline)
                     self._stack_cm = _open_all(self)
                     self._open = await self._stack_cm.__aenter__()
                 except BaseException:
@@ -460,9 +470,9 @@ class Plane:
 
     async def _chain(self, call: Call) -> Any:
         """Run ``call`` through the pipeline as it is now: a slot set after construction takes effect."""
-        slots = tuple(self.pipeline._slots.items())
-        if slots != self._composed:
-            self._composed, self._composed_chain = slots, self.pipeline.compose(self._provide)
+        pipeline = self.pipeline
+        if pipeline.revision != self._composed_revision:
+            self._composed_revision, self._composed_chain = pipeline.revision, pipeline.compose(self._provide)
         return await self._composed_chain(call)
 
     async def dispatch(self, call: Call) -> Any:

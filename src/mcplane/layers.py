@@ -1,10 +1,12 @@
-"""Build the pipeline's layers and their backends from a :class:`~mcplane.config.PlaneConfig`.
+"""One constructor per configurable layer, each reading its config section (and the tools' policies).
 
-A layer is installed only when something asks for it — a config section, or a tool whose policy
-declares it (``rate_limit=``, ``cache_ttl=``, ``roles=``) — so a bare plane pays for nothing it
-does not use. Backends are memory by default and Redis when a section says ``backend: redis``;
-a Redis that is configured but down is never replaced by memory (no silent fallback): each layer
-fails open or closed as its section says, and readiness reports it.
+:func:`mcplane.stack.build_pipeline` calls them and puts what they return in the pipeline's
+slots. A layer is made only when something asks for it — a config section, or a tool whose
+policy declares it (``rate_limit=``, ``cache_ttl=``, ``roles=``) — so a bare plane pays for
+nothing it does not use. Backends come from :mod:`mcplane.backends.registry` by the name the
+section gives (memory by default); a Redis that is configured but down is never replaced by
+memory (no silent fallback): each layer fails open or closed as its section says, and
+readiness reports it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from re import Pattern
 from typing import TYPE_CHECKING, Any
 
 from mcplane.config import PlaneConfig
 from mcplane.pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from mcplane.auth import Authenticator
+    from redis.asyncio import Redis
+
+    from mcplane.auth import AuthenticateMiddleware, Authenticator
+    from mcplane.backends.registry import Opening
     from mcplane.backends.state import StateSpace
+    from mcplane.middleware.audit import AuditMiddleware
+    from mcplane.middleware.authorize import AuthorizeMiddleware
+    from mcplane.middleware.budget import BudgetMiddleware
+    from mcplane.middleware.cache import CacheMiddleware
+    from mcplane.middleware.guard import GuardMiddleware
+    from mcplane.middleware.rate_limit import RateLimitMiddleware
     from mcplane.observability import Observability
 
-__all__ = ["Layers", "build_layers"]
+__all__ = [
+    "Layers",
+    "audit_layer",
+    "authenticate_layer",
+    "authorize_layer",
+    "budget_layer",
+    "cache_layer",
+    "guard_layer",
+    "opening",
+    "rate_limit_layer",
+    "secrets_check",
+    "state_space",
+]
 
 logger = logging.getLogger("mcplane.layers")
 
@@ -33,8 +57,10 @@ Route = Callable[[Any, Any, Any], Awaitable[None]]
 
 @dataclass
 class Layers:
-    """What :func:`build_layers` made: the authenticator for the transports, checks, and cleanups."""
+    """What :func:`~mcplane.stack.build_pipeline` made: the pipeline, the authenticator, checks, and cleanups."""
 
+    pipeline: Pipeline = field(default_factory=lambda: Pipeline().freeze())
+    """The built pipeline, frozen; the plane serves its application's own slots over it."""
     authenticator: Authenticator | None = None
     observability: Observability | None = None
     """Metrics, call logs and tracing (the ``observability`` section); set once the plane started."""
@@ -57,66 +83,63 @@ def _wants(policies: Mapping[str, Mapping[str, Any]], key: str) -> bool:
     return any(policy.get(key) not in (None, False) for policy in policies.values())
 
 
-def build_layers(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]]) -> Layers:
-    """Fill the pipeline's slots for ``config``; ``policies`` are the merged per-tool policies."""
-    layers = Layers()
-    redis_client: Any = None
+def opening(config: PlaneConfig, layers: Layers) -> Opening:
+    """What backend factories build from: one Redis client, connected when the first one asks for it."""
+    from mcplane.backends.registry import Opening
 
-    def redis() -> Any:
-        nonlocal redis_client
-        if redis_client is None:
+    client: Redis | None = None
+
+    def redis() -> Redis:
+        nonlocal client
+        if client is None:
             from mcplane.backends.redis import RedisOptions, connect_redis
 
             assert config.redis_url is not None  # checked when the config was validated
             options = RedisOptions(**config.redis.model_dump())
-            redis_client = connect_redis(config.redis_url.get(), options=options)
-            layers.closers.append(redis_client.aclose)
+            connected = client = connect_redis(config.redis_url.get(), options=options)
+            layers.closers.append(connected.aclose)
 
             async def ping() -> tuple[bool, str]:
                 try:
-                    await redis_client.ping()
+                    await connected.ping()
                 except Exception as exc:  # any failure means "not ready"; the reason is logged, not shown
                     logger.warning("redis ping failed: %s", type(exc).__name__)
                     return False, "redis unreachable"
                 return True, "ok"
 
             layers.health_checks["redis"] = ping
-        return redis_client
+        return client
 
+    return Opening(config, redis)
+
+
+def secrets_check(config: PlaneConfig) -> HealthCheck | None:
+    """Readiness probes arrive every few seconds: they keep refreshable secret references fresh."""
     secrets = config.secrets
-    if secrets is not None and secrets.refresh_interval is not None and secrets._tracked:
+    if secrets is None or secrets.refresh_interval is None or not secrets._tracked:  # pyright: ignore[reportPrivateUsage]
+        return None
 
-        async def refresh() -> tuple[bool, str]:
-            # Readiness probes arrive every few seconds: they keep secret references fresh.
-            await secrets.refresh_if_due()
-            return True, "ok"
+    async def refresh() -> tuple[bool, str]:
+        await secrets.refresh_if_due()
+        return True, "ok"
 
-        layers.health_checks["secrets"] = refresh
-
-    _auth(config, pipeline, policies, layers)
-    _authorize(config, pipeline, policies)
-    _rate_limit(config, pipeline, policies, redis)
-    _cache(config, pipeline, policies, redis)
-    _budget(config, pipeline, redis)
-    _guards(config, pipeline)
-    layers.state = _state(config, redis)
-    _audit(config, pipeline, layers)
-    _observability(config, pipeline, layers)  # last: it instruments the layers above
-    return layers
+    return refresh
 
 
-def _auth(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], layers: Layers) -> None:
+def authenticate_layer(config: PlaneConfig, layers: Layers) -> AuthenticateMiddleware | None:
+    """The ``auth`` section: the transports' authenticator, and the slot that puts its principal on calls."""
     from mcplane.auth import AuthenticateMiddleware, Authenticator
 
-    if config.auth is not None:
-        layers.authenticator = Authenticator(config.auth)
-        pipeline.set("authenticate", AuthenticateMiddleware(required=config.auth.required))
+    if config.auth is None:
+        return None
+    layers.authenticator = Authenticator(config.auth)
+    return AuthenticateMiddleware(required=config.auth.required)
 
 
-def _authorize(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]]) -> None:
+def authorize_layer(config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]]) -> AuthorizeMiddleware | None:
     """Roles/scopes by glob and CEL rules (``authorization``), or the roles/scopes tools declare."""
     if config.authorization is None and not _wants(policies, "roles") and not _wants(policies, "scopes"):
-        return
+        return None
     from mcplane.audit.forwarded import TrustedProxies
     from mcplane.auth import AccessPolicy
     from mcplane.middleware.authorize import AuthorizeMiddleware
@@ -124,53 +147,43 @@ def _authorize(config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, M
     from mcplane.observability.metrics import default_metrics
 
     limits = config.limits
-    pipeline.set(
-        "authorize",
-        AuthorizeMiddleware(
-            config.authorization or AccessPolicy(),
-            limits=ArgumentLimits(max_nodes=limits.max_argument_nodes, max_depth=limits.max_argument_depth),
-            proxies=TrustedProxies(tuple(config.http.trusted_proxies)),
-            metrics=default_metrics() if config.observability.metrics.enabled else None,
-        ),
+    return AuthorizeMiddleware(
+        config.authorization or AccessPolicy(),
+        limits=ArgumentLimits(max_nodes=limits.max_argument_nodes, max_depth=limits.max_argument_depth),
+        proxies=TrustedProxies(tuple(config.http.trusted_proxies)),
+        metrics=default_metrics() if config.observability.metrics.enabled else None,
     )
 
 
-def _rate_limit(
-    config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], redis: Callable[[], Any]
-) -> None:
+def rate_limit_layer(
+    config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]], backends: Opening
+) -> RateLimitMiddleware | None:
     section = config.rate_limit
     if section is None and not _wants(policies, "rate_limit"):
-        return
-    from mcplane.backends import MemoryRateLimiter
-    from mcplane.backends.redis import RedisRateLimiter
+        return None
+    from mcplane.backends.registry import RATE_LIMIT
     from mcplane.middleware.rate_limit import RateLimitMiddleware, RateLimitOptions
 
-    if section is not None and section.backend == "redis":
-        limiter: Any = RedisRateLimiter(redis())
-    else:
-        limiter = MemoryRateLimiter()
+    limiter = RATE_LIMIT.build(section.backend if section is not None else "memory", backends)
     options = (
         RateLimitOptions(default=section.default, scope=section.scope, fail_open=section.fail_open)
         if section is not None
         else RateLimitOptions()
     )
-    pipeline.set("rate_limit", RateLimitMiddleware(options, limiter))
+    return RateLimitMiddleware(options, limiter)
 
 
-def _cache(
-    config: PlaneConfig, pipeline: Pipeline, policies: Mapping[str, Mapping[str, Any]], redis: Callable[[], Any]
-) -> None:
+def cache_layer(
+    config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]], backends: Opening
+) -> CacheMiddleware | None:
     section = config.cache
     if (section is None or not section.enabled) and not _wants(policies, "cache_ttl"):
-        return
-    from mcplane.backends import EncryptedCache, MemoryCache
-    from mcplane.backends.redis import RedisCache
+        return None
+    from mcplane.backends import EncryptedCache
+    from mcplane.backends.registry import CACHE
     from mcplane.middleware.cache import CacheMiddleware, CacheOptions
 
-    if section is not None and section.backend == "redis":
-        cache: Any = RedisCache(redis())
-    else:
-        cache = MemoryCache(max_entries=section.max_entries if section is not None else 10_000)
+    cache = CACHE.build(section.backend if section is not None else "memory", backends)
     if section is not None and section.encryption_keys:
         cache = EncryptedCache(cache, [key.get() for key in section.encryption_keys])
     options = (
@@ -183,18 +196,16 @@ def _cache(
         if section is not None
         else CacheOptions()
     )
-    pipeline.set("cache", CacheMiddleware(options, cache))
+    return CacheMiddleware(options, cache)
 
 
-def _budget(config: PlaneConfig, pipeline: Pipeline, redis: Callable[[], Any]) -> None:
+def budget_layer(config: PlaneConfig, backends: Opening) -> BudgetMiddleware | None:
     section = config.budget
     if section is None:
-        return
-    from mcplane.backends import MemoryBudgetStore
-    from mcplane.backends.redis import RedisBudgetStore
+        return None
+    from mcplane.backends.registry import BUDGET
     from mcplane.middleware.budget import BudgetMiddleware, BudgetOptions
 
-    store: Any = RedisBudgetStore(redis()) if section.backend == "redis" else MemoryBudgetStore()
     options = BudgetOptions(
         limit=section.limit,
         window=section.window,
@@ -202,70 +213,49 @@ def _budget(config: PlaneConfig, pipeline: Pipeline, redis: Callable[[], Any]) -
         charge_results=section.charge_results,
         fail_open=section.fail_open,
     )
-    pipeline.set("budget", BudgetMiddleware(options, store))
+    return BudgetMiddleware(options, BUDGET.build(section.backend, backends))
 
 
-def _guards(config: PlaneConfig, pipeline: Pipeline) -> None:
+def guard_layer(config: PlaneConfig) -> GuardMiddleware | None:
     """Output guards (the ``guards`` section): scan tool results, mask or refuse what they find."""
     section = config.guards
     if section is None or not section.tools:
-        return
+        return None
     from mcplane.middleware.guard import GuardMiddleware
     from mcplane.observability.metrics import default_metrics
 
     secrets = config.secrets
 
-    def secret_values() -> Any:
+    def secret_values() -> Pattern[str] | None:
         # The resolver's pattern of every value it ever resolved (old ones too, after a refresh).
         return secrets._pattern if secrets is not None else None  # pyright: ignore[reportPrivateUsage]
 
-    pipeline.set(
-        "guard",
-        GuardMiddleware(
-            section,
-            secrets=secret_values,
-            metrics=default_metrics() if config.observability.metrics.enabled else None,
-        ),
+    return GuardMiddleware(
+        section,
+        secrets=secret_values,
+        metrics=default_metrics() if config.observability.metrics.enabled else None,
     )
 
 
-def _state(config: PlaneConfig, redis: Callable[[], Any]) -> StateSpace:
+def state_space(config: PlaneConfig, backends: Opening) -> StateSpace:
     """The state store is cheap until used: memory is an empty dict, Redis only when configured."""
-    from mcplane.backends.state import MemoryStateStore, RedisStateStore, StateSpace
+    from mcplane.backends.registry import STATE
+    from mcplane.backends.state import StateSpace
 
     section = config.state
-    store: Any = RedisStateStore(redis()) if section.backend == "redis" else MemoryStateStore()
-    return StateSpace(store, ttl=section.ttl, max_value_bytes=section.max_value_bytes)
+    return StateSpace(STATE.build(section.backend, backends), ttl=section.ttl, max_value_bytes=section.max_value_bytes)
 
 
-def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
+def audit_layer(config: PlaneConfig, layers: Layers, backends: Opening) -> AuditMiddleware | None:
     section = config.audit
     if section is None:
-        return
-    from mcplane.audit import AuditOptions, CheckpointOptions, JsonlSink, PostgresSink
+        return None
+    from mcplane.audit import AuditOptions
+    from mcplane.backends.registry import AUDIT_SINK
     from mcplane.errors import ConfigError
     from mcplane.middleware.audit import AuditMiddleware
 
-    checkpoints = CheckpointOptions(
-        key=section.checkpoint_key,
-        trusted_keys=tuple(section.checkpoint_public_keys),
-        every=section.checkpoint_every,
-        interval=section.checkpoint_interval,
-        location=section.checkpoint_table if section.sink == "postgres" else section.checkpoint_path,
-    )
-    if section.sink == "postgres":
-        assert section.dsn is not None  # checked when the config was validated
-        sink: JsonlSink | PostgresSink = PostgresSink(section.dsn, table=section.table, checkpoints=checkpoints)
-        key_home = f"table {sink.checkpoint_table}_key"
-    else:
-        sink = JsonlSink(
-            section.path,
-            fsync=section.fsync,
-            rotate_bytes=section.rotate_bytes,
-            rotate_interval=section.rotate_interval,
-            checkpoints=checkpoints,
-        )
-        key_home = str(sink.key_path)
+    sink = AUDIT_SINK.build(section.sink, backends)
     broken = sink.verify_at_start()  # blocks start-up for one read of the chain's tail
     if broken is not None:
         if section.on_broken_chain == "refuse":
@@ -275,7 +265,7 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
         logger.warning(
             "audit checkpoints are signed with a key generated in %s, kept beside the log: whoever can rewrite the "
             "log can read it; set audit.checkpoint_key to a managed secret",
-            key_home,
+            sink.key_location,
         )
     if section.trust_forwarded:
         logger.warning(
@@ -288,7 +278,6 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
         trust_forwarded=section.trust_forwarded,
     )
     middleware = AuditMiddleware(sink, options)
-    pipeline.set("audit", middleware)
     layers.closers.append(middleware.aclose)
 
     async def healthy() -> tuple[bool, str]:
@@ -299,10 +288,4 @@ def _audit(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
         return (True, "ok") if writer.healthy else (False, "audit sink failing")
 
     layers.health_checks["audit"] = healthy
-
-
-def _observability(config: PlaneConfig, pipeline: Pipeline, layers: Layers) -> None:
-    from mcplane.observability import build_observability
-
-    layers.observability = build_observability(config, pipeline)
-    layers.closers.append(layers.observability.aclose)
+    return middleware

@@ -14,8 +14,7 @@ import pytest
 from mcplane.audit import CheckpointOptions, JsonlSink
 from mcplane.config import PlaneConfig
 from mcplane.errors import ConfigError
-from mcplane.layers import build_layers
-from mcplane.pipeline import Pipeline
+from mcplane.stack import build_pipeline
 from tests.conftest import REPO_ROOT
 
 DOC = (REPO_ROOT / "docs" / "audit.md").read_text(encoding="utf-8")
@@ -71,7 +70,7 @@ async def test_the_quoted_refusal_is_what_mcplane_says(tmp_path: Path) -> None:
     path.write_bytes(b"".join(line + b"\n" for line in path.read_bytes().split(b"\n")[:-2]))
     config = PlaneConfig.model_validate({"audit": {"path": str(path)}})
     with pytest.raises(ConfigError) as refused:
-        build_layers(config, Pipeline(), {})
+        build_pipeline(config, {})
     said = f"mcplane: error: {refused.value.message}"
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     assert re.sub(stamp, "T", said) == re.sub(stamp, "T", quoted)

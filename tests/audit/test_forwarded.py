@@ -10,9 +10,8 @@ import pytest
 from mcplane.audit.forwarded import TrustedProxies
 from mcplane.config import load_config
 from mcplane.errors import ConfigError
-from mcplane.layers import build_layers
 from mcplane.middleware.audit import AuditMiddleware
-from mcplane.pipeline import Pipeline
+from mcplane.stack import build_pipeline
 
 PROXIES = TrustedProxies(["127.0.0.1", "10.0.0.0/8", "fd00::/8"])
 
@@ -68,10 +67,9 @@ def test_a_bad_trusted_proxy_entry_is_a_config_error() -> None:
 
 
 async def _audit_layer(environ: dict[str, str]) -> AuditMiddleware:
-    pipeline = Pipeline()
-    layers = build_layers(load_config(environ=environ), pipeline, {})
+    layers = build_pipeline(load_config(environ=environ), {})
     await layers.aclose()
-    audit = pipeline.get("audit")
+    audit = layers.pipeline.get("audit")
     assert isinstance(audit, AuditMiddleware)
     return audit
 

@@ -146,6 +146,11 @@ class JsonlSink:
         """Checkpoints are signed with the key generated beside them (no key was configured)."""
         return self._signer is not None and self._signer.generated
 
+    @property
+    def key_location(self) -> str:
+        """Where a generated checkpoint key is kept (named in the warning that one was generated)."""
+        return str(self.key_path)
+
     async def append(self, entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if not entries:
             return []

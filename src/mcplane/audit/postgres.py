@@ -146,6 +146,11 @@ class PostgresSink:
         """Checkpoints are signed with the key generated into the database (no key was configured)."""
         return self._signer is not None and self._signer.generated
 
+    @property
+    def key_location(self) -> str:
+        """Where a generated checkpoint key is kept (named in the warning that one was generated)."""
+        return f"table {self.checkpoint_table}_key"
+
     def _default_key(self) -> Ed25519PrivateKey:
         if self._stored_key is None:
             raise RuntimeError("the checkpoint key was not read from the database yet")

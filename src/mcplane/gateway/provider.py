@@ -189,7 +189,7 @@ class UpstreamProvider:
     def default_timeout(self) -> float | None:
         """The plane's timeout of a call no policy bounds (its timeout slot's)."""
         plane = self._plane
-        return plane._timeout.default_timeout if plane is not None else None  # pyright: ignore[reportPrivateUsage]
+        return plane.default_timeout if plane is not None else None
 
     def _own_timeout(self, call: Call) -> float | None:
         """The call's timeout when it, not the caller's deadline, bounds the call (the timeout

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from mcplane.errors import DependencyUnavailable
+from mcplane.errors import ConfigError
+from mcplane.middleware.drain import DrainGate
 from mcplane.observability.logs import lifecycle_event
-from mcplane.pipeline import Call, CallNext, Middleware
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -41,82 +40,15 @@ LINGER_SECONDS = 0.25
 """After the last call finishes, how long the server still answers other requests before closing:
 a client's follow-up to the answer it just got (the SDK's client lists tools to check a result)."""
 
-_inside_call: ContextVar[bool] = ContextVar("mcplane_inside_gated_call", default=False)
-
-SHUTTING_DOWN = "the server is shutting down; retry on another instance"
-CUT_SHORT = "the server shut down before the call finished"
-
-
-async def _refuse(call: Call) -> Any:
-    raise DependencyUnavailable(SHUTTING_DOWN, retry_after_ms=1000)
-
-
-async def _cut_short(call: Call) -> Any:
-    raise DependencyUnavailable(CUT_SHORT)
-
-
-class DrainGate:
-    """Wraps the ``errors`` slot of a served plane: counts calls in flight, refuses new ones when draining.
-
-    It wraps the errors middleware (rather than sitting in a slot of its own) so its refusals and
-    cut-short answers become ordinary error answers: an ``isError`` tool result, or a JSON-RPC
-    error for resources and prompts. A call a running call makes through the plane is part of it,
-    never refused.
-    """
-
-    def __init__(self, errors: Middleware) -> None:
-        self.errors = errors
-        self.draining = False
-        self._running: set[anyio.CancelScope] = set()
-        self._idle: anyio.Event | None = None
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
-    async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        if _inside_call.get():
-            return await self.errors(call, call_next)
-        if self.draining:
-            return await self.errors(call, _refuse)
-        scope = anyio.CancelScope()
-        self._running.add(scope)
-        token = _inside_call.set(True)
-        try:
-            with scope:
-                return await self.errors(call, call_next)
-        finally:
-            _inside_call.reset(token)
-            self._running.discard(scope)
-            if not self._running and self._idle is not None:
-                self._idle.set()
-        # Reached only when cut_short() cancelled the call: answer it with a clear error.
-        return await self.errors(call, _cut_short)
-
-    async def wait_idle(self, seconds: float) -> bool:
-        """Wait until no call is in flight, at most ``seconds``; True when none is."""
-        with anyio.move_on_after(seconds):
-            while self._running:
-                self._idle = anyio.Event()
-                await self._idle.wait()
-        return not self._running
-
-    def cut_short(self) -> int:
-        """Cancel every call in flight (each is answered with an error); returns how many."""
-        for scope in list(self._running):
-            scope.cancel()
-        return len(self._running)
-
 
 class Lifecycle:
-    """One served plane's lifecycle: installs the gate, logs each step, keeps ``mcplane_ready`` current."""
+    """One served plane's lifecycle: binds the drain gate, logs each step, keeps ``mcplane_ready`` current."""
 
     def __init__(self, plane: Plane, transport: str, *, grace: float | None = None) -> None:
         self.plane = plane
         self.transport = transport
         self.grace = plane.config.server.shutdown_grace if grace is None else grace
         self.gate: DrainGate | None = None
-        self._errors: Middleware | None = None
         self._forced = anyio.Event()
         self._drain_started: float | None = None
 
@@ -133,21 +65,20 @@ class Lifecycle:
         lifecycle_event("start", **self._fields(server=self.plane.name, version=__version__, **fields))
 
     def install(self) -> DrainGate:
-        """Put the gate around the ``errors`` slot (until :meth:`uninstall`)."""
-        errors = self.plane.pipeline.get("errors")
-        assert errors is not None, "the errors slot is always filled"
-        if isinstance(errors, DrainGate):
-            self.gate = errors
-        else:
-            self._errors = errors
-            self.gate = DrainGate(errors)
-            self.plane.pipeline.set("errors", self.gate)
+        """Bind the plane's drain gate (until :meth:`uninstall`); the ``drain`` slot holds it from the start on.
+
+        Call it before the plane starts: the pipeline is built, with the gate in its slot, when
+        the plane starts.
+        """
+        if self.plane.started:
+            raise ConfigError("install the lifecycle before the plane starts")
+        self.gate = self.plane.drain
+        self.gate.bind()
         return self.gate
 
     def uninstall(self) -> None:
-        if self._errors is not None and self.plane.pipeline.get("errors") is self.gate:
-            self.plane.pipeline.set("errors", self._errors)
-        self._errors = None
+        if self.gate is not None:
+            self.gate.unbind()
 
     def ready(self, **fields: Any) -> None:
         """The plane is serving: bind observability to it, raise ``mcplane_ready``, log ``ready``."""

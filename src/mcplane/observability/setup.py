@@ -1,6 +1,7 @@
 """Build the observability layers from the ``observability`` section of ``mcplane.yaml``.
 
-The section is always there, with defaults when the file has none:
+:func:`build_observability` makes them; :func:`mcplane.stack.build_pipeline` puts them in their
+slots. The section is always there, with defaults when the file has none:
 
 - the ``metrics`` slot gets :class:`~mcplane.observability.middleware.ObserveMiddleware`:
   metrics unless ``metrics.enabled: false`` (then ``/metrics`` answers 404), and one log event
@@ -36,7 +37,10 @@ from mcplane.observability.middleware import ObserveMiddleware
 if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.config import PlaneConfig
-    from mcplane.pipeline import Pipeline
+    from mcplane.middleware.audit import AuditMiddleware
+    from mcplane.middleware.budget import BudgetMiddleware
+    from mcplane.middleware.cache import CacheMiddleware
+    from mcplane.observability.tracing import TracingMiddleware
 
 __all__ = ["Observability", "build_observability"]
 
@@ -50,6 +54,9 @@ class Observability:
 
     metrics: Metrics | None = None
     middleware: ObserveMiddleware | None = None
+    """For the ``metrics`` slot."""
+    tracing: TracingMiddleware | None = None
+    """For the ``tracing`` slot (``None``: tracing is off and the slot stays empty)."""
     tracer_provider: Any = None
     own_port: bool = False
     """``/metrics`` is served on ``metrics.port``, not on the MCP port."""
@@ -96,25 +103,31 @@ class Observability:
             await anyio.to_thread.run_sync(provider.shutdown)
 
 
-def build_observability(config: PlaneConfig, pipeline: Pipeline, *, metrics: Metrics | None = None) -> Observability:
-    """Fill the ``metrics`` and ``tracing`` slots for ``config``.
+def build_observability(
+    config: PlaneConfig,
+    *,
+    cache: CacheMiddleware | None = None,
+    audit: AuditMiddleware | None = None,
+    budget: BudgetMiddleware | None = None,
+    metrics: Metrics | None = None,
+) -> Observability:
+    """The middleware for the ``metrics`` and ``tracing`` slots, for ``config``.
 
-    Call it after the other layers are in their slots: it instruments the cache, budget and
-    audit layers it finds there. ``metrics`` replaces the process's default metrics (tests).
+    It instruments the ``cache``, ``audit`` and ``budget`` layers it is given, so it is made
+    after them. ``metrics`` replaces the process's default metrics (tests).
     """
     section = config.observability
-    _clear(pipeline)  # what an earlier start of the plane installed
     obs = Observability()
     if section.tracing.enabled:
         from mcplane._version import __version__
         from mcplane.observability.tracing import TracingMiddleware, build_tracer_provider
 
         obs.tracer_provider = build_tracer_provider(section.tracing, config.server.name or "mcplane")
-        pipeline.set("tracing", TracingMiddleware(obs.tracer_provider.get_tracer("mcplane", __version__)))
+        obs.tracing = TracingMiddleware(obs.tracer_provider.get_tracer("mcplane", __version__))
     count_budget = False
     if section.metrics.enabled:
         obs.metrics = metrics = metrics if metrics is not None else default_metrics()
-        count_budget = _instrument(pipeline, metrics, obs.sync)
+        count_budget = _instrument(metrics, obs.sync, cache=cache, audit=audit, budget=budget)
         if section.metrics.port is not None:
             obs.own_port = True
             if not metrics_port_elsewhere:
@@ -124,32 +137,25 @@ def build_observability(config: PlaneConfig, pipeline: Pipeline, *, metrics: Met
                 except OSError as exc:
                     raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     obs.middleware = ObserveMiddleware(obs.metrics, sync=obs.sync, count_budget=count_budget)
-    pipeline.set("metrics", obs.middleware)
     return obs
 
 
-def _clear(pipeline: Pipeline) -> None:
-    from mcplane.observability.tracing import TracingMiddleware
-
-    if isinstance(pipeline.get("metrics"), ObserveMiddleware):
-        pipeline.set("metrics", None)
-    if isinstance(pipeline.get("tracing"), TracingMiddleware):
-        pipeline.set("tracing", None)
-
-
-def _instrument(pipeline: Pipeline, metrics: Metrics, sync: CounterSync) -> bool:
+def _instrument(
+    metrics: Metrics,
+    sync: CounterSync,
+    *,
+    cache: CacheMiddleware | None,
+    audit: AuditMiddleware | None,
+    budget: BudgetMiddleware | None,
+) -> bool:
     """Count what the cache, budget and audit layers do; True when the budget store is counted."""
-    cache: Any = pipeline.get("cache")
-    stats = getattr(getattr(cache, "backend", None), "stats", None)
-    if stats is not None:
+    if cache is not None:
+        stats = cache.backend.stats
         sync.add(lambda: stats.hits, metrics.cache_hits)
         sync.add(lambda: stats.misses, metrics.cache_misses)
-    audit: Any = pipeline.get("audit")
-    writer = getattr(audit, "writer", None)
-    if writer is not None and not isinstance(writer.sink, CountingAuditSink):
-        writer.sink = CountingAuditSink(writer.sink, metrics.audit_sink_errors)
-    budget: Any = pipeline.get("budget")
-    if budget is not None and hasattr(budget, "backend"):
+    if audit is not None and not isinstance(audit.writer.sink, CountingAuditSink):
+        audit.writer.sink = CountingAuditSink(audit.writer.sink, metrics.audit_sink_errors)
+    if budget is not None:
         if not isinstance(budget.backend, CountingBudgetStore):
             budget.backend = CountingBudgetStore(budget.backend, metrics.budget_spent)
         return True
