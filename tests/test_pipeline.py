@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mcplane.context import Context
-from mcplane.pipeline import SLOTS, Call, CallNext, Middleware, Pipeline
+from mcplane.pipeline import SLOTS, Call, CallNext, Middleware, Pipeline, PipelineFrozen
 
 
 def _call(name: str = "tool_a", **arguments: Any) -> Call:
@@ -140,3 +140,46 @@ async def test_compose_captures_the_slots_at_compose_time() -> None:
 
 def test_call_policy_defaults_to_empty() -> None:
     assert _call().policy == {}
+
+
+def test_a_frozen_pipeline_refuses_every_edit() -> None:
+    pipeline = Pipeline()
+    pipeline.set("cache", _recorder("cache", []))
+    assert pipeline.freeze() is pipeline
+    assert pipeline.frozen
+    with pytest.raises(PipelineFrozen, match=r"the pipeline is built and frozen: slot 'audit' cannot be set"):
+        pipeline.set("audit", _recorder("audit", []))
+    with pytest.raises(PipelineFrozen):
+        pipeline.set("cache", None)
+    assert pipeline.active == ("cache",)
+
+
+async def test_own_slots_are_served_over_a_built_pipeline() -> None:
+    trace: list[str] = []
+    built = Pipeline()
+    built.set("errors", _recorder("errors", trace))
+    built.set("audit", _recorder("built audit", trace))
+    own = Pipeline()
+    own.set("audit", _recorder("own audit", trace))
+    own.set("cache", _recorder("cache", trace))
+    with pytest.raises(ValueError, match="frozen"):
+        own.serve_over(built)
+    own.serve_over(built.freeze())
+    assert own.active == ("errors", "audit", "cache")
+
+    async def provider(call: Call) -> None:
+        trace.append("provider")
+
+    await own.compose(provider)(_call())
+    assert trace == ["errors>", "own audit>", "cache>", "provider", "<cache", "<own audit", "<errors"]
+    own.set("audit", None)  # emptying its own slot shows the built one again
+    assert own.get("audit") is built.get("audit")
+
+
+def test_the_revision_counts_every_change() -> None:
+    pipeline = Pipeline()
+    before = pipeline.revision
+    pipeline.set("cache", _recorder("cache", []))
+    pipeline.set("cache", None)
+    pipeline.serve_over(Pipeline().freeze())
+    assert pipeline.revision == before + 3
