@@ -187,12 +187,12 @@ async def _shared_store(
         if not shared.enabled or plane.config.redis_url is None:
             return None
         from mcplane.backends.redis import RedisOptions, connect_redis
-        from mcplane.gateway.breaker_store import RedisBreakerStore
+        from mcplane.backends.registry import BREAKER, Opening
 
         options = RedisOptions(**plane.config.redis.model_dump())
         client = connect_redis(plane.config.redis_url.get(), options=options)
         stack.push_async_callback(client.aclose)
-        store = RedisBreakerStore(client)
+        store = BREAKER.build("redis", Opening(plane.config, lambda: client))
     return BreakerSync(store, sync_interval=shared.sync_interval)
 
 
