@@ -72,37 +72,76 @@ def build_pipeline(config: PlaneConfig, policies: Policies | None = None, core: 
         core = Core()
         core.configure(config)
     layers = Layers()
-    slots: dict[str, Middleware | None] = {
-        "errors": core.errors,  # outermost: every failure becomes a stable error code, nothing escapes
-        "drain": core.drain if core.drain.bound else None,  # inside errors: refusals are ordinary answers
-        "validate": core.validate,  # bounds every call's arguments, then checks schemas
-        "timeout": core.timeout,  # innermost: the provider's own time, the deadline carried across hops
-    }
+    started = _StartedLayers()
     if policies is not None:
-        if (refresh := secrets_check(config)) is not None:
-            layers.health_checks["secrets"] = refresh
-        backends = opening(config, layers)
-        cache = cache_layer(config, policies, backends)
-        budget = budget_layer(config, backends)
-        slots.update(
-            authenticate=authenticate_layer(config, layers),  # the principal, before anything asks who
-            authorize=authorize_layer(config, policies),  # inside audit, so denials are recorded
-            budget=budget,
-            rate_limit=rate_limit_layer(config, policies, backends),
-            guard=guard_layer(config),  # inside audit and metrics; outside validate and cache: every answer
-            cache=cache,  # inside rate limiting and guards: a hit still costs quota and is still scanned
-        )
-        layers.state = state_space(config, backends)
-        audit = audit_layer(config, layers, backends)  # after authenticate (who), before authorize (denials)
-        slots["audit"] = audit
-        # Last: it instruments the cache, audit and budget layers made above.
-        from mcplane.observability import build_observability
-
-        obs = layers.observability = build_observability(config, cache=cache, audit=audit, budget=budget)
-        layers.closers.append(obs.aclose)
-        slots.update(tracing=obs.tracing, metrics=obs.middleware)  # outside the rest: they see every call whole
+        started = _start(config, policies, layers)
+    slots: dict[str, Middleware | None] = {
+        # Outermost: every failure becomes an answer with a stable code; nothing escapes unmapped.
+        "errors": core.errors,
+        # Just inside errors, so a refusal while draining is an ordinary error answer; filled only
+        # when a transport's lifecycle serves the plane (an unserved plane pays nothing).
+        "drain": core.drain if core.drain.bound else None,
+        # Outside every other layer: the span and the call's metrics and log see the call whole.
+        "tracing": started.tracing,
+        "metrics": started.metrics,
+        # The principal goes on the call before anything asks who is calling.
+        "authenticate": started.authenticate,
+        # After authenticate (it knows who), before authorize (denials are recorded).
+        "audit": started.audit,
+        "authorize": started.authorize,
+        "budget": started.budget,
+        "rate_limit": started.rate_limit,
+        # Inside audit and metrics (a refusal is recorded and counted); outside validate and cache
+        # (every answer is scanned, cache hits included, never one over the result size limit).
+        "guard": started.guard,
+        # Bounds every call's arguments, then checks them against the schema.
+        "validate": core.validate,
+        # Inside rate limiting and guards: a hit still costs quota and is still scanned.
+        "cache": started.cache,
+        # Innermost: the provider's own time, the caller's deadline carried across hops.
+        "timeout": core.timeout,
+    }
     pipeline = Pipeline()
     for slot, middleware in slots.items():
         pipeline.set(slot, middleware)
     layers.pipeline = pipeline.freeze()
     return layers
+
+
+@dataclass
+class _StartedLayers:
+    """The layers a start makes (each ``None`` when nothing asks for it)."""
+
+    tracing: Middleware | None = None
+    metrics: Middleware | None = None
+    authenticate: Middleware | None = None
+    audit: Middleware | None = None
+    authorize: Middleware | None = None
+    budget: Middleware | None = None
+    rate_limit: Middleware | None = None
+    guard: Middleware | None = None
+    cache: Middleware | None = None
+
+
+def _start(config: PlaneConfig, policies: Policies, layers: Layers) -> _StartedLayers:
+    """Make the layers that open backends, sinks and exporters; record their checks and closers in ``layers``."""
+    from mcplane.observability import build_observability
+
+    if (refresh := secrets_check(config)) is not None:
+        layers.health_checks["secrets"] = refresh
+    backends = opening(config, layers)
+    made = _StartedLayers(
+        authenticate=authenticate_layer(config, layers),
+        authorize=authorize_layer(config, policies),
+        rate_limit=rate_limit_layer(config, policies, backends),
+        guard=guard_layer(config),
+    )
+    cache = made.cache = cache_layer(config, policies, backends)
+    budget = made.budget = budget_layer(config, backends)
+    layers.state = state_space(config, backends)
+    audit = made.audit = audit_layer(config, layers, backends)
+    # Last: it instruments the cache, audit and budget layers made above.
+    obs = layers.observability = build_observability(config, cache=cache, audit=audit, budget=budget)
+    layers.closers.append(obs.aclose)
+    made.tracing, made.metrics = obs.tracing, obs.middleware
+    return made
