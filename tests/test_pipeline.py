@@ -37,6 +37,7 @@ def test_slots_are_in_the_documented_order() -> None:
         "rate_limit",
         "guard",
         "validate",
+        "app",
         "cache",
         "timeout",
     )

@@ -4,7 +4,7 @@ Every tool call, resource read and prompt get passes through the same chain, wha
 (local function or gateway upstream) serves it::
 
     errors → drain → tracing → metrics → authenticate → audit → authorize → budget
-           → rate_limit → guard → validate → cache → timeout → provider
+           → rate_limit → guard → validate → app → cache → timeout → provider
 
 A middleware is ``async (call, call_next) -> result``. Slots fix the order, so a layer added
 later (or configured from a file) lands in its place without anyone re-sorting a list; an
@@ -15,7 +15,10 @@ freezes what it built: nothing edits that pipeline afterwards. What only a start
 (the transport's drain, observability's providers) is bound to objects already in their slots.
 An application's own middleware goes in :attr:`Plane.pipeline <mcplane.Plane.pipeline>` with
 :meth:`Pipeline.set`: a slot it fills there is served over the built one (see
-:meth:`Pipeline.serve_over`).
+:meth:`Pipeline.serve_over`). The ``app`` slot is the application's alone (the config never
+fills it): inside ``validate``, so it sees an authenticated, authorized, rate-limited call with
+bounded, schema-checked arguments; outside ``cache``, so it runs on cache hits too; inside
+``guard`` and ``audit``, so what it returns is scanned and recorded.
 
 ``drain`` (:class:`mcplane.middleware.drain.DrainGate`) sits just inside ``errors`` so its
 refusals of new calls while the server drains become ordinary error answers, and outside
@@ -51,6 +54,7 @@ SLOTS: tuple[str, ...] = (
     "rate_limit",
     "guard",
     "validate",
+    "app",
     "cache",
     "timeout",
 )

@@ -14,7 +14,7 @@ Local tools and gateway upstreams alike: the slot sees every ``tools/call`` resu
 
 Where it sits, and why::
 
-    ... audit → authorize → budget → rate_limit → guard → validate → cache → timeout → provider
+    ... audit → authorize → budget → rate_limit → guard → validate → app → cache → timeout → provider
 
 * inside ``audit`` and ``metrics``: a refusal is recorded and counted with its code, and the
   audit's result hash is of what the caller received;
