@@ -1,10 +1,11 @@
-"""The HTTP tier: one pure-ASGI app for Streamable HTTP, WebSocket, health and readiness.
+"""Serving a Plane over HTTP: one ASGI app for Streamable HTTP, WebSocket, health and readiness.
 
 ``POST/GET/DELETE /mcp`` is Streamable HTTP, both protocol eras on one endpoint (the SDK's
 session manager routes 2026-07-28 stateless requests and 2025-11-25 sessions); a WebSocket
 upgrade on the same path is the WebSocket transport. Before anything reaches the protocol
-layer the tier checks Host/Origin and caps the body size, answering with a JSON-RPC error body
-and a stable code.
+layer the HTTP tier (:mod:`mcplane.transports.tier`, composed by
+:func:`~mcplane.transports.tier.build_http_tier`) checks Host/Origin, authenticates, checks the
+content type and caps the body size, answering with a JSON-RPC error body and a stable code.
 
 Session ids are sealed (:mod:`mcplane.transports.sessions`): a request for a session this
 replica does not hold is served after the replica adopts the session from its id. With
@@ -24,7 +25,7 @@ import anyio
 import orjson
 import pydantic_core
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcplane.errors import DependencyUnavailable
 from mcplane.fanout import Fanout, replicate
@@ -35,7 +36,11 @@ from mcplane.transports.http_fast import serve_fast
 from mcplane.transports.refusals import Refusals, peer_of
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
-from mcplane.transports.sessions import SessionManager, requestor
+from mcplane.transports.sessions import SessionManager
+from mcplane.transports.tier import build_http_tier
+from mcplane.transports.tier.answers import not_running, refusal, refuse_websocket, respond
+from mcplane.transports.tier.body_cap import body_of
+from mcplane.transports.tier.headers import headers_of
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -75,58 +80,6 @@ class HTTPOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _error_body(status: int, code: str, message: str) -> bytes:
-    jsonrpc_code = -32600 if status != 500 else -32603
-    return orjson.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": jsonrpc_code, "message": message, "data": {"code": code}}}
-    )
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes = b"application/json",
-    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra_headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _shutting_down_body(request_id: Any) -> bytes:
-    error = DependencyUnavailable("the server is shutting down; retry on another instance", retry_after_ms=1000)
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "error": {"code": error.jsonrpc_code, "message": error.message, "data": error.to_dict()},
-        }
-    )
-
-
-REFUSED_WHILE_DRAINING = frozenset({"tools/call", "resources/read", "prompts/get", "subscriptions/listen"})
-"""Requests that start new work; everything else (lists, pings, answers, cancellations) still passes,
-so a client can finish what it has in flight (the SDK's client lists tools to check a result)."""
-
-
-def _new_work_in(body: bytes) -> list[Any] | None:
-    """The ids of the requests in a POST body that would start new work; ``None``: not JSON."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    messages: list[Any] = parsed if isinstance(parsed, list) else [parsed]  # pyright: ignore[reportUnknownVariableType]
-    return [
-        m.get("id") for m in messages if isinstance(m, dict) and "id" in m and m.get("method") in REFUSED_WHILE_DRAINING
-    ]
-
-
 class HTTPApp:
     """ASGI callable serving one Plane."""
 
@@ -141,8 +94,6 @@ class HTTPApp:
         self.fanout: Fanout | None = None
         """The channel to the other replicas, while running with ``redis_url`` configured."""
         self.fast: FastPath | None = plane.fast if self.options.fast_path else None
-        self._auth: Any = None
-        """Authentication in front of the MCP endpoint, when the plane's config has ``auth``."""
         self.fast_calls: dict[tuple[str | None, Any], anyio.CancelScope] = {}
         """Calls running on the hot path in 2025-11-25 sessions, by (session, request id): for cancellation."""
         self.initialized_sessions: set[str] = set()
@@ -151,6 +102,9 @@ class HTTPApp:
         self.websockets: set[Connection] = set()
         """Open WebSocket connections (closed in order at the end of a drain)."""
         self._websockets_gone: anyio.Event | None = None
+        self._tier: ASGIApp = build_http_tier(self, None, None)
+        """The HTTP tier in front of the endpoints; built again while running, with the session
+        manager and the authenticator the lifespan made."""
 
     def note_initialized(self, session_id: str) -> None:
         manager = self._manager
@@ -199,30 +153,21 @@ class HTTPApp:
                 self.observability.bind(self.plane)
                 if self.observability.metrics is not None:
                     self.refused.counter = self.observability.metrics.http_refusals
-            authenticator = self.plane.layers.authenticator
-            if authenticator is not None:
-                from mcplane.auth import AuthASGI
-
-                self._auth = AuthASGI(
-                    self._authenticated, authenticator, mcp_path=self.options.path, on_refused=self.refused
-                )
+            self._tier = build_http_tier(self, manager, self.plane.layers.authenticator)
             try:
                 yield
             finally:
+                self._tier = build_http_tier(self, None, None)
                 self._manager = None
                 self.fanout = None
-                self._auth = None
                 self.observability = None
                 self.refused.counter = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "lifespan":
+        if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        else:
+            await self._tier(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -244,36 +189,8 @@ class HTTPApp:
             return
         await send({"type": "lifespan.shutdown.complete"})
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        if path == "/health":
-            await _respond(send, 200, b'{"status":"ok"}')
-            return
-        if path == "/ready":
-            await self._ready(send)
-            return
-        if path == "/metrics":
-            await self._metrics(send)
-            return
-        # Some HTTP parsers keep trailing blanks in header values; RFC 9110 says they are not part of it.
-        scope["headers"] = [(k, v.strip(b" \t")) for k, v in scope["headers"]]
-        headers = _headers(scope)
-        rejection = self._check_guard(scope, headers)
-        if rejection is not None:
-            status, reason = rejection
-            code = "invalid_request" if status == 400 else "forbidden"
-            await _respond(send, status, _error_body(status, code, reason))
-            return
-        route = self.plane.layers.routes.get(path)
-        if route is not None:  # an endpoint a provider added (it authenticates its own requests)
-            await route(scope, receive, send)
-            return
-        if self._auth is not None:
-            await self._auth(scope, receive, send)
-        else:
-            await self._authenticated(scope, receive, send)
-
-    async def _ready(self, send: Send) -> None:
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """``/ready``: the server, the fan-out channel and the plane's own checks."""
         checks: dict[str, tuple[bool, str]] = {}
         if self._manager is None:
             checks["server"] = (False, "not started")
@@ -288,41 +205,14 @@ class HTTPApp:
         ready = all(ok for ok, _ in checks.values())
         if self.observability is not None:
             self.observability.set_ready(ready)
-        body = {"status": "ready" if ready else "not ready", "checks": {k: v[1] for k, v in checks.items()}}
-        await _respond(send, 200 if ready else 503, orjson.dumps(body))
+        return ready, {k: v[1] for k, v in checks.items()}
 
-    async def _metrics(self, send: Send) -> None:
-        """Prometheus text, when ``observability.metrics`` is on and not moved to a port of its own."""
+    async def scrape(self) -> tuple[bytes, str] | None:
+        """``/metrics``: Prometheus text, when ``observability.metrics`` is on and not moved to a port of its own."""
         obs = self.observability
         if obs is None or not obs.serves_mcp_port:
-            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
-            return
-        body, content_type = await obs.scrape()
-        await _respond(send, 200, body, content_type.encode())
-
-    async def _refuse_draining(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """While draining: refuse a request that would start new work (503, ``dependency_unavailable``).
-
-        New work is a call, a ``subscriptions/listen`` stream or a standalone SSE stream (``GET``).
-        Returns the ``receive`` to go on with (the body replayed) for everything else: lists,
-        pings, notifications, answers to the server's own requests, ``DELETE``; they help the
-        calls in flight finish. ``None`` when refused.
-        """
-        method = scope["method"]
-        if method == "DELETE":
-            return receive
-        request_ids: list[Any] | None = [None]
-        if method == "POST":
-            body = await _read_body(receive, self.options.max_body_bytes)
-            if body is None:
-                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
-                return None
-            request_ids = _new_work_in(body)
-            if request_ids is not None and not request_ids:
-                return _replay(body, receive)
-        request_id = request_ids[0] if request_ids and len(request_ids) == 1 else None
-        await _respond(send, 503, _shutting_down_body(request_id), extra_headers=((b"retry-after", b"1"),))
-        return None
+            return None
+        return await obs.scrape()
 
     async def close_websockets(self, seconds: float) -> None:
         """End of a drain: each open WebSocket writes the answers it owes, then closes with 1001."""
@@ -338,68 +228,33 @@ class HTTPApp:
         if not self.websockets and self._websockets_gone is not None:
             self._websockets_gone.set()
 
-    async def _authenticated(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self._websocket_endpoint(scope, receive, send)
-            return
-        path: str = scope["path"]
-        if path != self.options.path and path != self.options.path + "/":
-            await _respond(send, 404, _error_body(404, "not_found", "no such endpoint"))
-            return
-        headers = _headers(scope)
-        if scope["method"] == "POST" and not _is_json(headers.get("content-type")):
-            # Answered here, as JSON-RPC: the SDK's own check answers with a text/plain 400.
-            body = _error_body(415, "invalid_request", "Content-Type must be application/json")
-            await _respond(send, 415, body)
-            return
-        limit = self.options.max_body_bytes
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
-            return
+    async def http_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Streamable HTTP on the MCP path, behind the whole tier (a POST's body already read).
+
+        The hot path answers what it can; the rest goes to the SDK's session manager with the
+        body replayed, unchanged. A handshake-era body that is not one JSON-RPC message is
+        refused here, and so is a new session when this process holds as many as it may.
+        """
         manager = self._manager
         if manager is None:
-            await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
+            await not_running(scope, receive, send)
             return
+        headers = headers_of(scope)
         session_id = headers.get("mcp-session-id")
-        if session_id is not None and session_id not in manager._server_instances:
-            adoption = await manager.adopt(session_id, requestor(scope))
-            if adoption in ("unavailable", "full"):
-                reason = "cannot check the session now" if adoption == "unavailable" else "too many open sessions"
-                body = _error_body(503, "dependency_unavailable", reason)
-                await _respond(send, 503, body, extra_headers=((b"retry-after", b"1"),))
-                return
-        if self.draining:
-            replayed = await self._refuse_draining(scope, receive, send)
-            if replayed is not None and session_id is not None and scope["method"] == "DELETE":
-                await manager.delete(session_id, scope, replayed, send)
-            elif replayed is not None:
-                await manager.handle_request(scope, replayed, send)
-            return
-        body: bytes | None = None
         version = headers.get("mcp-protocol-version")
         handshake_era = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
-        if scope["method"] == "POST" and (
-            declared is None or self.fast is not None or session_id is None or handshake_era
-        ):
-            # Read the body whole: to count an undeclared (chunked) one against the cap, to let
-            # the hot path look at it, to check a 2025-11-25 message, and to seal an opening
-            # request's params into the new session's id. The SDK gets it replayed, unchanged.
-            body = await _read_body(receive, limit)
-            if body is None:
-                await _respond(send, 413, _error_body(413, "payload_too_large", "request body too large"))
-                return
+        body = body_of(scope)
+        if body is not None:
             if self.fast is not None and await serve_fast(self, scope, headers, body, send, receive):
                 return
-            if handshake_era and (refusal := _not_a_message(body)) is not None:
-                await _respond(send, 400, refusal)
+            if handshake_era and (refused := _not_a_message(body)) is not None:
+                await respond(send, 400, refused)
                 return
             receive = _replay(body, receive)
         if session_id is None:
             if handshake_era and manager.full():  # answered here: the SDK's refusal carries no error code
                 self.refused(503, "too_many_sessions", peer_of(scope))
-                body = _error_body(503, "dependency_unavailable", "too many open sessions; retry later")
-                await _respond(send, 503, body, extra_headers=((b"retry-after", b"1"),))
+                await respond(send, 503, TOO_MANY_SESSIONS, extra_headers=((b"retry-after", b"1"),))
                 return
             with manager.opening(body):
                 await manager.handle_request(scope, receive, send)
@@ -408,67 +263,17 @@ class HTTPApp:
         else:
             await manager.handle_request(scope, receive, send)
 
-    def _check_guard(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
-        """The Host/Origin check; a refusal is counted. Duplicates are refused, never resolved
-        (one parser's first is another's last: RFC 9112 §3.2 answers 400 to two Hosts)."""
-        if len(headers) < len(scope["headers"]):
-            for name in (b"host", b"origin"):
-                if sum(1 for key, _ in scope["headers"] if key == name) > 1:
-                    reason = f"duplicate {name.decode()} header"
-                    self.refused(400, f"duplicate_{name.decode()}", peer_of(scope))
-                    return 400, reason
-        rejection = self.guard.check(headers.get("host"), headers.get("origin"))
-        if rejection is not None:
-            self.refused(rejection[0], rejection[1].replace(" ", "_"), peer_of(scope))
-        return rejection
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
-        rejection = self._check_guard(scope, headers)
-        if rejection is not None:
-            await _refuse_websocket(receive, send, rejection[1])
-            return
-        if self._auth is not None:
-            await self._auth(scope, receive, send)
-        else:
-            await self._authenticated(scope, receive, send)
-
-    async def _websocket_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def websocket_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The WebSocket transport on the MCP path (behind Host/Origin and authentication)."""
         from mcplane.transports.websocket import serve_websocket
 
         if scope["path"] != self.options.path:
-            await _refuse_websocket(receive, send, "no such endpoint")
+            await refuse_websocket(receive, send, "no such endpoint")
             return
         await serve_websocket(self, scope, receive, send)
 
 
-async def _refuse_websocket(receive: Receive, send: Send, reason: str) -> None:
-    """Refuse the upgrade: closing before accepting makes the server answer the handshake with 403.
-
-    (A ``websocket.http.response`` denial could carry the JSON-RPC body, but uvicorn's default
-    WebSocket implementation logs a spurious ERROR for every such denial: uvicorn PR #3138.)
-    """
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close", "code": 1008, "reason": reason})
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or ``None`` as soon as it grows past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b""  # the client went away: the protocol layer sees an empty body and a disconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+TOO_MANY_SESSIONS = refusal(DependencyUnavailable("too many open sessions; retry later"))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -483,11 +288,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _is_json(content_type: str | None) -> bool:
-    """A JSON media type, as the SDK's own check has it (``application/json``, any parameters)."""
-    return content_type is not None and content_type.lower().startswith("application/json")
 
 
 def _not_a_message(body: bytes) -> bytes | None:
@@ -509,7 +309,3 @@ def _not_a_message(body: bytes) -> bytes | None:
     except orjson.JSONEncodeError:  # its id, an integer beyond 64 bits, cannot be echoed
         decoded = error_frame(None, -32600, "invalid request: not a JSON-RPC 2.0 message", "invalid_request")
     return decoded.encode() if isinstance(decoded, str) else None
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
