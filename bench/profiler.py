@@ -230,7 +230,7 @@ LAYER_FRAMES: tuple[tuple[str, str], ...] = (
     ("BudgetMiddleware.__call__", "budget"),
     ("CacheMiddleware.__call__", "cache"),
 )
-DOWNSTREAM = frozenset({"step", "HTTPApp._authenticated"})
+DOWNSTREAM = frozenset({"step", "McpPath.__call__"})
 
 
 def layer_breakdown(lines: Iterable[str]) -> list[tuple[str, float]]:

@@ -41,6 +41,7 @@ from mcplane.auth.errors import AuthenticationFailed
 from mcplane.auth.middleware import SCOPE_KEY, current_principal
 from mcplane.context import Principal
 from mcplane.errors import MCPlaneError, Unauthenticated
+from mcplane.jsonrpc import mcplane_error_envelope
 from mcplane.transports.refusals import peer_of
 
 __all__ = ["METADATA_PATH", "AuthASGI", "metadata_url", "protected_resource_metadata"]
@@ -157,13 +158,7 @@ class AuthASGI:
         await _send(send, 200, b"" if scope["method"] == "HEAD" else body, headers, length=len(body))
 
     async def _refuse(self, scope: Scope, send: Send, error: MCPlaneError) -> None:
-        body = orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {"code": error.jsonrpc_code, "message": error.message, "data": error.to_dict()},
-            }
-        )
+        body = orjson.dumps(mcplane_error_envelope(None, error))
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
         if isinstance(error, Unauthenticated):
             headers.append((b"www-authenticate", self.challenge(scope, error).encode()))

@@ -38,9 +38,11 @@ import math
 import time
 from typing import Any
 
-import orjson
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
+
+from mcplane.errors import InvalidRequest
+from mcplane.jsonrpc import error_bytes
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -60,9 +62,7 @@ DEFAULT_MAX_HEADERS = 100
 
 def _closing_answer(status: bytes, message: str, code: str) -> bytes:
     """A whole HTTP/1.1 answer with a JSON-RPC error body, written just before the connection closes."""
-    body = orjson.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message, "data": {"code": code}}}
-    )
+    body = error_bytes(None, InvalidRequest.jsonrpc_code, message, {"code": code})
     head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
     return head % (status, len(body)) + body
 
