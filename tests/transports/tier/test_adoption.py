@@ -7,6 +7,8 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
+
 from mcplane import Plane
 from mcplane.transports.sealing import Revocations, SessionSealer
 from mcplane.transports.sessions import SessionManager
@@ -14,7 +16,14 @@ from mcplane.transports.tier.adoption import SessionAdoption
 from tests.transports.tier.asgi import Endpoint, drive, http_scope, refusal_of
 
 KEY = secrets.token_bytes(32)
-OPENING = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'  # fmt: skip
+OPENING = orjson.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+)
 
 
 def _manager(max_sessions: int = 2) -> SessionManager:

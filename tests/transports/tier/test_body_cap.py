@@ -5,7 +5,10 @@ from __future__ import annotations
 from mcplane.transports.tier.body_cap import BodyCap, body_of
 from tests.transports.tier.asgi import Endpoint, chunks_receive, drive, http_scope
 
-TOO_LARGE = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body too large","data":{"code":"payload_too_large"}}}'  # fmt: skip
+TOO_LARGE = (
+    b'{"jsonrpc":"2.0","id":null,'
+    b'"error":{"code":-32600,"message":"request body too large","data":{"code":"payload_too_large"}}}'
+)
 
 
 async def test_a_declared_length_over_the_cap_is_413_before_a_byte_is_read() -> None:

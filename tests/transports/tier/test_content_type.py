@@ -7,7 +7,10 @@ import pytest
 from mcplane.transports.tier.content_type import ContentType
 from tests.transports.tier.asgi import Endpoint, chunks_receive, drive, http_scope
 
-NOT_JSON = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Content-Type must be application/json","data":{"code":"invalid_request"}}}'  # fmt: skip
+NOT_JSON = (
+    b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,'
+    b'"message":"Content-Type must be application/json","data":{"code":"invalid_request"}}}'
+)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])

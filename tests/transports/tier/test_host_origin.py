@@ -11,6 +11,7 @@ from mcplane.transports.tier.host_origin import HostOrigin
 from tests.transports.tier.asgi import Endpoint, chunks_receive, drive, http_scope, refusal_of, websocket_scope
 
 Refused = list[tuple[int, str, str]]
+HOST, ORIGIN = ("host", "localhost"), ("origin", "http://localhost")
 
 
 def _layer() -> tuple[HostOrigin, Endpoint, Refused]:
@@ -31,11 +32,11 @@ async def test_an_allowed_request_passes_with_surrounding_blanks_stripped() -> N
     ("headers", "status", "message", "code", "reason"),
     [
         ([("host", "attacker.example")], 421, "host not allowed", "forbidden", "host_not_allowed"),
-        ([("host", "localhost"), ("origin", "https://evil.example")], 403, "origin not allowed", "forbidden", "origin_not_allowed"),
-        ([("host", "localhost"), ("host", "localhost")], 400, "duplicate host header", "invalid_request", "duplicate_host"),
-        ([("host", "localhost"), ("origin", "http://localhost"), ("origin", "http://localhost")], 400, "duplicate origin header", "invalid_request", "duplicate_origin"),
+        ([HOST, ("origin", "https://evil.example")], 403, "origin not allowed", "forbidden", "origin_not_allowed"),
+        ([HOST, HOST], 400, "duplicate host header", "invalid_request", "duplicate_host"),
+        ([HOST, ORIGIN, ORIGIN], 400, "duplicate origin header", "invalid_request", "duplicate_origin"),
     ],
-)  # fmt: skip
+)
 async def test_a_refused_request_gets_a_jsonrpc_body_and_is_counted(
     headers: list[tuple[str, str]], status: int, message: str, code: str, reason: str
 ) -> None:

@@ -24,7 +24,14 @@ CALL = orjson.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params"
 JSON = ("content-type", "application/json")
 ACCEPT = ("accept", "application/json, text/event-stream")
 CREDENTIAL = ("authorization", f"Bearer {KEY}")
-OPENING = b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}'  # fmt: skip
+OPENING = orjson.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+)
 
 
 def _plane(auth: bool) -> Plane:
