@@ -1,7 +1,7 @@
 """The order build_http_tier composes, seen from outside: each assertion is a request two layers
 would answer differently, so it fails if those two layers swap places.
 
-Outermost first: probes, Host/Origin, authentication, MCP path, content type, body cap, session
+Outermost first: probes, Host/Origin, provider routes, authentication, MCP path, content type, body cap, session
 adoption, drain, the endpoint.
 """
 
@@ -64,6 +64,23 @@ async def test_the_host_check_comes_before_authentication() -> None:
     async with serving() as app:
         answer = await drive(app, http_scope(headers=[("host", "attacker.example"), JSON]))
         assert answer.status == 421, "a request from a rebinding page must not reach the credential check"
+
+
+async def test_provider_routes_come_after_the_host_check_and_before_authentication() -> None:
+    async with serving() as app:
+        served: list[str] = []
+
+        async def route(scope: Any, receive: Any, send: Any) -> None:
+            served.append(scope["path"])
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        app.plane.layers.routes["/integrity/quarantine"] = route
+        elsewhere = await drive(app, http_scope("GET", "/integrity/quarantine", headers=[("host", "attacker.example")]))
+        assert elsewhere.status == 421
+        answer = await drive(app, http_scope("GET", "/integrity/quarantine", headers=[("host", "localhost")]))
+        assert answer.status == 204, "the route authenticates its own requests: no client credential asked"
+        assert served == ["/integrity/quarantine"]
 
 
 async def test_authentication_comes_before_the_path_check() -> None:
