@@ -94,7 +94,7 @@ class BudgetMiddleware:
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         if call.kind != "tool":
             return await call_next(call)
-        declared = call.policy.get("cost")
+        declared = call.policy.cost
         if declared is not None:
             if not _is_count(declared):
                 raise ConfigError(f"tool {call.name!r} cost must be a non-negative int, got {declared!r}")
