@@ -63,7 +63,7 @@ def test_default_deny_refuses_what_no_rule_covers() -> None:
 
 
 def test_code_declared_roles_apply_when_no_config_rule_matches() -> None:
-    declared = {"roles": ["billing"], "timeout": 5.0}
+    declared = ToolPolicy.from_mapping({"roles": ["billing"], "timeout": 5.0})
     assert AccessPolicy().allows(BILLING, "tool", "charge", declared)
     assert not AccessPolicy().allows(ADMIN, "tool", "charge", declared)
     assert AccessPolicy().allows(ADMIN, "tool", "charge", ToolPolicy.from_mapping({"scopes": "admin"}))
