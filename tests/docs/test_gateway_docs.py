@@ -48,7 +48,7 @@ def test_the_complete_example(tmp_path: Path) -> None:
     assert versioned.rollback is not None
     assert versioned.rollback.window == 60
     assert config.reload.interval == 2
-    assert config.plane.policy_for("everything__echo").timeout == 15
+    assert config.plane.policy_for("everything__echo")["timeout"] == 15
 
     names: set[str] = set()
     for field in ("upstreams", "versions", "reload", "shared_state", "integrity"):
