@@ -205,3 +205,27 @@ async def test_the_principal_and_upstream_are_in_the_event(caplog: pytest.LogCap
     (record,) = [r for r in caplog.records if r.name == "mcplane.calls"]
     event = getattr(record, EVENT_KEY)
     assert (event["subject"], event["tenant"], event["upstream"]) == ("bob", "acme", "billing")
+
+
+async def test_the_call_log_names_the_caller_authentication_found(caplog: pytest.LogCaptureFixture) -> None:
+    from mcplane.auth.middleware import AuthenticateMiddleware, current_principal
+    from mcplane.observability.middleware import ObserveMiddleware
+    from mcplane.pipeline import Call, Pipeline
+
+    caplog.set_level(logging.INFO, logger="mcplane.calls")
+    pipeline = Pipeline()
+    pipeline.set("metrics", ObserveMiddleware(None))  # outside authentication: it logs after the call returns
+    pipeline.set("authenticate", AuthenticateMiddleware(required=True))
+
+    async def provider(call: Call) -> str:
+        return call.context.principal.subject
+
+    token = current_principal.set(Principal("carol", tenant="acme"))
+    try:
+        answer = await pipeline.compose(provider)(Call("tool", "whoami", {}, Plane("p").make_context(None, None)))
+    finally:
+        current_principal.reset(token)
+    assert answer == "carol"
+    (record,) = [r for r in caplog.records if r.name == "mcplane.calls"]
+    event = getattr(record, EVENT_KEY)
+    assert (event["subject"], event["tenant"]) == ("carol", "acme")
