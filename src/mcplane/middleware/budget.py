@@ -5,7 +5,7 @@ over its limit is refused with :class:`~mcplane.errors.BudgetExceeded` and the t
 (``retry_after_ms`` is the time until the tightest window ends, ``details`` tell the scope, limit,
 remaining units and the cost asked).
 
-Policy key read from ``call.policy``:
+Policy field read from ``call.policy``:
 
 ``cost``
     An int >= 0: the units this tool costs per call, charged up front, nothing after.

@@ -3,12 +3,13 @@
 Only tool calls are cached, and only a ``CallToolResult`` whose ``isError`` is false: errors,
 ``InputRequiredResult`` (a multi-round-trip request) and exceptions always go through.
 
-Policy keys read from ``call.policy``:
+Read from ``call.policy`` (:class:`~mcplane.tool_policy.ToolPolicy`) and ``call.source``:
 
 ``cache_ttl``
     Seconds (a number or a duration such as ``"30s"``, ``"5m"``) to keep the tool's results.
-    Declaring it turns caching on for the tool; ``0``, ``False`` or ``None`` turns it off.
-``annotations``
+    Declaring it turns caching on for the tool; ``0`` (or ``False``/``None`` in the keyword form)
+    turns it off.
+``source.annotations``
     The tool's ``mcp_types.ToolAnnotations``. When :attr:`CacheOptions.enabled` is set, a tool
     with ``readOnlyHint`` and no ``cache_ttl`` is cached for :attr:`CacheOptions.default_ttl`.
 ``cache_scope``

@@ -1,6 +1,6 @@
 """The ``rate_limit`` slot: calls per tool per principal, and per tool overall.
 
-Policy keys read from ``call.policy`` (any call kind; resources and prompts are limited the
+Policy fields read from ``call.policy`` (any call kind; resources and prompts are limited the
 same way when their policy says so):
 
 ``rate_limit``
@@ -41,7 +41,6 @@ logger = logging.getLogger("mcplane.rate_limit")
 
 Scope = Literal["principal", "global"]
 _SCOPES: tuple[Scope, ...] = ("principal", "global")
-_MISSING: Any = object()
 _OFF = (None, False, "off", "")
 
 
