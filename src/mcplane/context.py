@@ -150,22 +150,24 @@ class Context(_SDKContext[Any, Any]):
         ``_meta`` or scope changes (the state is keyed by them), or ``state`` binds another.
         """
         cls = type(self)
-        new = cls.__new__(cls)  # pydantic's ``__copy__``, minus its generality (4x faster)
-        _set(new, "__dict__", self.__dict__.copy())
+        new = cls.__new__(cls)  # pydantic's ``__copy__``, minus its generality (3x faster)
+        if self.__dict__:  # a subclass's own attributes
+            _set(new, "__dict__", self.__dict__.copy())
         _set(new, "__pydantic_extra__", None)
         _set(new, "__pydantic_fields_set__", set())
         private = self.__pydantic_private__
         _set(new, "__pydantic_private__", None if private is None else private.copy())  # the SDK's request state
-        same_owner = principal is KEEP and session_id is KEEP and meta is KEEP and scope is KEEP
-        _set(new, "_principal", self._principal if isinstance(principal, Keep) else principal)
-        _set(new, "_correlation_id", self._correlation_id if isinstance(correlation_id, Keep) else correlation_id)
-        _set(new, "_deadline", self._deadline if isinstance(deadline, Keep) else deadline)
-        _set(new, "_dependencies", self._dependencies if isinstance(dependencies, Keep) else dependencies)
-        _set(new, "_scope", self._scope if isinstance(scope, Keep) else scope)
-        _set(new, "_meta", self._meta if isinstance(meta, Keep) else meta)
-        _set(new, "_session_id", self._session_id if isinstance(session_id, Keep) else session_id)
-        _set(new, "_headers", self._headers if scope is KEEP else None)
-        _set(new, "_state", state if not isinstance(state, Keep) else self._state if same_owner else None)
+        keep = Keep.KEEP
+        _set(new, "_principal", self._principal if principal is keep else principal)
+        _set(new, "_correlation_id", self._correlation_id if correlation_id is keep else correlation_id)
+        _set(new, "_deadline", self._deadline if deadline is keep else deadline)
+        _set(new, "_dependencies", self._dependencies if dependencies is keep else dependencies)
+        _set(new, "_scope", self._scope if scope is keep else scope)
+        _set(new, "_meta", self._meta if meta is keep else meta)
+        _set(new, "_session_id", self._session_id if session_id is keep else session_id)
+        _set(new, "_headers", self._headers if scope is keep else None)
+        same_owner = principal is keep and session_id is keep and meta is keep and scope is keep
+        _set(new, "_state", state if state is not keep else self._state if same_owner else None)
         return new
 
     @property
