@@ -4,6 +4,11 @@ A function receives it by declaring a parameter annotated with :class:`Context`.
 official SDK's context (progress, logging, elicitation, resource reads, list-changed
 notifications) plus what mcplane adds: the principal, the correlation id, the call's deadline
 and the dependencies opened by the plane's lifespan.
+
+A context never changes once made: a layer that learns who calls or until when the call may run
+makes a new one with :meth:`Context.replace` and hands it on in the call
+(``call.context = call.context.replace(deadline=...)``), so what a tool was given cannot be
+changed behind its back by a layer, and no layer can write another's fields by accident.
 """
 
 from __future__ import annotations
