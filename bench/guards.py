@@ -84,12 +84,11 @@ def _plane(config: dict[str, Any]) -> Plane:
 
 async def _rate(plane: Plane, tool: str, arguments: dict[str, Any], seconds: float, principal: Principal) -> float:
     """Calls per second through the whole pipeline, one call at a time."""
-    policy = plane.policy_for(tool)
+    policy, source = plane.policy_for(tool), plane.source_for(tool)
 
     def call() -> Call:
-        context = plane.make_context(None, None, meta={})
-        context._principal = principal  # pyright: ignore[reportPrivateUsage]
-        return Call("tool", tool, arguments, context, policy)
+        context = plane.make_context(None, None, meta={}, principal=principal)
+        return Call("tool", tool, arguments, context, policy, source)
 
     for _ in range(50):  # warm-up: caches, plans, compiled patterns
         await plane.dispatch(call())

@@ -12,6 +12,7 @@ from mcp import Client, MCPError
 
 from mcplane import Call, ConfigError, Inject, Plane
 from mcplane.pipeline import CallNext
+from mcplane.tool_policy import ToolPolicy
 from tests.conftest import error_of
 
 
@@ -145,6 +146,8 @@ def test_tool_policy_is_recorded() -> None:
     def look() -> None: ...
 
     policy = plane.policy_for("look")
-    assert policy["timeout"] == 0.25
-    assert policy["annotations"].read_only_hint is True
-    assert plane.policy_for("unknown") == {}
+    assert policy.timeout == 0.25
+    annotations = plane.source_for("look").annotations
+    assert annotations is not None
+    assert annotations.read_only_hint is True
+    assert plane.policy_for("unknown") == ToolPolicy()

@@ -17,6 +17,7 @@ from mcplane.cli import main
 from mcplane.config import PlaneConfig, load_config, merge_policy
 from mcplane.errors import ConfigError
 from mcplane.secrets import MASK, Secret
+from mcplane.tool_policy import ToolPolicy
 from tests.conftest import error_of
 
 JWT_SECRET = "jwt-secret-jwt-secret-jwt-secret-42"
@@ -310,17 +311,21 @@ def make_plane() -> Plane:
 
 def test_the_file_overrides_the_decorator_key_by_key(tmp_path: Path) -> None:
     plane = make_plane()
-    assert plane.policy_for("slow_export") == {"timeout": 5.0, "rate_limit": "10/minute", "roles": ["ops"], "cost": 3}
+    assert plane.policy_for("slow_export") == ToolPolicy.from_mapping(
+        {"timeout": 5.0, "rate_limit": "10/minute", "roles": ["ops"], "cost": 3}
+    )
     config = load(tmp_path, 'tools:\n  "slow_*": {timeout: 100ms, roles: [admin]}\n')
     plane.configure(config)
-    assert plane.policy_for("slow_export") == {"timeout": 0.1, "rate_limit": "10/minute", "roles": ["admin"], "cost": 3}
-    assert plane.code_policy("slow_export")["timeout"] == 5.0, "the decorator's own policy is kept"
+    assert plane.policy_for("slow_export") == ToolPolicy.from_mapping(
+        {"timeout": 0.1, "rate_limit": "10/minute", "roles": ["admin"], "cost": 3}
+    )
+    assert plane.code_policy("slow_export").timeout == 5.0, "the decorator's own policy is kept"
     assert merge_policy(plane.code_policy("slow_export"), config, "slow_export") == plane.policy_for("slow_export")
-    assert plane.policy_for("nap") == {}
+    assert plane.policy_for("nap") == ToolPolicy()
 
     plane.configure(load(tmp_path, 'tools:\n  "slow_*": {timeout: 250ms}\n'))
-    assert plane.policy_for("slow_export")["timeout"] == 0.25, "configuring again replaces the earlier file"
-    assert plane.policy_for("slow_export")["roles"] == ["ops"]
+    assert plane.policy_for("slow_export").timeout == 0.25, "configuring again replaces the earlier file"
+    assert plane.policy_for("slow_export").roles == ("ops",)
 
 
 async def test_the_files_default_timeout_bounds_undeclared_tools(tmp_path: Path) -> None:
@@ -343,7 +348,7 @@ async def test_the_file_can_turn_off_a_decorators_cache(tmp_path: Path) -> None:
         return len(runs)
 
     plane.configure(load(tmp_path, "tools:\n  lookup: {cache_ttl: 0}\n"))
-    assert plane.policy_for("lookup") == {"cache_ttl": 0.0}
+    assert plane.policy_for("lookup") == ToolPolicy(cache_ttl=0.0)
     with anyio.fail_after(10):
         async with Client(plane.sdk) as client:
             first = await client.call_tool("lookup", {"key": "k"})

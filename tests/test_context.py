@@ -49,3 +49,59 @@ def test_dependencies_by_name() -> None:
     assert ctx.correlation_id == "abc"
     with pytest.raises(LookupError, match="no dependency named 'cache' is open"):
         ctx.dependency("cache")
+
+
+def test_a_context_cannot_be_assigned_from_outside() -> None:
+    ctx = Context(principal=Principal("alice"), correlation_id="c1", deadline=10.0)
+    with pytest.raises(AttributeError):
+        ctx.principal = Principal("mallory")  # type: ignore[misc]
+    for name in ("_principal", "_deadline", "_correlation_id", "_session_id", "_dependencies", "_state"):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(ctx, name, None)
+    assert ctx.principal.subject == "alice"
+    assert ctx.deadline == 10.0
+
+
+def test_replace_returns_a_new_context_and_leaves_the_rest() -> None:
+    scope = {"type": "http", "headers": [(b"traceparent", b"00-abc-def-01")]}
+    ctx = Context(
+        principal=ANONYMOUS,
+        correlation_id="c1",
+        deadline=None,
+        dependencies={"db": "conn"},
+        scope=scope,
+        meta={"k": "v"},
+        session_id="s1",
+    )
+    alice = Principal("alice", tenant="acme")
+    changed = ctx.replace(principal=alice)
+    assert changed is not ctx
+    assert changed.principal is alice
+    assert ctx.principal is ANONYMOUS, "the original is untouched"
+    assert (changed.correlation_id, changed.deadline, changed.scope, changed.session_id) == ("c1", None, scope, "s1")
+    assert changed.request_meta == {"k": "v"}
+    assert changed.dependency("db") == "conn"
+    assert changed.headers == {"traceparent": "00-abc-def-01"}
+
+    later = changed.replace(deadline=42.0)
+    assert (later.deadline, changed.deadline, ctx.deadline) == (42.0, None, None)
+    assert later.principal is alice
+    assert later.replace(deadline=None).deadline is None, "a field can be replaced by None"
+
+
+def test_replace_keeps_the_sdk_request_state_of_a_subclass() -> None:
+    class Tagged(Context):
+        """A context subclass with its own pydantic private attribute."""
+
+        _tag: str = "none"
+
+        def tag(self, value: str) -> None:
+            self._tag = value
+
+    ctx = Tagged(correlation_id="c1")
+    ctx.tag("t1")
+    changed = ctx.replace(correlation_id="c2")
+    assert isinstance(changed, Tagged)
+    assert changed._tag == "t1"  # pyright: ignore[reportPrivateUsage]
+    changed.tag("t2")
+    assert ctx._tag == "t1", "the copies do not share their private state"  # pyright: ignore[reportPrivateUsage]

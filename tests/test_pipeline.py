@@ -8,6 +8,7 @@ import pytest
 
 from mcplane.context import Context
 from mcplane.pipeline import SLOTS, Call, CallNext, Middleware, Pipeline, PipelineFrozen
+from mcplane.tool_policy import ToolPolicy, ToolSource
 
 
 def _call(name: str = "tool_a", **arguments: Any) -> Call:
@@ -140,7 +141,8 @@ async def test_compose_captures_the_slots_at_compose_time() -> None:
 
 
 def test_call_policy_defaults_to_empty() -> None:
-    assert _call().policy == {}
+    assert _call().policy == ToolPolicy()
+    assert _call().source == ToolSource()
 
 
 def test_a_frozen_pipeline_refuses_every_edit() -> None:

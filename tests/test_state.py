@@ -154,7 +154,7 @@ def test_ctx_state_is_bound_once_and_only_when_asked() -> None:
     assert "_state" not in ctx.__dict__  # a call that never touches state pays nothing
     with pytest.raises(LookupError, match="needs a running plane"):
         _ = ctx.state
-    ctx._state = State(StateSpace(MemoryStateStore()), "{t}")
+    ctx = ctx.replace(state=State(StateSpace(MemoryStateStore()), "{t}"))
     assert ctx.state is ctx.state
 
 

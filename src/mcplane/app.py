@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -21,8 +22,8 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from mcplane.config import PlaneConfig, ToolPolicy
-from mcplane.context import ANONYMOUS, Context
+from mcplane.config import PlaneConfig, ToolPolicySection, merge_policy
+from mcplane.context import ANONYMOUS, Context, Principal
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments, NotFound
 from mcplane.fastpath import FastPath
@@ -34,6 +35,7 @@ from mcplane.policy import parse_duration
 from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
 from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
+from mcplane.tool_policy import EMPTY_POLICY, EMPTY_SOURCE, ToolPolicy, ToolSource
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -59,8 +61,12 @@ class Provider(Protocol):
         """Whether the provider serves ``name`` (a tool or prompt name, or a resource URI)."""
         ...
 
-    def policy(self, tool: str) -> Mapping[str, Any] | None:
-        """The tool's code-level policy (``json_schema``, ``annotations``, ``timeout``), if it serves it."""
+    def policy(self, tool: str) -> ToolPolicy | None:
+        """The tool's code-level policy (e.g. its upstream's ``timeout``), if it serves it."""
+        ...
+
+    def source(self, tool: str) -> ToolSource | None:
+        """What the tool is (its schema, annotations, upstream), if it serves it."""
         ...
 
     def listed(self, kind: ListKind) -> Sequence[Any]:
@@ -116,8 +122,9 @@ class Plane:
         """The application's own middleware by slot (``plane.pipeline.set("audit", mw)``), served over
         the built pipeline: a slot filled here wins over the config's. ``get`` reads through to it."""
         self.pipeline.serve_over(self.layers.pipeline)
-        self._policies: dict[str, dict[str, Any]] = {}
-        self._merged: dict[str, dict[str, Any]] = {}
+        self._policies: dict[str, ToolPolicy] = {}
+        self._sources: dict[str, ToolSource] = {}
+        self._merged: dict[str, ToolPolicy] = {}
         self._dependencies: dict[str, Dependency] = {}
         self._open: dict[str, Any] = {}
         self._users = 0
@@ -244,22 +251,24 @@ class Plane:
                 "retryable": retryable,
             }
             try:
-                policy: dict[str, Any] = ToolPolicy.model_validate(
-                    {k: v for k, v in declared.items() if v is not None}
-                ).as_policy()
+                section = ToolPolicySection.model_validate({k: v for k, v in declared.items() if v is not None})
             except ValidationError as exc:
                 first = exc.errors(include_url=False)[0]
                 where = ".".join(str(part) for part in first["loc"])
                 message = str(first["msg"]).removeprefix("Value error, ")
                 raise ConfigError(f"tool {tool_name!r} {where}: {message}") from None
+            policy = section.to_policy()
             _check_policy(tool_name, policy)
-            if annotations is not None:
-                policy["annotations"] = annotations
             if (task_mode := task_policy(task, task_after, tool=tool_name)) is not None:
                 if self.tasks is None:
                     raise ConfigError(f"tool {tool_name!r} uses tasks but the plane was created with tasks=False")
-                policy["task"] = task_mode
+                policy = replace(policy, task=task_mode)
             self._policies[tool_name] = policy
+            self._sources[tool_name] = ToolSource(
+                json_schema=None if input_schema is None else dict(input_schema),
+                hand_written_schema=input_schema is not None,
+                annotations=annotations,
+            )
             self._merged.pop(tool_name, None)
             self.sdk.add_tool(
                 bind_injections(fn, self._resolve_dependency),
@@ -272,8 +281,6 @@ class Plane:
             )
             self.fast.forget(tool_name)
             if input_schema is not None:
-                policy["input_schema"] = True
-                policy["json_schema"] = dict(input_schema)
                 registered = self.sdk._tool_manager.get_tool(tool_name)
                 assert registered is not None
                 registered.parameters = dict(input_schema)
@@ -343,19 +350,28 @@ class Plane:
         """A provider's catalog changed: forget merged policies (they include the provider's)."""
         self._merged.clear()
 
-    def policy_for(self, tool: str) -> Mapping[str, Any]:
+    def policy_for(self, tool: str) -> ToolPolicy:
         """The tool's policy: the decorator's (or its provider's), overridden by the config file's globs."""
         merged = self._merged.get(tool)
         if merged is None:
             code = self._policies.get(tool)
             if code is None:
-                code = next((p for provider in self.providers if (p := provider.policy(tool)) is not None), {})
-            merged = self._merged[tool] = {**code, **self.config.policy_for(tool)}
+                code = next(
+                    (p for provider in self.providers if (p := provider.policy(tool)) is not None), EMPTY_POLICY
+                )
+            merged = self._merged[tool] = merge_policy(code, self.config, tool)
         return merged
 
-    def code_policy(self, tool: str) -> Mapping[str, Any]:
+    def code_policy(self, tool: str) -> ToolPolicy:
         """The policy the decorator declared, before the config file."""
-        return self._policies.get(tool, {})
+        return self._policies.get(tool, EMPTY_POLICY)
+
+    def source_for(self, tool: str) -> ToolSource:
+        """What the tool is: the decorator's schema and annotations, or its provider's."""
+        source = self._sources.get(tool)
+        if source is None:
+            source = next((s for provider in self.providers if (s := provider.source(tool)) is not None), EMPTY_SOURCE)
+        return source
 
     @property
     def default_timeout(self) -> float | None:
@@ -372,7 +388,7 @@ class Plane:
         return {name: await check() for name, check in self.layers.health_checks.items()}
 
     def _task_policy(self, tool: str) -> TaskPolicy | None:
-        return self._policies.get(tool, {}).get("task")
+        return self._policies.get(tool, EMPTY_POLICY).task
 
     # ----------------------------------------------------------------- lifespan
     @asynccontextmanager
@@ -390,7 +406,7 @@ class Plane:
                 try:
                     policies = {name: self.policy_for(name) for name in self._policies}
                     if self.providers:  # provider tools are not known yet: the file's globs say what they need
-                        policies.update({f"glob:{glob}": p.as_policy() for glob, p in self.config.tools.items()})
+                        policies.update({f"glob:{glob}": p.to_policy() for glob, p in self.config.tools.items()})
                     self.layers = build_pipeline(self.config, policies, self._core)
                     self.pipeline.serve_over(self.layers.pipeline)
                     self._stack_cm = _open_all(self)
@@ -454,13 +470,14 @@ class Plane:
         scope: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        principal: Principal = ANONYMOUS,
     ) -> Context:
         return Context(
             request_context=request_context,
             mcp_server=self.sdk,
             input_params=params,
             subscriptions=self.sdk._subscriptions,
-            principal=ANONYMOUS,
+            principal=principal,
             correlation_id=secrets.token_hex(8),
             dependencies=self._open,
             scope=scope,
@@ -548,9 +565,9 @@ async def _open_all(plane: Plane) -> AsyncGenerator[dict[str, Any]]:
             yield opened
 
 
-def _check_policy(tool: str, policy: Mapping[str, Any]) -> None:
+def _check_policy(tool: str, policy: ToolPolicy) -> None:
     """Refuse a malformed rate limit at registration, not at the first call."""
-    if "rate_limit" in policy:
+    if policy.rate_limit is not None:
         from mcplane.middleware.rate_limit import resolve_limits
 
-        resolve_limits(policy["rate_limit"], field=f"tool {tool!r} rate_limit")
+        resolve_limits(policy.rate_limit, field=f"tool {tool!r} rate_limit")

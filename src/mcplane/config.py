@@ -28,8 +28,9 @@ from mcplane.configfile import deep_merge, env_overrides, field_duration, read_y
 from mcplane.errors import ConfigError
 from mcplane.guards.config import GuardsConfig
 from mcplane.secrets import Secret, Secrets
+from mcplane.tool_policy import ToolPolicy
 
-__all__ = ["PlaneConfig", "ToolPolicy", "load_config", "merge_policy"]
+__all__ = ["PlaneConfig", "ToolPolicySection", "load_config", "merge_policy"]
 
 _ZERO = re.compile(r"^\s*0+(?:\.0+)?\s*(?:ms|s|m|h)?\s*$")
 
@@ -48,8 +49,9 @@ def _rate_limit(value: str | list[str] | None) -> str | list[str] | None:
     return value
 
 
-class ToolPolicy(_Section):
-    """What an operator can set per tool (or per glob of tools)."""
+class ToolPolicySection(_Section):
+    """What an operator can set per tool (or per glob of tools): the file's form of a
+    :class:`~mcplane.tool_policy.ToolPolicy` (and the decorator's keywords, checked the same way)."""
 
     timeout: float | None = None
     rate_limit: str | list[str] | None = None
@@ -79,7 +81,12 @@ class ToolPolicy(_Section):
         return _rate_limit(value)
 
     def as_policy(self) -> dict[str, Any]:
+        """The keys this section sets, to overlay on a policy (:meth:`ToolPolicy.overlay`)."""
         return self.model_dump(exclude_none=True)
+
+    def to_policy(self) -> ToolPolicy:
+        """This section alone as a runtime policy."""
+        return ToolPolicy.from_mapping(self.as_policy())
 
 
 class ServerSection(_Section):
@@ -394,7 +401,7 @@ class PlaneConfig(_Section):
     audit: AuditSection | None = None
     observability: ObservabilitySection = ObservabilitySection()
     """Logs, metrics (on unless turned off) and tracing (off unless turned on)."""
-    tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+    tools: dict[str, ToolPolicySection] = Field(default_factory=dict)
     _secrets: Any = PrivateAttr(default=None)
     """The resolver the file's secret references went through (refresh and log redaction)."""
 
@@ -454,12 +461,11 @@ def _specificity(pattern: str) -> tuple[int, int]:
     return (1 if exact else 0, literal)
 
 
-def merge_policy(code: Mapping[str, Any], config: PlaneConfig | None, tool: str) -> dict[str, Any]:
-    """Decorator policy overlaid by the file's policy (the file wins)."""
-    merged = dict(code)
-    if config is not None:
-        merged.update(config.policy_for(tool))
-    return merged
+def merge_policy(code: ToolPolicy, config: PlaneConfig | None, tool: str) -> ToolPolicy:
+    """Decorator policy overlaid, key by key, by the file's policy (the file wins)."""
+    if config is None:
+        return code
+    return code.overlay(config.policy_for(tool))
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -4,10 +4,16 @@ A function receives it by declaring a parameter annotated with :class:`Context`.
 official SDK's context (progress, logging, elicitation, resource reads, list-changed
 notifications) plus what mcplane adds: the principal, the correlation id, the call's deadline
 and the dependencies opened by the plane's lifespan.
+
+A context never changes once made: a layer that learns who calls or until when the call may run
+makes a new one with :meth:`Context.replace` and hands it on in the call
+(``call.context = call.context.replace(deadline=...)``), so what a tool was given cannot be
+changed behind its back by a layer, and no layer can write another's fields by accident.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Mapping
@@ -24,7 +30,7 @@ from mcplane.tasks.scope import current_scope
 if TYPE_CHECKING:
     from mcplane.backends.state import State
 
-__all__ = ["ANONYMOUS", "Context", "Principal"]
+__all__ = ["ANONYMOUS", "KEEP", "Context", "Keep", "Principal"]
 
 logger = logging.getLogger("mcplane.context")
 
@@ -51,6 +57,16 @@ TIMEOUT_META_KEY = "mcplane/timeout_ms"
 TIMEOUT_HEADER = b"mcplane-timeout-ms"
 """HTTP header (lower-case) carrying the caller's remaining time in milliseconds."""
 _W3C = TraceContextTextMapPropagator()
+_set = object.__setattr__
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`: a field :meth:`Context.replace` leaves as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 class Context(_SDKContext[Any, Any]):
@@ -65,10 +81,22 @@ class Context(_SDKContext[Any, Any]):
     dropped (nobody reads the answered call's stream any more).
     """
 
-    # mcplane's own per-call state lives in the instance ``__dict__`` (pydantic leaves undeclared
-    # underscore names alone), so reads are plain attribute lookups: declared private attributes
-    # go through pydantic's ``__getattr__`` fallback, ~25x slower, and the pipeline reads these
-    # on every call.
+    # mcplane's own per-call state lives in slots: reads are plain descriptor lookups (declared
+    # pydantic private attributes go through pydantic's ``__getattr__`` fallback, ~25x slower,
+    # and the pipeline reads these on every call), writes bypass pydantic's ``__setattr__``, and
+    # ``__setattr__`` below refuses them from outside this module: a context changes only
+    # through :meth:`replace`, which returns a new one.
+    __slots__ = (
+        "_correlation_id",
+        "_deadline",
+        "_dependencies",
+        "_headers",
+        "_meta",
+        "_principal",
+        "_scope",
+        "_session_id",
+        "_state",
+    )
     if TYPE_CHECKING:
         _principal: Principal
         _correlation_id: str
@@ -78,7 +106,7 @@ class Context(_SDKContext[Any, Any]):
         _meta: Mapping[str, Any] | None
         _session_id: str | None
         _headers: Mapping[str, str] | None
-        _state: State
+        _state: State | None
 
     def __init__(
         self,
@@ -93,14 +121,59 @@ class Context(_SDKContext[Any, Any]):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._principal = principal
-        self._correlation_id = correlation_id
-        self._deadline = deadline
-        self._dependencies = dependencies or {}
-        self._scope = scope
-        self._meta = meta
-        self._session_id = session_id
-        self._headers = None
+        _set(self, "_principal", principal)
+        _set(self, "_correlation_id", correlation_id)
+        _set(self, "_deadline", deadline)
+        _set(self, "_dependencies", dependencies or {})
+        _set(self, "_scope", scope)
+        _set(self, "_meta", meta)
+        _set(self, "_session_id", session_id)
+        _set(self, "_headers", None)
+        _set(self, "_state", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN_FIELDS:
+            public = name.lstrip("_")
+            raise AttributeError(f"Context.{public} is read-only: use ctx.replace({public}=...) for a changed context")
+        super().__setattr__(name, value)
+
+    def replace(
+        self,
+        *,
+        principal: Principal | Keep = KEEP,
+        correlation_id: str | Keep = KEEP,
+        deadline: float | Keep | None = KEEP,
+        dependencies: Mapping[str, Any] | Keep = KEEP,
+        scope: Mapping[str, Any] | Keep | None = KEEP,
+        meta: Mapping[str, Any] | Keep | None = KEEP,
+        session_id: str | Keep | None = KEEP,
+        state: State | Keep = KEEP,
+    ) -> Context:
+        """A new context of the same request with the given fields changed; this one is untouched.
+
+        The session state bound to this context carries over unless the principal, session,
+        ``_meta`` or scope changes (the state is keyed by them), or ``state`` binds another.
+        """
+        cls = type(self)
+        new = cls.__new__(cls)  # pydantic's ``__copy__``, minus its generality (3x faster)
+        if self.__dict__:  # a subclass's own attributes
+            _set(new, "__dict__", self.__dict__.copy())
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_fields_set__", set())
+        private = self.__pydantic_private__
+        _set(new, "__pydantic_private__", None if private is None else private.copy())  # the SDK's request state
+        keep = Keep.KEEP
+        _set(new, "_principal", self._principal if principal is keep else principal)
+        _set(new, "_correlation_id", self._correlation_id if correlation_id is keep else correlation_id)
+        _set(new, "_deadline", self._deadline if deadline is keep else deadline)
+        _set(new, "_dependencies", self._dependencies if dependencies is keep else dependencies)
+        _set(new, "_scope", self._scope if scope is keep else scope)
+        _set(new, "_meta", self._meta if meta is keep else meta)
+        _set(new, "_session_id", self._session_id if session_id is keep else session_id)
+        _set(new, "_headers", self._headers if scope is keep else None)
+        same_owner = principal is keep and session_id is keep and meta is keep and scope is keep
+        _set(new, "_state", state if state is not keep else self._state if same_owner else None)
+        return new
 
     @property
     def principal(self) -> Principal:
@@ -125,7 +198,7 @@ class Context(_SDKContext[Any, Any]):
         if self._scope is None and self._request_context is not None:
             scope = getattr(self._request_context.request, "scope", None)
             if isinstance(scope, Mapping):
-                self._scope = cast("Mapping[str, Any]", scope)
+                _set(self, "_scope", cast("Mapping[str, Any]", scope))
         return self._scope
 
     @property
@@ -134,9 +207,9 @@ class Context(_SDKContext[Any, Any]):
         if self._headers is None:
             scope = self.scope
             if scope is not None:
-                self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+                _set(self, "_headers", {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())})
             elif self._request_context is not None:
-                self._headers = super().headers
+                _set(self, "_headers", super().headers)
         return self._headers
 
     @property
@@ -146,7 +219,8 @@ class Context(_SDKContext[Any, Any]):
             meta: Any = None
             if self._request_context is not None and self._request_context.meta is not None:
                 meta = self._request_context.meta
-            self._meta = meta if isinstance(meta, Mapping) else {}
+            _set(self, "_meta", meta if isinstance(meta, Mapping) else {})
+        assert self._meta is not None
         return self._meta
 
     @property
@@ -156,11 +230,12 @@ class Context(_SDKContext[Any, Any]):
         Keyed by the client's ``_meta["mcplane/conversation"]``, else the 2025-11-25 session id,
         and by the principal. Bound on first use, so calls that never touch it pay nothing.
         """
-        state = self.__dict__.get("_state")
+        state = self._state
         if state is None:
             from mcplane.backends.state import bind_state
 
-            state = self._state = bind_state(self)
+            state = bind_state(self)
+            _set(self, "_state", state)
         return state
 
     @property
@@ -248,3 +323,6 @@ class Context(_SDKContext[Any, Any]):
             return self._dependencies[name]
         except KeyError:
             raise LookupError(f"no dependency named {name!r} is open") from None
+
+
+_OWN_FIELDS = frozenset(Context.__slots__)

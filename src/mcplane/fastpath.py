@@ -105,11 +105,10 @@ class FastPath:
         plane = self.plane
         for provider in plane.providers:
             if provider.owns("tool", name):
-                code = provider.policy(name) or {}
-                if "x-mcp-header" in repr(code.get("json_schema")):
+                source = provider.source(name)
+                if source is not None and "x-mcp-header" in repr(source.json_schema):
                     return False
-                policy = plane.policy_for(name)
-                return not (policy.get("task") or policy.get("input_schema"))
+                return plane.policy_for(name).task is None and not plane.source_for(name).hand_written_schema
         return False
 
     def _decide(self, name: str) -> bool | None:
@@ -121,8 +120,7 @@ class FastPath:
             return False
         if "x-mcp-header" in repr(tool.parameters):
             return False
-        policy = self.plane.policy_for(name)
-        if policy.get("task") or policy.get("input_schema"):
+        if self.plane.policy_for(name).task is not None or self.plane.source_for(name).hand_written_schema:
             return False
         return not returns_input_required(tool.fn)
 
@@ -189,12 +187,14 @@ class FastPath:
         name: str = params["name"]
         plane = self.plane
         meta = params.get("_meta")
-        context = plane.make_context(None, None, scope=scope, meta=meta or {}, session_id=session_id)
-        if principal is not ANONYMOUS:
-            context._principal = principal
+        context = plane.make_context(
+            None, None, scope=scope, meta=meta or {}, session_id=session_id, principal=principal
+        )
         try:
             result = await plane.dispatch(
-                Call("tool", name, params.get("arguments") or {}, context, plane.policy_for(name))
+                Call(
+                    "tool", name, params.get("arguments") or {}, context, plane.policy_for(name), plane.source_for(name)
+                )
             )
         except MCPError as exc:
             return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(exc.error)}

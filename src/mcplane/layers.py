@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcplane.config import PlaneConfig
 from mcplane.pipeline import Pipeline
+from mcplane.tool_policy import ToolPolicy
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -79,8 +80,8 @@ class Layers:
                 logger.exception("closing a layer failed")
 
 
-def _wants(policies: Mapping[str, Mapping[str, Any]], key: str) -> bool:
-    return any(policy.get(key) not in (None, False) for policy in policies.values())
+def _wants(policies: Mapping[str, ToolPolicy], key: str) -> bool:
+    return any(getattr(policy, key) not in (None, False) for policy in policies.values())
 
 
 def opening(config: PlaneConfig, layers: Layers) -> Opening:
@@ -136,7 +137,7 @@ def authenticate_layer(config: PlaneConfig, layers: Layers) -> AuthenticateMiddl
     return AuthenticateMiddleware(required=config.auth.required)
 
 
-def authorize_layer(config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]]) -> AuthorizeMiddleware | None:
+def authorize_layer(config: PlaneConfig, policies: Mapping[str, ToolPolicy]) -> AuthorizeMiddleware | None:
     """Roles/scopes by glob and CEL rules (``authorization``), or the roles/scopes tools declare."""
     if config.authorization is None and not _wants(policies, "roles") and not _wants(policies, "scopes"):
         return None
@@ -156,7 +157,7 @@ def authorize_layer(config: PlaneConfig, policies: Mapping[str, Mapping[str, Any
 
 
 def rate_limit_layer(
-    config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]], backends: Opening
+    config: PlaneConfig, policies: Mapping[str, ToolPolicy], backends: Opening
 ) -> RateLimitMiddleware | None:
     section = config.rate_limit
     if section is None and not _wants(policies, "rate_limit"):
@@ -173,9 +174,7 @@ def rate_limit_layer(
     return RateLimitMiddleware(options, limiter)
 
 
-def cache_layer(
-    config: PlaneConfig, policies: Mapping[str, Mapping[str, Any]], backends: Opening
-) -> CacheMiddleware | None:
+def cache_layer(config: PlaneConfig, policies: Mapping[str, ToolPolicy], backends: Opening) -> CacheMiddleware | None:
     section = config.cache
     if (section is None or not section.enabled) and not _wants(policies, "cache_ttl"):
         return None

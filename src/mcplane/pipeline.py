@@ -34,8 +34,10 @@ scanned, cache hits included, and a changed guard applies at once to results cac
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from mcplane.tool_policy import EMPTY_POLICY, EMPTY_SOURCE, ToolPolicy, ToolSource
 
 if TYPE_CHECKING:
     from mcplane.context import Context
@@ -62,16 +64,25 @@ SLOTS: tuple[str, ...] = (
 CallKind = Literal["tool", "resource", "prompt"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One call on its way through the pipeline. Change it with :meth:`replace`."""
+    """One call on its way through the pipeline. Change it with :meth:`replace`.
+
+    ``context`` is the one field a layer assigns in place: the context itself never changes,
+    so a layer that learns something about the call (authentication: who calls; the timeout
+    slot: the deadline) writes ``call.context = call.context.replace(...)`` before it passes
+    the call on. The layers inside it see the new context, and so do the layers outside it
+    once the call returns (the call log names the authenticated caller).
+    """
 
     kind: CallKind
     name: str
     arguments: Mapping[str, Any]
     context: Context
-    policy: Mapping[str, Any] = field(default_factory=dict)
-    """The call's matched policy (timeout, annotations, ...), merged from code and config."""
+    policy: ToolPolicy = EMPTY_POLICY
+    """The tool's policy (timeout, limits, access, ...): the decorator's, overridden by the file."""
+    source: ToolSource = EMPTY_SOURCE
+    """What the tool is: its published schema, annotations and upstream."""
 
     def replace(self, **changes: Any) -> Call:
         return replace(self, **changes)

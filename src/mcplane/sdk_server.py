@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
@@ -108,9 +109,9 @@ class SDKServer(MCPServer[Any]):
         context = plane.make_context(ctx, params)
         arguments = params.arguments or {}
         policy = plane.policy_for(params.name)
-        if current_scope.get() is not None and "timeout" not in policy:
-            policy = {**policy, "timeout": None}  # it may become a task: bounded by the task TTL instead
-        return await plane._chain(Call("tool", params.name, arguments, context, policy))
+        if current_scope.get() is not None and policy.timeout is None:
+            policy = replace(policy, unbounded=True)  # it may become a task: bounded by the task TTL instead
+        return await plane._chain(Call("tool", params.name, arguments, context, policy, plane.source_for(params.name)))
 
     def _visible(self, ctx: ServerRequestContext[Any, Any], kind: Kind) -> Callable[[str], bool] | None:
         """A name filter for list results, or ``None`` when no authorization layer is installed."""
@@ -142,8 +143,8 @@ class SDKServer(MCPServer[Any]):
         schema = super()._tool_input_schema(name)
         if schema is None:  # an upstream tool's schema: the SDK checks Mcp-Param headers against it
             for provider in self._plane.providers:
-                if (policy := provider.policy(name)) is not None and (found := policy.get("json_schema")) is not None:
-                    return dict(found)
+                if (source := provider.source(name)) is not None and source.json_schema is not None:
+                    return dict(source.json_schema)
         return schema
 
     def _page(

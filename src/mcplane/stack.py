@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from mcplane.config import PlaneConfig
 from mcplane.layers import (
@@ -34,10 +33,11 @@ from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ArgumentLimits, ValidateMiddleware
 from mcplane.pipeline import Middleware, Pipeline
+from mcplane.tool_policy import ToolPolicy
 
 __all__ = ["Core", "build_pipeline"]
 
-Policies = Mapping[str, Mapping[str, Any]]
+Policies = Mapping[str, ToolPolicy]
 
 
 @dataclass

@@ -35,8 +35,10 @@ def test_principal_of_prefers_the_http_request_over_the_context_variable() -> No
 
 async def test_the_request_principal_is_put_on_the_context() -> None:
     context = Context(request_context=_request_context({SCOPE_KEY: ALICE}))  # type: ignore[arg-type]
-    assert await AuthenticateMiddleware(required=True)(Call("tool", "t", {}, context), _whoami) == "alice"
-    assert context.principal is ALICE
+    call = Call("tool", "t", {}, context)
+    assert await AuthenticateMiddleware(required=True)(call, _whoami) == "alice"
+    assert call.context.principal is ALICE, "the layers outside see who called once the call returns"
+    assert context.principal is ANONYMOUS, "the context itself never changes: the call carries a new one"
 
 
 async def test_the_connection_principal_is_used_for_websocket_and_stdio() -> None:

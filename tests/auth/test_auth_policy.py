@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from mcplane.auth import AccessPolicy, AccessRule, visible
 from mcplane.context import ANONYMOUS, Principal
+from mcplane.tool_policy import ToolPolicy
 
 BILLING = Principal("bea", roles=frozenset({"billing"}))
 ADMIN = Principal("ada", roles=frozenset({"ops"}), scopes=frozenset({"admin", "audit"}))
@@ -62,11 +63,11 @@ def test_default_deny_refuses_what_no_rule_covers() -> None:
 
 
 def test_code_declared_roles_apply_when_no_config_rule_matches() -> None:
-    declared = {"roles": ["billing"], "timeout": 5.0}
+    declared = ToolPolicy.from_mapping({"roles": ["billing"], "timeout": 5.0})
     assert AccessPolicy().allows(BILLING, "tool", "charge", declared)
     assert not AccessPolicy().allows(ADMIN, "tool", "charge", declared)
-    assert AccessPolicy().allows(ADMIN, "tool", "charge", {"scopes": "admin"})
-    assert not visible(SUPPORT, "tool", "charge", None, {"scopes": ("admin",)})
+    assert AccessPolicy().allows(ADMIN, "tool", "charge", ToolPolicy.from_mapping({"scopes": "admin"}))
+    assert not visible(SUPPORT, "tool", "charge", None, ToolPolicy(scopes=("admin",)))
     # Default deny does not override a grant declared in code ...
     assert AccessPolicy(default="deny").allows(BILLING, "tool", "charge", declared)
     # ... but the file overrides the code.
@@ -92,4 +93,4 @@ def test_policy_config_is_strict() -> None:
     with pytest.raises(ValidationError):
         AccessPolicy.model_validate({"tools": {"x": {"role": ["typo"]}}})
     with pytest.raises(TypeError):
-        AccessPolicy().allows(ADMIN, "tool", "x", {"roles": 3})
+        AccessPolicy().allows(ADMIN, "tool", "x", ToolPolicy.from_mapping({"roles": 3}))

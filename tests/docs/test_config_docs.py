@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from pydantic import BaseModel
 
 from mcplane import Plane, errors
-from mcplane.config import PlaneConfig, ToolPolicy, load_config
+from mcplane.config import PlaneConfig, ToolPolicySection, load_config
 from mcplane.context import TIMEOUT_HEADER, TIMEOUT_META_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,9 +136,9 @@ def test_every_key_appears_in_the_annotated_example() -> None:
 
 def test_the_tools_policy_keys_are_the_decorators_keywords() -> None:
     documented = {path.split(".", 2)[2] for path in _documented() if path.startswith("tools.<glob>.")}
-    assert documented == set(ToolPolicy.model_fields)
+    assert documented == set(ToolPolicySection.model_fields)
     keywords = set(inspect.signature(Plane.tool).parameters)
-    assert set(ToolPolicy.model_fields) <= keywords
+    assert set(ToolPolicySection.model_fields) <= keywords
 
 
 # ------------------------------------------------------------------ names and codes

@@ -264,9 +264,9 @@ def test_production_layers_snippets(tmp_path: Path) -> None:
     plane = Plane("readme")
     exec(compile(decorated, "README", "exec"), {"plane": plane})
     policy = plane.policy_for("invoice_total")
-    assert policy["timeout"] == 2.0
-    assert policy["rate_limit"] == "100/minute"
-    assert policy["roles"] == ["billing"]
+    assert policy.timeout == 2.0
+    assert policy.rate_limit == "100/minute"
+    assert policy.roles == ("billing",)
 
     config = tmp_path / "mcplane.yaml"
     config.write_text(_blocks("yaml")[0])
@@ -279,5 +279,5 @@ def test_production_layers_snippets(tmp_path: Path) -> None:
 
     loaded = load_config(config)
     plane.configure(loaded)
-    assert plane.policy_for("billing_charge")["timeout"] == 1.0, "the file's glob applies"
-    assert plane.policy_for("invoice_total")["timeout"] == 2.0, "no glob matches: the decorator's value"
+    assert plane.policy_for("billing_charge").timeout == 1.0, "the file's glob applies"
+    assert plane.policy_for("invoice_total").timeout == 2.0, "no glob matches: the decorator's value"

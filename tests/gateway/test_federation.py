@@ -61,8 +61,9 @@ async def test_upstream_tools_are_namespaced_merged_and_called_through_the_pipel
 async def test_policy_comes_from_the_upstream_and_the_fast_path_serves_upstream_tools() -> None:
     plane = _gateway()
     async with Client(plane.sdk, mode="legacy"):
-        policy = plane.policy_for("everything__get-sum")
-        assert policy["json_schema"]["properties"].keys() >= {"a", "b"}
+        schema = plane.source_for("everything__get-sum").json_schema
+        assert schema is not None
+        assert schema["properties"].keys() >= {"a", "b"}
         assert plane.fast.tool_eligible("everything__get-sum")  # 2026-07-28 callers
         assert not plane.fast.tool_eligible("everything__get-sum", modern=False)  # no session to vouch for
         assert plane.fast.tool_eligible("local_ping")

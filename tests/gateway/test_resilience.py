@@ -225,7 +225,7 @@ async def test_an_attempt_cut_short_by_the_deadline_timer_is_a_timeout_though_it
     (endpoint,) = upstream.endpoints
     endpoint.sdk = SimpleNamespace(protocol_version="2025-11-25")  # pyright: ignore[reportAttributeAccessIssue]
     ctx = Plane("t").make_context(None, None)
-    ctx._deadline = now + 0.002  # pyright: ignore[reportPrivateUsage]
+    ctx = ctx.replace(deadline=now + 0.002)
     started = anyio.Event()
 
     async def send(link: Any, meta: dict[str, Any]) -> Any:

@@ -7,13 +7,13 @@ from mcplane.gateway.retry import backoff, may_retry
 
 
 def test_only_read_only_idempotent_or_configured_tools_retry() -> None:
-    assert may_retry("get", {}, ToolAnnotations(read_only_hint=True), [])
-    assert may_retry("put", {}, ToolAnnotations(idempotent_hint=True), [])
-    assert not may_retry("send", {}, ToolAnnotations(destructive_hint=True), [])
-    assert not may_retry("send", {}, None, [])
-    assert may_retry("get-sum", {}, None, ["get-*"])
-    assert may_retry("send", {"retryable": True}, None, [])
-    assert not may_retry("get", {"retryable": False}, ToolAnnotations(read_only_hint=True), [])
+    assert may_retry("get", None, ToolAnnotations(read_only_hint=True), [])
+    assert may_retry("put", None, ToolAnnotations(idempotent_hint=True), [])
+    assert not may_retry("send", None, ToolAnnotations(destructive_hint=True), [])
+    assert not may_retry("send", None, None, [])
+    assert may_retry("get-sum", None, None, ["get-*"])
+    assert may_retry("send", True, None, [])
+    assert not may_retry("get", False, ToolAnnotations(read_only_hint=True), [])
 
 
 def test_backoff_is_exponential_capped_jittered_and_bounded_by_the_deadline() -> None:

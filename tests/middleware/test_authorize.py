@@ -23,13 +23,14 @@ from mcplane.notes import notes_of
 from mcplane.observability.logs import EVENT_KEY
 from mcplane.observability.metrics import Metrics
 from mcplane.pipeline import Call, Pipeline
+from mcplane.tool_policy import ToolPolicy
 
 POLICY = AccessPolicy(default="deny", tools={"billing_*": AccessRule(roles=["billing"])})
 BILLING = Principal("bea", roles=frozenset({"billing"}))
 
 
 def _call(name: str, principal: Principal, policy: dict[str, Any] | None = None) -> Call:
-    return Call("tool", name, {}, Context(principal=principal), policy or {})
+    return Call("tool", name, {}, Context(principal=principal), ToolPolicy.from_mapping(policy or {}))
 
 
 async def _provider(call: Call) -> str:

@@ -17,6 +17,7 @@ from mcplane.context import Context, Principal
 from mcplane.errors import BudgetExceeded, ConfigError, DependencyUnavailable
 from mcplane.middleware.budget import BudgetMiddleware, BudgetOptions, estimate_tokens
 from mcplane.pipeline import Call, CallKind
+from mcplane.tool_policy import ToolPolicy
 
 ALICE, BOB = Principal("alice"), Principal("bob")
 
@@ -57,7 +58,9 @@ def make_call(
         context = Context(principal=principal, correlation_id="cid-1")
     else:
         context = SessionContext(session, principal=principal, correlation_id="cid-1")
-    return Call(kind, "search", {"q": "x"} if arguments is None else arguments, context, policy)
+    return Call(
+        kind, "search", {"q": "x"} if arguments is None else arguments, context, ToolPolicy.from_mapping(policy)
+    )
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from mcplane.context import Context, Principal
 from mcplane.errors import DependencyUnavailable
 from mcplane.middleware.cache import CacheMiddleware, CacheOptions, cache_key
 from mcplane.pipeline import Call, CallKind
+from mcplane.tool_policy import ToolPolicy, ToolSource
 
 ALICE, BOB = Principal("alice"), Principal("bob")
 READ_ONLY = {"annotations": ToolAnnotations(read_only_hint=True)}
@@ -45,7 +46,10 @@ def make_call(
     kind: CallKind = "tool",
 ) -> Call:
     args = {"q": "x"} if arguments is None else arguments
-    return Call(kind, "search", args, Context(principal=principal, correlation_id="cid-1"), policy)
+    declared = dict(policy)
+    source = ToolSource(annotations=declared.pop("annotations", None))  # what the tool is, not policy
+    context = Context(principal=principal, correlation_id="cid-1")
+    return Call(kind, "search", args, context, ToolPolicy.from_mapping(declared), source)
 
 
 @pytest.fixture

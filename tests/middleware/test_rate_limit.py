@@ -17,6 +17,7 @@ from mcplane.errors import ConfigError, DependencyUnavailable, RateLimited
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.rate_limit import RateLimitMiddleware, RateLimitOptions
 from mcplane.pipeline import Call, CallKind, Pipeline
+from mcplane.tool_policy import ToolPolicy
 from tests.conftest import error_of
 
 ALICE, BOB = Principal("alice"), Principal("bob")
@@ -34,7 +35,13 @@ class Provider:
 
 
 def make_call(policy: Mapping[str, Any], principal: Principal = ALICE, *, kind: CallKind = "tool") -> Call:
-    return Call(kind, "search", {"q": "x"}, Context(principal=principal, correlation_id="cid-1"), policy)
+    return Call(
+        kind,
+        "search",
+        {"q": "x"},
+        Context(principal=principal, correlation_id="cid-1"),
+        ToolPolicy.from_mapping(policy),
+    )
 
 
 @pytest.fixture

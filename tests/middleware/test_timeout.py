@@ -12,13 +12,14 @@ from mcplane.context import Context
 from mcplane.errors import DeadlineExceeded, Timeout
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.pipeline import Call
+from mcplane.tool_policy import ToolPolicy
 
 TINY = 0.05
 
 
 def _call(*, timeout: float | None = None, deadline: float | None = None) -> Call:
     policy = {} if timeout is None else {"timeout": timeout}
-    return Call("tool", "t", {}, Context(correlation_id="c", deadline=deadline), policy)
+    return Call("tool", "t", {}, Context(correlation_id="c", deadline=deadline), ToolPolicy.from_mapping(policy))
 
 
 async def _never(call: Call) -> Any:

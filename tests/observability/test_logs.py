@@ -16,6 +16,7 @@ from mcplane import Plane, secrets
 from mcplane.context import Principal
 from mcplane.observability import configure_logging, lifecycle_event
 from mcplane.observability.logs import EVENT_KEY, JSONFormatter, TextFormatter
+from mcplane.tool_policy import ToolSource
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -194,13 +195,37 @@ async def test_the_principal_and_upstream_are_in_the_event(caplog: pytest.LogCap
     caplog.set_level(logging.INFO, logger="mcplane.calls")
     plane = Plane("gateway-ish")
     context = plane.make_context(None, None)
-    context._principal = Principal("bob", tenant="acme")
+    context = context.replace(principal=Principal("bob", tenant="acme"))
 
     async def provider(call: Call) -> str:
         return "ok"
 
-    call = Call("tool", "billing.charge", {}, context, {"upstream": "billing"})
+    call = Call("tool", "billing.charge", {}, context, source=ToolSource(upstream="billing"))
     assert await ObserveMiddleware(None)(call, provider) == "ok"
     (record,) = [r for r in caplog.records if r.name == "mcplane.calls"]
     event = getattr(record, EVENT_KEY)
     assert (event["subject"], event["tenant"], event["upstream"]) == ("bob", "acme", "billing")
+
+
+async def test_the_call_log_names_the_caller_authentication_found(caplog: pytest.LogCaptureFixture) -> None:
+    from mcplane.auth.middleware import AuthenticateMiddleware, current_principal
+    from mcplane.observability.middleware import ObserveMiddleware
+    from mcplane.pipeline import Call, Pipeline
+
+    caplog.set_level(logging.INFO, logger="mcplane.calls")
+    pipeline = Pipeline()
+    pipeline.set("metrics", ObserveMiddleware(None))  # outside authentication: it logs after the call returns
+    pipeline.set("authenticate", AuthenticateMiddleware(required=True))
+
+    async def provider(call: Call) -> str:
+        return call.context.principal.subject
+
+    token = current_principal.set(Principal("carol", tenant="acme"))
+    try:
+        answer = await pipeline.compose(provider)(Call("tool", "whoami", {}, Plane("p").make_context(None, None)))
+    finally:
+        current_principal.reset(token)
+    assert answer == "carol"
+    (record,) = [r for r in caplog.records if r.name == "mcplane.calls"]
+    event = getattr(record, EVENT_KEY)
+    assert (event["subject"], event["tenant"]) == ("carol", "acme")

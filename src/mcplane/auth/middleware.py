@@ -55,7 +55,8 @@ class AuthenticateMiddleware:
             if not isinstance(found, Principal):
                 found = principal_of(context._request_context)
             if found is not None:
-                context._principal = principal = found
+                call.context = context.replace(principal=found)
+                principal = found
         if self.required and principal.anonymous:
             raise AuthenticationFailed("missing_token")
         return await call_next(call)

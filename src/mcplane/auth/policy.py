@@ -19,7 +19,7 @@ literal characters, then the one written first. A rule allows a principal that h
 one of its ``roles`` (when any are listed) **and** all of its ``scopes`` (when any are listed).
 
 Precedence for one call: a matching config rule; else the roles/scopes given in code
-(``call.policy["roles"]``/``["scopes"]``); else ``default``. The file overrides the code so
+(``call.policy.roles``/``.scopes``); else ``default``. The file overrides the code so
 operators can change access without a redeploy.
 
 **Attribute rules** (``rules:``) add conditions on top, as CEL expressions over the principal,
@@ -41,7 +41,7 @@ read ``args`` or ``client`` need a call, so they are left to the call and the na
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from mcplane.auth.rules import CompiledRule, RuleFailed, compile_rule, evaluate, now_value, principal_value
 from mcplane.context import Principal
+from mcplane.tool_policy import ToolPolicy
 
 __all__ = ["AccessPolicy", "AccessRule", "CallFacts", "Decision", "Kind", "Rule", "visible"]
 
@@ -164,25 +165,20 @@ class AccessPolicy(BaseModel):
                 best = (literal, rule)
         return None if best is None else best[1]
 
-    def effective_rule(self, kind: Kind, name: str, code_policy: Mapping[str, Any] | None = None) -> AccessRule | None:
+    def effective_rule(self, kind: Kind, name: str, code_policy: ToolPolicy | None = None) -> AccessRule | None:
         """Config rule, else the roles/scopes declared in code, else ``None`` (the default applies)."""
         rule = self.rule_for(kind, name)
         if rule is not None:
             return rule
-        if code_policy:
-            roles = _names(code_policy.get("roles"))
-            scopes = _names(code_policy.get("scopes"))
-            if roles or scopes:
-                return AccessRule(roles=roles, scopes=scopes)
+        if code_policy is not None and (code_policy.roles or code_policy.scopes):
+            return AccessRule(roles=list(code_policy.roles or ()), scopes=list(code_policy.scopes or ()))
         return None
 
-    def allows(self, principal: Principal, kind: Kind, name: str, code_policy: Mapping[str, Any] | None = None) -> bool:
+    def allows(self, principal: Principal, kind: Kind, name: str, code_policy: ToolPolicy | None = None) -> bool:
         """Whether a list shows ``name``: the decision without a call (see :meth:`decide`)."""
         return self.decide(principal, kind, name, code_policy).allowed
 
-    def role_allows(
-        self, principal: Principal, kind: Kind, name: str, code_policy: Mapping[str, Any] | None = None
-    ) -> bool:
+    def role_allows(self, principal: Principal, kind: Kind, name: str, code_policy: ToolPolicy | None = None) -> bool:
         """The roles/scopes decision alone (a rule, the code's roles/scopes, else ``default``)."""
         rule = self.effective_rule(kind, name, code_policy)
         if rule is None:
@@ -209,7 +205,7 @@ class AccessPolicy(BaseModel):
         principal: Principal,
         kind: Kind,
         name: str,
-        code_policy: Mapping[str, Any] | None = None,
+        code_policy: ToolPolicy | None = None,
         facts: CallFacts | None = None,
     ) -> Decision:
         """Roles/scopes first, then every applicable rule. ``facts`` is what a call adds
@@ -300,20 +296,10 @@ def visible(
     kind: Kind,
     name: str,
     policy: AccessPolicy | None,
-    code_policy: Mapping[str, Any] | None = None,
+    code_policy: ToolPolicy | None = None,
 ) -> bool:
     """Whether ``principal`` may see ``name`` in ``tools/list``, ``resources/list`` (and templates)
     or ``prompts/list``: exactly when it may call it. No policy: everything is visible."""
     if policy is None:
         return AccessPolicy().allows(principal, kind, name, code_policy)
     return policy.allows(principal, kind, name, code_policy)
-
-
-def _names(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Collection):
-        return [str(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
-    raise TypeError(f"expected a role or scope name or a list of them, got {type(value).__name__}")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mcp_types import Prompt, Tool
 
 from mcplane.gateway.config import SEPARATOR
+from mcplane.tool_policy import ToolPolicy, ToolSource
 
 if TYPE_CHECKING:
     from mcplane.gateway.upstream import Upstream
@@ -53,7 +54,8 @@ class Merged:
     template_owners: dict[str, Upstream] = field(default_factory=lambda: {})
     """URI template → the upstream listing it (completions of a template reference go there)."""
     listed: dict[ListKind, list[Any]] = field(default_factory=_empty_lists)
-    policies: dict[str, dict[str, Any]] = field(default_factory=lambda: {})
+    policies: dict[str, ToolPolicy] = field(default_factory=lambda: {})
+    sources: dict[str, ToolSource] = field(default_factory=lambda: {})
     hidden: set[str] = field(default_factory=lambda: set())
     """Version targets not callable under their own names (``expose_versions: false``)."""
     live_versions: set[str] = field(default_factory=lambda: set())
@@ -123,12 +125,10 @@ def merge(upstreams: Iterable[Upstream], versions: VersionRouter) -> Merged:
             exposed = prefix + name
             merged.tools[exposed] = (upstream, tool)
             merged.listed["tool"].append(tool.model_copy(update={"name": exposed}))
-            policy: dict[str, Any] = {"json_schema": tool.input_schema, "upstream": upstream.name}
-            if tool.annotations is not None:
-                policy["annotations"] = tool.annotations
-            if upstream.config.timeout is not None:
-                policy["timeout"] = upstream.config.timeout
-            merged.policies[exposed] = policy
+            merged.policies[exposed] = ToolPolicy(timeout=upstream.config.timeout)
+            merged.sources[exposed] = ToolSource(
+                tool.input_schema, upstream=upstream.name, annotations=tool.annotations
+            )
         for name in sorted(catalog.prompts):
             if hidden(upstream, name, "prompt"):
                 continue
@@ -164,7 +164,8 @@ def _add_versions(merged: Merged, versions: VersionRouter) -> None:
             continue  # not offered (yet): listed once its upstream's catalog has it
         merged.live_versions.add(name)
         entries.append(default[1].model_copy(update={"name": name}))
-        merged.policies[name] = dict(merged.policies[state.targets[state.config.default]])
+        merged.policies[name] = merged.policies[state.targets[state.config.default]]
+        merged.sources[name] = merged.sources[state.targets[state.config.default]]
     kept = [tool for tool in merged.listed["tool"] if tool.name not in merged.hidden and tool.name not in versions]
     merged.listed["tool"] = sorted([*kept, *entries], key=lambda tool: tool.name)
 

@@ -192,7 +192,7 @@ def _context(
     caller = context.incoming_timeout()
     bounds = [bound for bound in (timeout, caller) if bound is not None]
     if bounds:
-        context._deadline = time.monotonic() + min(bounds)  # pyright: ignore[reportPrivateUsage]
+        context = context.replace(deadline=time.monotonic() + min(bounds))
     return context
 
 

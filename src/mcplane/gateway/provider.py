@@ -53,6 +53,7 @@ from mcplane.gateway.runtime import GatewayRuntime, gateway_running
 from mcplane.gateway.tasks import UpstreamTasks
 from mcplane.gateway.upstream import Upstream
 from mcplane.gateway.versions import VersionRouter
+from mcplane.tool_policy import ToolPolicy, ToolSource
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -152,9 +153,13 @@ class UpstreamProvider:
             data["uri"] = call.name
         return MCPError(code=error.jsonrpc_code, message=error.message, data=data)
 
-    def policy(self, tool: str) -> Mapping[str, Any] | None:
-        """The code-level policy of an upstream tool: its schema, annotations and timeout."""
+    def policy(self, tool: str) -> ToolPolicy | None:
+        """The code-level policy of an upstream tool: its upstream's timeout."""
         return self.catalog.policies.get(tool)
+
+    def source(self, tool: str) -> ToolSource | None:
+        """What an upstream tool is: its schema, annotations and upstream."""
+        return self.catalog.sources.get(tool)
 
     def listed(self, kind: ListKind) -> Sequence[Any]:
         return self.catalog.listed[kind]
@@ -194,15 +199,15 @@ class UpstreamProvider:
     def _own_timeout(self, call: Call) -> float | None:
         """The call's timeout when it, not the caller's deadline, bounds the call (the timeout
         slot's rule: the caller's deadline wins a tie), else ``None``."""
-        timeout: Any = call.policy.get("timeout", self.default_timeout)
+        timeout = call.policy.timeout_or(self.default_timeout)
         if timeout is None:
             return None
         caller = call.context.incoming_timeout()
-        return float(timeout) if caller is None or float(timeout) < caller else None
+        return timeout if caller is None or timeout < caller else None
 
     async def _call_tool(self, call: Call, caller: Caller, upstream: Upstream, tool: Tool) -> Any:
         self._check_dependencies(upstream, tool.name)
-        retry = may_retry(tool.name, call.policy, tool.annotations, upstream.config.retryable)
+        retry = may_retry(tool.name, call.policy.retryable, tool.annotations, upstream.config.retryable)
         request = Request(
             "tools/call",
             {"name": tool.name, "arguments": dict(call.arguments)},
@@ -291,7 +296,7 @@ class UpstreamProvider:
         context = plane.make_context(ctx, None)
         timeout = upstream.config.timeout or self.default_timeout
         if timeout is not None:
-            context._deadline = time.monotonic() + timeout  # pyright: ignore[reportPrivateUsage]
+            context = context.replace(deadline=time.monotonic() + timeout)
         request = Request(method, params, what=f"{method} {params.get('taskId')!r}")
         return await self.forward(upstream, request, Caller.of(context), retry=True, endpoint=endpoint)
 

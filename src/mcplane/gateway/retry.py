@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mcplane.gateway.config import RetryConfig
@@ -18,10 +18,11 @@ from mcplane.gateway.config import RetryConfig
 __all__ = ["backoff", "may_retry"]
 
 
-def may_retry(tool: str, policy: Mapping[str, Any], annotations: Any, globs: Iterable[str]) -> bool:
-    """Whether ``tool`` (its upstream name) may be called again after a failed attempt."""
-    if policy.get("retryable") is not None:
-        return bool(policy["retryable"])
+def may_retry(tool: str, retryable: bool | None, annotations: Any, globs: Iterable[str]) -> bool:
+    """Whether ``tool`` (its upstream name) may be called again after a failed attempt;
+    ``retryable`` is its policy's (``None`` when the policy does not say)."""
+    if retryable is not None:
+        return retryable
     if annotations is not None and (
         getattr(annotations, "read_only_hint", None) or getattr(annotations, "idempotent_hint", None)
     ):

@@ -5,7 +5,7 @@ over its limit is refused with :class:`~mcplane.errors.BudgetExceeded` and the t
 (``retry_after_ms`` is the time until the tightest window ends, ``details`` tell the scope, limit,
 remaining units and the cost asked).
 
-Policy key read from ``call.policy``:
+Policy field read from ``call.policy``:
 
 ``cost``
     An int >= 0: the units this tool costs per call, charged up front, nothing after.
@@ -94,7 +94,7 @@ class BudgetMiddleware:
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         if call.kind != "tool":
             return await call_next(call)
-        declared = call.policy.get("cost")
+        declared = call.policy.cost
         if declared is not None:
             if not _is_count(declared):
                 raise ConfigError(f"tool {call.name!r} cost must be a non-negative int, got {declared!r}")

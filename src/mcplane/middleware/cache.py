@@ -3,12 +3,13 @@
 Only tool calls are cached, and only a ``CallToolResult`` whose ``isError`` is false: errors,
 ``InputRequiredResult`` (a multi-round-trip request) and exceptions always go through.
 
-Policy keys read from ``call.policy``:
+Read from ``call.policy`` (:class:`~mcplane.tool_policy.ToolPolicy`) and ``call.source``:
 
 ``cache_ttl``
     Seconds (a number or a duration such as ``"30s"``, ``"5m"``) to keep the tool's results.
-    Declaring it turns caching on for the tool; ``0``, ``False`` or ``None`` turns it off.
-``annotations``
+    Declaring it turns caching on for the tool; ``0`` (or ``False``/``None`` in the keyword form)
+    turns it off.
+``source.annotations``
     The tool's ``mcp_types.ToolAnnotations``. When :attr:`CacheOptions.enabled` is set, a tool
     with ``readOnlyHint`` and no ``cache_ttl`` is cached for :attr:`CacheOptions.default_ttl`.
 ``cache_scope``
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from mcplane.backends.cache import Cache
 from mcplane.errors import ConfigError, DependencyUnavailable
 from mcplane.pipeline import Call, CallNext
-from mcplane.policy import parse_duration
+from mcplane.tool_policy import ToolPolicy, ToolSource
 
 __all__ = ["CacheMiddleware", "CacheOptions", "cache_key", "cache_ttl", "canonical_json"]
 
@@ -65,14 +65,11 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def cache_ttl(policy: Mapping[str, Any], options: CacheOptions) -> float | None:
+def cache_ttl(policy: ToolPolicy, source: ToolSource, options: CacheOptions) -> float | None:
     """Seconds to cache a tool's results under ``policy``, or ``None`` for no caching."""
-    if "cache_ttl" in policy:
-        ttl = policy["cache_ttl"]
-        if ttl in (None, False, 0):
-            return None
-        return parse_duration(ttl, field="cache_ttl")
-    annotations = policy.get("annotations")
+    if policy.cache_ttl is not None:
+        return policy.cache_ttl or None  # 0: caching off for the tool
+    annotations = source.annotations
     if options.enabled and annotations is not None and getattr(annotations, "read_only_hint", None):
         return options.default_ttl
     return None
@@ -80,7 +77,7 @@ def cache_ttl(policy: Mapping[str, Any], options: CacheOptions) -> float | None:
 
 def cache_key(call: Call) -> str | None:
     """The entry key for ``call``, or ``None`` when its arguments are not JSON (never cached)."""
-    scope = call.policy.get("cache_scope", "private")
+    scope = call.policy.cache_scope or "private"
     if scope not in ("private", "public"):
         raise ConfigError(f"cache_scope: expected 'private' or 'public', got {scope!r}")
     principal = call.context.principal
@@ -100,7 +97,7 @@ class CacheMiddleware:
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         if call.kind != "tool":
             return await call_next(call)
-        ttl = cache_ttl(call.policy, self.options)
+        ttl = cache_ttl(call.policy, call.source, self.options)
         key = None if ttl is None else cache_key(call)
         if ttl is None or key is None:
             return await call_next(call)

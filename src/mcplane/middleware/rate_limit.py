@@ -1,6 +1,6 @@
 """The ``rate_limit`` slot: calls per tool per principal, and per tool overall.
 
-Policy keys read from ``call.policy`` (any call kind; resources and prompts are limited the
+Policy fields read from ``call.policy`` (any call kind; resources and prompts are limited the
 same way when their policy says so):
 
 ``rate_limit``
@@ -41,7 +41,6 @@ logger = logging.getLogger("mcplane.rate_limit")
 
 Scope = Literal["principal", "global"]
 _SCOPES: tuple[Scope, ...] = ("principal", "global")
-_MISSING: Any = object()
 _OFF = (None, False, "off", "")
 
 
@@ -96,11 +95,11 @@ class RateLimitMiddleware:
         self._default_scopes = resolve_scopes(options.scope, field="rate_limit scope")
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        declared = call.policy.get("rate_limit", _MISSING)
-        limits = resolve_limits(self.options.default if declared is _MISSING else declared)
+        declared = call.policy.rate_limit
+        limits = resolve_limits(self.options.default if declared is None else declared)
         if not limits:
             return await call_next(call)
-        scope_value = call.policy.get("rate_limit_scope")
+        scope_value = call.policy.rate_limit_scope
         scopes = self._default_scopes if scope_value is None else resolve_scopes(scope_value)
         keys = {scope: self._key(call, scope) for scope in scopes}
         checks = [(key, limit) for key in keys.values() for limit in limits]

@@ -28,7 +28,7 @@ class TimeoutMiddleware:
         self.default_timeout = default_timeout
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        timeout = call.policy.get("timeout", self.default_timeout)
+        timeout = call.policy.timeout_or(self.default_timeout)
         ctx = call.context
         now = time.monotonic()
         own_deadline = None if timeout is None else now + float(timeout)
@@ -44,7 +44,7 @@ class TimeoutMiddleware:
         caller_bound = caller_deadline is not None and (own_deadline is None or caller_deadline <= own_deadline)
         deadline = caller_deadline if caller_bound else own_deadline
         assert deadline is not None
-        ctx._deadline = deadline
+        call.context = ctx.replace(deadline=deadline)
         with anyio.CancelScope(deadline=_to_anyio_clock(deadline)):
             return await call_next(call)
         # Reached only when this scope's deadline cancelled the call.

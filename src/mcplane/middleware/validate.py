@@ -176,7 +176,7 @@ class ValidateMiddleware:
         if call.kind != "tool":
             return await call_next(call)
         nodes = check_shape(call.arguments, self.limits)
-        schema = call.policy.get("json_schema")
+        schema = call.source.json_schema
         if isinstance(schema, Mapping):
             self._check_schema(schema, dict(call.arguments))  # pyright: ignore[reportUnknownArgumentType]
         elif nodes > PREVALIDATE_NODES and self._local_validator is not None:
@@ -187,7 +187,7 @@ class ValidateMiddleware:
         ):
             limit = self.limits.max_result_bytes
             logger.warning("tool %r answered more than %d bytes; the result was not sent", call.name, limit)
-            kind = UpstreamError if "upstream" in call.policy else InternalError
+            kind = UpstreamError if call.source.upstream is not None else InternalError
             raise kind(f"the tool's result is larger than the {limit}-byte limit", details={"limit_bytes": limit})
         return result
 

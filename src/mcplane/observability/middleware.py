@@ -29,7 +29,7 @@ from mcplane.observability.logs import CALL_LOGGER, EVENT_KEY
 from mcplane.observability.metrics import UNKNOWN, CounterSync, Metrics, current_call_name
 from mcplane.pipeline import Call, CallNext
 
-__all__ = ["ObserveMiddleware", "private_fields", "series_name", "trace_id"]
+__all__ = ["ObserveMiddleware", "series_name", "trace_id"]
 
 KNOWN_CODES = frozenset(
     {
@@ -46,7 +46,7 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 
 def series_name(call: Call) -> str:
     """The ``name`` label for ``call``: a name the server knows, never one a client invented."""
-    if call.policy.get("upstream") is not None:
+    if call.source.upstream is not None:
         return call.name
     sdk: Any = getattr(call.context, "_mcp_server", None)
     if sdk is None:
@@ -158,14 +158,6 @@ class ObserveMiddleware:
             self.sync.sync()
 
 
-def private_fields(ctx: Any) -> dict[str, Any]:
-    """The context's mcplane fields (``_principal``, ``_correlation_id``, ...), read in one go.
-
-    ``Context`` keeps them in the instance ``__dict__`` (see :mod:`mcplane.context`)."""
-    fields = getattr(ctx, "__dict__", None)
-    return fields if isinstance(fields, dict) else {}
-
-
 def sdk_request_context(ctx: Any) -> Any:
     """The SDK's request context (a pydantic private attribute of the SDK's ``Context``), or ``None``."""
     private = getattr(ctx, "__pydantic_private__", None)
@@ -174,8 +166,7 @@ def sdk_request_context(ctx: Any) -> Any:
 
 def _log_call(call: Call, elapsed: float, code: str | None) -> None:
     ctx = call.context
-    private = private_fields(ctx)
-    principal = private.get("_principal") or ctx.principal
+    principal = ctx.principal  # a slot read (see :mod:`mcplane.context`)
     event: dict[str, Any] = {
         "event": "call",
         "kind": call.kind,
@@ -186,9 +177,9 @@ def _log_call(call: Call, elapsed: float, code: str | None) -> None:
         "status": "ok" if code is None else "error",
         "code": code,
         "trace_id": trace_id(ctx),
-        "correlation_id": private.get("_correlation_id", ""),
+        "correlation_id": ctx.correlation_id,
     }
-    upstream = call.policy.get("upstream")
+    upstream = call.source.upstream
     if upstream is not None:
         event["upstream"] = str(upstream)
     # Logger.info would also look up the caller's file and line, which no event shows.
@@ -201,11 +192,7 @@ def trace_id(ctx: Any) -> str | None:
     span_context = get_current_span().get_span_context()
     if span_context.is_valid:
         return format(span_context.trace_id, "032x")
-    private = private_fields(ctx)
-    meta = private.get("_meta")
-    scope = private.get("_scope")
-    if sdk_request_context(ctx) is not None:  # the SDK's path: let the properties find them
-        meta, scope = ctx.request_meta, ctx.scope
+    meta, scope = ctx.request_meta, ctx.scope
     raw: Any = meta.get("traceparent") if isinstance(meta, Mapping) else None
     if raw is None and isinstance(scope, Mapping):
         raw = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"traceparent"), None)

@@ -39,7 +39,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from mcplane.audit.entry import error_code_of, result_code
 from mcplane.errors import ConfigError
-from mcplane.observability.middleware import private_fields, sdk_request_context
 from mcplane.pipeline import Call, CallNext
 from mcplane.sdk_adapter.otel import SDKOpenTelemetryMiddleware as _SDKOpenTelemetryMiddleware
 
@@ -61,11 +60,8 @@ _HEADER_KEYS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
 def incoming_trace_context(context: Any) -> OTelContext | None:
     """The caller's trace context: ``_meta`` first, then HTTP headers; ``None`` when absent or malformed."""
     carrier: dict[str, str] = {}
-    private = private_fields(context)
-    meta: Any = private.get("_meta")
-    scope: Any = private.get("_scope")
-    if sdk_request_context(context) is not None:  # the SDK's path: let the properties find them
-        meta, scope = context.request_meta, context.scope
+    meta: Any = context.request_meta
+    scope: Any = context.scope
     parent = meta.get("traceparent") if isinstance(meta, Mapping) else None
     if isinstance(parent, str):
         carrier["traceparent"] = parent
@@ -92,11 +88,10 @@ class TracingMiddleware:
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         ctx = call.context
-        private = private_fields(ctx)
         method = CALL_METHODS[call.kind]
         attributes: dict[str, Any] = {
             "mcp.method.name": method,
-            "mcplane.correlation_id": private.get("_correlation_id"),
+            "mcplane.correlation_id": ctx.correlation_id,
         }
         if call.kind == "tool":
             attributes["gen_ai.operation.name"] = "execute_tool"
@@ -105,10 +100,10 @@ class TracingMiddleware:
             attributes["mcp.resource.uri"] = call.name
         else:
             attributes["gen_ai.prompt.name"] = call.name
-        session_id = private.get("_session_id") or (ctx.session_id if sdk_request_context(ctx) is not None else None)
+        session_id = ctx.session_id
         if session_id:
             attributes["mcp.session.id"] = session_id
-        upstream = call.policy.get("upstream")
+        upstream = call.source.upstream
         if upstream is not None:
             attributes["mcplane.upstream"] = str(upstream)
         with self.tracer.start_as_current_span(
