@@ -13,7 +13,6 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
-from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -31,7 +30,7 @@ from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ValidateMiddleware
 from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
-from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
+from mcplane.sdk_adapter.server import SDKServer, install_task_listen, local_resource, lowlevel_server, sdk_lifespan
 from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 
@@ -141,7 +140,7 @@ class Plane:
             log_level="WARNING",
         )
         if self.tasks is not None:
-            self.tasks.bind(self.sdk._handle_call_tool)
+            self.tasks.bind(self.sdk.call_tool_handler)
             install_task_listen(self.sdk, self.tasks)
         self.fast = FastPath(self)
         """The hot path for plain ``tools/call`` requests (see :mod:`mcplane.fastpath`)."""
@@ -159,9 +158,9 @@ class Plane:
         self._merged.clear()
         self._core.configure(config)
         if config.server.name:
-            self.name = self.sdk._lowlevel_server.name = config.server.name
+            self.name = lowlevel_server(self.sdk).name = config.server.name
         if config.sessions.keys:  # replicas sharing the keys continue each other's multi-round-trip requests
-            from mcplane.sdk_server import install_request_state_keys
+            from mcplane.sdk_adapter.server import install_request_state_keys
 
             keys = [key.get().encode() for key in config.sessions.keys]
             install_request_state_keys(self.sdk, keys, ttl=config.sessions.request_state_ttl)
@@ -318,7 +317,7 @@ class Plane:
         """
 
         def decorator(handler: _F) -> _F:
-            self.sdk._lowlevel_server.add_request_handler(method, params_type, handler)
+            lowlevel_server(self.sdk).add_request_handler(method, params_type, handler)
             return handler
 
         return decorator
@@ -493,13 +492,7 @@ class Plane:
             return self.sdk._tool_manager.get_tool(name) is not None
         if kind == "prompt":
             return self.sdk._prompt_manager.get_prompt(name) is not None
-        manager = self.sdk._resource_manager
-        if name in manager._resources:
-            return True
-        try:
-            return any(t.matches(name) is not None for t in manager._templates.values())
-        except ResourceSecurityError:  # a traversal attempt: not ours to serve (the SDK refuses it as not found)
-            return False
+        return local_resource(self.sdk, name)  # a traversal attempt is not ours to serve (the SDK refuses it)
 
     async def _provide(self, call: Call) -> Any:
         if self.providers and not self._local(call.kind, call.name):

@@ -25,26 +25,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver.resolve import returns_input_required
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp_types import CallToolResult, ErrorData
-from mcp_types import methods as _methods
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from mcp_types import CallToolResult
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.pipeline import Call
+from mcplane.sdk_adapter.eligibility import (
+    LATEST_HANDSHAKE_VERSION,
+    PROTOCOL_VERSION_KEY,
+    SDK_BUILTIN_MIDDLEWARE,
+    header_mapped,
+    modern_version,
+    tool_qualifies,
+)
+from mcplane.sdk_adapter.results import INVALID_RESULT, error_response, tool_result
+from mcplane.sdk_adapter.server import local_tool
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
 
 __all__ = ["FastPath"]
 
-_PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 _ALLOWED_PARAMS = frozenset({"name", "arguments", "_meta"})
 _ALLOWED_META = frozenset(
     {
-        _PROTOCOL_VERSION_KEY,
+        PROTOCOL_VERSION_KEY,
         "io.modelcontextprotocol/clientCapabilities",
         "io.modelcontextprotocol/clientInfo",
         "traceparent",
@@ -52,7 +57,6 @@ _ALLOWED_META = frozenset(
         "mcplane/timeout_ms",
     }
 )
-_SDK_BUILTIN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
 
 
 class FastPath:
@@ -75,8 +79,8 @@ class FastPath:
         Middleware registered with :meth:`transparent` (it has nothing to do with ``tools/call``)
         does not count.
         """
-        middleware = self.plane.sdk._lowlevel_server.middleware
-        return all(type(m).__name__ in _SDK_BUILTIN_MIDDLEWARE or m in self._transparent for m in middleware)
+        middleware = self.plane.sdk.middleware
+        return all(type(m) in SDK_BUILTIN_MIDDLEWARE or m in self._transparent for m in middleware)
 
     def transparent(self, middleware: Any) -> None:
         """Declare an SDK-level middleware that never needs to see a ``tools/call`` (idempotent)."""
@@ -106,7 +110,7 @@ class FastPath:
         for provider in plane.providers:
             if provider.owns("tool", name):
                 code = provider.policy(name) or {}
-                if "x-mcp-header" in repr(code.get("json_schema")):
+                if header_mapped(code.get("json_schema")):
                     return False
                 policy = plane.policy_for(name)
                 return not (policy.get("task") or policy.get("input_schema"))
@@ -114,17 +118,13 @@ class FastPath:
 
     def _decide(self, name: str) -> bool | None:
         """A local tool's verdict; ``None`` when there is no local tool of that name."""
-        tool = self.plane.sdk._tool_manager.get_tool(name)
+        tool = local_tool(self.plane.sdk, name)
         if tool is None:
             return None
-        if tool.context_kwarg is not None or tool.resolved_params:
-            return False
-        if "x-mcp-header" in repr(tool.parameters):
+        if not tool_qualifies(tool):
             return False
         policy = self.plane.policy_for(name)
-        if policy.get("task") or policy.get("input_schema"):
-            return False
-        return not returns_input_required(tool.fn)
+        return not (policy.get("task") or policy.get("input_schema"))
 
     def forget(self, name: str) -> None:
         """Drop a cached decision (after a tool is added, replaced or removed)."""
@@ -164,14 +164,10 @@ class FastPath:
         if modern:
             if meta is None:
                 return None
-            verdict = classify_inbound_request(message, headers=dict(headers) if headers is not None else None)
-            if isinstance(verdict, InboundLadderRejection):
-                return None
-            version = getattr(verdict, "protocol_version", None)
-            return version if version in MODERN_PROTOCOL_VERSIONS else None
-        if meta is not None and _PROTOCOL_VERSION_KEY in meta:
+            return modern_version(message, headers)
+        if meta is not None and PROTOCOL_VERSION_KEY in meta:
             return None
-        return HANDSHAKE_PROTOCOL_VERSIONS[-1]
+        return LATEST_HANDSHAKE_VERSION
 
     async def serve(
         self,
@@ -197,23 +193,8 @@ class FastPath:
                 Call("tool", name, params.get("arguments") or {}, context, plane.policy_for(name))
             )
         except MCPError as exc:
-            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(exc.error)}
+            return error_response(request_id, exc.error)
         if not isinstance(result, CallToolResult):
             # Only reachable if a middleware returned something exotic: never send it unshaped.
-            error = ErrorData(code=-32603, message="Handler returned an invalid result")
-            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(error)}
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        dumped = _methods.serialize_server_result("tools/call", version, dumped)
-        if version in MODERN_PROTOCOL_VERSIONS:
-            dumped.setdefault("resultType", "complete")
-            meta = dumped.get("_meta")
-            stamp = plane.sdk._lowlevel_server.server_info_stamp
-            if meta is None:
-                dumped["_meta"] = {"io.modelcontextprotocol/serverInfo": stamp}
-            elif isinstance(meta, dict) and meta.get("io.modelcontextprotocol/serverInfo") is None:
-                dumped["_meta"] = {**meta, "io.modelcontextprotocol/serverInfo": stamp}
-        return {"jsonrpc": "2.0", "id": request_id, "result": dumped}
-
-
-def _error_body(error: ErrorData) -> dict[str, Any]:
-    return error.model_dump(mode="json", by_alias=True, exclude_none=True)
+            return error_response(request_id, INVALID_RESULT)
+        return {"jsonrpc": "2.0", "id": request_id, "result": tool_result(result, version, plane.sdk)}

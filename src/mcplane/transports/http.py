@@ -29,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from mcplane.errors import DependencyUnavailable
 from mcplane.fanout import Fanout, replicate
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.sessions import open_sessions
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.framing import decode_value, error_frame
 from mcplane.transports.http_fast import serve_fast
@@ -156,7 +157,7 @@ class HTTPApp:
         manager = self._manager
         if manager is not None:
             # Forget sessions the SDK has dropped, so the set stays as small as the live sessions.
-            self.initialized_sessions.intersection_update(manager._server_instances)
+            self.initialized_sessions.intersection_update(open_sessions(manager))
         self.initialized_sessions.add(session_id)
 
     def _new_manager(self) -> SessionManager:
@@ -362,7 +363,7 @@ class HTTPApp:
             await _respond(send, 503, _error_body(503, "dependency_unavailable", "server is not running"))
             return
         session_id = headers.get("mcp-session-id")
-        if session_id is not None and session_id not in manager._server_instances:
+        if session_id is not None and session_id not in open_sessions(manager):
             adoption = await manager.adopt(session_id, requestor(scope))
             if adoption in ("unavailable", "full"):
                 reason = "cannot check the session now" if adoption == "unavailable" else "too many open sessions"
