@@ -30,7 +30,8 @@ from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ValidateMiddleware
 from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
-from mcplane.sdk_adapter.server import SDKServer, install_task_listen, local_resource, lowlevel_server, sdk_lifespan
+from mcplane.sdk_adapter.mcpserver import local_resource, lowlevel_server
+from mcplane.sdk_adapter.server import SDKServer, install_task_listen, sdk_lifespan
 from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 
@@ -492,7 +493,7 @@ class Plane:
             return self.sdk._tool_manager.get_tool(name) is not None
         if kind == "prompt":
             return self.sdk._prompt_manager.get_prompt(name) is not None
-        return local_resource(self.sdk, name)  # a traversal attempt is not ours to serve (the SDK refuses it)
+        return local_resource(self.sdk, name) is not None  # a traversal attempt is not ours to serve
 
     async def _provide(self, call: Call) -> Any:
         if self.providers and not self._local(call.kind, call.name):

@@ -38,8 +38,8 @@ from mcplane.sdk_adapter.eligibility import (
     modern_version,
     tool_qualifies,
 )
+from mcplane.sdk_adapter.mcpserver import local_tool
 from mcplane.sdk_adapter.results import INVALID_RESULT, error_response, tool_result
-from mcplane.sdk_adapter.server import local_tool
 
 if TYPE_CHECKING:
     from mcplane.app import Plane

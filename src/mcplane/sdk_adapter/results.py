@@ -16,7 +16,7 @@ from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcplane.jsonrpc import error_envelope
-from mcplane.sdk_adapter.server import server_info_stamp
+from mcplane.sdk_adapter.mcpserver import server_info_stamp
 
 __all__ = ["INVALID_RESULT", "error_response", "stamp_server_info", "tool_result"]
 

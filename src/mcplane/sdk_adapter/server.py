@@ -5,9 +5,6 @@ lists (``tools/list``, ``resources/list``, ``resources/templates/list``, ``promp
 principal only what the authorization layer would let it call. Its subscription bus is a
 :class:`~mcplane.fanout.PlaneBus` (``subscriptions/listen`` events reach every replica), and
 ``requestState`` can be sealed with keys the replicas share (:func:`install_request_state_keys`).
-
-The functions at the top read what the SDK keeps private on an ``MCPServer`` (its low-level
-server, its tool, prompt and resource managers, its subscription bus) for the rest of mcplane.
 """
 
 from __future__ import annotations
@@ -17,14 +14,10 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, UnexpectedResourceError
-from mcp.server.mcpserver.prompts.base import Prompt
-from mcp.server.mcpserver.resources.templates import ResourceSecurityError
-from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
-from mcp.server.subscriptions import ListenHandler, SubscriptionBus
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
@@ -52,6 +45,7 @@ from mcplane.context import ANONYMOUS, Context
 from mcplane.errors import InternalError, NotFound
 from mcplane.fanout import PlaneBus
 from mcplane.pipeline import Call
+from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
 from mcplane.tasks.runtime import ToolHandler
 
@@ -60,65 +54,9 @@ if TYPE_CHECKING:
 
     from mcplane.app import ListKind, Plane
 
-__all__ = [
-    "SDKServer",
-    "install_request_state_keys",
-    "install_task_listen",
-    "local_prompt",
-    "local_resource",
-    "local_tool",
-    "lowlevel_server",
-    "remove_request_handler",
-    "sdk_lifespan",
-    "server_info_stamp",
-    "subscription_bus",
-]
+__all__ = ["SDKServer", "install_request_state_keys", "install_task_listen", "sdk_lifespan"]
 
 _Item = TypeVar("_Item")
-
-
-def lowlevel_server(sdk: MCPServer[Any]) -> Server[Any]:
-    """The low-level server under ``sdk``: its request handlers, name, session manager, stamp."""
-    return sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
-
-
-def server_info_stamp(sdk: MCPServer[Any]) -> dict[str, Any]:
-    """The ``serverInfo`` the SDK's runner stamps on every 2026-07-28 result's ``_meta``."""
-    return sdk._lowlevel_server.server_info_stamp  # pyright: ignore[reportPrivateUsage]
-
-
-def subscription_bus(sdk: MCPServer[Any]) -> SubscriptionBus:
-    """The bus ``subscriptions/listen`` streams read (a :class:`~mcplane.fanout.PlaneBus` on an :class:`SDKServer`)."""
-    return sdk._subscriptions  # pyright: ignore[reportPrivateUsage]
-
-
-def local_tool(sdk: MCPServer[Any], name: str) -> Tool | None:
-    """The registered tool ``name`` (``None``: no local tool of that name)."""
-    return sdk._tool_manager.get_tool(name)  # pyright: ignore[reportPrivateUsage]
-
-
-def local_prompt(sdk: MCPServer[Any], name: str) -> Prompt | None:
-    """The registered prompt ``name``."""
-    return sdk._prompt_manager.get_prompt(name)  # pyright: ignore[reportPrivateUsage]
-
-
-def local_resource(sdk: MCPServer[Any], uri: str) -> bool:
-    """Whether ``uri`` is a registered resource or matches a registered template.
-
-    A traversal attempt (``..``) matches nothing: the SDK refuses it as not found.
-    """
-    manager = sdk._resource_manager  # pyright: ignore[reportPrivateUsage]
-    if uri in manager._resources:  # pyright: ignore[reportPrivateUsage]
-        return True
-    try:
-        return any(t.matches(uri) is not None for t in manager._templates.values())  # pyright: ignore[reportPrivateUsage]
-    except ResourceSecurityError:
-        return False
-
-
-def remove_request_handler(sdk: MCPServer[Any], method: str) -> None:
-    """Drop the low-level server's handler for ``method`` (the SDK has no public way to)."""
-    sdk._lowlevel_server._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
 
 
 def install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:

@@ -78,21 +78,13 @@ class SDKSessionTransport(StreamableHTTPServerTransport):
 class SDKSessionManager(StreamableHTTPSessionManager):
     """The SDK's session manager with its private state named, and its two creation hooks public.
 
-    Subclasses override :meth:`new_transport` (the transport of a session, new or adopted) and
-    :meth:`admit` (a session opened by ``initialize`` here); :meth:`register`, :meth:`discard` and
-    the properties give them the SDK's table, lock, task group and lifespan state.
+    Subclasses override :meth:`admit` (a session opened by ``initialize`` here); :meth:`register`,
+    :meth:`discard` and the properties give them the SDK's table, lock, task group and lifespan state.
     """
-
-    def new_transport(self, session_id: str) -> StreamableHTTPServerTransport:
-        """The transport for ``session_id`` (the SDK's, by default)."""
-        return super()._new_transport(session_id)
 
     def admit(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         """A new session for an ``initialize`` (``None``: refused), registered (the SDK's, by default)."""
         return super()._admit_session(requestor)
-
-    def _new_transport(self, session_id: str) -> StreamableHTTPServerTransport:
-        return self.new_transport(session_id)
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         return self.admit(requestor)
