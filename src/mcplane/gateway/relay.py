@@ -60,6 +60,8 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcplane.sdk_adapter.mcpserver import subscription_bus
+
 if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.context import Context
@@ -136,7 +138,7 @@ class ListChangedRelay:
         kinds = set(kinds)
         if not kinds:
             return
-        bus = self._plane.sdk._subscriptions  # pyright: ignore[reportPrivateUsage]
+        bus = subscription_bus(self._plane.sdk)
         with anyio.move_on_after(NOTIFY_TIMEOUT):
             if "tools" in kinds:
                 await bus.publish(ToolsListChanged())
