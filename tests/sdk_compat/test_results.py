@@ -55,7 +55,7 @@ def make_plane() -> Plane:
         return None
 
     @plane.tool()
-    async def untyped(value):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    async def untyped(value):  # type: ignore[no-untyped-def]
         return {"got": value}
 
     @plane.tool(structured_output=False)
@@ -85,7 +85,7 @@ def make_plane() -> Plane:
 
 
 CASES: list[tuple[str, Any]] = [
-    ("text", {"value": "hé ☃ 𝄞 \u2028 \\ \" \u0001"}),
+    ("text", {"value": 'hé ☃ 𝄞 \u2028 \\ " \u0001'}),
     ("text", {"value": ""}),
     ("number", {"value": 2**53 + 1}),
     ("number", {"value": -(2**63)}),
@@ -118,3 +118,30 @@ async def test_results_are_shaped_as_the_sdk_shapes_them(era: Era, name: str, ar
     (answer,) = compared.fast
     assert "secret-token-123" not in str(answer.body)
     assert "result" in answer.body
+
+
+def make_huge_plane() -> Plane:
+    plane = Plane("huge")
+
+    @plane.tool()
+    def number(value: int) -> int:
+        return value
+
+    @plane.tool()
+    def huge() -> int:
+        return 2**70
+
+    return plane
+
+
+@pytest.mark.parametrize("era", ERAS)
+@pytest.mark.parametrize(
+    "call",
+    [tool_call("number", {"value": 2**64 + 5}), tool_call("number", {"value": -(2**64)}), tool_call("huge", {})],
+    ids=["argument-over-64-bits", "negative-over-64-bits", "result-over-64-bits"],
+)
+async def test_integers_beyond_64_bits_are_read_and_written_as_the_sdk_does(era: Era, call: dict[str, Any]) -> None:
+    """``orjson`` reads such an integer as a float where the SDK's parser keeps it: the hot path
+    leaves an HTTP body holding one to the SDK (streams read every line with ``orjson`` either way)."""
+    compared = await answers_of(make_huge_plane, era, [call])
+    assert compared.fast == compared.sdk

@@ -10,6 +10,7 @@ between calls of it, so no test depends on another's order.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,6 @@ from typing import IO, Any, Literal, Protocol
 
 import anyio
 import httpx
-import orjson
 
 from mcplane import Plane
 from mcplane.sdk_adapter.mcpserver import lowlevel_server
@@ -57,7 +57,7 @@ def normalise(value: Any) -> Any:
     if isinstance(value, list):
         return [normalise(item) for item in value]
     if isinstance(value, str) and value.startswith("{") and '"correlation_id"' in value:
-        return normalise(orjson.loads(value))
+        return normalise(json.loads(value))
     return value
 
 
@@ -68,8 +68,8 @@ def body_of(response: httpx.Response) -> Any:
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         lines = response.text.replace("\r\n", "\n").split("\n")  # not splitlines(): U+2028 is JSON text
         data = [line[5:].strip() for line in lines if line.startswith("data:")]
-        return orjson.loads([item for item in data if item][-1])
-    return orjson.loads(response.content)
+        return json.loads([item for item in data if item][-1])
+    return json.loads(response.content)
 
 
 def envelope(message: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class HTTPPeer:
             sent = {**_JSON, **routing_headers(message), **(headers or {})}
         else:
             sent = {**self.headers(), **(headers or {})}
-        response = await self.http.post("/mcp", content=orjson.dumps(message), headers=sent)
+        response = await self.http.post("/mcp", content=json.dumps(message).encode(), headers=sent)
         return Answer(response.status_code, normalise(body_of(response)))
 
 
@@ -142,13 +142,13 @@ class StdioPeer:
         self.served = lambda: plane.fast.served
 
     async def _send(self, message: dict[str, Any]) -> None:
-        data = orjson.dumps(message) + b"\n"
+        data = json.dumps(message).encode() + b"\n"
         await anyio.to_thread.run_sync(lambda: (self._to.write(data), self._to.flush()))
 
     async def _receive(self) -> Any:
         with anyio.fail_after(WAIT):
             line = await anyio.to_thread.run_sync(self._from.readline, abandon_on_cancel=True)
-        return orjson.loads(line)
+        return json.loads(line)  # not orjson: integers beyond 64 bits are compared exactly
 
     async def open(self) -> None:
         """Settle the connection's era as a client does: the handshake, or a first enveloped request."""

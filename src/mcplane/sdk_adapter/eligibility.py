@@ -12,11 +12,14 @@ dispatch changes nothing on the wire. These are the SDK-side halves of that rule
   which has nothing to do with a plain ``tools/call``), recognised by class;
 * the era: a 2026-07-28 request is valid when the SDK's inbound ladder says so, at the version it
   names; a stream's era is decided by its opening request, as the SDK's dual-era loop decides it;
-  a 2025-11-25 session speaks the version its ``initialize`` answer named.
+  a 2025-11-25 session speaks the version its ``initialize`` answer named;
+* a body is read alike: the SDK's parser keeps integers beyond 64 bits exact, ``orjson`` reads
+  them as floats, so a body with such a number is left to the SDK.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +40,7 @@ __all__ = [
     "header_mapped",
     "modern_version",
     "opens_modern",
+    "read_alike",
     "tool_qualifies",
 ]
 
@@ -46,6 +50,14 @@ LATEST_HANDSHAKE_VERSION: str = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 """The 2025-11-25-era version a session speaks once initialized."""
 SDK_BUILTIN_MIDDLEWARE: frozenset[type] = frozenset({SDKOpenTelemetryMiddleware, RequestStateBoundary})
 """The SDK's own middleware classes, which never need to see a plain ``tools/call``."""
+
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+"""Twenty digits in a row: possibly an integer beyond 64 bits (or a long digit string, left to the SDK too)."""
+
+
+def read_alike(body: bytes) -> bool:
+    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it)."""
+    return _LONG_NUMBER.search(body) is None
 
 
 def header_mapped(schema: Any) -> bool:

@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.jsonrpc import error_envelope
+from mcplane.sdk_adapter.eligibility import read_alike
 from mcplane.sdk_adapter.sessions import hold_idle_clock, open_sessions, release_idle_clock, session_owner
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ async def serve_fast(
         or not headers.get("content-type", "").lower().startswith("application/json")
         or not _accepts_json(headers.get("accept", ""))
     ):
+        return False
+    if not read_alike(body):
         return False
     try:
         message = orjson.loads(body)
