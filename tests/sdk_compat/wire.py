@@ -139,6 +139,7 @@ class StdioPeer:
 
     def __init__(self, to_server: IO[bytes], from_server: IO[bytes], plane: Plane, modern: bool) -> None:
         self._to, self._from, self.modern = to_server, from_server, modern
+        self._pings = 0
         self.served = lambda: plane.fast.served
 
     async def _send(self, message: dict[str, Any]) -> None:
@@ -161,11 +162,29 @@ class StdioPeer:
             await self._send(_INITIALIZED)
 
     async def call(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
-        await self._send(envelope(message) if self.modern else message)
-        while True:  # skip notifications (log messages, list changes): the answer is what is compared
+        """The answer to ``message``; ``None`` when nothing answered it.
+
+        A ``ping`` follows each request. A request with an id that can be answered is read until
+        its answer; one without (a bool id, a float id) is refused when it is read, before the
+        ping: what came before the ping's answer answers it. Notifications are skipped. So an
+        unanswered request is seen without waiting for a time.
+        """
+        self._pings += 1
+        ping = {"jsonrpc": "2.0", "id": f"ping-{self._pings}", "method": "ping"}
+        for sent in (message, ping):
+            await self._send(envelope(sent) if self.modern else sent)
+        request_id = message.get("id")
+        answerable = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        answers: list[Any] = []
+        pinged = False
+        while not pinged or (answerable and not answers):
             answer = await self._receive()
-            if "id" in answer:
-                return Answer(None, normalise(answer))
+            if answer.get("id") == ping["id"]:
+                pinged = True
+            elif ("id" in answer and not pinged) or (answerable and answer.get("id") == request_id):
+                answers.append(normalise(answer))
+        assert len(answers) <= 1, answers
+        return Answer(None, answers[0] if answers else None)
 
 
 @asynccontextmanager
@@ -183,11 +202,12 @@ async def http_peer(plane: Plane, *, fast: bool, modern: bool) -> AsyncIterator[
 async def stdio_peer(plane: Plane, *, fast: bool, modern: bool) -> AsyncIterator[StdioPeer]:
     client_read, server_write = os.pipe()
     server_read, client_write = os.pipe()
+    # Closed in reverse: the server's ends first, so a client read still waiting sees the end of input.
     with (
+        os.fdopen(client_read, "rb") as from_server,
+        os.fdopen(client_write, "wb", buffering=0) as to_server,
         os.fdopen(server_read, "rb", buffering=0) as stdin,
         os.fdopen(server_write, "wb", buffering=0) as stdout,
-        os.fdopen(client_write, "wb", buffering=0) as to_server,
-        os.fdopen(client_read, "rb") as from_server,
     ):
         lowlevel = lowlevel_server(plane.sdk)
         async with plane.lifespan(), anyio.create_task_group() as tg:
