@@ -47,7 +47,11 @@ class Peer(Protocol):
 
     served: Callable[[], int]
 
-    async def call(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> Answer: ...
+    async def call(
+        self, message: dict[str, Any], headers: dict[str, str] | None = None, *, raw: bool = False
+    ) -> Answer:
+        """``raw``: send ``message`` as it is (no envelope, no routing headers added)."""
+        ...
 
 
 def normalise(value: Any) -> Any:
@@ -124,8 +128,12 @@ class HTTPPeer:
             return dict(_JSON)
         return {**_JSON, "mcp-session-id": self.session, "mcp-protocol-version": LEGACY}
 
-    async def call(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
-        if self.modern:
+    async def call(
+        self, message: dict[str, Any], headers: dict[str, str] | None = None, *, raw: bool = False
+    ) -> Answer:
+        if raw:
+            sent = {**self.headers(), **(headers or {})}
+        elif self.modern:
             message = envelope(message)
             sent = {**_JSON, **routing_headers(message), **(headers or {})}
         else:
@@ -161,7 +169,9 @@ class StdioPeer:
         if not self.modern:
             await self._send(_INITIALIZED)
 
-    async def call(self, message: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
+    async def call(
+        self, message: dict[str, Any], headers: dict[str, str] | None = None, *, raw: bool = False
+    ) -> Answer:
         """The answer to ``message``; ``None`` when nothing answered it.
 
         A ``ping`` follows each request. A request with an id that can be answered is read until
@@ -171,8 +181,8 @@ class StdioPeer:
         """
         self._pings += 1
         ping = {"jsonrpc": "2.0", "id": f"ping-{self._pings}", "method": "ping"}
-        for sent in (message, ping):
-            await self._send(envelope(sent) if self.modern else sent)
+        await self._send(envelope(message) if self.modern and not raw else message)
+        await self._send(envelope(ping) if self.modern else ping)
         request_id = message.get("id")
         answerable = isinstance(request_id, str | int) and not isinstance(request_id, bool)
         answers: list[Any] = []
@@ -199,7 +209,8 @@ async def http_peer(plane: Plane, *, fast: bool, modern: bool) -> AsyncIterator[
 
 
 @asynccontextmanager
-async def stdio_peer(plane: Plane, *, fast: bool, modern: bool) -> AsyncIterator[StdioPeer]:
+async def stdio_peer(plane: Plane, *, fast: bool, modern: bool, handshake: bool = True) -> AsyncIterator[StdioPeer]:
+    """``handshake=False``: the connection's era is left for the first request to decide."""
     client_read, server_write = os.pipe()
     server_read, client_write = os.pipe()
     # Closed in reverse: the server's ends first, so a client read still waiting sees the end of input.
@@ -220,7 +231,8 @@ async def stdio_peer(plane: Plane, *, fast: bool, modern: bool) -> AsyncIterator
 
             tg.start_soon(serve)
             peer = StdioPeer(to_server, from_server, plane, modern)
-            await peer.open()
+            if handshake:
+                await peer.open()
             try:
                 yield peer
             finally:
@@ -255,6 +267,8 @@ async def answers_of(
     era: Era,
     requests: list[dict[str, Any]],
     headers: dict[str, str] | None = None,
+    *,
+    raw: bool = False,
 ) -> Compared:
     """``requests`` sent in order to a fresh plane on each path (hot path on, then off)."""
     results: dict[bool, list[Answer]] = {}
@@ -262,7 +276,7 @@ async def answers_of(
     for fast in (True, False):
         plane = make_plane()
         async with peer_of(plane, era, fast=fast) as peer:
-            results[fast] = [await peer.call(message, headers) for message in requests]
+            results[fast] = [await peer.call(message, headers, raw=raw) for message in requests]
             if fast:
                 served = peer.served()
             else:
