@@ -39,7 +39,7 @@ from mcplane.sdk_adapter.eligibility import (
     tool_qualifies,
 )
 from mcplane.sdk_adapter.mcpserver import local_tool
-from mcplane.sdk_adapter.results import INVALID_RESULT, error_response, tool_result
+from mcplane.sdk_adapter.results import error_response, other_tool_result, tool_result
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -192,9 +192,10 @@ class FastPath:
             result = await plane.dispatch(
                 Call("tool", name, params.get("arguments") or {}, context, plane.policy_for(name))
             )
+            if isinstance(result, CallToolResult):
+                shaped = tool_result(result, version, plane.sdk)
+            else:  # only a middleware returns something else: shaped, or refused, as the SDK would
+                shaped = other_tool_result(result, version, plane.sdk)
         except MCPError as exc:
             return error_response(request_id, exc.error)
-        if not isinstance(result, CallToolResult):
-            # Only reachable if a middleware returned something exotic: never send it unshaped.
-            return error_response(request_id, INVALID_RESULT)
-        return {"jsonrpc": "2.0", "id": request_id, "result": tool_result(result, version, plane.sdk)}
+        return {"jsonrpc": "2.0", "id": request_id, "result": shaped}

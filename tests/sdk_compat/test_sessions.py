@@ -50,7 +50,8 @@ async def started(gate: Gate, count: int) -> None:
 
 def idle_deadline(peer: HTTPPeer) -> float:
     manager = peer.app._manager  # pyright: ignore[reportPrivateUsage]
-    assert manager is not None and peer.session is not None
+    assert manager is not None
+    assert peer.session is not None
     idle = open_sessions(manager)[peer.session].idle_scope
     assert idle is not None
     return idle.deadline
