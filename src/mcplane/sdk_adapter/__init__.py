@@ -33,6 +33,10 @@ What mcplane relies on (each item names the module here that holds it):
   ``_negotiated_version``, ``_call_tool_adapter``, ``mcp.client.session._clamp_inbound_ttl`` and
   ``_later_revision_fields``, and ``Client._relist_tool``: the gateway stamps and reads its own
   sends (the lean lane's included) exactly as the SDK client would.
+- :mod:`~mcplane.sdk_adapter.transport`: the SDK's Streamable HTTP client transport as the lean lane
+  copies it: the request body and headers it writes, and the ``MCPError`` stand-ins it raises for
+  answers it cannot read (parse failures, ``202``, ``404`` in a session, other error statuses,
+  unexpected content types), plus its stream-resumption limits.
 
 ``mcp`` is pinned to the minor version these were read from (``pyproject.toml``);
 ``tests/sdk_compat`` holds the boundary check and, for each copied behaviour, a test that runs
