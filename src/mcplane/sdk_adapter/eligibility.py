@@ -55,9 +55,15 @@ _LONG_NUMBER = re.compile(rb"[0-9]{20}")
 """Twenty digits in a row: possibly an integer beyond 64 bits (or a long digit string, left to the SDK too)."""
 
 
+_DIGITS = b"0123456789"
+
+
 def read_alike(body: bytes) -> bool:
-    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it)."""
-    return _LONG_NUMBER.search(body) is None
+    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it).
+
+    Counting the digits first (one C pass) spares the regex search on nearly every body.
+    """
+    return len(body) - len(body.translate(None, _DIGITS)) < 20 or _LONG_NUMBER.search(body) is None
 
 
 def header_mapped(schema: Any) -> bool:
