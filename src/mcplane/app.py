@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import anyio
-from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -32,7 +31,8 @@ from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ValidateMiddleware
 from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
-from mcplane.sdk_server import SDKServer, install_task_listen, sdk_lifespan
+from mcplane.sdk_adapter.mcpserver import local_prompt, local_resource, local_tool, lowlevel_server, subscription_bus
+from mcplane.sdk_adapter.server import SDKServer, install_task_listen, sdk_lifespan
 from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 from mcplane.tool_policy import EMPTY_POLICY, EMPTY_SOURCE, ToolPolicy, ToolSource
@@ -148,7 +148,7 @@ class Plane:
             log_level="WARNING",
         )
         if self.tasks is not None:
-            self.tasks.bind(self.sdk._handle_call_tool)
+            self.tasks.bind(self.sdk.call_tool_handler)
             install_task_listen(self.sdk, self.tasks)
         self.fast = FastPath(self)
         """The hot path for plain ``tools/call`` requests (see :mod:`mcplane.fastpath`)."""
@@ -166,9 +166,9 @@ class Plane:
         self._merged.clear()
         self._core.configure(config)
         if config.server.name:
-            self.name = self.sdk._lowlevel_server.name = config.server.name
+            self.name = lowlevel_server(self.sdk).name = config.server.name
         if config.sessions.keys:  # replicas sharing the keys continue each other's multi-round-trip requests
-            from mcplane.sdk_server import install_request_state_keys
+            from mcplane.sdk_adapter.server import install_request_state_keys
 
             keys = [key.get().encode() for key in config.sessions.keys]
             install_request_state_keys(self.sdk, keys, ttl=config.sessions.request_state_ttl)
@@ -281,7 +281,7 @@ class Plane:
             )
             self.fast.forget(tool_name)
             if input_schema is not None:
-                registered = self.sdk._tool_manager.get_tool(tool_name)
+                registered = local_tool(self.sdk, tool_name)
                 assert registered is not None
                 registered.parameters = dict(input_schema)
             return fn
@@ -325,7 +325,7 @@ class Plane:
         """
 
         def decorator(handler: _F) -> _F:
-            self.sdk._lowlevel_server.add_request_handler(method, params_type, handler)
+            lowlevel_server(self.sdk).add_request_handler(method, params_type, handler)
             return handler
 
         return decorator
@@ -445,7 +445,7 @@ class Plane:
         """
         from mcplane.fanout import PlaneBus, list_changed_event
 
-        bus = self.sdk._subscriptions
+        bus = subscription_bus(self.sdk)
         event = list_changed_event(kind)
         await (bus.announce(event) if isinstance(bus, PlaneBus) else bus.publish(event))
 
@@ -453,7 +453,7 @@ class Plane:
         """Tell ``subscriptions/listen`` streams that asked for ``uri`` (on every replica) that it changed."""
         from mcp.server.subscriptions import ResourceUpdated
 
-        await self.sdk._subscriptions.publish(ResourceUpdated(uri=uri))
+        await subscription_bus(self.sdk).publish(ResourceUpdated(uri=uri))
 
     def _resolve_dependency(self, name: str) -> Any:
         try:
@@ -476,7 +476,7 @@ class Plane:
             request_context=request_context,
             mcp_server=self.sdk,
             input_params=params,
-            subscriptions=self.sdk._subscriptions,
+            subscriptions=subscription_bus(self.sdk),
             principal=principal,
             correlation_id=secrets.token_hex(8),
             dependencies=self._open,
@@ -498,7 +498,7 @@ class Plane:
 
     def _argument_validator(self, name: str) -> Callable[[dict[str, Any]], Any] | None:
         """How the SDK validates a local tool's arguments (``None``: no such local tool)."""
-        tool = self.sdk._tool_manager.get_tool(name)
+        tool = local_tool(self.sdk, name)
         return None if tool is None else tool.fn_metadata.validate_arguments
 
     def _not_found(self, call: Call, what: str) -> MCPError:
@@ -507,16 +507,10 @@ class Plane:
 
     def _local(self, kind: CallKind, name: str) -> bool:
         if kind == "tool":
-            return self.sdk._tool_manager.get_tool(name) is not None
+            return local_tool(self.sdk, name) is not None
         if kind == "prompt":
-            return self.sdk._prompt_manager.get_prompt(name) is not None
-        manager = self.sdk._resource_manager
-        if name in manager._resources:
-            return True
-        try:
-            return any(t.matches(name) is not None for t in manager._templates.values())
-        except ResourceSecurityError:  # a traversal attempt: not ours to serve (the SDK refuses it as not found)
-            return False
+            return local_prompt(self.sdk, name) is not None
+        return local_resource(self.sdk, name) is not None  # a traversal attempt is not ours to serve
 
     async def _provide(self, call: Call) -> Any:
         if self.providers and not self._local(call.kind, call.name):
@@ -524,12 +518,12 @@ class Plane:
                 if provider.owns(call.kind, call.name):
                     return await provider.provide(call)
         if call.kind == "tool":
-            if self.sdk._tool_manager.get_tool(call.name) is None:
+            if local_tool(self.sdk, call.name) is None:
                 raise self._not_found(call, "tool")
             return await self.sdk.call_tool(call.name, dict(call.arguments), call.context)
         if call.kind == "resource":
             return await self.sdk._read_resource_result(call.name, call.context)
-        prompt = self.sdk._prompt_manager.get_prompt(call.name)
+        prompt = local_prompt(self.sdk, call.name)
         if prompt is None:
             raise self._not_found(call, "prompt")
         missing = [arg.name for arg in prompt.arguments or () if arg.required and arg.name not in call.arguments]

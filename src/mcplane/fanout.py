@@ -43,6 +43,8 @@ from mcp.server.subscriptions import (
 )
 from mcp.shared.subscriptions import event_from_wire, event_to_notification
 
+from mcplane.sdk_adapter.mcpserver import subscription_bus
+
 if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.transports.sessions import SessionManager
@@ -233,7 +235,7 @@ async def replicate(plane: Plane, manager: SessionManager) -> AsyncGenerator[Fan
     Yields the running :class:`Fanout`, or ``None`` without Redis: then list changes still
     reach this process's 2025-11-25 sessions.
     """
-    bus = plane.sdk._subscriptions
+    bus = subscription_bus(plane.sdk)
     url = plane.config.redis_url
     if url is None:
         detach = bus.attach(None, manager.broadcast) if isinstance(bus, PlaneBus) else None

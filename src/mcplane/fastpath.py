@@ -25,26 +25,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver.resolve import returns_input_required
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp_types import CallToolResult, ErrorData
-from mcp_types import methods as _methods
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from mcp_types import CallToolResult
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.pipeline import Call
+from mcplane.sdk_adapter.eligibility import (
+    LATEST_HANDSHAKE_VERSION,
+    PROTOCOL_VERSION_KEY,
+    SDK_BUILTIN_MIDDLEWARE,
+    header_mapped,
+    modern_version,
+    tool_qualifies,
+)
+from mcplane.sdk_adapter.mcpserver import local_tool
+from mcplane.sdk_adapter.results import error_response, other_tool_result, tool_result
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
 
 __all__ = ["FastPath"]
 
-_PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 _ALLOWED_PARAMS = frozenset({"name", "arguments", "_meta"})
 _ALLOWED_META = frozenset(
     {
-        _PROTOCOL_VERSION_KEY,
+        PROTOCOL_VERSION_KEY,
         "io.modelcontextprotocol/clientCapabilities",
         "io.modelcontextprotocol/clientInfo",
         "traceparent",
@@ -52,7 +57,6 @@ _ALLOWED_META = frozenset(
         "mcplane/timeout_ms",
     }
 )
-_SDK_BUILTIN_MIDDLEWARE = frozenset({"OpenTelemetryMiddleware", "RequestStateBoundary"})
 
 
 class FastPath:
@@ -75,8 +79,8 @@ class FastPath:
         Middleware registered with :meth:`transparent` (it has nothing to do with ``tools/call``)
         does not count.
         """
-        middleware = self.plane.sdk._lowlevel_server.middleware
-        return all(type(m).__name__ in _SDK_BUILTIN_MIDDLEWARE or m in self._transparent for m in middleware)
+        middleware = self.plane.sdk.middleware
+        return all(type(m) in SDK_BUILTIN_MIDDLEWARE or m in self._transparent for m in middleware)
 
     def transparent(self, middleware: Any) -> None:
         """Declare an SDK-level middleware that never needs to see a ``tools/call`` (idempotent)."""
@@ -106,23 +110,19 @@ class FastPath:
         for provider in plane.providers:
             if provider.owns("tool", name):
                 source = provider.source(name)
-                if source is not None and "x-mcp-header" in repr(source.json_schema):
+                if source is not None and header_mapped(source.json_schema):
                     return False
                 return plane.policy_for(name).task is None and not plane.source_for(name).hand_written_schema
         return False
 
     def _decide(self, name: str) -> bool | None:
         """A local tool's verdict; ``None`` when there is no local tool of that name."""
-        tool = self.plane.sdk._tool_manager.get_tool(name)
+        tool = local_tool(self.plane.sdk, name)
         if tool is None:
             return None
-        if tool.context_kwarg is not None or tool.resolved_params:
+        if not tool_qualifies(tool):
             return False
-        if "x-mcp-header" in repr(tool.parameters):
-            return False
-        if self.plane.policy_for(name).task is not None or self.plane.source_for(name).hand_written_schema:
-            return False
-        return not returns_input_required(tool.fn)
+        return self.plane.policy_for(name).task is None and not self.plane.source_for(name).hand_written_schema
 
     def forget(self, name: str) -> None:
         """Drop a cached decision (after a tool is added, replaced or removed)."""
@@ -162,14 +162,10 @@ class FastPath:
         if modern:
             if meta is None:
                 return None
-            verdict = classify_inbound_request(message, headers=dict(headers) if headers is not None else None)
-            if isinstance(verdict, InboundLadderRejection):
-                return None
-            version = getattr(verdict, "protocol_version", None)
-            return version if version in MODERN_PROTOCOL_VERSIONS else None
-        if meta is not None and _PROTOCOL_VERSION_KEY in meta:
+            return modern_version(message, headers)
+        if meta is not None and PROTOCOL_VERSION_KEY in meta:
             return None
-        return HANDSHAKE_PROTOCOL_VERSIONS[-1]
+        return LATEST_HANDSHAKE_VERSION
 
     async def serve(
         self,
@@ -196,24 +192,10 @@ class FastPath:
                     "tool", name, params.get("arguments") or {}, context, plane.policy_for(name), plane.source_for(name)
                 )
             )
+            if isinstance(result, CallToolResult):
+                shaped = tool_result(result, version, plane.sdk)
+            else:  # only a middleware returns something else: shaped, or refused, as the SDK would
+                shaped = other_tool_result(result, version, plane.sdk)
         except MCPError as exc:
-            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(exc.error)}
-        if not isinstance(result, CallToolResult):
-            # Only reachable if a middleware returned something exotic: never send it unshaped.
-            error = ErrorData(code=-32603, message="Handler returned an invalid result")
-            return {"jsonrpc": "2.0", "id": request_id, "error": _error_body(error)}
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        dumped = _methods.serialize_server_result("tools/call", version, dumped)
-        if version in MODERN_PROTOCOL_VERSIONS:
-            dumped.setdefault("resultType", "complete")
-            meta = dumped.get("_meta")
-            stamp = plane.sdk._lowlevel_server.server_info_stamp
-            if meta is None:
-                dumped["_meta"] = {"io.modelcontextprotocol/serverInfo": stamp}
-            elif isinstance(meta, dict) and meta.get("io.modelcontextprotocol/serverInfo") is None:
-                dumped["_meta"] = {**meta, "io.modelcontextprotocol/serverInfo": stamp}
-        return {"jsonrpc": "2.0", "id": request_id, "result": dumped}
-
-
-def _error_body(error: ErrorData) -> dict[str, Any]:
-    return error.model_dump(mode="json", by_alias=True, exclude_none=True)
+            return error_response(request_id, exc.error)
+        return {"jsonrpc": "2.0", "id": request_id, "result": shaped}

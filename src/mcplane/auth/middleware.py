@@ -23,6 +23,7 @@ from typing import Any
 from mcplane.auth.errors import AuthenticationFailed
 from mcplane.context import Principal
 from mcplane.pipeline import Call, CallNext
+from mcplane.sdk_adapter.context import request_context_of
 
 __all__ = ["SCOPE_KEY", "AuthenticateMiddleware", "current_principal", "principal_of"]
 
@@ -53,7 +54,7 @@ class AuthenticateMiddleware:
             scope = context.scope
             found = scope.get(SCOPE_KEY) if scope is not None else None
             if not isinstance(found, Principal):
-                found = principal_of(context._request_context)
+                found = principal_of(request_context_of(context))
             if found is not None:
                 call.context = context.replace(principal=found)
                 principal = found

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mcplane.backends.clock import Clock, monotonic
 from mcplane.backends.keys import DEFAULT_PREFIX, check_prefix, tag_for
 from mcplane.errors import DependencyUnavailable, InvalidArguments
+from mcplane.sdk_adapter.context import server_of
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -395,7 +396,7 @@ def bind_state(ctx: Context, space: StateSpace | None = None) -> State:
     there is none and ``LookupError`` is raised.
     """
     if space is None:
-        plane = getattr(ctx._mcp_server, "_plane", None)
+        plane = getattr(server_of(ctx), "plane", None)
         space = getattr(getattr(plane, "layers", None), "state", None)
         if space is None:
             raise LookupError("session state needs a running plane (ctx.state is bound when the plane starts)")

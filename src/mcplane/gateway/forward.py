@@ -35,12 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from mcp.client.session import (
-    ClientRequestContext,
-    _clamp_inbound_ttl,  # pyright: ignore[reportPrivateUsage]
-    _later_revision_fields,  # pyright: ignore[reportPrivateUsage]
-)
-from mcp.shared.dispatcher import CallOptions
+from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, encode_header_value
 from mcp_types import (
@@ -68,6 +63,16 @@ from pydantic import BaseModel, ValidationError
 from mcplane.errors import UpstreamError
 from mcplane.gateway.lean import HandOver, Progress
 from mcplane.gateway.relay import caller_is_modern, progress_relay
+from mcplane.sdk_adapter.client import (
+    call_tool_result,
+    clamp_inbound_ttl,
+    later_revision_fields,
+    negotiated_version,
+    relist_tool,
+    send_raw,
+    stamp,
+)
+from mcplane.sdk_adapter.context import request_context_of
 
 if TYPE_CHECKING:
     from mcplane.context import Context
@@ -119,7 +124,7 @@ class Caller:
     @classmethod
     def of(cls, ctx: Context) -> Caller:
         modern = caller_is_modern(ctx)
-        request_context = ctx._request_context  # pyright: ignore[reportPrivateUsage]
+        request_context = request_context_of(ctx)
         capabilities: Any = None
         if request_context is not None:
             declared = request_context.session.client_capabilities
@@ -192,7 +197,7 @@ async def _round(link: Link, request: Request, params: dict[str, Any], meta: Map
         if exc.code != HEADER_MISMATCH or not link.modern or request.tool is None:
             raise
         # The spec's recovery, as the SDK client does it: re-list so the x-mcp-header map is current, resend once.
-        await link.sdk._relist_tool(request.tool)  # pyright: ignore[reportPrivateUsage]
+        await relist_tool(link.sdk, request.tool)
         raw = await _exchange(link, request, params, meta, caller)
     return await _shape(link, request, raw)
 
@@ -202,8 +207,7 @@ async def _exchange(
 ) -> dict[str, Any]:
     session = link.sdk.session
     data: dict[str, Any] = {"method": request.method, "params": {**params, "_meta": dict(meta)}}
-    options: CallOptions = {}
-    session._stamp(data, options)  # pyright: ignore[reportPrivateUsage] - the SDK's own envelope and headers
+    options = stamp(session, data)  # the SDK's own envelope and headers
     if link.modern:  # the caller's envelope, not the gateway's (see the module doc)
         task_id = params.get("taskId")
         if request.method.startswith("tasks/") and isinstance(task_id, str):  # the extension's routing header
@@ -221,18 +225,17 @@ async def _exchange(
             pass
     if caller.progress is not None:
         options["on_progress"] = caller.progress  # pyright: ignore[reportGeneralTypeIssues]
-    raw = await session._dispatcher.send_raw_request(data["method"], data.get("params"), options)  # pyright: ignore[reportPrivateUsage]
-    return dict(raw)
+    return await send_raw(session, data, options)
 
 
 async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
     """The raw result as the SDK client reads it, without the upstream's ``serverInfo`` stamp."""
     session = link.sdk.session
-    _clamp_inbound_ttl(raw)
+    clamp_inbound_ttl(raw)
     if raw.get("resultType") == "task" and request.method == "tools/call":
         return without_server_info(raw)  # the tasks extension's CreateTaskResult: the caller's to read
     method = request.method
-    version: str = session._negotiated_version or "2025-11-25"  # pyright: ignore[reportPrivateUsage]
+    version = negotiated_version(session)
     try:
         if method in _MRTR_METHODS and _methods.is_input_required(raw):
             if version not in MODERN_PROTOCOL_VERSIONS:
@@ -242,10 +245,10 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             _methods.validate_server_result(method, version, raw)
         except KeyError:
             pass
-        if not (foreign := _later_revision_fields(method, version)).isdisjoint(raw):
+        if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
             raw = {key: value for key, value in raw.items() if key not in foreign}
         if method == "tools/call":
-            result = session._call_tool_adapter.validate_python(raw, by_name=False)  # pyright: ignore[reportPrivateUsage]
+            result = call_tool_result(session, raw)
             if isinstance(result, CallToolResult) and not result.is_error and request.tool is not None:
                 await session.validate_tool_result(request.tool, result)
             return without_server_info(result)

@@ -42,6 +42,7 @@ from mcp_types import (
 from mcplane.gateway.forward import Caller, Request
 from mcplane.gateway.relay import set_log_level
 from mcplane.gateway.tasks import install_task_routing
+from mcplane.sdk_adapter.mcpserver import local_tool, lowlevel_server, remove_request_handler, subscription_bus
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -88,12 +89,12 @@ class ResourceSubscriptions:
             except Exception:  # a subscriber that went away
                 continue
         if self.plane is not None:
-            await self.plane.sdk._subscriptions.publish(ResourceUpdated(uri=uri))  # pyright: ignore[reportPrivateUsage]
+            await subscription_bus(self.plane.sdk).publish(ResourceUpdated(uri=uri))
 
 
 def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], None]:
     """Install the handlers of the module doc on ``plane``; returns the undo."""
-    lowlevel = plane.sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = lowlevel_server(plane.sdk)
     undo: list[Callable[[], None]] = []
     provider.subscriptions.plane = plane
 
@@ -107,7 +108,7 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
             if previous is not None:
                 lowlevel.add_request_handler(method, previous.params_type, previous.handler)
             else:
-                lowlevel._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
+                remove_request_handler(lowlevel, method)
 
         undo.append(restore)
 
@@ -220,7 +221,7 @@ def _guard_hot_path(plane: Plane, provider: UpstreamProvider) -> Callable[[], No
         if not capabilities.get("extensions") and all(capabilities.get(name) is None for name in _ASKING):
             return version
         name: str = params["name"]
-        if plane.sdk._tool_manager.get_tool(name) is not None:  # pyright: ignore[reportPrivateUsage] - a local tool
+        if local_tool(plane.sdk, name) is not None:  # a local tool
             return version
         return None if provider.may_ask(name) else version
 

@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx2
-import orjson
 from httpx2._decoders import LineDecoder  # pyright: ignore[reportPrivateImportUsage]
 from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import CallOptions
@@ -55,8 +54,6 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_types import (
     CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
     CancelledNotification,
@@ -77,6 +74,19 @@ from mcplane.client._connection import (  # pyright: ignore[reportPrivateUsage]
 from mcplane.gateway.identity import call_headers
 from mcplane.gateway.pool import MAX_ANSWER_BYTES, Pool, answer_too_large, raw_pool_for
 from mcplane.gateway.relay import current_caller, relay_log, relay_stream_closed
+from mcplane.sdk_adapter.transport import (
+    BASE_HEADERS,
+    RESUME_ATTEMPTS,
+    RESUME_DELAY_MS,
+    content_type_failure,
+    error_data,
+    jsonrpc_response,
+    loads_answer,
+    parse_failure,
+    reply_body,
+    request_body,
+    status_failure,
+)
 
 if TYPE_CHECKING:
     from mcp import Client as SDKClient
@@ -91,13 +101,8 @@ _LIST_CHANGED = frozenset(
 )
 _INPUT_REQUEST: TypeAdapter[InputRequest] = TypeAdapter(InputRequest)
 _CANCEL_TIMEOUT = 2.0
-_RESUME_ATTEMPTS = 2
-_RESUME_DELAY_MS = 1000
-"""The SDK transport's: resumptions of a closed stream without a new event between them, and the
-wait before one when the upstream named none (``retry:``)."""
 _FIRST_ID = 1 << 40
 """Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
-_BASE_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 _NOT_SENT_RAW = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
 """Headers of the ``httpx`` client the raw pool writes itself or leaves out (it asks for no compression)."""
 
@@ -170,7 +175,7 @@ class LeanLane:
             raise HandOver
         modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
         stamped: dict[str, str] = dict(options.get("headers") or {})
-        headers = dict(_BASE_HEADERS)
+        headers = dict(BASE_HEADERS)
         if not modern and self.session_id is not None:
             headers["mcp-session-id"] = self.session_id
         if (pinned := stamped.get(MCP_PROTOCOL_VERSION_HEADER)) is not None:
@@ -181,7 +186,7 @@ class LeanLane:
         request_id = next(self._ids)
         if progress is not None:
             data["params"].setdefault("_meta", {})["progressToken"] = request_id
-        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
+        body = request_body(request_id, data)
         pending = _Pending(request_id, progress)
         try:
             message = await self._exchange(http, client, body, headers, pending)
@@ -195,10 +200,10 @@ class LeanLane:
                     )
             raise
         if "error" in message:
-            raise MCPError.from_error_data(_error_data(message["error"]))
+            raise MCPError.from_error_data(error_data(message["error"]))
         raw: Any = message["result"]
         if not isinstance(raw, dict):
-            raise _parse_failure("result is not an object")
+            raise parse_failure("result is not an object")
         self.served += 1
         return raw  # pyright: ignore[reportUnknownVariableType]
 
@@ -275,25 +280,21 @@ class LeanLane:
         if 300 <= status < 400:
             raise HandOver  # the SDK follows same-origin redirects and names the others
         if status == 202:
-            raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
+            raise status_failure(status, in_session=self.session_id is not None)
         if status >= 400:
             if content_type.startswith("application/json"):
-                parsed = _loads(await read())
+                parsed = loads_answer(await read())
                 if isinstance(parsed, dict) and "error" in parsed and parsed.get("jsonrpc") == "2.0":
                     try:
-                        return {"error": _error_data(parsed["error"])}
+                        return {"error": error_data(parsed["error"])}
                     except MCPError:
                         pass
-            if status == 404:
-                if self.session_id is None:
-                    raise MCPError(METHOD_NOT_FOUND, "Not Found")
-                raise MCPError(INVALID_REQUEST, "Session terminated")
-            raise MCPError(INTERNAL_ERROR, "Server returned an error response")
+            raise status_failure(status, in_session=self.session_id is not None)
         if content_type.startswith("application/json"):
-            return _response(_loads(await read()), pending.request_id, "Failed to parse JSON response")
+            return jsonrpc_response(loads_answer(await read()), pending.request_id, "Failed to parse JSON response")
         if content_type.startswith("text/event-stream"):
             return await self._read_events(http, client, lines(), pending)
-        raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+        raise content_type_failure(content_type)
 
     async def _read_events(
         self, http: httpx2.AsyncClient, client: SDKClient, lines: AsyncIterator[str], pending: _Pending
@@ -321,19 +322,19 @@ class LeanLane:
                     continue
                 payload = "\n".join(data)
                 if event == "message" and payload:  # an empty one primes resumption: nothing to read
-                    parsed = _loads(payload.encode())
+                    parsed = loads_answer(payload.encode())
                     if isinstance(parsed, dict) and ("result" in parsed or "error" in parsed):
                         if resumed:
                             await _close(lines)  # the resumed stream's GET: end it here
-                        return _response(parsed, pending.request_id, "Failed to parse SSE message")
+                        return jsonrpc_response(parsed, pending.request_id, "Failed to parse SSE message")
                     await self._incoming(http, client, parsed, pending)
                 event, data = "message", []
-            if last_id is None or attempts >= _RESUME_ATTEMPTS:
+            if last_id is None or attempts >= RESUME_ATTEMPTS:
                 raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
             attempts += 1
             if not resumed:
                 await relay_stream_closed(current_caller.get())
-            await anyio.sleep((retry_ms if retry_ms is not None else _RESUME_DELAY_MS) / 1000)
+            await anyio.sleep((retry_ms if retry_ms is not None else RESUME_DELAY_MS) / 1000)
             lines, resumed = self._resumed(http, client, last_id), True
 
     async def _resumed(self, http: httpx2.AsyncClient, client: SDKClient, last_id: str) -> AsyncIterator[str]:
@@ -369,17 +370,11 @@ class LeanLane:
             meta = request.params.meta if request.params is not None else None
             context = ClientRequestContext(session=session, request_id=message["id"], meta=meta)
             answer = await session.dispatch_input_request(context, request)
-        key = "error" if isinstance(answer, ErrorData) else "result"
-        reply = {
-            "jsonrpc": "2.0",
-            "id": message["id"],
-            key: answer.model_dump(by_alias=True, mode="json", exclude_none=True),
-        }
-        headers = dict(_BASE_HEADERS)
+        headers = dict(BASE_HEADERS)
         if self.session_id is not None:
             headers["mcp-session-id"] = self.session_id
         headers[MCP_PROTOCOL_VERSION_HEADER] = client.protocol_version
-        await http.post(self.url, content=orjson.dumps(reply), headers=headers)
+        await http.post(self.url, content=reply_body(message["id"], answer), headers=headers)
 
     async def _notification(self, method: Any, params: Any, pending: _Pending) -> None:
         """A notification on the call's stream: list changes wake the supervisor, log messages and
@@ -434,7 +429,7 @@ def _decoding(
 ) -> tuple[Callable[[], Awaitable[bytes]], Callable[[], AsyncIterator[bytes]]]:
     """``read`` and ``pieces`` decompressing a ``gzip`` or ``deflate`` body (none was asked for)."""
     if encoding not in ("gzip", "deflate"):
-        raise _parse_failure(f"unsupported content encoding {encoding!r}")
+        raise parse_failure(f"unsupported content encoding {encoding!r}")
 
     def inflater() -> Any:
         return zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by the header
@@ -450,40 +445,10 @@ def _decoding(
                 # Bounded output per input piece: a small compressed body cannot inflate without limit.
                 data = inflate.decompress(piece, MAX_ANSWER_BYTES + 1 - size)
             except zlib.error as exc:
-                raise _parse_failure(str(exc)) from None
+                raise parse_failure(str(exc)) from None
             size += len(data)
             if size > MAX_ANSWER_BYTES or inflate.unconsumed_tail:
                 raise answer_too_large(MAX_ANSWER_BYTES)
             yield data
 
     return read_inflated, pieces_inflated
-
-
-def _loads(content: bytes) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        raise _parse_failure(str(exc)) from None
-
-
-def _parse_failure(why: str, prefix: str = "Failed to parse JSON response") -> MCPError:
-    return MCPError(PARSE_ERROR, f"{prefix}: {why[:200]}")
-
-
-def _response(message: Any, request_id: int, prefix: str) -> dict[str, Any]:
-    """``message`` if it is the JSON-RPC answer to ``request_id``, else the SDK's parse-failure stand-in."""
-    if (
-        not isinstance(message, dict)
-        or message.get("jsonrpc") != "2.0"
-        or message.get("id") != request_id
-        or (("result" in message) == ("error" in message))
-    ):
-        raise _parse_failure("not a JSON-RPC response to the request", prefix)
-    return message  # pyright: ignore[reportUnknownVariableType]
-
-
-def _error_data(error: Any) -> ErrorData:
-    try:
-        return ErrorData.model_validate(error)
-    except ValidationError:
-        raise _parse_failure("malformed JSON-RPC error") from None

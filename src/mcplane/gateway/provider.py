@@ -53,6 +53,7 @@ from mcplane.gateway.runtime import GatewayRuntime, gateway_running
 from mcplane.gateway.tasks import UpstreamTasks
 from mcplane.gateway.upstream import Upstream
 from mcplane.gateway.versions import VersionRouter
+from mcplane.sdk_adapter.context import request_context_of
 from mcplane.tool_policy import ToolPolicy, ToolSource
 
 if TYPE_CHECKING:
@@ -465,7 +466,7 @@ def _hot_path_answer(call: Call, result: Any) -> Any:
     """``result``, unless the call came on the hot path (no SDK request context), whose one JSON
     answer cannot carry an ``input_required`` round (its request state is sealed by the SDK path)
     or a task: then the caller did not declare what the upstream asks of it (``-32021``)."""
-    if call.context._request_context is not None:  # pyright: ignore[reportPrivateUsage]
+    if request_context_of(call.context) is not None:
         return result
     if isinstance(result, InputRequiredResult):
         kinds = {request.method for request in (result.input_requests or {}).values()}

@@ -60,6 +60,9 @@ from mcp_types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcplane.sdk_adapter.context import request_context_of
+from mcplane.sdk_adapter.mcpserver import subscription_bus
+
 if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.context import Context
@@ -136,7 +139,7 @@ class ListChangedRelay:
         kinds = set(kinds)
         if not kinds:
             return
-        bus = self._plane.sdk._subscriptions  # pyright: ignore[reportPrivateUsage]
+        bus = subscription_bus(self._plane.sdk)
         with anyio.move_on_after(NOTIFY_TIMEOUT):
             if "tools" in kinds:
                 await bus.publish(ToolsListChanged())
@@ -154,7 +157,7 @@ class ListChangedRelay:
 
 
 def _wants_progress(ctx: Context) -> bool:
-    request_context = ctx._request_context  # pyright: ignore[reportPrivateUsage]
+    request_context = request_context_of(ctx)
     meta: Any = request_context.meta if request_context is not None else None
     return isinstance(meta, dict) and (meta.get("progress_token") is not None or meta.get("progressToken") is not None)
 
@@ -176,7 +179,7 @@ def progress_relay(ctx: Context) -> Callable[[float, float | None, str | None], 
 
 def caller_is_modern(ctx: Context) -> bool:
     """Whether the call came in a 2026-07-28 request (else from a 2025-11-25 session)."""
-    request_context = ctx._request_context  # pyright: ignore[reportPrivateUsage]
+    request_context = request_context_of(ctx)
     if request_context is not None:
         return request_context.protocol_version in MODERN_PROTOCOL_VERSIONS
     return ctx.request_meta.get(PROTOCOL_VERSION_META_KEY) in MODERN_PROTOCOL_VERSIONS  # the hot path's envelope
@@ -191,7 +194,7 @@ async def _ask(caller: Context | None, capability: ClientCapabilities, request: 
     """Send ``request`` to ``caller``'s 2025-11-25 session; ``None`` when it cannot be asked or failed."""
     if caller is None:
         return None
-    request_context = caller._request_context  # pyright: ignore[reportPrivateUsage]
+    request_context = request_context_of(caller)
     if request_context is None:
         return None
     session = request_context.session
@@ -234,7 +237,7 @@ async def relay_roots(caller: Context | None) -> ListRootsResult | ErrorData:
 async def relay_stream_closed(caller: Context | None) -> None:
     """The upstream closed the call's event stream to be polled (SEP-1699): close the caller's too,
     so it resumes from the gateway as it would from the upstream (a 2025-11-25 request over HTTP)."""
-    if caller is None or caller._request_context is None:  # pyright: ignore[reportPrivateUsage]
+    if caller is None or request_context_of(caller) is None:
         return
     try:
         await caller.close_sse_stream()
@@ -257,7 +260,7 @@ async def relay_log(caller: Context | None, params: LoggingMessageNotificationPa
     """An upstream's log message during ``caller``'s call, as a log message on the caller's request."""
     if caller is None:
         return
-    request_context = caller._request_context  # pyright: ignore[reportPrivateUsage]
+    request_context = request_context_of(caller)
     if request_context is None:  # the hot path answers with one JSON body: nowhere to put it
         return
     connection = getattr(request_context.session, "_connection", None)

@@ -157,8 +157,7 @@ async def gateway_running(
     """Install readiness checks, gauges, the list-changed relay and (with a store or ``redis_url``)
     the shared breakers for ``upstreams`` (start :meth:`GatewayRuntime.run` in a task group); undo it all on leaving."""
     relay = ListChangedRelay(plane)
-    lowlevel = plane.sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
-    lowlevel.middleware.append(relay.middleware)
+    plane.sdk.middleware.append(relay.middleware)
     plane.fast.transparent(relay.middleware)  # it only looks at initialize and list messages
     plane.fast.legacy_caller = relay.hot_path_caller
     runtime = GatewayRuntime(plane, None, relay)
@@ -173,8 +172,8 @@ async def gateway_running(
                 await runtime.stop()
     finally:
         runtime.forget(list(runtime._checks.values()) + upstreams)  # pyright: ignore[reportPrivateUsage]
-        if relay.middleware in lowlevel.middleware:
-            lowlevel.middleware.remove(relay.middleware)
+        if relay.middleware in plane.sdk.middleware:
+            plane.sdk.middleware.remove(relay.middleware)
         plane.fast.opaque(relay.middleware)
         if plane.fast.legacy_caller == relay.hot_path_caller:
             plane.fast.legacy_caller = None

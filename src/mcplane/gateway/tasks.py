@@ -27,6 +27,7 @@ from mcp_types import INVALID_PARAMS
 
 from mcplane.auth.middleware import principal_of
 from mcplane.context import ANONYMOUS, Context, Principal
+from mcplane.sdk_adapter.mcpserver import lowlevel_server, remove_request_handler
 from mcplane.tasks.extension import TaskIdRequestParams, UpdateTaskRequestParams, admit
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ Handler = Callable[[ServerRequestContext[Any, Any], Any], Awaitable[Any]]
 
 def install_task_routing(plane: Plane, provider: UpstreamProvider) -> Callable[[], None]:
     """Route ``tasks/*`` of upstream tasks upstream (see the module doc); returns the undo."""
-    lowlevel = plane.sdk._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = lowlevel_server(plane.sdk)
     previous = {method: lowlevel.get_request_handler(method) for method in _METHODS}
 
     def routed(method: str) -> Handler:
@@ -114,6 +115,6 @@ def install_task_routing(plane: Plane, provider: UpstreamProvider) -> Callable[[
             if entry is not None:
                 lowlevel.add_request_handler(method, entry.params_type, entry.handler)
             else:
-                lowlevel._request_handlers.pop(method, None)  # pyright: ignore[reportPrivateUsage]
+                remove_request_handler(lowlevel, method)
 
     return undo

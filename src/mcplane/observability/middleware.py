@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mcp.server.mcpserver.resources.templates import ResourceSecurityError
 from opentelemetry.trace import get_current_span
 
 from mcplane import errors
@@ -28,6 +27,7 @@ from mcplane.audit.entry import error_code_of, result_code
 from mcplane.observability.logs import CALL_LOGGER, EVENT_KEY
 from mcplane.observability.metrics import UNKNOWN, CounterSync, Metrics, current_call_name
 from mcplane.pipeline import Call, CallNext
+from mcplane.sdk_adapter.mcpserver import local_prompt, local_resource, local_tool
 
 __all__ = ["ObserveMiddleware", "series_name", "trace_id"]
 
@@ -52,20 +52,11 @@ def series_name(call: Call) -> str:
     if sdk is None:
         return call.name  # a context made by hand (in-process tests): nothing to check against
     if call.kind == "tool":
-        return call.name if sdk._tool_manager.get_tool(call.name) is not None else UNKNOWN
+        return call.name if local_tool(sdk, call.name) is not None else UNKNOWN
     if call.kind == "prompt":
-        return call.name if sdk._prompt_manager.get_prompt(call.name) is not None else UNKNOWN
-    resources = sdk._resource_manager
-    if call.name in resources._resources:
-        return call.name
-    for template in resources._templates.values():
-        try:
-            matched = template.matches(call.name)
-        except ResourceSecurityError:  # a traversal attempt (``..``): the SDK refuses it, and so is it named
-            return UNKNOWN
-        if matched is not None:
-            return str(template.uri_template)
-    return UNKNOWN
+        return call.name if local_prompt(sdk, call.name) is not None else UNKNOWN
+    served = local_resource(sdk, call.name)  # a traversal attempt (``..``) is served by nothing
+    return served if served is not None else UNKNOWN
 
 
 class _Series:

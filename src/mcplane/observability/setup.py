@@ -33,6 +33,7 @@ from mcplane.observability.metrics import (
     serve_metrics_port,
 )
 from mcplane.observability.middleware import ObserveMiddleware
+from mcplane.sdk_adapter.mcpserver import lowlevel_server
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -91,7 +92,7 @@ class Observability:
         if self.tracer_provider is not None:
             from mcplane.observability.tracing import narrow_sdk_spans
 
-            self._undo.append(narrow_sdk_spans(plane.sdk._lowlevel_server))
+            self._undo.append(narrow_sdk_spans(lowlevel_server(plane.sdk)))
 
     async def aclose(self) -> None:
         """Stop the metrics port, restore the SDK's spans, flush and stop the span exporter."""

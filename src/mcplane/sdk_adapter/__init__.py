@@ -12,4 +12,35 @@ What mcplane relies on (each item names the module here that holds it):
   protocols of ``mcp.shared._stream_protocols``.
 - :mod:`~mcplane.sdk_adapter.otel`: the SDK's OpenTelemetry server middleware class
   (``mcp.server._otel``), recognised so mcplane's tracing replaces it rather than doubling spans.
+- :mod:`~mcplane.sdk_adapter.mcpserver`: ``MCPServer._lowlevel_server`` (handlers, name, the
+  ``serverInfo`` stamp), ``_tool_manager``, ``_prompt_manager``, ``_resource_manager`` (its
+  ``_resources`` and ``_templates``), ``_subscriptions``, and ``Server._request_handlers`` (to
+  remove a handler).
+- :mod:`~mcplane.sdk_adapter.server`: ``MCPServer``'s ``_handle_call_tool``, ``_handle_read_resource``,
+  ``_handle_get_prompt`` and the four ``_handle_list_*`` handlers (overridden to run the pipeline
+  and filter lists), and ``_tool_input_schema`` (upstream tools' schemas for ``Mcp-Param`` checks).
+- :mod:`~mcplane.sdk_adapter.sessions`: ``StreamableHTTPSessionManager._server_instances``,
+  ``_session_owners``, ``_session_creation_lock``, ``_task_group``, ``_lifespan_state``,
+  ``_discard_session`` and the ``_admit_session`` hook; ``StreamableHTTPServerTransport``'s
+  ``_request_streams``, ``_idle_timeout`` and ``_requests_in_flight`` (the idle clock the SDK's
+  ``handle_request`` holds, copied by the HTTP hot path).
+- :mod:`~mcplane.sdk_adapter.context`: ``Context._request_context`` (whether a call runs inside an
+  SDK request, without the public property's raise) and ``Context._mcp_server``.
+- :mod:`~mcplane.sdk_adapter.eligibility`: what the SDK hands a tool (``Tool.context_kwarg``,
+  ``resolved_params``, ``returns_input_required``), its built-in middleware classes, the inbound
+  ladder's verdict (``classify_inbound_request``) and how its dual-era loop picks a stream's era.
+- :mod:`~mcplane.sdk_adapter.results`: the runner's result shaping (the per-version sieve,
+  ``resultType``, the ``serverInfo`` stamp rule) and its JSON-RPC error for an ``ErrorData``.
+- :mod:`~mcplane.sdk_adapter.client`: ``ClientSession._stamp``, ``_dispatcher``,
+  ``_negotiated_version``, ``_call_tool_adapter``, ``mcp.client.session._clamp_inbound_ttl`` and
+  ``_later_revision_fields``, and ``Client._relist_tool``: the gateway stamps and reads its own
+  sends (the lean lane's included) exactly as the SDK client would.
+- :mod:`~mcplane.sdk_adapter.transport`: the SDK's Streamable HTTP client transport as the lean lane
+  copies it: the request body and headers it writes, and the ``MCPError`` stand-ins it raises for
+  answers it cannot read (parse failures, ``202``, ``404`` in a session, other error statuses,
+  unexpected content types), plus its stream-resumption limits.
+
+``mcp`` is pinned to the minor version these were read from (``pyproject.toml``);
+``tests/sdk_compat`` holds the boundary check and, for each copied behaviour, a test that runs
+the hot path and the SDK's path on the same inputs and compares what reaches the wire.
 """

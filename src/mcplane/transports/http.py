@@ -30,6 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcplane.errors import DependencyUnavailable
 from mcplane.fanout import Fanout, replicate
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.mcpserver import lowlevel_server
+from mcplane.sdk_adapter.sessions import open_sessions
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.framing import decode_value, error_frame
 from mcplane.transports.http_fast import serve_fast
@@ -110,7 +112,7 @@ class HTTPApp:
         manager = self._manager
         if manager is not None:
             # Forget sessions the SDK has dropped, so the set stays as small as the live sessions.
-            self.initialized_sessions.intersection_update(manager._server_instances)
+            self.initialized_sessions.intersection_update(open_sessions(manager))
         self.initialized_sessions.add(session_id)
 
     def _new_manager(self) -> SessionManager:
@@ -121,7 +123,7 @@ class HTTPApp:
         else:
             sealer = SessionSealer.ephemeral(ttl=section.ttl)
         manager = SessionManager(
-            self.plane.sdk._lowlevel_server,
+            lowlevel_server(self.plane.sdk),
             sealer=sealer,
             revocations=Revocations(sealer),
             event_store=MemoryEventStore() if opts.resumable else None,

@@ -19,7 +19,6 @@ Everything else — and any body the fast path does not like — goes to the SDK
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
+from mcplane.jsonrpc import error_envelope
+from mcplane.sdk_adapter.eligibility import read_alike
+from mcplane.sdk_adapter.sessions import hold_idle_clock, open_sessions, release_idle_clock, session_owner
 
 if TYPE_CHECKING:
     from mcplane.transports.http import HTTPApp
@@ -72,6 +74,8 @@ async def serve_fast(
         or not _accepts_json(headers.get("accept", ""))
     ):
         return False
+    if not read_alike(body):
+        return False
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -92,11 +96,11 @@ async def serve_fast(
                 app.note_initialized(session_id)
             return False
         manager = app._manager
-        transport = manager._server_instances.get(session_id) if manager is not None else None
+        transport = open_sessions(manager).get(session_id) if manager is not None else None
         if transport is None:
             app.initialized_sessions.discard(session_id)
             return False
-        if transport.is_terminated or manager is None or manager._session_owners.get(session_id) != _owner(scope):
+        if transport.is_terminated or manager is None or session_owner(manager, session_id) != _owner(scope):
             return False
         cancelled = _cancelled_id(message)
         if cancelled is not None:
@@ -161,13 +165,8 @@ async def _answer(
     response: dict[str, Any] | None = None
     if transport is not None:
         session_id = transport.mcp_session_id
-        idle_timeout = transport._idle_timeout
-        idle = transport.idle_scope if idle_timeout is not None else None
-        if idle is not None and idle.cancel_called:
+        if not hold_idle_clock(transport):
             return False
-        if idle is not None:
-            transport._requests_in_flight += 1
-            idle.deadline = math.inf
         key = (session_id, message["id"])
         with anyio.CancelScope() as running:
             app.fast_calls[key] = running
@@ -176,13 +175,9 @@ async def _answer(
             finally:
                 if app.fast_calls.get(key) is running:
                     del app.fast_calls[key]
-                if idle is not None and idle_timeout is not None:
-                    transport._requests_in_flight -= 1
-                    if not transport._requests_in_flight:
-                        idle.deadline = anyio.current_time() + idle_timeout
+                release_idle_clock(transport)
         if response is None:  # cancelled by the client's notifications/cancelled
-            error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
-            response = {"jsonrpc": "2.0", "id": message["id"], "error": error}
+            response = error_envelope(message["id"], REQUEST_CANCELLED, "Request cancelled")
     else:
         response = await _until_disconnect(
             receive, lambda: fast.serve(message, version, principal=principal, scope=scope)

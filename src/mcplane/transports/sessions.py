@@ -40,8 +40,7 @@ from anyio.abc import TaskStatus
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
 from mcp.server.connection import Connection
 from mcp.server.runner import serve_connection
-from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.shared.transport_context import TransportContext
@@ -49,6 +48,7 @@ from mcp_types import InitializeRequestParams, JSONRPCNotification
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
+from mcplane.sdk_adapter.sessions import SDKSessionManager, SDKSessionTransport
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 
 if TYPE_CHECKING:
@@ -76,16 +76,12 @@ def requestor(scope: Scope) -> AuthorizationContext | None:
     return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
-class SessionTransport(StreamableHTTPServerTransport):
+class SessionTransport(SDKSessionTransport):
     """The SDK's transport, plus: notifications for a client whose GET stream is on another
     replica are handed to the fan-out, and the fan-out can write to this session's GET stream."""
 
     relay: Callable[[str, dict[str, Any]], None] | None = None
     server_write: WriteStream[SessionMessage] | None = None
-
-    @property
-    def has_standalone_stream(self) -> bool:
-        return GET_STREAM_KEY in self._request_streams
 
     @contextlib.asynccontextmanager
     async def connect(
@@ -151,7 +147,7 @@ _OPENING: ContextVar[bytes | None] = ContextVar("mcplane_opening_body", default=
 Adoption = Literal["known", "adopted", "unknown", "unavailable", "full"]
 
 
-class SessionManager(StreamableHTTPSessionManager):
+class SessionManager(SDKSessionManager):
     """The SDK's session manager with sealed session ids and adoption of sessions opened elsewhere."""
 
     def __init__(self, app: Any, *, sealer: SessionSealer, revocations: Revocations, **kwargs: Any) -> None:
@@ -172,7 +168,7 @@ class SessionManager(StreamableHTTPSessionManager):
         finally:
             _OPENING.reset(token)
 
-    def _new_transport(self, session_id: str) -> SessionTransport:
+    def new_transport(self, session_id: str) -> SessionTransport:
         transport = SessionTransport(
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
@@ -191,21 +187,19 @@ class SessionManager(StreamableHTTPSessionManager):
 
     def full(self) -> bool:
         """Whether ``max_sessions`` sessions are open here (a new or adopted one would be refused)."""
-        return self.max_sessions is not None and len(self._server_instances) >= self.max_sessions
+        return self.max_sessions is not None and len(self.sessions) >= self.max_sessions
 
-    def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
+    def admit(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         if self.full():
             return None
         session_id = self.sealer.seal(self.sealer.opening_claims(_OPENING.get(), requestor))
-        transport = self._new_transport(session_id)
-        if requestor is not None:
-            self._session_owners[session_id] = requestor
-        self._server_instances[session_id] = transport
+        transport = self.new_transport(session_id)
+        self.register(session_id, transport, requestor)
         return transport
 
     async def adopt(self, session_id: str, requestor: AuthorizationContext | None) -> Adoption:
         """Make a session opened elsewhere (or dropped here while idle) live on this replica."""
-        if session_id in self._server_instances:
+        if session_id in self.sessions:
             return "known"
         claims = self.sealer.unseal(session_id)
         if claims is None or self.revocations.revoked_here(claims.sid):
@@ -223,21 +217,19 @@ class SessionManager(StreamableHTTPSessionManager):
                 logger.warning("cannot check session revocation: %s", type(exc).__name__)
                 return "unavailable"
             logger.warning("cannot check session revocation (%s); adopting (fail_open)", type(exc).__name__)
-        async with self._session_creation_lock:
-            if session_id in self._server_instances:
+        async with self.creation_lock:
+            if session_id in self.sessions:
                 return "known"
-            if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
                 return "full"
-            if self._task_group is None:
+            if self.task_group is None:
                 return "unavailable"
-            transport = self._new_transport(session_id)
-            if requestor is not None:
-                self._session_owners[session_id] = requestor
-            self._server_instances[session_id] = transport
+            transport = self.new_transport(session_id)
+            self.register(session_id, transport, requestor)
             try:
-                await self._task_group.start(self._run_adopted, transport, claims)
+                await self.task_group.start(self._run_adopted, transport, claims)
             except BaseException:
-                await self._discard_session(session_id, transport)
+                await self.discard(session_id, transport)
                 raise
         logger.info("adopted session %s…", claims.sid[:8])
         if self.on_adopted is not None:
@@ -264,30 +256,30 @@ class SessionManager(StreamableHTTPSessionManager):
                 idle_scope = transport.idle_scope or anyio.CancelScope()
                 with idle_scope:
                     await serve_connection(
-                        self.app, dispatcher, connection=connection, lifespan_state=self._lifespan_state
+                        self.app, dispatcher, connection=connection, lifespan_state=self.lifespan_state
                     )
                 if idle_scope.cancelled_caught:
                     logger.info("adopted session %s… idle timeout", claims.sid[:8])
         except Exception:
             logger.exception("adopted session %s… crashed", claims.sid[:8])
         finally:
-            await self._discard_session(session_id, transport)
+            await self.discard(session_id, transport)
 
     async def end(self, session_id: str) -> None:
         """A session ended elsewhere: close this replica's copy (its GET stream ends)."""
-        transport = self._server_instances.get(session_id)
+        transport = self.sessions.get(session_id)
         if transport is not None:
-            await self._discard_session(session_id, transport)
+            await self.discard(session_id, transport)
 
     async def deliver(self, session_id: str, message: dict[str, Any]) -> bool:
         """Write a notification to the session's GET stream if this replica holds it."""
-        transport = self._server_instances.get(session_id)
+        transport = self.sessions.get(session_id)
         return isinstance(transport, SessionTransport) and await transport.deliver(message)
 
     async def broadcast(self, message: dict[str, Any]) -> int:
         """Write a notification to every GET stream this replica holds; returns how many."""
         delivered = 0
-        for transport in list(self._server_instances.values()):
+        for transport in list(self.sessions.values()):
             if isinstance(transport, SessionTransport) and await transport.deliver(message):
                 delivered += 1
         return delivered

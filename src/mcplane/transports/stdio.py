@@ -22,6 +22,7 @@ import anyio
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.mcpserver import lowlevel_server
 from mcplane.transports.framing import error_frame
 from mcplane.transports.pump import StreamPump
 
@@ -211,7 +212,7 @@ async def serve_stdio(plane: Any, *, stop: anyio.Event | None = None) -> None:
     """
     from mcplane.auth import current_principal, principal_from_env
 
-    lowlevel = plane.sdk._lowlevel_server
+    lowlevel = lowlevel_server(plane.sdk)
     async with plane.lifespan():
         principal = ANONYMOUS
         if plane.config.auth is not None:

@@ -20,14 +20,12 @@ import anyio
 import anyio.abc
 import orjson
 from mcp_types import JSONRPCMessage, JSONRPCResponse
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.eligibility import handshake_version, opens_modern
 
 __all__ = ["StreamFastPath"]
-
-_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
 class StreamFastPath:
@@ -71,10 +69,7 @@ class StreamFastPath:
             return False
         if self._era is None:
             if "id" in raw and isinstance(method, str):
-                params = raw.get("params")
-                meta = params.get("_meta") if isinstance(params, dict) else None
-                modern = method != "initialize" and isinstance(meta, dict) and _VERSION_KEY in meta
-                self._era = "modern" if modern else "legacy"
+                self._era = "modern" if opens_modern(method, raw.get("params")) else "legacy"
                 if method == "initialize":
                     self._initialize_id = raw.get("id")
             return False
@@ -106,8 +101,8 @@ class StreamFastPath:
             and isinstance(message, JSONRPCResponse)
             and message.id == self._initialize_id
         ):
-            version = message.result.get("protocolVersion")
-            if isinstance(version, str) and version in HANDSHAKE_PROTOCOL_VERSIONS:
+            version = handshake_version(message.result)
+            if version is not None:
                 self._legacy_version = version
             self._initialize_id = None
 

@@ -23,6 +23,7 @@ from mcp.shared.message import SessionMessage
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
+from mcplane.sdk_adapter.mcpserver import lowlevel_server
 from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import decode_frame, encode_message
 from mcplane.transports.pump import StreamPump
@@ -93,7 +94,7 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
 
     plane = app.plane
     limit = app.options.max_body_bytes
-    lowlevel = plane.sdk._lowlevel_server
+    lowlevel = lowlevel_server(plane.sdk)
     send_lock = anyio.Lock()
     close: dict[str, Any] = {"code": CLOSE_NORMAL, "reason": ""}
     peer_gone = False

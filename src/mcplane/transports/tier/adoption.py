@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcplane.errors import DependencyUnavailable
+from mcplane.sdk_adapter.sessions import open_sessions
 from mcplane.transports.sessions import SessionManager, requestor
 from mcplane.transports.tier.answers import refusal, respond
 from mcplane.transports.tier.headers import headers_of
@@ -32,7 +33,7 @@ class SessionAdoption:
         if scope["type"] == "http":
             manager = self.manager
             session_id = headers_of(scope).get("mcp-session-id")
-            if session_id is not None and session_id not in manager._server_instances:
+            if session_id is not None and session_id not in open_sessions(manager):
                 adoption = await manager.adopt(session_id, requestor(scope))
                 if adoption in ("unavailable", "full"):
                     await respond(

@@ -46,7 +46,9 @@ from mcplane.context import ANONYMOUS, Context
 from mcplane.errors import InternalError, NotFound
 from mcplane.fanout import PlaneBus
 from mcplane.pipeline import Call
+from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
+from mcplane.tasks.runtime import ToolHandler
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -60,10 +62,10 @@ _Item = TypeVar("_Item")
 
 def install_task_listen(sdk: MCPServer[Any], runtime: TaskRuntime) -> None:
     """Serve ``subscriptions/listen`` with the tasks extension's ``taskIds`` filter on top."""
-    lowlevel = sdk._lowlevel_server
+    lowlevel = lowlevel_server(sdk)
     entry = lowlevel.get_request_handler("subscriptions/listen")
     if entry is not None and isinstance(entry.handler, ListenHandler):
-        handler = TaskListenHandler(entry.handler, sdk._subscriptions, runtime)
+        handler = TaskListenHandler(entry.handler, subscription_bus(sdk), runtime)
         lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, handler)
 
 
@@ -77,7 +79,7 @@ def install_request_state_keys(sdk: MCPServer[Any], keys: Sequence[bytes], *, tt
     from mcplane.transports.sealing import REQUEST_STATE_PURPOSE, derive_key
 
     security = RequestStateSecurity(keys=[derive_key(key, REQUEST_STATE_PURPOSE) for key in keys], ttl=ttl)
-    middleware = sdk._lowlevel_server.middleware
+    middleware = sdk.middleware
     for index, installed in enumerate(middleware):
         if isinstance(installed, RequestStateBoundary):
             middleware[index] = RequestStateBoundary(security, default_audience=sdk.name)
@@ -101,6 +103,16 @@ class SDKServer(MCPServer[Any]):
         self._plane = plane
         kwargs.setdefault("subscriptions", PlaneBus())
         super().__init__(**kwargs)
+
+    @property
+    def plane(self) -> Plane:
+        """The plane whose pipeline this server's handlers run."""
+        return self._plane
+
+    @property
+    def call_tool_handler(self) -> ToolHandler:
+        """The ``tools/call`` handler (the tasks extension wraps it to run a call as a task)."""
+        return self._handle_call_tool
 
     async def _handle_call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams

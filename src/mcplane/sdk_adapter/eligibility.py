@@ -1,0 +1,101 @@
+"""Which requests the SDK would serve exactly as the hot path does, and in which protocol era.
+
+The hot path (:mod:`mcplane.fastpath`) may answer a request only where skipping the SDK's
+dispatch changes nothing on the wire. These are the SDK-side halves of that rule:
+
+* a local tool qualifies unless the SDK would hand it something the hot path has not got: a
+  ``Context`` parameter, resolved (injected) parameters, ``Mcp-Param`` header mappings in its
+  input schema (checked by the SDK's inbound ladder), or a return type that can be
+  ``input_required`` (multi-round-trip);
+* SDK-level middleware must see every message, except the SDK's own built-ins (its
+  OpenTelemetry middleware, which mcplane's tracing replaces, and the request-state boundary,
+  which has nothing to do with a plain ``tools/call``), recognised by class;
+* the era: a 2026-07-28 request is valid when the SDK's inbound ladder says so, at the version it
+  names; a stream's era is decided by its opening request, as the SDK's dual-era loop decides it;
+  a 2025-11-25 session speaks the version its ``initialize`` answer named;
+* a body is read alike: the SDK's parser keeps integers beyond 64 bits exact, ``orjson`` reads
+  them as floats, so a body with such a number is left to the SDK.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.mcpserver.resolve import returns_input_required
+from mcp.server.mcpserver.tools.base import Tool
+from mcp.server.request_state import RequestStateBoundary
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from mcplane.sdk_adapter.otel import SDKOpenTelemetryMiddleware
+
+__all__ = [
+    "LATEST_HANDSHAKE_VERSION",
+    "PROTOCOL_VERSION_KEY",
+    "SDK_BUILTIN_MIDDLEWARE",
+    "handshake_version",
+    "header_mapped",
+    "modern_version",
+    "opens_modern",
+    "read_alike",
+    "tool_qualifies",
+]
+
+PROTOCOL_VERSION_KEY: str = PROTOCOL_VERSION_META_KEY
+"""The ``_meta`` key of a 2026-07-28 request's envelope that names its protocol version."""
+LATEST_HANDSHAKE_VERSION: str = HANDSHAKE_PROTOCOL_VERSIONS[-1]
+"""The 2025-11-25-era version a session speaks once initialized."""
+SDK_BUILTIN_MIDDLEWARE: frozenset[type] = frozenset({SDKOpenTelemetryMiddleware, RequestStateBoundary})
+"""The SDK's own middleware classes, which never need to see a plain ``tools/call``."""
+
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+"""Twenty digits in a row: possibly an integer beyond 64 bits (or a long digit string, left to the SDK too)."""
+
+
+_DIGITS = b"0123456789"
+
+
+def read_alike(body: bytes) -> bool:
+    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it).
+
+    Counting the digits first (one C pass) spares the regex search on nearly every body.
+    """
+    return len(body) - len(body.translate(None, _DIGITS)) < 20 or _LONG_NUMBER.search(body) is None
+
+
+def header_mapped(schema: Any) -> bool:
+    """Whether an input schema maps arguments to ``Mcp-Param`` headers (``x-mcp-header``)."""
+    return "x-mcp-header" in repr(schema)
+
+
+def tool_qualifies(tool: Tool) -> bool:
+    """Whether the SDK would call ``tool`` with nothing the hot path lacks (see the module doc)."""
+    if tool.context_kwarg is not None or tool.resolved_params:
+        return False
+    if header_mapped(tool.parameters):
+        return False
+    return not returns_input_required(tool.fn)
+
+
+def modern_version(message: dict[str, Any], headers: Mapping[str, str] | None) -> str | None:
+    """The 2026-07-28-era version the SDK's inbound ladder accepts ``message`` at, else ``None``."""
+    verdict = classify_inbound_request(message, headers=dict(headers) if headers is not None else None)
+    if isinstance(verdict, InboundLadderRejection):
+        return None
+    version = getattr(verdict, "protocol_version", None)
+    return version if version in MODERN_PROTOCOL_VERSIONS else None
+
+
+def opens_modern(method: str, params: Any) -> bool:
+    """Whether a stream's opening request puts the connection in the 2026-07-28 era."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return method != "initialize" and isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta
+
+
+def handshake_version(result: Mapping[str, Any]) -> str | None:
+    """The 2025-11-25-era version an ``initialize`` result negotiated (``None``: not one of those)."""
+    version = result.get("protocolVersion")
+    return version if isinstance(version, str) and version in HANDSHAKE_PROTOCOL_VERSIONS else None

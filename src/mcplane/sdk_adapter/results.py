@@ -1,0 +1,88 @@
+"""A ``tools/call`` answer as the SDK's server writes it, for the hot path that skips its runner.
+
+The SDK dumps a handler's result, passes it through the per-version result sieve, marks a
+2026-07-28 result ``resultType: "complete"`` and stamps its ``serverInfo`` into ``_meta``
+(``mcp.server.runner``); a failed call is the error's ``ErrorData`` in a JSON-RPC error, and a
+handler (or middleware) result that is not a ``CallToolResult`` is dumped and sieved, or refused
+with the runner's ``-32603``. These functions do the same on plain dicts, so what the hot path
+writes is what the SDK would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import CORE_RESULT_TYPES, INTERNAL_ERROR, SERVER_INFO_META_KEY, CallToolResult, ErrorData
+from mcp_types import methods as _methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, ValidationError
+
+from mcplane.jsonrpc import error_envelope
+from mcplane.sdk_adapter.mcpserver import server_info_stamp
+
+__all__ = ["error_response", "other_tool_result", "stamp_server_info", "tool_result"]
+
+
+def tool_result(result: CallToolResult, version: str, sdk: MCPServer[Any]) -> dict[str, Any]:
+    """``result`` on the wire at ``version``, as the SDK's runner writes it for ``sdk``."""
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    dumped = _methods.serialize_server_result("tools/call", version, dumped)
+    if version in MODERN_PROTOCOL_VERSIONS:
+        dumped.setdefault("resultType", "complete")
+        stamp_server_info(dumped, server_info_stamp(sdk))
+    return dumped
+
+
+def other_tool_result(result: object, version: str, sdk: MCPServer[Any]) -> dict[str, Any]:
+    """A ``tools/call`` result that is not a ``CallToolResult``, as the runner writes it.
+
+    ``None`` is ``{}``, a model is dumped, a mapping copied; an ``ErrorData`` is raised as the
+    error it is; anything else is ``-32603 Internal server error`` (on 2025-11-25: code ``0`` and
+    the runner's ``TypeError`` text, as the SDK's loop answers it); a result the per-version sieve
+    refuses is ``-32603 Handler returned an invalid result`` (all raised as ``MCPError``).
+    """
+    if result is None:
+        dumped: dict[str, Any] = {}
+    elif isinstance(result, ErrorData):
+        raise MCPError.from_error_data(result)
+    elif isinstance(result, BaseModel):
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    elif isinstance(result, dict):
+        dumped = {str(key): value for key, value in result.items()}  # pyright: ignore[reportUnknownVariableType]
+    else:
+        modern = version in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            raise MCPError(code=INTERNAL_ERROR, message="Internal server error")
+        # The 2025-11-25 loop answers an unexpected exception with code 0 and its text (the runner's own).
+        raise MCPError(code=0, message=f"handler returned {type(result).__name__}; expected BaseModel, dict, or None")
+    modern = version in MODERN_PROTOCOL_VERSIONS
+    result_type = dumped.get("resultType")
+    if not modern or not isinstance(result_type, str) or result_type in CORE_RESULT_TYPES:
+        try:
+            dumped = _methods.serialize_server_result("tools/call", version, dumped)
+        except ValidationError:
+            raise MCPError(code=INTERNAL_ERROR, message="Handler returned an invalid result") from None
+    if modern:
+        if dumped.get("resultType") is None:
+            dumped["resultType"] = "complete"
+        stamp_server_info(dumped, server_info_stamp(sdk))
+    return dumped
+
+
+def stamp_server_info(result: dict[str, Any], stamp: dict[str, Any]) -> None:
+    """Put ``stamp`` in ``result["_meta"]`` unless a ``serverInfo`` is already there (the runner's rule).
+
+    The ``_meta`` object is replaced, never written into: it may be the handler's own.
+    """
+    meta = result.get("_meta")
+    if meta is None:
+        result["_meta"] = {SERVER_INFO_META_KEY: stamp}
+    elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+        result["_meta"] = {**meta, SERVER_INFO_META_KEY: stamp}
+
+
+def error_response(request_id: Any, error: ErrorData) -> dict[str, Any]:
+    """The JSON-RPC error response the SDK writes for ``error``."""
+    return error_envelope(request_id, error.code, error.message, error.data)
