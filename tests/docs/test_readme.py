@@ -281,3 +281,12 @@ def test_production_layers_snippets(tmp_path: Path) -> None:
     plane.configure(loaded)
     assert plane.policy_for("billing_charge").timeout == 1.0, "the file's glob applies"
     assert plane.policy_for("invoice_total").timeout == 2.0, "no glob matches: the decorator's value"
+
+
+def test_the_layout_names_every_module_and_package() -> None:
+    layout = README.split("## Layout", 1)[1].split("```", 2)[1]
+    source = ROOT / "src" / "mcplane"
+    names = [p.name for p in source.iterdir() if p.suffix == ".py" and not p.name.startswith("_")]
+    names += [f"{p.name}/" for p in source.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+    missing = [name for name in sorted(names) if name not in layout]
+    assert not missing, f"README's layout does not name {missing}"
