@@ -35,7 +35,8 @@ A call is allowed when the roles/scopes decision above allows it **and** every r
 applies to it holds; the first rule (in file order) that is false, or cannot be evaluated
 (a missing field, a wrong type: fail closed), denies it. Rules never grant what roles deny.
 A list (``tools/list``, ...) hides a name only when a decision it can make denies it: rules that
-read ``args`` or ``client`` need a call, so they are left to the call and the name stays listed.
+read ``args`` need a call, so they are left to the call and the name stays listed; rules over
+``client`` are decided with the listing client.
 """
 
 from __future__ import annotations
@@ -174,9 +175,16 @@ class AccessPolicy(BaseModel):
             return AccessRule(roles=list(code_policy.roles or ()), scopes=list(code_policy.scopes or ()))
         return None
 
-    def allows(self, principal: Principal, kind: Kind, name: str, code_policy: ToolPolicy | None = None) -> bool:
+    def allows(
+        self,
+        principal: Principal,
+        kind: Kind,
+        name: str,
+        code_policy: ToolPolicy | None = None,
+        client: Callable[[], dict[str, str]] | None = None,
+    ) -> bool:
         """Whether a list shows ``name``: the decision without a call (see :meth:`decide`)."""
-        return self.decide(principal, kind, name, code_policy).allowed
+        return self.decide(principal, kind, name, code_policy, client=client).allowed
 
     def role_allows(self, principal: Principal, kind: Kind, name: str, code_policy: ToolPolicy | None = None) -> bool:
         """The roles/scopes decision alone (a rule, the code's roles/scopes, else ``default``)."""
@@ -207,14 +215,20 @@ class AccessPolicy(BaseModel):
         name: str,
         code_policy: ToolPolicy | None = None,
         facts: CallFacts | None = None,
+        client: Callable[[], dict[str, str]] | None = None,
     ) -> Decision:
         """Roles/scopes first, then every applicable rule. ``facts`` is what a call adds
-        (arguments, client); without it (a list) rules that read them are not evaluated."""
+        (arguments, client). Without it (a list), rules that read arguments are not evaluated,
+        and rules that read the client only when ``client`` (the listing client) is given."""
         if not self.role_allows(principal, kind, name, code_policy):
             return _DENIED_BY_ROLES
         applicable = self.rules_for(kind, name)
         if facts is None:
-            applicable = tuple(item for item in applicable if not item[1].needs_call_facts)
+            applicable = tuple(
+                item
+                for item in applicable
+                if "args" not in item[1].names and (client is not None or "client" not in item[1].names)
+            )
         if not applicable:
             return _ALLOWED
         names: set[str] = set()
@@ -232,6 +246,8 @@ class AccessPolicy(BaseModel):
                 variables.add_variable("args", dict(facts.arguments))
             if "client" in names:
                 variables.add_variable("client", facts.client())
+        elif client is not None and "client" in names:
+            variables.add_variable("client", client())
         try:
             for rule_name, compiled in applicable:
                 try:
@@ -297,9 +313,11 @@ def visible(
     name: str,
     policy: AccessPolicy | None,
     code_policy: ToolPolicy | None = None,
+    client: Callable[[], dict[str, str]] | None = None,
 ) -> bool:
     """Whether ``principal`` may see ``name`` in ``tools/list``, ``resources/list`` (and templates)
-    or ``prompts/list``: exactly when it may call it. No policy: everything is visible."""
+    or ``prompts/list``: exactly when a decision that ignores arguments allows it (``client`` is
+    the listing client, for rules that read it). No policy: everything is visible."""
     if policy is None:
         return AccessPolicy().allows(principal, kind, name, code_policy)
-    return policy.allows(principal, kind, name, code_policy)
+    return policy.allows(principal, kind, name, code_policy, client)

@@ -32,7 +32,10 @@ from mcplane.observability.logs import EVENT_KEY
 from mcplane.pipeline import Call, CallNext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mcplane.audit.forwarded import TrustedProxies
+    from mcplane.context import Context
     from mcplane.observability.metrics import Metrics
 
 __all__ = ["AuthorizeMiddleware"]
@@ -103,3 +106,22 @@ class AuthorizeMiddleware:
             )
         else:
             logger.info("rule %r denied %s %r", rule, call.kind, call.name[:256], extra={EVENT_KEY: event})
+
+
+def listing_client(authorizer: object, context: Context) -> Callable[[], dict[str, str]]:
+    """The ``client`` rules see while a list is filtered: read once, when a rule first asks.
+
+    ``authorizer`` is the ``authorize`` slot's middleware; its trusted proxies decide
+    ``client.address`` (another middleware in that slot: no proxy is trusted).
+    """
+    from mcplane.audit.forwarded import TrustedProxies
+
+    proxies = authorizer.proxies if isinstance(authorizer, AuthorizeMiddleware) else TrustedProxies()
+    found: list[dict[str, str]] = []
+
+    def client() -> dict[str, str]:
+        if not found:
+            found.append(client_value(context, proxies))
+        return found[0]
+
+    return client

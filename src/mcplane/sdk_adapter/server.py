@@ -45,6 +45,7 @@ from mcplane.auth.policy import AccessPolicy, Kind, visible
 from mcplane.context import ANONYMOUS, Context
 from mcplane.errors import InternalError, NotFound
 from mcplane.fanout import PlaneBus
+from mcplane.middleware.authorize import listing_client
 from mcplane.pipeline import Call
 from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.tasks import TaskListenHandler, TaskRuntime, current_scope
@@ -125,17 +126,21 @@ class SDKServer(MCPServer[Any]):
             policy = replace(policy, unbounded=True)  # it may become a task: bounded by the task TTL instead
         return await plane._chain(Call("tool", params.name, arguments, context, policy, plane.source_for(params.name)))
 
-    def _visible(self, ctx: ServerRequestContext[Any, Any], kind: Kind) -> Callable[[str], bool] | None:
+    def _visible(
+        self, ctx: ServerRequestContext[Any, Any], kind: Kind, params: Any = None
+    ) -> Callable[[str], bool] | None:
         """A name filter for list results, or ``None`` when no authorization layer is installed."""
         plane = self._plane
-        if plane.pipeline.get("authorize") is None:
+        authorizer = plane.pipeline.get("authorize")
+        if authorizer is None:
             return None
         principal = principal_of(ctx) or ANONYMOUS
         policy = plane.config.authorization or AccessPolicy()
+        client = listing_client(authorizer, plane.make_context(ctx, params))
 
         def allowed(name: str) -> bool:
             code = plane.policy_for(name) if kind == "tool" else None
-            return visible(principal, kind, name, policy, code)
+            return visible(principal, kind, name, policy, code, client)
 
         return allowed
 
@@ -183,7 +188,7 @@ class SDKServer(MCPServer[Any]):
     ) -> ListToolsResult:
         result = await super()._handle_list_tools(ctx, params)
         result.tools = self._with_providers("tool", result.tools, lambda item: item.name)
-        if (allowed := self._visible(ctx, "tool")) is not None:
+        if (allowed := self._visible(ctx, "tool", params)) is not None:
             result.tools = [tool for tool in result.tools if allowed(tool.name)]
         result.tools, result.next_cursor = self._page(result.tools, params, "tool")
         return result
@@ -193,7 +198,7 @@ class SDKServer(MCPServer[Any]):
     ) -> ListResourcesResult:
         result = await super()._handle_list_resources(ctx, params)
         result.resources = self._with_providers("resource", result.resources, lambda item: str(item.uri))
-        if (allowed := self._visible(ctx, "resource")) is not None:
+        if (allowed := self._visible(ctx, "resource", params)) is not None:
             result.resources = [item for item in result.resources if allowed(str(item.uri))]
         result.resources, result.next_cursor = self._page(result.resources, params, "resource")
         return result
@@ -205,7 +210,7 @@ class SDKServer(MCPServer[Any]):
         result.resource_templates = self._with_providers(
             "resource_template", result.resource_templates, lambda item: item.uri_template
         )
-        if (allowed := self._visible(ctx, "resource")) is not None:
+        if (allowed := self._visible(ctx, "resource", params)) is not None:
             result.resource_templates = [item for item in result.resource_templates if allowed(item.uri_template)]
         result.resource_templates, result.next_cursor = self._page(result.resource_templates, params, "template")
         return result
@@ -215,7 +220,7 @@ class SDKServer(MCPServer[Any]):
     ) -> ListPromptsResult:
         result = await super()._handle_list_prompts(ctx, params)
         result.prompts = self._with_providers("prompt", result.prompts, lambda item: item.name)
-        if (allowed := self._visible(ctx, "prompt")) is not None:
+        if (allowed := self._visible(ctx, "prompt", params)) is not None:
             result.prompts = [item for item in result.prompts if allowed(item.name)]
         result.prompts, result.next_cursor = self._page(result.prompts, params, "prompt")
         return result
