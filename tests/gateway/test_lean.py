@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,15 +40,20 @@ def lean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> boo
     return request.param != "sdk"
 
 
-EXPECTED: dict[str, Any] = {}
+PATHS = ("lean", "lean-httpx", "sdk")
+"""The lean lane on its raw pool (the default), the lean lane on ``httpx``, and the SDK client."""
 
 
-def same_as_other_path(key: str, record: Any) -> None:
-    """Every parametrization must produce ``record``; each after the first compares."""
-    if key in EXPECTED:
-        assert record == EXPECTED[key]
-    else:
-        EXPECTED[key] = record
+async def on_every_path(monkeypatch: pytest.MonkeyPatch, run: Callable[[bool], Awaitable[Any]]) -> None:
+    """Run ``run(lean)`` on each of :data:`PATHS`, in this one test, and require one record."""
+    records: dict[str, Any] = {}
+    for path in PATHS:
+        with monkeypatch.context() as patch:
+            if path == "lean-httpx":
+                patch.setattr(pool, "available", False)
+            records[path] = await run(path != "sdk")
+    assert records["lean"] == records["sdk"]
+    assert records["lean-httpx"] == records["sdk"]
 
 
 # ----------------------------------------------------------------- a scripted 2025-11-25 upstream
@@ -184,7 +189,13 @@ async def fake_upstream() -> AsyncGenerator[tuple[str, Fake]]:
     sock.close()
 
 
-async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_answers(lean: bool) -> None:
+async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await on_every_path(monkeypatch, _scripted)
+
+
+async def _scripted(lean: bool) -> Any:
     async with fake_upstream() as (url, fake):
         upstream = {
             "endpoints": [{"url": url}],
@@ -228,7 +239,7 @@ async def test_a_scripted_upstream_sees_the_same_requests_and_callers_the_same_a
     assert first["authorization"] == "Bearer token-ok"
     assert first["x-api-key"] == "k1"
     assert first["mcp-protocol-version"] == "2025-11-25"
-    same_as_other_path("scripted", (answers, [{**call, "id_type": None} for call in calls]))
+    return (answers, [{**call, "id_type": None} for call in calls])
 
 
 async def test_a_header_mismatch_re_lists_the_tool_and_resends_once(lean: bool) -> None:
@@ -257,7 +268,13 @@ def _real(server: PlaneServer, mode: str, lean: bool) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_a_real_upstream_answers_alike_on_both_paths(plane_http: PlaneServer, lean: bool, mode: str) -> None:
+async def test_a_real_upstream_answers_alike_on_both_paths(
+    plane_http: PlaneServer, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await on_every_path(monkeypatch, lambda lean: _real_record(plane_http, mode, lean))
+
+
+async def _real_record(plane_http: PlaneServer, mode: str, lean: bool) -> Any:
     plane = _real(plane_http, mode, lean)
     async with Client(plane.sdk, mode="2026-07-28") as client:
         record: list[Any] = []
@@ -281,7 +298,7 @@ async def test_a_real_upstream_answers_alike_on_both_paths(plane_http: PlaneServ
     assert record[1][2] == "invalid_arguments"
     assert record[2][0] is True
     assert record[-1] == "deadline_exceeded"
-    same_as_other_path(f"real-{mode}", record)
+    return record
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
