@@ -193,7 +193,7 @@ def test_healthcheck_probes_health_with_python_urllib() -> None:
     assert "urllib.request.urlopen" in argv[2]
     assert "MCPLANE_HEALTH_URL" in argv[2]
     assert _runtime_env()["MCPLANE_HEALTH_URL"].endswith("/health")
-    served = (REPO_ROOT / "src" / "mcplane" / "transports" / "http.py").read_text()
+    served = (REPO_ROOT / "src" / "mcplane" / "transports" / "tier" / "probes.py").read_text()
     assert 'path == "/health"' in served, "the HTTP tier no longer serves /health"
 
 

@@ -196,7 +196,7 @@ def test_probes_hit_the_health_and_readiness_endpoints() -> None:
         if probe in CONTAINER:
             port = CONTAINER[probe]["httpGet"]["port"]
             assert port in _port_names() or port in _port_names().values(), f"{probe} port {port}"
-    served = (REPO_ROOT / "src" / "mcplane" / "transports" / "http.py").read_text()
+    served = (REPO_ROOT / "src" / "mcplane" / "transports" / "tier" / "probes.py").read_text()
     for path in (liveness["path"], readiness["path"]):
         assert f'path == "{path}"' in served, f"the HTTP tier no longer serves {path}"
 
