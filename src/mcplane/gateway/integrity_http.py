@@ -23,6 +23,7 @@ import orjson
 
 from mcplane.errors import Forbidden, InvalidRequest, MCPlaneError, NotFound, Unauthenticated
 from mcplane.gateway.integrity import ApprovalRefused
+from mcplane.transports.tier.body_cap import read_body
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -125,21 +126,12 @@ def _credentials(scope: Mapping[str, Any], api_key_header: str | None) -> dict[s
 
 
 async def _json_body(receive: Any) -> dict[str, Any] | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message.get("type") != "http.request":
-            return None
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    """The request's JSON object, or ``None``: over :data:`MAX_BODY`, not JSON, not an object, or gone."""
+    raw = await read_body(receive, MAX_BODY)
+    if not raw:
+        return None
     try:
-        body: Any = orjson.loads(b"".join(chunks))
+        body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
     return body if isinstance(body, dict) else None  # pyright: ignore[reportUnknownVariableType]

@@ -108,11 +108,12 @@ class AuthorizeMiddleware:
             logger.info("rule %r denied %s %r", rule, call.kind, call.name[:256], extra={EVENT_KEY: event})
 
 
-def listing_client(authorizer: object, context: Context) -> Callable[[], dict[str, str]]:
+def listing_client(authorizer: object, context: Callable[[], Context]) -> Callable[[], dict[str, str]]:
     """The ``client`` rules see while a list is filtered: read once, when a rule first asks.
 
-    ``authorizer`` is the ``authorize`` slot's middleware; its trusted proxies decide
-    ``client.address`` (another middleware in that slot: no proxy is trusted).
+    ``context`` makes the list request's context, only then; ``authorizer`` is the ``authorize``
+    slot's middleware, whose trusted proxies decide ``client.address`` (another middleware in
+    that slot: no proxy is trusted).
     """
     from mcplane.audit.forwarded import TrustedProxies
 
@@ -121,7 +122,7 @@ def listing_client(authorizer: object, context: Context) -> Callable[[], dict[st
 
     def client() -> dict[str, str]:
         if not found:
-            found.append(client_value(context, proxies))
+            found.append(client_value(context(), proxies))
         return found[0]
 
     return client

@@ -136,7 +136,7 @@ class SDKServer(MCPServer[Any]):
             return None
         principal = principal_of(ctx) or ANONYMOUS
         policy = plane.config.authorization or AccessPolicy()
-        client = listing_client(authorizer, plane.make_context(ctx, params))
+        client = listing_client(authorizer, lambda: plane.make_context(ctx, params))
 
         def allowed(name: str) -> bool:
             code = plane.policy_for(name) if kind == "tool" else None
@@ -183,46 +183,58 @@ class SDKServer(MCPServer[Any]):
         end = start + size
         return items[start:end], (_cursor(end, kind) if end < len(items) else None)
 
+    def _listed(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        params: PaginatedRequestParams | None,
+        items: list[_Item],
+        kinds: tuple[ListKind, Kind, str],
+        key: Callable[[_Item], str],
+    ) -> tuple[list[_Item], str | None]:
+        """One list's page: local entries and the providers', filtered by authorization, paged.
+
+        ``kinds`` are the list's kind (for providers), the authorization kind and the cursor kind.
+        """
+        listed, authorized, cursor = kinds
+        items = self._with_providers(listed, items, key)
+        if (allowed := self._visible(ctx, authorized, params)) is not None:
+            items = [item for item in items if allowed(key(item))]
+        return self._page(items, params, cursor)
+
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
         result = await super()._handle_list_tools(ctx, params)
-        result.tools = self._with_providers("tool", result.tools, lambda item: item.name)
-        if (allowed := self._visible(ctx, "tool", params)) is not None:
-            result.tools = [tool for tool in result.tools if allowed(tool.name)]
-        result.tools, result.next_cursor = self._page(result.tools, params, "tool")
+        kinds = ("tool", "tool", "tool")
+        result.tools, result.next_cursor = self._listed(ctx, params, result.tools, kinds, lambda item: item.name)
         return result
 
     async def _handle_list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourcesResult:
         result = await super()._handle_list_resources(ctx, params)
-        result.resources = self._with_providers("resource", result.resources, lambda item: str(item.uri))
-        if (allowed := self._visible(ctx, "resource", params)) is not None:
-            result.resources = [item for item in result.resources if allowed(str(item.uri))]
-        result.resources, result.next_cursor = self._page(result.resources, params, "resource")
+        kinds = ("resource", "resource", "resource")
+        result.resources, result.next_cursor = self._listed(
+            ctx, params, result.resources, kinds, lambda item: str(item.uri)
+        )
         return result
 
     async def _handle_list_resource_templates(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListResourceTemplatesResult:
         result = await super()._handle_list_resource_templates(ctx, params)
-        result.resource_templates = self._with_providers(
-            "resource_template", result.resource_templates, lambda item: item.uri_template
+        kinds = ("resource_template", "resource", "template")
+        result.resource_templates, result.next_cursor = self._listed(
+            ctx, params, result.resource_templates, kinds, lambda item: item.uri_template
         )
-        if (allowed := self._visible(ctx, "resource", params)) is not None:
-            result.resource_templates = [item for item in result.resource_templates if allowed(item.uri_template)]
-        result.resource_templates, result.next_cursor = self._page(result.resource_templates, params, "template")
         return result
 
     async def _handle_list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
     ) -> ListPromptsResult:
         result = await super()._handle_list_prompts(ctx, params)
-        result.prompts = self._with_providers("prompt", result.prompts, lambda item: item.name)
-        if (allowed := self._visible(ctx, "prompt", params)) is not None:
-            result.prompts = [item for item in result.prompts if allowed(item.name)]
-        result.prompts, result.next_cursor = self._page(result.prompts, params, "prompt")
+        kinds = ("prompt", "prompt", "prompt")
+        result.prompts, result.next_cursor = self._listed(ctx, params, result.prompts, kinds, lambda item: item.name)
         return result
 
     async def _handle_read_resource(
