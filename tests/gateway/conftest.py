@@ -176,3 +176,29 @@ def plane_http(tmp_path: Path) -> Iterator[PlaneServer]:
     server.start()
     yield server
     server.stop()
+
+
+def start_gateway(config: Path, stderr: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A real ``mcplane gateway`` process on ``config``, its stderr in ``stderr``; waits for its port."""
+    port = free_port()
+    with stderr.open("wb") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mcplane.cli", "gateway", "--config", str(config), "--port", str(port)],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+        )
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

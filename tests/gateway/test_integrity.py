@@ -22,8 +22,8 @@ from prometheus_client import REGISTRY
 from mcplane import Plane
 from mcplane.auth import hash_api_key
 from mcplane.gateway import Gateway
-from tests.conftest import REPO_ROOT, free_port
-from tests.gateway.conftest import error_code, text_of, wait_for_port
+from tests.conftest import REPO_ROOT
+from tests.gateway.conftest import error_code, start_gateway, stop_process, text_of
 from tests.gateway.versions_support import eventually
 
 SHIFTY_APP = Path(__file__).with_name("shifty_app.py")
@@ -124,27 +124,7 @@ async def test_a_changed_definition_is_quarantined_until_approved(caplog: pytest
 def _start(config: dict[str, Any], tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
     file = tmp_path / "gateway.yaml"
     file.write_text(yaml.safe_dump(config))
-    port = free_port()
-    with (tmp_path / "gateway.stderr").open("wb") as errlog:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mcplane.cli", "gateway", "--config", str(file), "--port", str(port)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errlog,
-        )
-    wait_for_port(port, proc)
-    return proc, port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return start_gateway(file, tmp_path / "gateway.stderr")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -230,7 +210,7 @@ async def test_the_cli_and_the_authenticated_endpoint_approve_a_quarantined_tool
             assert 'mcplane_gateway_tool_quarantined_total{reason="changed",upstream="up"} 2.0' in metrics
             assert 'mcplane_gateway_tools_quarantined{upstream="up"} 0.0' in metrics
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 async def test_without_auth_the_endpoints_are_closed(tmp_path: Path) -> None:
@@ -241,7 +221,7 @@ async def test_without_auth_the_endpoints_are_closed(tmp_path: Path) -> None:
             assert answer.status_code == 403
             assert answer.json()["error"]["code"] == "forbidden"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 async def test_an_open_endpoint_checks_its_method_and_body(tmp_path: Path) -> None:
@@ -260,7 +240,7 @@ async def test_an_open_endpoint_checks_its_method_and_body(tmp_path: Path) -> No
             assert unknown.status_code == 404
             assert unknown.json()["error"]["code"] == "not_found"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_a_missing_lock_file_stops_the_gateway_with_one_line(

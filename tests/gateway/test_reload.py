@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,7 @@ from mcplane import Plane
 from mcplane.gateway import Gateway
 from mcplane.gateway.reload import Reloader
 from mcplane.observability.logs import EVENT_KEY
-from tests.conftest import REPO_ROOT, free_port
-from tests.gateway.conftest import wait_for_port
+from tests.gateway.conftest import start_gateway, stop_process
 from tests.gateway.versions_support import eventually, served_by, text, users_upstream, versioned, write_config
 from tests.observability.support import events, modern_call, modern_headers
 
@@ -153,30 +150,6 @@ def _is(condition: Any) -> Any:
 
 
 # ------------------------------------------------------------------ a real gateway process
-def _start_gateway(config: Path, stderr: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with stderr.open("wb") as errlog:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mcplane.cli", "gateway", "--config", str(config), "--port", str(port)],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errlog,
-        )
-    wait_for_port(port, proc)
-    return proc, port
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def _logged(stderr: Path, event: str) -> list[dict[str, Any]]:
     return [e for e in events(stderr.read_text(encoding="utf-8", errors="replace")) if e.get("event") == event]
 
@@ -184,7 +157,7 @@ def _logged(stderr: Path, event: str) -> list[dict[str, Any]]:
 async def test_sighup_switches_versions_in_a_running_gateway_without_dropping_a_call(tmp_path: Path) -> None:
     config, stderr = tmp_path / "gateway.yaml", tmp_path / "gateway.stderr"
     write_config(config, _tree("v1", reload={"watch": False}))  # only the signal reloads here
-    proc, port = _start_gateway(config, stderr)
+    proc, port = start_gateway(config, stderr)
     gate = tmp_path / "gate"
     try:
         async with Client(f"http://127.0.0.1:{port}/mcp", mode="legacy") as client:  # pyright: ignore[reportArgumentType]
@@ -224,7 +197,7 @@ async def test_sighup_switches_versions_in_a_running_gateway_without_dropping_a_
         assert reloaded["trigger"] == "SIGHUP"
         assert reloaded["upstreams_removed"] == ["users_v1"]
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _upstream_processes(gateway: int, version: str) -> list[psutil.Process]:
@@ -242,7 +215,7 @@ def _upstream_processes(gateway: int, version: str) -> list[psutil.Process]:
 async def test_a_rewritten_file_is_picked_up_and_a_bad_one_refused(tmp_path: Path) -> None:
     config, stderr = tmp_path / "gateway.yaml", tmp_path / "gateway.stderr"
     write_config(config, _tree("v1", reload={"interval": "100ms"}))
-    proc, port = _start_gateway(config, stderr)
+    proc, port = start_gateway(config, stderr)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         async with Client(url, mode="legacy") as client:  # pyright: ignore[reportArgumentType]
@@ -270,4 +243,4 @@ async def test_a_rewritten_file_is_picked_up_and_a_bad_one_refused(tmp_path: Pat
         assert result["_meta"]["mcplane/version"] == "v1"
         assert proc.poll() is None
     finally:
-        _stop(proc)
+        stop_process(proc)
