@@ -92,3 +92,10 @@ install_npm "$interop/ts" @modelcontextprotocol/sdk@1.32.2
 install_npm "$interop/inspector-0.15" @modelcontextprotocol/inspector@0.15.0
 PATH="$(dirname "$node22"):$PATH" install_npm "$interop/inspector-2.12" @modelcontextprotocol/inspector@2.12.0
 # --- end interop clients block -------------------------------------------------------------------
+
+# --- OAuth test identity provider: oidc-provider for tests/oauth/ (own prefix) ---------------------
+# A certified OpenID Connect provider, pinned, run on the Node 22 above by tests/oauth/idp/idp.mjs.
+# tests/oauth/ skips without it, and fails without it under CI.
+mkdir -p "$tools/oauth"
+PATH="$(dirname "$node22"):$PATH" install_npm "$tools/oauth" oidc-provider@9.13.3
+# --- end OAuth block -------------------------------------------------------------------------------
