@@ -15,17 +15,23 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+import anyio
 import httpx
 import orjson
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from tests.conftest import REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT
 
@@ -215,3 +221,58 @@ def idp() -> Iterator[IdP]:
                     process.wait(timeout=STOP_TIMEOUT)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that says when it listens (an event, not a polling loop)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncGenerator[str]:
+    """``app`` served on a free loopback port for the block; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(START_TIMEOUT):
+            await server.ready.wait()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            server.force_exit = True
+    sock.close()
+
+
+class Rewriting(httpx.AsyncBaseTransport):
+    """A real transport whose JSON answers from paths ending in ``path`` pass through ``rewrite``
+    first (a man in the middle, for tests of what mcplane does with a forged answer). ``seen``
+    keeps every JSON answer as received."""
+
+    def __init__(self, path: str, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._path = path
+        self._rewrite = rewrite
+        self.seen: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if not request.url.path.endswith(self._path):
+            return response
+        body = orjson.loads(await response.aread())
+        self.seen.append(body)
+        content = orjson.dumps(self._rewrite(dict(body)))
+        return httpx.Response(response.status_code, headers={"content-type": "application/json"}, content=content)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
