@@ -20,7 +20,7 @@ from mcplane.gateway.versions import CALLER_CODES
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
 YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", GUIDE, flags=re.S)
-ENV = {"BILLING_API_KEY": "k-123"}
+ENV = {"BILLING_API_KEY": "k-123", "LEDGER_CLIENT_SECRET": "s-456"}
 
 
 def _load(tmp_path: Path, text: str) -> GatewayConfig:

@@ -19,8 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,10 @@ class IdP:
         assert answer.status_code == 200, answer.text
         return answer.json()["access_token"]
 
+    def exchanges(self) -> int:
+        """Token exchanges the provider has answered so far (test-only route)."""
+        return int(httpx.get(f"{self.issuer}/test/stats", timeout=10).json()["exchanges"])
+
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -195,8 +199,9 @@ def _read_ready_line(process: subprocess.Popen[bytes], log: Path) -> dict[str, s
     pytest.fail(f"the identity provider did not start within {START_TIMEOUT:g} s: {log.read_text(errors='replace')}")
 
 
-@pytest.fixture(scope="module")
-def idp() -> Iterator[IdP]:
+@contextmanager
+def running_idp() -> Generator[IdP]:
+    """The test identity provider for the block (skips without it; fails without it under CI)."""
     node = require(NODE22, "Node 22")
     require(OIDC_PROVIDER / "oidc-provider", "oidc-provider")
     with tempfile.TemporaryDirectory(prefix="idp-") as directory:
@@ -221,6 +226,13 @@ def idp() -> Iterator[IdP]:
                     process.wait(timeout=STOP_TIMEOUT)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdP]:
+    """The test identity provider, one per test module."""
+    with running_idp() as provider:
+        yield provider
 
 
 class _Server(uvicorn.Server):

@@ -25,7 +25,7 @@
         depends_on: {"trigger-*": [billing]}          # tool glob -> upstreams that must be healthy
         tls: {ca: "${file:certs/ca.pem}", cert: certs/gateway.pem, key: certs/gateway.key}   # https/wss
         required: true                                # /ready fails while no replica is connected
-        identity: none                                # none | forward | principal_header | meta
+        identity: none                                # none | forward | principal_header | meta | exchange
     versions:                                         # one tool served by several versions
       users__fetch_user:                              # the exposed name (see mcplane.gateway.versions)
         versions:
@@ -194,12 +194,29 @@ class IdentityConfig(_Section):
     caller's ``Authorization`` header, as it came, on each call (HTTP endpoints). ``principal_header``:
     the authenticated principal's subject and roles in ``principal_header``/``roles_header`` (HTTP
     endpoints). ``meta``: the principal in the request's ``_meta`` under ``mcplane/principal`` (any
-    transport). Except for stdio, identity travels only to ``https://``/``wss://`` or loopback endpoints.
+    transport). ``exchange``: the caller's bearer token exchanged for one meant for this upstream (RFC 8693
+    at ``token_url``), sent as ``Authorization`` (HTTP endpoints). Except for stdio, identity travels only
+    to ``https://``/``wss://`` or loopback endpoints.
     """
 
-    mode: Literal["none", "forward", "principal_header", "meta"] = "none"
+    mode: Literal["none", "forward", "principal_header", "meta", "exchange"] = "none"
     principal_header: str = "X-Mcplane-Principal"
     roles_header: str = "X-Mcplane-Roles"
+    # ``exchange`` (RFC 8693, see mcplane.gateway.token_exchange): the caller's token exchanged at token_url.
+    token_url: str | None = None
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    audience: str | None = None
+    resource: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _exchange(self) -> IdentityConfig:
+        from mcplane.gateway.token_exchange import check_exchange
+
+        check_exchange(self)
+        return self
 
 
 class SharedStateConfig(_Section):

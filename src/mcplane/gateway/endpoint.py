@@ -27,7 +27,7 @@ as notifications, as do ``notifications/resources/updated`` for the URIs callers
 
 The client answers an upstream's questions by asking the call's caller
 (:mod:`mcplane.gateway.relay`) and relays its log messages; with ``identity: forward`` or
-``principal_header`` its HTTP transport stamps each call's headers (:mod:`mcplane.gateway.identity`).
+``principal_header`` or ``exchange`` its HTTP transport stamps each call's headers (:mod:`mcplane.gateway.identity`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcplane.client._connection import target_factory  # pyright: ignore[reportPrivateUsage]
 from mcplane.gateway.breaker import CircuitBreaker
 from mcplane.gateway.config import Endpoint, StdioEndpoint, UpstreamConfig
-from mcplane.gateway.identity import stamping
+from mcplane.gateway.identity import HEADER_MODES, stamping
 from mcplane.gateway.lean import LeanLane
 from mcplane.gateway.relay import current_caller, relay_elicitation, relay_log, relay_roots, relay_sampling
 
@@ -180,7 +180,7 @@ class EndpointConnection:
             try:
                 self.lean = None
                 target, errlog = self._target()
-                if self.endpoint.kind == "http" and self.config.identity.mode in ("forward", "principal_header"):
+                if self.endpoint.kind == "http" and self.config.identity.mode in HEADER_MODES:
                     target = stamping(target)
                 # One scope around the whole connection (a task group entered inside a scope
                 # must not outlive it): its deadline bounds the connect, then is lifted.
@@ -243,7 +243,7 @@ class EndpointConnection:
         primary_lane = self.lean
         try:
             target, _ = self._target()
-            if self.endpoint.kind == "http" and self.config.identity.mode in ("forward", "principal_header"):
+            if self.endpoint.kind == "http" and self.config.identity.mode in HEADER_MODES:
                 target = stamping(target)
             legacy = await stack.enter_async_context(self._client(target, "legacy"))
         except Exception as exc:

@@ -8,6 +8,8 @@
   roles (comma-separated, sorted) in ``X-Mcplane-Roles``; nothing for an anonymous caller.
   Values are percent-encoded outside printable ASCII.
 * ``meta``: ``{"subject", "roles", "tenant"}`` under ``_meta["mcplane/principal"]`` (stdio too).
+* ``exchange``: the caller's bearer token exchanged (RFC 8693) for one meant for this upstream, sent
+  as ``Authorization`` (see :mod:`mcplane.gateway.token_exchange`).
 
 Per-call headers on a shared session: the SDK's dispatcher writes each request to the transport
 in the caller's task, so a context variable set for the call is visible there; a thin wrapper
@@ -18,7 +20,7 @@ session, connection or client is opened per call.
 A header an upstream trusts is only as safe as the path it travels: identity is refused at
 config time for endpoints that are neither ``https://``/``wss://`` nor loopback, and ``forward`` /
 ``principal_header`` need HTTP endpoints (a WebSocket has no per-message headers; use ``meta``).
-``forward`` with an ``Authorization`` entry in ``headers`` is refused too: a caller without a
+``forward`` or ``exchange`` with an ``Authorization`` entry in ``headers`` is refused too: a caller without a
 token would otherwise call with the gateway's credentials.
 """
 
@@ -39,9 +41,19 @@ if TYPE_CHECKING:
     from mcplane.context import Context
     from mcplane.gateway.config import IdentityConfig
 
-__all__ = ["PRINCIPAL_META_KEY", "call_headers", "check_identity", "identity_headers", "identity_meta", "stamping"]
+__all__ = [
+    "HEADER_MODES",
+    "PRINCIPAL_META_KEY",
+    "call_headers",
+    "check_identity",
+    "identity_headers",
+    "identity_meta",
+    "stamping",
+]
 
 PRINCIPAL_META_KEY = "mcplane/principal"
+HEADER_MODES = frozenset({"forward", "principal_header", "exchange"})
+"""The modes that stamp headers on each call's HTTP requests (so need HTTP endpoints)."""
 
 call_headers: ContextVar[Mapping[str, str] | None] = ContextVar("mcplane_gateway_call_headers", default=None)
 """HTTP headers for the requests the current task sends upstream (set around one attempt)."""
@@ -66,13 +78,13 @@ def check_identity(mode: str, endpoints: Sequence[Any], headers: Mapping[str, An
             if mode != "meta":
                 raise ValueError(f"identity {mode} needs http(s):// endpoints; stdio can carry identity: meta")
             continue
-        if mode in ("forward", "principal_header") and kind != "http":
+        if mode in HEADER_MODES and kind != "http":
             raise ValueError(f"identity {mode} needs http(s):// endpoints (a WebSocket has no per-call headers)")
         parts = urlsplit(endpoint.url)
         if parts.scheme not in ("https", "wss") and not _loopback(parts.hostname or ""):
             raise ValueError(f"identity {mode} travels only over https://, wss:// or to a loopback address")
-    if mode == "forward" and headers and any(name.lower() == "authorization" for name in headers):
-        raise ValueError("identity forward and an Authorization entry in headers exclude each other")
+    if mode in ("forward", "exchange") and headers and any(name.lower() == "authorization" for name in headers):
+        raise ValueError(f"identity {mode} and an Authorization entry in headers exclude each other")
 
 
 def _header_value(text: str) -> str:

@@ -48,6 +48,7 @@ from mcplane.gateway.forward import passes_through
 from mcplane.gateway.identity import PRINCIPAL_META_KEY, call_headers, identity_headers, identity_meta
 from mcplane.gateway.relay import caller_is_modern, current_caller
 from mcplane.gateway.retry import backoff
+from mcplane.gateway.token_exchange import TokenExchange
 
 if TYPE_CHECKING:
     from mcplane.gateway.endpoint import Link
@@ -112,6 +113,8 @@ class Upstream:
         """Tells gateway clients when this upstream's catalog changes (set while the gateway runs)."""
         self.metrics: Metrics | None = None
         """Counts attempts by outcome (set while the gateway runs with metrics on)."""
+        self.exchange = TokenExchange(name, config.identity) if config.identity.mode == "exchange" else None
+        """``identity: exchange``: the caller's token exchanged for this upstream's (cached)."""
 
     @property
     def prefix(self) -> str:
@@ -210,6 +213,9 @@ class Upstream:
     async def _attempt(
         self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str, own_timeout: float | None = None
     ) -> Any:
+        identity = self.config.identity
+        # Before the breaker: a refused or unreachable token service says nothing about the upstream.
+        exchanged = await self.exchange.headers(ctx) if self.exchange is not None else None
         breaker = endpoint.breaker
         link = endpoint.link(modern_caller=caller_is_modern(ctx))
         remaining = ctx.remaining()
@@ -222,10 +228,10 @@ class Upstream:
             assert limit is not None
             meta[TIMEOUT_META_KEY] = int(limit * 1000)
         attempt_limit = limit if own_limit and limit is not None else 0.0
-        identity = self.config.identity
         if identity.mode == "meta" and (principal := identity_meta(ctx)) is not None:
             meta[PRINCIPAL_META_KEY] = principal
-        headers_token = call_headers.set(identity_headers(identity, ctx)) if identity.mode != "none" else None
+        headers = exchanged if self.exchange is not None else identity_headers(identity, ctx)
+        headers_token = call_headers.set(headers) if identity.mode != "none" else None
         caller_token = current_caller.set(ctx)
         endpoint.callers.append(ctx)
         endpoint.in_flight += 1

@@ -4,7 +4,7 @@
 //
 // Test-only routes (never part of a real provider): POST /test/sign signs the JSON body's claims
 // with the provider's own key (so tests can hand mcplane a well-signed token with a wrong issuer,
-// audience, nonce or expiry).
+// audience, nonce or expiry); GET /test/stats counts the token exchanges answered.
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
@@ -32,6 +32,7 @@ const USERS = {
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+let exchanges = 0;
 const EXCHANGED_TTL = Number(process.env.IDP_EXCHANGED_TTL || 300);
 
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
@@ -80,6 +81,7 @@ const provider = new Provider(issuer, {
 // a JWT access token for the requested audience/resource, for the same subject.
 provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
   const { params, client } = ctx.oidc;
+  exchanges += 1;
   if (params.subject_token_type !== ACCESS_TOKEN_TYPE && params.subject_token_type !== JWT_TOKEN_TYPE) {
     throw new errors.InvalidRequest('unsupported subject_token_type');
   }
@@ -121,6 +123,11 @@ server.on('request', async (req, res) => {
       .sign(privateKey);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ token }));
+    return;
+  }
+  if (req.method === 'GET' && req.url === '/test/stats') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ exchanges }));
     return;
   }
   providerCallback(req, res);
