@@ -374,3 +374,21 @@ def test_exchange_needs_an_http_endpoint_and_no_authorization_header() -> None:
                 }
             }
         )
+
+
+async def test_no_token_or_secret_reaches_the_log(
+    idp: IdP, exchange_client: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = await idp.user_token(user="alice", resource=GATEWAY)
+    now = int(time.time())
+    foreign = jwt.encode({"sub": "alice", "exp": now + 300}, STATIC_SECRET, algorithm="HS256")
+    caplog.set_level(logging.DEBUG)
+    async with httpx.AsyncClient() as http:
+        exchanged = await exchanger(idp, exchange_client, http, Clock()).headers(caller(alice))
+        with pytest.raises(Unauthenticated):  # refused: logged with its OAuth error code
+            await exchanger(idp, exchange_client, http, Clock()).headers(caller(foreign))
+        with pytest.raises(DependencyUnavailable):  # the gateway's own client refused: logged as a warning
+            await exchanger(idp, (exchange_client[0], "wrong-secret"), http, Clock()).headers(caller(alice))
+    assert "token exchange" in caplog.text  # the failures were logged
+    for value in (alice, foreign, exchanged["Authorization"].removeprefix("Bearer "), exchange_client[1]):
+        assert value not in caplog.text

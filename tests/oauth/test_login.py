@@ -316,3 +316,18 @@ async def test_no_secret_code_or_token_reaches_the_log(
         secrets_seen += [value for key, value in body.items() if key in ("id_token", "access_token", "refresh_token")]
     for value in secrets_seen:
         assert value not in caplog.text
+
+
+async def test_discovery_is_read_once_then_again_after_its_max_age(idp: IdP, client: tuple[str, str]) -> None:
+    from mcplane.oauth.login_oidc import OIDCLogin
+
+    now = [0.0]
+    transport = Rewriting("/.well-known/openid-configuration", lambda body: body)
+    async with httpx.AsyncClient(transport=transport) as http:
+        upstream = OIDCLogin(config_for(idp, client, discovery_max_age=600), http=http, monotonic=lambda: now[0])
+        await complete(idp, upstream)
+        await complete(idp, upstream)
+        assert len(transport.seen) == 1
+        now[0] += 601
+        assert (await complete(idp, upstream)).subject == "alice"
+        assert len(transport.seen) == 2
