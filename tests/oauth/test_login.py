@@ -331,3 +331,31 @@ async def test_discovery_is_read_once_then_again_after_its_max_age(idp: IdP, cli
         now[0] += 601
         assert (await complete(idp, upstream)).subject == "alice"
         assert len(transport.seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"roles": {"admin": True}}, "invalid_claims"),  # neither a list nor a string
+        ({"roles": ["admin\u202e"]}, "invalid_claims"),  # a bidi override
+        ({"roles": [f"r{i}" for i in range(300)]}, "invalid_claims"),  # too many
+        ({"sub": ""}, "invalid_claims"),
+        ({"sub": None}, "invalid_claims"),
+        ({"nonce": None}, "nonce_mismatch"),
+    ],
+)
+async def test_hostile_claims_fail_cleanly(
+    idp: IdP, client: tuple[str, str], change: dict[str, Any], reason: str
+) -> None:
+    def forge(token: str) -> str:
+        claims = {key: value for key, value in {**claims_of(token), **change}.items() if value is not None}
+        return idp.sign(claims)
+
+    assert (await with_forged_id_token(idp, client, forge)).reason == reason
+
+
+async def test_an_oversized_redirect_fails(idp: IdP, login: UpstreamLogin) -> None:
+    query, saved = await log_in(idp, login)
+    assert (await failure(login, {**query, "code": "x" * 100_000}, saved)).reason == "invalid_response"
+    many = {**query, **{f"k{i}": "v" for i in range(100)}}
+    assert (await failure(login, many, saved)).reason == "invalid_response"
