@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from mcplane.fanout import ListChanged
 
-__all__ = ["Plane", "Provider"]
+__all__ = ["CatalogView", "Plane", "Provider"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 Transport = Literal["stdio", "http", "ws"]
@@ -79,6 +79,19 @@ class Provider(Protocol):
 
     def open(self, plane: Plane) -> AbstractAsyncContextManager[None]:
         """Opened with the plane's lifespan (after its dependencies), closed before them."""
+        ...
+
+
+class CatalogView(Protocol):
+    """What ``tools/list`` shows and which ``tools/call`` names another tool (catalog search,
+    :mod:`mcplane.gateway.search`, sets one on a plane as :attr:`Plane.catalog_view`)."""
+
+    def listed(self, tools: list[Any]) -> list[Any]:
+        """The tools ``tools/list`` shows, of every tool it would list (before authorization)."""
+        ...
+
+    def resolve(self, name: str, arguments: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        """The tool a ``tools/call`` of ``name`` calls, and its arguments (unchanged: ``name``'s own)."""
         ...
 
 
@@ -134,6 +147,8 @@ class Plane:
         self._composed_revision = -1
         self._composed_chain = self._provide
         self.providers: list[Provider] = []
+        self.catalog_view: CatalogView | None = None
+        """What ``tools/list`` shows and which calls name another tool (``None``: every tool, by its name)."""
         self.tasks: TaskRuntime | None = tasks if isinstance(tasks, TaskRuntime) else TaskRuntime() if tasks else None
         installed = list(extensions or ())
         if self.tasks is not None:  # innermost interceptor: it re-invokes the handler when a task resumes

@@ -42,6 +42,7 @@
       on_change: quarantine                           # or allow (logged and counted, then served)
       scan: {on_finding: flag, max_bytes: 65536, max_depth: 32}
       admin: {roles: [admin], scopes: [], allow_anonymous: false}
+    discovery: {mode: search, always_list: ["billing__*"], max_results: 10}   # catalog search (mcplane.gateway.search)
 
 Secret references (``${env:...}``, ``${file:...}``, ``${vault:...}``) are resolved by
 :class:`mcplane.secrets.Secrets`; ``MCPLANE__SECTION__KEY`` environment overrides apply as for
@@ -65,6 +66,7 @@ from mcplane.secrets import Secret, Secrets
 
 __all__ = [
     "BreakerConfig",
+    "DiscoveryConfig",
     "Endpoint",
     "GatewayConfig",
     "HTTPEndpoint",
@@ -460,6 +462,20 @@ class ReloadConfig(_Section):
         return value
 
 
+class DiscoveryConfig(_Section):
+    """How callers discover tools (see :mod:`mcplane.gateway.search`).
+
+    ``mode: list`` (default): ``tools/list`` lists every tool. ``mode: search``: it lists
+    ``search_tools`` and ``call_tool`` (plus the tools ``always_list`` globs match); every tool
+    stays callable by its own name. ``max_results`` is the most tools one search returns (its
+    ``limit`` argument's default and maximum).
+    """
+
+    mode: Literal["list", "search"] = "list"
+    always_list: list[str] = Field(default_factory=list)
+    max_results: int = Field(default=10, ge=1, le=50)
+
+
 class GatewayConfig(BaseModel):
     """The whole of ``gateway.yaml``: the plane's sections and the upstreams."""
 
@@ -471,6 +487,7 @@ class GatewayConfig(BaseModel):
     reload: ReloadConfig = ReloadConfig()
     shared_state: SharedStateConfig = SharedStateConfig()
     integrity: IntegrityConfig = IntegrityConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
     def namespace_of(self, upstream: str) -> str | None:
         """The upstream's namespace; ``None`` when its names are exposed as they are (``namespace: false``)."""
@@ -545,9 +562,8 @@ def parse_gateway_config(
     """Validate a resolved tree; errors name the source, the key path and what was expected."""
     rest = dict(tree)
     upstreams = rest.pop("upstreams", None) or {}
-    gateway = {
-        key: rest.pop(key) for key in ("versions", "reload", "shared_state", "integrity") if rest.get(key) is not None
-    }
+    sections = ("versions", "reload", "shared_state", "integrity", "discovery")
+    gateway = {key: rest.pop(key) for key in sections if rest.get(key) is not None}
     try:
         plane = PlaneConfig.model_validate(rest)
     except ValidationError as exc:

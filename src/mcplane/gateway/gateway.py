@@ -67,6 +67,10 @@ class Gateway:
 
             provider.reloader = Reloader(path, provider, config)
         plane.add_provider(provider)
+        if config.discovery.mode == "search":  # tools/list shows search_tools and call_tool
+            from mcplane.gateway.search import CatalogSearch
+
+            CatalogSearch(plane, config.discovery).install()
         return plane
 
     @staticmethod

@@ -120,11 +120,13 @@ class SDKServer(MCPServer[Any]):
     ) -> CallToolResult | InputRequiredResult:
         plane = self._plane
         context = plane.make_context(ctx, params)
-        arguments = params.arguments or {}
-        policy = plane.policy_for(params.name)
+        name, arguments = params.name, params.arguments or {}
+        if plane.catalog_view is not None:  # ``call_tool`` names the tool the pipeline then sees
+            name, arguments = plane.catalog_view.resolve(name, arguments)
+        policy = plane.policy_for(name)
         if current_scope.get() is not None and policy.timeout is None:
             policy = replace(policy, unbounded=True)  # it may become a task: bounded by the task TTL instead
-        return await plane._chain(Call("tool", params.name, arguments, context, policy, plane.source_for(params.name)))
+        return await plane._chain(Call("tool", name, arguments, context, policy, plane.source_for(name)))
 
     def _visible(
         self, ctx: ServerRequestContext[Any, Any], kind: Kind, params: Any = None
@@ -197,6 +199,8 @@ class SDKServer(MCPServer[Any]):
         """
         listed, authorized, cursor = kinds
         items = self._with_providers(listed, items, key)
+        if listed == "tool" and self._plane.catalog_view is not None:  # catalog search: what it shows
+            items = self._plane.catalog_view.listed(items)
         if (allowed := self._visible(ctx, authorized, params)) is not None:
             items = [item for item in items if allowed(key(item))]
         return self._page(items, params, cursor)
