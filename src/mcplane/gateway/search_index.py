@@ -1,8 +1,8 @@
 """A BM25 index over tool definitions, for catalog search (see :mod:`mcplane.gateway.search`).
 
 Each tool is one document with four fields, searched with BM25 (tantivy, an embedded Rust search
-engine) and weighted: its **name** (x3), its **title** (x2), its **description** (x1) and its
-**parameters** (names and descriptions of its input schema's top-level properties, x1).
+engine) and weighted (:data:`BOOSTS`): its **name**, its **title**, its **description** and its
+**parameters** (names and descriptions of its input schema's top-level properties).
 
 Names are split into words before indexing, as people write them in a query: ``snake_case``,
 ``kebab-case``, ``camelCase``/``PascalCase``, a ``__`` namespace, dots and slashes
@@ -45,8 +45,9 @@ MAX_TEXT_CHARS = 4096
 MAX_PARAMETERS = 64
 """Top-level input parameters of a tool that are indexed."""
 
-BOOSTS: dict[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "parameters": 1.0}
-"""How much a match in each field weighs."""
+BOOSTS: dict[str, float] = {"name": 2.0, "title": 3.0, "description": 0.7, "parameters": 0.3}
+"""How much a match in each field weighs: a title (a short summary, when a tool has one) and the
+name say what a tool does; a description also says much else, parameters say what it takes."""
 
 _ANALYZER = "mcplane_words"
 _WRITER_HEAP = 15_000_000
