@@ -51,7 +51,7 @@ def test_the_complete_example(tmp_path: Path) -> None:
     assert config.plane.policy_for("everything__echo")["timeout"] == 15
 
     names: set[str] = set()
-    for field in ("upstreams", "versions", "reload", "shared_state", "integrity"):
+    for field in ("upstreams", "versions", "reload", "shared_state", "integrity", "discovery"):
         names |= _keys(GatewayConfig.model_fields[field].annotation)
     absent = sorted(name for name in names if not re.search(rf"(^|[\s{{,]){re.escape(name)}:", text, flags=re.M))
     assert not absent, f"the complete example in docs/gateway.md does not show: {absent}"

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from mcplane.app import Plane
     from mcplane.gateway.config import DiscoveryConfig
 
-__all__ = ["CALL_TOOL", "SEARCH_TOOL", "CatalogSearch", "FoundTool", "SearchResult"]
+__all__ = ["CALL_SCHEMA", "CALL_TOOL", "SEARCH_TOOL", "CatalogSearch", "FoundTool", "SearchResult", "search_schema"]
 
 SEARCH_TOOL = "search_tools"
 CALL_TOOL = "call_tool"
@@ -87,7 +87,8 @@ class SearchResult(BaseModel):
     tools: list[FoundTool]
 
 
-def _search_schema(max_results: int) -> dict[str, Any]:
+def search_schema(max_results: int) -> dict[str, Any]:
+    """``search_tools``' input schema (its ``limit`` at most ``max_results``)."""
     return {
         "type": "object",
         "properties": {
@@ -185,7 +186,7 @@ class CatalogSearch:
         plane.tool(
             SEARCH_TOOL,
             description=SEARCH_DESCRIPTION,
-            input_schema=_search_schema(self.config.max_results),
+            input_schema=search_schema(self.config.max_results),
             annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
             structured_output=True,
         )(search_tools)
