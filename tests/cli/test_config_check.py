@@ -81,6 +81,20 @@ def test_tool_integrity_is_described_and_its_lock_file_read(cli: Callable[..., O
     assert expected in outcome.stdout.splitlines()
 
 
+def test_catalog_search_is_described(cli: Callable[..., Outcome], tmp_path: Path) -> None:
+    file = tmp_path / "gateway.yaml"
+    upstreams = "upstreams: {a: {endpoints: [{url: 'http://127.0.0.1:1/mcp'}]}}\n"
+    file.write_text(upstreams)
+    assert "  tool discovery: every tool listed" in cli("config", "check", str(file)).stdout.splitlines()
+    file.write_text(upstreams + "discovery: {mode: search, always_list: ['a__get*'], max_results: 5}\n")
+    outcome = cli("config", "check", str(file))
+    assert outcome.returncode == 0, outcome.stderr
+    expected = "  tool discovery: search (search_tools and call_tool listed; at most 5 results); also listed: a__get*"
+    assert expected in outcome.stdout.splitlines()
+    file.write_text(upstreams + "discovery: {mode: find}\n")
+    assert_one_line_error(cli("config", "check", str(file)), "discovery.mode: Input should be 'list' or 'search'")
+
+
 def test_a_plane_file_is_still_a_plane_file(cli: Callable[..., Outcome], tmp_path: Path) -> None:
     file = tmp_path / "mcplane.yaml"
     file.write_text("cache: {enabled: true}\n")

@@ -263,7 +263,7 @@ async def test_the_index_follows_new_tools_quarantine_and_reload() -> None:
         "server": {"default_timeout": "20s"},
         "upstreams": {
             "up": {"endpoints": [_stdio(UPSTREAM_APP)]},
-            "web": {"endpoints": [_stdio(SHIFTY_APP)], "mode": "legacy"},
+            "web": {"endpoints": [_stdio(SHIFTY_APP)], "mode": "legacy", "health_check": {"interval": "1s"}},
         },
         "integrity": {"mode": "first_sight"},
         "discovery": {"mode": "search"},

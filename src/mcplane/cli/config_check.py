@@ -61,7 +61,18 @@ def _check_gateway(file: str) -> int:
     watching = f"on SIGHUP or a file change (checked every {reload.interval:g} s)" if reload.watch else "on SIGHUP"
     print(f"  reload: {watching}")
     print(f"  tool integrity: {integrity}")
+    print(f"  tool discovery: {_describe_discovery(config)}")
     return 0
+
+
+def _describe_discovery(config: GatewayConfig) -> str:
+    discovery = config.discovery
+    if discovery.mode == "list":
+        return "every tool listed"
+    described = f"search (search_tools and call_tool listed; at most {discovery.max_results} results)"
+    if discovery.always_list:
+        described += f"; also listed: {', '.join(discovery.always_list)}"
+    return described
 
 
 def _describe_integrity(config: GatewayConfig) -> str:
