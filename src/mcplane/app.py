@@ -86,12 +86,16 @@ class CatalogView(Protocol):
     """What ``tools/list`` shows and which ``tools/call`` names another tool (catalog search,
     :mod:`mcplane.gateway.search`, sets one on a plane as :attr:`Plane.catalog_view`)."""
 
-    def listed(self, tools: list[Any]) -> list[Any]:
+    def shown(self, tools: list[Any]) -> list[Any]:
         """The tools ``tools/list`` shows, of every tool it would list (before authorization)."""
         ...
 
     def resolve(self, name: str, arguments: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
         """The tool a ``tools/call`` of ``name`` calls, and its arguments (unchanged: ``name``'s own)."""
+        ...
+
+    def catalog_changed(self) -> None:
+        """A provider's catalog changed (called from the event loop's thread)."""
         ...
 
 
@@ -364,6 +368,8 @@ class Plane:
     def providers_changed(self) -> None:
         """A provider's catalog changed: forget merged policies (they include the provider's)."""
         self._merged.clear()
+        if self.catalog_view is not None:
+            self.catalog_view.catalog_changed()
 
     def policy_for(self, tool: str) -> ToolPolicy:
         """The tool's policy: the decorator's (or its provider's), overridden by the config file's globs."""

@@ -273,21 +273,24 @@ async def test_the_index_follows_new_tools_quarantine_and_reload() -> None:
     view = plane.catalog_view
     assert isinstance(view, CatalogSearch)
     async with Client(plane.sdk, mode="legacy") as client:
-        assert (await _found(client, "fetch a page"))[0] == "web__fetch"
+
+        async def indexed(name: str) -> bool | None:
+            return True if name in view.indexed else None
+
+        await eventually(lambda: indexed("web__fetch"), seconds=WAIT, what="the index built at start")
         builds = view.builds
-        await _found(client, "fetch a page")
+        assert (await _found(client, "fetch a page"))[0] == "web__fetch"
         assert view.builds == builds  # an unchanged catalog is not indexed again
 
-        # An upstream's new tool is found once its list changes.
+        # An upstream's new tool is indexed once its list changes (before anyone searches), then found.
         assert (
             text_of(await client.call_tool("call_tool", {"name": "up__sprout", "arguments": {"name": "zebra_counter"}}))
             == "sprouted"
         )
-
-        async def zebra() -> bool | None:
-            return True if "up__zebra_counter" in await _found(client, "zebra counter") else None
-
-        await eventually(zebra, seconds=WAIT, what="the new tool found")
+        await eventually(lambda: indexed("up__zebra_counter"), seconds=WAIT, what="the new tool indexed")
+        builds = view.builds
+        assert (await _found(client, "zebra counter"))[0] == "up__zebra_counter"
+        assert view.builds == builds
         assert text_of(await client.call_tool("call_tool", {"name": "up__zebra_counter"})) == "zebra_counter"
 
         # A quarantined tool is never found, and call_tool answers as the direct call does.

@@ -24,17 +24,21 @@ arguments and policy, once, as if it were called directly, and answers as a dire
 (an unknown name: ``not_found``; a tool the caller may not call: ``forbidden``). Malformed
 arguments are ``call_tool``'s own call, refused by the ``validate`` slot (``invalid_arguments``).
 
-**The index follows the catalog.** Each search compares the catalog with the one indexed (the
-providers' lists by identity: they are replaced whenever an upstream's catalog changes, a reload
-or the integrity guard's quarantine rebuilds it); when it changed, the index is rebuilt in a
-worker thread, one build at a time, and the search waits for it. Results are resolved against the
-catalog that was indexed, so a quarantined or removed tool is never found.
+**The index follows the catalog.** It is built when the plane starts and rebuilt whenever the
+catalog changes (:meth:`~mcplane.Plane.providers_changed`: an upstream's list changed, a reload,
+the integrity guard's quarantine or approval), in a worker thread, one build at a time (changes
+during a build make one more). Each search also compares the catalog with the one indexed (the
+providers' lists by identity: the gateway replaces them on every change; local tools by value)
+and waits for the build when they differ. Results are resolved against the catalog that was
+indexed, so a quarantined or removed tool is never found.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import anyio
@@ -44,13 +48,17 @@ from pydantic import BaseModel, ConfigDict
 
 from mcplane.auth.policy import AccessPolicy, visible
 from mcplane.context import Context
-from mcplane.errors import InvalidArguments
+from mcplane.errors import InvalidArguments, NotFound
 from mcplane.gateway.search_index import MAX_QUERY_CHARS, ToolIndex
 from mcplane.middleware.authorize import listing_client
 
 if TYPE_CHECKING:
-    from mcplane.app import Plane
+    from mcplane.app import ListKind, Plane
     from mcplane.gateway.config import DiscoveryConfig
+    from mcplane.pipeline import Call, CallKind
+    from mcplane.tool_policy import ToolPolicy, ToolSource
+
+logger = logging.getLogger("mcplane.gateway.search")
 
 __all__ = ["CALL_SCHEMA", "CALL_TOOL", "SEARCH_TOOL", "CatalogSearch", "FoundTool", "SearchResult", "search_schema"]
 
@@ -161,6 +169,7 @@ class CatalogSearch:
         """Indexes built so far (a plain counter)."""
         self._indexed: _Indexed | None = None
         self._lock = anyio.Lock()
+        self._changed: anyio.Event | None = None
 
     def install(self) -> None:
         """Register ``search_tools`` and ``call_tool`` on the plane and show only them (and
@@ -193,9 +202,36 @@ class CatalogSearch:
         call = plane.tool(CALL_TOOL, description=CALL_DESCRIPTION, input_schema=CALL_SCHEMA, structured_output=False)
         call(call_tool)
         plane.catalog_view = self
+        plane.add_provider(_Indexer(self))  # serves nothing: runs the index builds while the plane runs
+
+    @property
+    def indexed(self) -> frozenset[str]:
+        """The names of the tools the current index holds (empty before the first build)."""
+        indexed = self._indexed
+        return frozenset() if indexed is None else frozenset(indexed.tools)
+
+    def catalog_changed(self) -> None:
+        """Index the new catalog now, in the background (a search also checks before it runs)."""
+        if self._changed is not None:
+            self._changed.set()
+
+    async def keep_current(self) -> None:
+        """Rebuild the index whenever the catalog changes (and once at start), until cancelled."""
+        changed = self._changed = anyio.Event()
+        changed.set()
+        try:
+            while True:
+                await changed.wait()
+                changed = self._changed = anyio.Event()  # a change from now on: one more build
+                try:
+                    await self.current()
+                except Exception:  # the next search builds it, or says why it cannot
+                    logger.exception("the catalog search index could not be built")
+        finally:
+            self._changed = None
 
     # ----------------------------------------------------------------- the catalog view
-    def listed(self, tools: list[Any]) -> list[Any]:
+    def shown(self, tools: list[Any]) -> list[Any]:
         globs = self.config.always_list
         return [
             tool
@@ -273,6 +309,37 @@ class CatalogSearch:
         plane = self.plane
         local = tuple(tool for tool in await plane.sdk.list_tools() if tool.name not in (SEARCH_TOOL, CALL_TOOL))
         return tuple(provider.listed("tool") for provider in plane.providers), local
+
+
+class _Indexer:
+    """A provider that serves nothing: its lifespan runs :meth:`CatalogSearch.keep_current`."""
+
+    def __init__(self, search: CatalogSearch) -> None:
+        self.search = search
+
+    def owns(self, kind: CallKind, name: str) -> bool:
+        return False
+
+    def policy(self, tool: str) -> ToolPolicy | None:
+        return None
+
+    def source(self, tool: str) -> ToolSource | None:
+        return None
+
+    def listed(self, kind: ListKind) -> Sequence[Any]:
+        return ()
+
+    async def provide(self, call: Call) -> Any:
+        raise NotFound(f"Unknown {call.kind}: {call.name}")  # never asked: it owns nothing
+
+    @asynccontextmanager
+    async def open(self, plane: Plane) -> AsyncGenerator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.search.keep_current)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
 
 
 def _same(indexed: _Indexed, lists: tuple[Sequence[Any], ...], local: tuple[Any, ...]) -> bool:

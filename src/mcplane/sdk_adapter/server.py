@@ -200,7 +200,7 @@ class SDKServer(MCPServer[Any]):
         listed, authorized, cursor = kinds
         items = self._with_providers(listed, items, key)
         if listed == "tool" and self._plane.catalog_view is not None:  # catalog search: what it shows
-            items = self._plane.catalog_view.listed(items)
+            items = self._plane.catalog_view.shown(items)
         if (allowed := self._visible(ctx, authorized, params)) is not None:
             items = [item for item in items if allowed(key(item))]
         return self._page(items, params, cursor)
