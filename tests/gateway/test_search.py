@@ -137,6 +137,20 @@ async def test_search_mode_lists_two_tools_and_finds_the_federation(
             assert bad[2]["code"] == "invalid_arguments"
 
 
+async def test_list_mode_is_the_default_and_changes_nothing() -> None:
+    plain = Gateway.from_config({"upstreams": {}})
+    assert plain.catalog_view is None
+    async with Client(plain.sdk, mode="2026-07-28") as client:
+        assert await _names(client) == []
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("call_tool", {"name": "x"})
+        assert (raised.value.error.data or {})["code"] == "not_found"
+    empty = _gateway({})
+    async with Client(empty.sdk, mode="2026-07-28") as client:
+        assert await _names(client) == ["call_tool", "search_tools"]
+        assert await _found(client, "anything at all") == []
+
+
 MALFORMED: list[tuple[str, dict[str, Any]]] = [
     ("search_tools", {}),
     ("search_tools", {"query": ""}),
