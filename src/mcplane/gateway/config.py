@@ -26,6 +26,8 @@
         tls: {ca: "${file:certs/ca.pem}", cert: certs/gateway.pem, key: certs/gateway.key}   # https/wss
         required: true                                # /ready fails while no replica is connected
         identity: none                                # none | forward | principal_header | meta | exchange
+      billing:                                        # an API described by OpenAPI (see mcplane.openapi)
+        openapi: {spec: specs/billing.yaml, base_url: "https://billing.internal/v1"}
     versions:                                         # one tool served by several versions
       users__fetch_user:                              # the exposed name (see mcplane.gateway.versions)
         versions:
@@ -57,11 +59,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mcplane.config import PlaneConfig
 from mcplane.configfile import deep_merge, env_overrides, field_duration, read_yaml_file
 from mcplane.errors import ConfigError
+from mcplane.openapi.config import OpenAPIConfig
 from mcplane.secrets import Secret, Secrets
 
 __all__ = [
@@ -301,7 +312,10 @@ class UpstreamTLS(_Section):
 
 
 class UpstreamConfig(_Section):
-    endpoints: list[Endpoint] = Field(min_length=1)
+    openapi: OpenAPIConfig | None = None
+    """An API described by OpenAPI instead of an MCP server (see :mod:`mcplane.openapi`): its
+    base URLs are the endpoints (replicas), its operations the tools."""
+    endpoints: list[Endpoint] = Field(default_factory=list, validate_default=True)
     headers: dict[str, Secret] = Field(default_factory=dict)
     mode: str = "auto"
     timeout: float | None = None
@@ -327,6 +341,18 @@ class UpstreamConfig(_Section):
 
     _d = field_validator("timeout", "connect_timeout", mode="before")(_positive_duration)
 
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[Endpoint], info: ValidationInfo) -> list[Endpoint]:
+        openapi = info.data.get("openapi")
+        if openapi is not None:
+            if value:
+                raise ValueError("an openapi upstream's endpoints are its base_url/base_urls; give no endpoints")
+            return [HTTPEndpoint(url=url) for url in openapi.api.base_urls]
+        if not value and "openapi" in info.data:
+            raise ValueError("give at least one endpoint (or openapi:)")
+        return value
+
     @field_validator("identity", mode="before")
     @classmethod
     def _identity_shorthand(cls, value: Any) -> Any:
@@ -337,6 +363,10 @@ class UpstreamConfig(_Section):
         from mcplane.gateway.identity import check_identity
 
         check_identity(self.identity.mode, self.endpoints, self.headers)
+        if self.openapi is not None and self.identity.mode == "meta":
+            raise ValueError(
+                "identity: meta travels in MCP _meta; an openapi upstream takes forward or principal_header"
+            )
         return self
 
     @field_validator("mode")

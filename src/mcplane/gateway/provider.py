@@ -44,7 +44,7 @@ from mcplane.errors import DependencyUnavailable, MCPlaneError, NotFound, Upstre
 from mcplane.gateway.catalog import ListKind, Merged, in_order, merge
 from mcplane.gateway.config import SEPARATOR, GatewayConfig, SharedStateConfig, UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection, Link
-from mcplane.gateway.forward import Caller, Request, send
+from mcplane.gateway.forward import Caller, Request
 from mcplane.gateway.handlers import ResourceSubscriptions, install_handlers
 from mcplane.gateway.integrity import ToolIntegrity
 from mcplane.gateway.integrity_http import IntegrityEndpoints
@@ -238,7 +238,7 @@ class UpstreamProvider:
         retries, breaker and deadline; ``served`` gets the replica that answered."""
 
         async def attempt(link: Link, meta: dict[str, Any]) -> Any:
-            result = await send(link, request, meta, caller)
+            result = await upstream.send(link, request, meta, caller)
             if served is not None:
                 served.extend(e for e in upstream.endpoints if e.sdk is link.sdk or e.legacy == link)
             return result
@@ -312,7 +312,12 @@ class UpstreamProvider:
 
     # ----------------------------------------------------------------- lifespan
     def _build(self, name: str, config: UpstreamConfig) -> Upstream:
-        upstream = Upstream(name, config, on_change=self._rebuild, **self._options)
+        if config.openapi is not None:  # an API described by OpenAPI (see mcplane.openapi)
+            from mcplane.openapi.upstream import OpenAPIUpstream
+
+            upstream: Upstream = OpenAPIUpstream(name, config, on_change=self._rebuild, **self._options)
+        else:
+            upstream = Upstream(name, config, on_change=self._rebuild, **self._options)
         for endpoint in upstream.endpoints:
             endpoint.on_resource_updated = self.subscriptions.updated
         return upstream

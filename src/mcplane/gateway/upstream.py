@@ -45,6 +45,7 @@ from mcplane.gateway.balancer import Balancer
 from mcplane.gateway.config import SEPARATOR, UpstreamConfig
 from mcplane.gateway.endpoint import EndpointConnection
 from mcplane.gateway.forward import passes_through
+from mcplane.gateway.forward import send as forward_send
 from mcplane.gateway.identity import PRINCIPAL_META_KEY, call_headers, identity_headers, identity_meta
 from mcplane.gateway.relay import caller_is_modern, current_caller
 from mcplane.gateway.retry import backoff
@@ -52,10 +53,11 @@ from mcplane.gateway.token_exchange import TokenExchange
 
 if TYPE_CHECKING:
     from mcplane.gateway.endpoint import Link
+    from mcplane.gateway.forward import Caller, Request
     from mcplane.gateway.relay import ListChangedRelay
     from mcplane.observability.metrics import Metrics
 
-__all__ = ["Catalog", "Send", "Upstream"]
+__all__ = ["Catalog", "LinkOutcome", "Send", "Upstream"]
 
 logger = logging.getLogger("mcplane.gateway")
 
@@ -76,6 +78,18 @@ class Catalog:
     resources: list[Resource] = field(default_factory=list)
     templates: list[ResourceTemplate] = field(default_factory=list)
     prompts: dict[str, Prompt] = field(default_factory=dict)
+
+
+class LinkOutcome(Exception):
+    """Raised by a link that is not an MCP session (an OpenAPI replica, see :mod:`mcplane.openapi`)
+    with the call's error and what it says of the replica: ``replica_failed`` counts against its
+    breaker and may be retried on another replica; otherwise it is an answer (the replica is alive)."""
+
+    def __init__(self, error: MCPlaneError, *, replica_failed: bool, outcome: str | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.replica_failed = replica_failed
+        self.outcome = outcome or ("unavailable" if replica_failed else "error")
 
 
 class _Retryable(Exception):
@@ -172,6 +186,10 @@ class Upstream:
                 await self.relay.changed(changed)
 
     # ----------------------------------------------------------------- calls
+    async def send(self, link: Link, request: Request, meta: dict[str, Any], caller: Caller) -> Any:
+        """One attempt of ``request`` on ``link`` (an MCP session: :func:`mcplane.gateway.forward.send`)."""
+        return await forward_send(link, request, meta, caller)
+
     async def request(
         self,
         send: Send,
@@ -283,6 +301,11 @@ class Upstream:
             if passes_through(exc):  # the caller's to act on (see mcplane.gateway.forward)
                 raise
             raise self._translate(exc) from None
+        except LinkOutcome as done:
+            verdict, outcome = not done.replica_failed, done.outcome
+            if done.replica_failed:
+                raise _Retryable(done.error) from None
+            raise done.error from None
         except anyio.get_cancelled_exc_class():
             left = ctx.remaining()
             if left is not None and left <= _DEADLINE_SLACK:  # the deadline cut it short: too slow is failing
