@@ -185,7 +185,7 @@ class _Builder:
         override: OperationOverride | None,
     ) -> Operation:
         op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
-        name = _tool_name(override.name if override is not None and override.name else op_id or f"{method}_{path}")
+        name = _tool_name(override.name if override is not None and override.name else op_id or _fallback(method, path))
         properties: dict[str, Any] = {}
         required: list[str] = []
         uses: set[str] = set()
@@ -471,7 +471,7 @@ def _matches(rule: OperationFilter, method: str, path: str, op: dict[str, Any], 
     if rule.paths:
         checks.append(any(fnmatch.fnmatchcase(path, g) for g in rule.paths))
     if rule.operations:
-        op_id = str(op.get("operationId") or _tool_name(f"{method}_{path}"))
+        op_id = str(op.get("operationId") or _tool_name(_fallback(method, path)))
         checks.append(any(fnmatch.fnmatchcase(op_id, g) for g in rule.operations))
     if rule.methods:
         checks.append(method in rule.methods)
@@ -508,6 +508,11 @@ def _tool_name(raw: str) -> str:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME - 9]}_{digest}"
     return name
+
+
+def _fallback(method: str, path: str) -> str:
+    """The name of an operation without an ``operationId``: ``GET /things/{id}`` is ``get_things_id``."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", f"{method}_{path}").strip("_")
 
 
 def _arg_name(raw: str) -> str:

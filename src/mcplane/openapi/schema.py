@@ -224,5 +224,8 @@ def is_object_schema(schema: Any, defs: dict[str, Any]) -> bool:
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             schema = defs.get(ref.removeprefix("#/$defs/"))
             continue
-        return node.get("type") == "object"
+        if node.get("type") == "object":
+            return True
+        parts = node.get("allOf")
+        return isinstance(parts, list) and any(is_object_schema(p, defs) for p in cast("list[Any]", parts))
     return False

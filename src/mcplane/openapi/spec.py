@@ -74,9 +74,9 @@ def _parse(data: bytes) -> Any:
         raise SpecError("#", f"neither JSON nor YAML: {str(exc).splitlines()[0][:200]}") from None
 
 
-def _check_tree(document: Any, max_depth: int) -> None:
-    """Depth bound, node-count bound (YAML aliases), string keys, and local ``$ref`` only."""
-    budget = 20_000_000
+def _check_tree(document: Any, max_depth: int, budget: int) -> None:
+    """Depth bound, node-count bound (no more nodes than the text had bytes: YAML aliases cannot
+    multiply it), and local ``$ref`` only."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(document, ())]
     while stack:
         node, path = stack.pop()
@@ -120,11 +120,12 @@ def load_document(
     source: str, *, max_bytes: int, max_depth: int, validate: bool, timeout: float = 30.0
 ) -> tuple[dict[str, Any], str]:
     """The parsed document and its version (``"2.0"``, ``"3.0"`` or ``"3.1"``); :class:`SpecError` else."""
-    document = _parse(_read(source, max_bytes, timeout))
+    data = _read(source, max_bytes, timeout)
+    document = _parse(data)
     if not isinstance(document, dict):
         raise SpecError("#", "expected an object at the top")
     tree = cast("dict[str, Any]", document)
-    _check_tree(tree, max_depth)
+    _check_tree(tree, max_depth, len(data) + 1000)
     version = _version(tree)
     if validate:
         _validate(tree)
