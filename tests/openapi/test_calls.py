@@ -17,14 +17,17 @@ from tests.openapi.conftest import RestService, error_body, error_code, shop_pla
 async def test_tools_are_listed_namespaced_with_schemas_and_annotations(rest: RestService) -> None:
     async with Client(shop_plane(rest).sdk, mode="legacy") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert "shop__listItems" in tools and "shop__get_things_id" in tools
+    assert "shop__listItems" in tools
+    assert "shop__get_things_id" in tools
     get_item = tools["shop__getItem"]
     assert get_item.description == "Get one item"
     assert get_item.input_schema["required"] == ["item_id"]
-    assert get_item.annotations is not None and get_item.annotations.read_only_hint is True
+    assert get_item.annotations is not None
+    assert get_item.annotations.read_only_hint is True
     assert tools["shop__deleteItem"].annotations.idempotent_hint is True  # pyright: ignore[reportOptionalMemberAccess]
     assert tools["shop__createItem"].annotations.idempotent_hint is False  # pyright: ignore[reportOptionalMemberAccess]
-    assert get_item.output_schema is not None and "Item" in get_item.output_schema["$defs"]
+    assert get_item.output_schema is not None
+    assert "Item" in get_item.output_schema["$defs"]
 
 
 async def test_path_query_and_pagination(rest: RestService) -> None:
@@ -35,7 +38,8 @@ async def test_path_query_and_pagination(rest: RestService) -> None:
         assert [i["id"] for i in first.structured_content["items"]] == [1, 2, 3]
         assert first.structured_content["next_page"] == 2
         last = await client.call_tool("shop__listItems", {"page": 3, "per_page": 3})
-        assert last.structured_content is not None and last.structured_content["next_page"] is None
+        assert last.structured_content is not None
+        assert last.structured_content["next_page"] is None
         item = await client.call_tool("shop__getItem", {"item_id": 2})
         assert item.structured_content == {"id": 2, "name": "item-2", "price": 20, "tags": []}
 
@@ -45,7 +49,8 @@ async def test_json_body_is_spread_into_arguments(rest: RestService) -> None:
         created = await client.call_tool("shop__createItem", {"name": "lamp", "price": 12.5, "tags": ["home"]})
         assert not created.is_error, created
         assert created.structured_content is not None
-        assert created.structured_content["name"] == "lamp" and created.structured_content["tags"] == ["home"]
+        assert created.structured_content["name"] == "lamp"
+        assert created.structured_content["tags"] == ["home"]
         tagged = await client.call_tool("shop__listItems", {"tag": ["home"], "per_page": 50})
         assert tagged.structured_content is not None
         assert [i["name"] for i in tagged.structured_content["items"]] == ["lamp"]
@@ -134,9 +139,11 @@ async def test_401_and_403_are_forbidden(rest: RestService) -> None:
     upstream = shop_upstream(rest, auth={"bearer": "wrong"})
     async with Client(shop_plane(rest, upstream).sdk, mode="legacy") as client:
         body = error_body(await client.call_tool("shop__getItem", {"item_id": 1}))
-        assert body["code"] == "forbidden" and body["details"]["status"] == 401
+        assert body["code"] == "forbidden"
+        assert body["details"]["status"] == 401
         denied = error_body(await client.call_tool("shop__login", {"username": "a", "password": "no"}))
-        assert denied["code"] == "forbidden" and denied["details"]["status"] == 403
+        assert denied["code"] == "forbidden"
+        assert denied["details"]["status"] == 403
 
 
 async def test_404_is_not_found(rest: RestService) -> None:
@@ -164,7 +171,8 @@ async def test_5xx_is_upstream_error_with_a_trimmed_body(rest: RestService) -> N
 async def test_other_4xx_is_upstream_error(rest: RestService) -> None:
     async with Client(shop_plane(rest).sdk, mode="legacy") as client:
         body = error_body(await client.call_tool("shop__conflict", {}))
-    assert body["code"] == "upstream_error" and body["details"]["status"] == 409
+    assert body["code"] == "upstream_error"
+    assert body["details"]["status"] == 409
 
 
 async def test_connection_failure_is_dependency_unavailable() -> None:
@@ -180,7 +188,8 @@ async def test_a_response_over_the_cap_is_refused(rest: RestService) -> None:
     async with Client(shop_plane(rest, upstream).sdk, mode="legacy") as client:
         body = error_body(await client.call_tool("shop__big", {"size": 100_000}))
         small = await client.call_tool("shop__big", {"size": 10})
-    assert body["code"] == "upstream_error" and body["details"]["reason"] == "response_too_large"
+    assert body["code"] == "upstream_error"
+    assert body["details"]["reason"] == "response_too_large"
     assert not small.is_error
 
 
@@ -269,11 +278,14 @@ async def test_overrides_rename_describe_fix_arguments_and_annotate(rest: RestSe
     )
     async with Client(shop_plane(rest, upstream).sdk, mode="legacy") as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert "shop__listItems" not in tools and "shop__flakyWrite" not in tools and "shop__flakyRead" in tools
+        assert "shop__listItems" not in tools
+        assert "shop__flakyWrite" not in tools
+        assert "shop__flakyRead" in tools
         tool = tools["shop__acme_headers"]
         assert tool.description == "Headers as the API saw them."
         assert "tenant" not in tool.input_schema["properties"]
-        assert tool.annotations is not None and tool.annotations.read_only_hint is False
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is False
         result = await client.call_tool("shop__acme_headers", {})
     assert result.structured_content is not None
     assert result.structured_content["query"] == [["tenant", "acme"]]
@@ -293,7 +305,8 @@ async def test_mount_openapi_on_a_plane_beside_local_tools(rest: RestService) ->
         names = {t.name for t in (await client.list_tools()).tools}
         assert {"ping", "shop__getItem"} <= names
         result = await client.call_tool("shop__getItem", {"item_id": 1})
-    assert result.structured_content is not None and result.structured_content["id"] == 1
+    assert result.structured_content is not None
+    assert result.structured_content["id"] == 1
 
 
 def rest_spec() -> Any:

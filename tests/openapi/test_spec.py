@@ -51,31 +51,38 @@ def test_openapi_30_nullable_and_refs_become_json_schema() -> None:
 
 def test_swagger_20_body_form_and_definitions() -> None:
     api = load_api({"spec": str(SPECS / "petstore-2.0.yaml")})
-    assert api.version == "2.0" and api.base_urls == ["https://petstore.example.com/v2"]
+    assert api.version == "2.0"
+    assert api.base_urls == ["https://petstore.example.com/v2"]
     add = api.operations["addPet"]
-    assert add.body is not None and add.body.media == "json" and add.tool.input_schema["required"] == ["name"]
+    assert add.body is not None
+    assert add.body.media == "json"
+    assert add.tool.input_schema["required"] == ["name"]
     assert add.tool.input_schema["properties"]["tag"] == {"type": ["string", "null"]}
     assert api.operations["listPets"].tool.input_schema["properties"]["limit"] == {
         "type": "integer",
         "exclusiveMaximum": 100,
     }
     form = api.operations["updatePetForm"]
-    assert form.body is not None and form.body.media == "form"
+    assert form.body is not None
+    assert form.body.media == "form"
     assert api.skipped == [("POST /pets/{petId}/photo", "a file upload (formData type: file) is not supported")]
 
 
 def test_openapi_31_composition_type_arrays_and_server_variables() -> None:
     api = load_api({"spec": str(SPECS / "notes-3.1.yaml")})
-    assert api.version == "3.1" and api.base_urls == ["https://eu.notes.example.com/v1"]
+    assert api.version == "3.1"
+    assert api.base_urls == ["https://eu.notes.example.com/v1"]
     note = api.operations["getNote"].tool.output_schema
-    assert note is not None and "discriminator" not in json.dumps(note)
+    assert note is not None
+    assert "discriminator" not in json.dumps(note)
     assert note["$defs"]["Note"]["properties"]["due"]["type"] == ["string", "null"]
     validator = jsonschema_rs.Draft202012Validator(note)
     assert validator.is_valid({"id": "1", "text": "t", "kind": {"type": "todo", "done": True}, "pinned": True})
     assert not validator.is_valid({"id": "1", "text": "t", "kind": {"type": "other"}})
     assert "put_notes_id" in api.operations  # no operationId: named after method and path
     assert api.operations["put_notes_id"].tool.annotations.idempotent_hint is True  # pyright: ignore[reportOptionalMemberAccess]
-    assert api.skipped[0][0] == "PUT /notes/{id}/raw" and "octet-stream" in api.skipped[0][1]
+    assert api.skipped[0][0] == "PUT /notes/{id}/raw"
+    assert "octet-stream" in api.skipped[0][1]
 
 
 def test_filters_by_tag_path_operation_and_method() -> None:
@@ -88,7 +95,8 @@ def test_filters_by_tag_path_operation_and_method() -> None:
     assert "boom" not in names(exclude={"operations": ["boo*"]})
     assert names(include={"operations": ["get_things_*"]}) == {"get_things_id"}
     api = load_api({"spec": str(SHOP), "base_url": "http://x.test", "include": {"tags": ["items"]}})
-    assert api.total == 17 and len(api.skipped) == 13
+    assert api.total == 17
+    assert len(api.skipped) == 13
 
 
 def test_annotations_follow_the_method_and_can_be_overridden() -> None:
@@ -101,8 +109,12 @@ def test_annotations_follow_the_method_and_can_be_overridden() -> None:
     )
     get = api.operations["getItem"].tool.annotations
     post = api.operations["createItem"].tool.annotations
-    assert get is not None and get.read_only_hint and get.idempotent_hint
-    assert post is not None and not post.read_only_hint and not post.idempotent_hint
+    assert get is not None
+    assert get.read_only_hint
+    assert get.idempotent_hint
+    assert post is not None
+    assert not post.read_only_hint
+    assert not post.idempotent_hint
     assert api.operations["flakyWrite"].tool.annotations.idempotent_hint is True  # pyright: ignore[reportOptionalMemberAccess]
 
 
@@ -224,13 +236,13 @@ def test_yaml_alias_bombs_are_bounded(tmp_path: Path) -> None:
     for i in range(1, 9):
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     lines.append("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}")
-    with pytest.raises(ConfigError, match="too many nodes|nested deeper"):
+    with pytest.raises(ConfigError, match=r"too many nodes|nested deeper"):
         _gateway(tmp_path, "\n".join(lines))
 
 
 def test_config_mistakes_name_their_key(tmp_path: Path) -> None:
     spec = str(SHOP)
-    with pytest.raises(ConfigError, match="upstreams.api.openapi.auth: .*one of bearer, api_key, basic, oauth2"):
+    with pytest.raises(ConfigError, match=r"upstreams.api.openapi.auth: .*one of bearer, api_key, basic, oauth2"):
         parse_gateway_config(
             {
                 "upstreams": {
@@ -240,7 +252,7 @@ def test_config_mistakes_name_their_key(tmp_path: Path) -> None:
                 }
             }
         )
-    with pytest.raises(ConfigError, match="upstreams.api.endpoints: an openapi upstream's endpoints"):
+    with pytest.raises(ConfigError, match=r"upstreams.api.endpoints: an openapi upstream's endpoints"):
         parse_gateway_config(
             {
                 "upstreams": {
@@ -251,11 +263,11 @@ def test_config_mistakes_name_their_key(tmp_path: Path) -> None:
                 }
             }
         )
-    with pytest.raises(ConfigError, match="identity: meta travels in MCP _meta"):
+    with pytest.raises(ConfigError, match=r"identity: meta travels in MCP _meta"):
         parse_gateway_config(
             {"upstreams": {"api": {"openapi": {"spec": spec, "base_url": "https://x.test"}, "identity": "meta"}}}
         )
-    with pytest.raises(ConfigError, match="fixed argument 'nope' is not an argument"):
+    with pytest.raises(ConfigError, match=r"fixed argument 'nope' is not an argument"):
         parse_gateway_config(
             {
                 "upstreams": {
@@ -269,7 +281,7 @@ def test_config_mistakes_name_their_key(tmp_path: Path) -> None:
                 }
             }
         )
-    with pytest.raises(ConfigError, match="'missingOp' names no operation"):
+    with pytest.raises(ConfigError, match=r"'missingOp' names no operation"):
         parse_gateway_config(
             {
                 "upstreams": {
