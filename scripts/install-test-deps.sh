@@ -99,3 +99,7 @@ PATH="$(dirname "$node22"):$PATH" install_npm "$interop/inspector-2.12" @modelco
 mkdir -p "$tools/oauth"
 PATH="$(dirname "$node22"):$PATH" install_npm "$tools/oauth" oidc-provider@9.13.3
 # --- end OAuth block -------------------------------------------------------------------------------
+
+# GitHub's published OpenAPI document for tests/openapi/test_github.py and bench/openapi.py (own prefix).
+mkdir -p "$tools/openapi"
+install_npm "$tools/openapi" @octokit/openapi@23.0.2

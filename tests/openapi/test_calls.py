@@ -93,16 +93,16 @@ async def test_array_results_are_wrapped_and_recursive_schemas_use_defs(rest: Re
 
 # ----------------------------------------------------------------- auth
 async def test_api_key_in_a_header(rest: RestService) -> None:
-    upstream = shop_upstream(rest, auth={"api_key": {"in": "header", "name": "X-Api-Key", "value": "k3y"}})
+    upstream = shop_upstream(rest, auth={"api_key": {"header": "X-Api-Key", "value": "k3y"}})
     async with Client(shop_plane(rest, upstream).sdk, mode="legacy") as client:
         assert (await client.call_tool("shop__keyed", {})).structured_content == {"ok": True}
-    wrong = shop_upstream(rest, auth={"api_key": {"in": "header", "name": "X-Api-Key", "value": "nope"}})
+    wrong = shop_upstream(rest, auth={"api_key": {"header": "X-Api-Key", "value": "nope"}})
     async with Client(shop_plane(rest, wrong).sdk, mode="legacy") as client:
         assert error_code(await client.call_tool("shop__keyed", {})) == "forbidden"
 
 
 async def test_api_key_in_a_cookie_beside_a_cookie_parameter(rest: RestService) -> None:
-    upstream = shop_upstream(rest, auth={"api_key": {"in": "cookie", "name": "session", "value": "s1"}})
+    upstream = shop_upstream(rest, auth={"api_key": {"cookie": "session", "value": "s1"}})
     async with Client(shop_plane(rest, upstream).sdk, mode="legacy") as client:
         result = await client.call_tool("shop__cookies", {"lang": "fr"})
         assert result.structured_content == {"session": "s1", "lang": "fr"}

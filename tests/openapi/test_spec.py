@@ -150,7 +150,7 @@ def test_a_ref_cycle_is_refused_with_its_chain(tmp_path: Path) -> None:
         components={"schemas": {"A": {"$ref": "#/components/schemas/B"}, "B": {"$ref": "#/components/schemas/A"}}},
     )
     with pytest.raises(ConfigError, match=r"\$ref cycle: #/components/schemas/A -> #/components/schemas/B -> #/comp"):
-        _gateway(tmp_path, doc, validate=False)
+        _gateway(tmp_path, doc, validate_spec=False)
 
 
 def test_a_recursive_schema_is_fine(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_a_recursive_schema_is_fine(tmp_path: Path) -> None:
 def test_a_dangling_or_external_ref_is_refused(tmp_path: Path) -> None:
     dangling = _doc({"/a": {"get": {"parameters": [{"$ref": "#/components/parameters/Nope"}], "responses": _OK}}})
     with pytest.raises(ConfigError, match=r"spec #/paths/~1a/get/parameters/0: \$ref '#/components/parameters/Nope'"):
-        _gateway(tmp_path, dangling, validate=False)
+        _gateway(tmp_path, dangling, validate_spec=False)
     external = _doc({"/a": {"get": {"parameters": [{"$ref": "other.yaml#/P"}], "responses": _OK}}})
     with pytest.raises(ConfigError, match=r"spec #/paths/~1a/get/parameters/0: \$ref 'other.yaml#/P': only local"):
         _gateway(tmp_path, external)

@@ -48,9 +48,9 @@ class ApiCredentials:
         if config.bearer is not None:
             out.headers["Authorization"] = f"Bearer {config.bearer.get()}"
         elif config.api_key is not None:
-            key = config.api_key
-            target = {"header": out.headers, "query": out.query, "cookie": out.cookies}[key.in_]
-            target[key.name] = key.value.get()
+            place, name = config.api_key.where
+            target = {"header": out.headers, "query": out.query, "cookie": out.cookies}[place]
+            target[name] = config.api_key.value.get()
         elif config.basic is not None:
             pair = f"{config.basic.username.get()}:{config.basic.password.get()}".encode()
             out.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from mcplane.configfile import field_duration
 from mcplane.secrets import Secret
 
 __all__ = [
@@ -41,18 +42,36 @@ __all__ = [
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
+def _duration(value: Any) -> float | None:
+    return field_duration(value)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class ApiKeyAuth(_Section):
-    """An API key sent in a header, the query string or a cookie."""
+    """An API key sent in a header, the query string or a cookie: ``{header: X-Api-Key, value: ...}``."""
 
-    name: str = Field(min_length=1)
+    header: str | None = None
+    query: str | None = None
+    cookie: str | None = None
     value: Secret
-    in_: Literal["header", "query", "cookie"] = Field(default="header", alias="in")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True)
+    @model_validator(mode="after")
+    def _one_place(self) -> ApiKeyAuth:
+        if sum(p is not None and p != "" for p in (self.header, self.query, self.cookie)) != 1:
+            raise ValueError("api_key: name it in exactly one of header, query, cookie")
+        return self
+
+    @property
+    def where(self) -> tuple[Literal["header", "query", "cookie"], str]:
+        if self.header:
+            return "header", self.header
+        if self.query:
+            return "query", self.query
+        assert self.cookie
+        return "cookie", self.cookie
 
 
 class BasicAuth(_Section):
@@ -73,6 +92,8 @@ class OAuth2ClientCredentials(_Section):
     """How the client authenticates to the token endpoint: HTTP Basic, or in the form body."""
     refresh_before: float = 30.0
     """Seconds before expiry at which a cached token is replaced."""
+
+    _d = field_validator("refresh_before", mode="before")(_duration)
 
     @field_validator("token_url")
     @classmethod
@@ -154,7 +175,7 @@ class OpenAPIConfig(_Section):
     """Carries the caller's remaining time in milliseconds (``null``: not sent)."""
     output_schema: bool = True
     """Give each tool the success response's schema as ``outputSchema``."""
-    validate_spec: bool = Field(default=True, alias="validate")
+    validate_spec: bool = True
     """Validate the document (``openapi-spec-validator``) before building tools."""
     max_spec_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_depth: int = Field(default=64, ge=4, le=1000)
@@ -165,7 +186,7 @@ class OpenAPIConfig(_Section):
     fetch_timeout: float = 30.0
     """Seconds to fetch a spec given by URL."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True)
+    _d = field_validator("fetch_timeout", mode="before")(_duration)
 
     _api: Any = PrivateAttr(default=None)
 
