@@ -326,3 +326,31 @@ async def test_concurrent_calls_share_the_replicas_client(rest: RestService) -> 
             for item_id in range(1, 8):
                 tg.start_soon(one, item_id)
     assert sorted(r.structured_content["id"] for r in results) == list(range(1, 8))
+
+
+async def test_versions_with_a_canary_route_between_openapi_upstreams(rest: RestService) -> None:
+    from tests.conftest import free_port
+
+    broken = shop_upstream(rest)
+    broken["openapi"] = {**broken["openapi"], "base_url": f"http://127.0.0.1:{free_port()}"}
+
+    def plane(weight: float) -> Plane:
+        tree = {
+            "server": {"default_timeout": "10s"},
+            "upstreams": {"v1": shop_upstream(rest), "v2": {**broken, "retries": {"attempts": 1}}},
+            "versions": {
+                "items__getItem": {
+                    "versions": {"one": {"upstream": "v1"}, "two": {"upstream": "v2"}},
+                    "default": "one",
+                    "canary": {"version": "two", "weight": weight},
+                    "rollback": "off",
+                }
+            },
+        }
+        return Gateway.from_config(tree)
+
+    async with Client(plane(0.0).sdk, mode="legacy") as client:
+        assert not (await client.call_tool("items__getItem", {"item_id": 1})).is_error
+    async with Client(plane(1.0).sdk, mode="legacy") as client:
+        result = await client.call_tool("items__getItem", {"item_id": 1})
+        assert error_code(result) == "dependency_unavailable"
