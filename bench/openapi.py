@@ -216,6 +216,15 @@ def write(section: str) -> None:
     RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
+def keep_section(path: Path, text: str) -> str:
+    """``text`` (a new bench/run.py report for ``path``) with the OpenAPI section ``path`` already had, if any."""
+    if not path.exists() or SECTION in text:
+        return text
+    old = path.read_text(encoding="utf-8")
+    found = re.search(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", old, re.S)
+    return text if found is None else text.rstrip("\n") + "\n\n" + found.group(0).rstrip("\n") + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fullpipe
 import observe
+import openapi
 import overhead
 from report import (
     _clean,
@@ -589,7 +590,8 @@ def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
         text, raw, rows = report(meta, cells)
         (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
         (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
-        results_path(args, meta["servers"]).write_text(text)
+        target = results_path(args, meta["servers"])
+        target.write_text(openapi.keep_section(target, text))
         print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 
@@ -599,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         recorded = json.loads(Path(args.render).read_text())
         text, _, rows = report(recorded["meta"], recorded["cells"])
-        results_path(args, recorded["meta"]["servers"]).write_text(text)
+        target = results_path(args, recorded["meta"]["servers"])
+        target.write_text(openapi.keep_section(target, text))
         print(text)
         return 1 if any(not _clean(r) for r in rows) else 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -642,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     text, raw, rows = report(meta, cells)
     (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
     (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
-    Path(args.results).write_text(text)
+    Path(args.results).write_text(openapi.keep_section(Path(args.results), text))
     print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 

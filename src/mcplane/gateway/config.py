@@ -350,7 +350,7 @@ class UpstreamConfig(_Section):
                 raise ValueError("an openapi upstream's endpoints are its base_url/base_urls; give no endpoints")
             return [HTTPEndpoint(url=url) for url in openapi.api.base_urls]
         if not value and "openapi" in info.data:
-            raise ValueError("give at least one endpoint (or openapi:)")
+            raise ValueError("List should have at least 1 item (or give openapi:)")
         return value
 
     @field_validator("identity", mode="before")
