@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fullpipe
 import observe
-import openapi
 import overhead
 from report import (
     _clean,
@@ -63,6 +62,8 @@ from variants import (
     VARIANTS,
     Variant,
 )
+
+import openapi
 
 # ----------------------------------------------------------------------------- processes
 _live: dict[int, subprocess.Popen[Any]] = {}
