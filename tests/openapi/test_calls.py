@@ -223,7 +223,7 @@ async def test_a_failing_replica_opens_its_breaker_and_calls_go_to_the_other(res
 
 async def test_the_callers_deadline_bounds_a_slow_call_and_travels_as_a_header(rest: RestService) -> None:
     async with Client(shop_plane(rest).sdk, mode="legacy") as client:
-        slow = await client.call_tool("shop__slow", {"seconds": 30}, meta={"mcplane/timeout_ms": 300})
+        slow = await client.call_tool("shop__slow", {"seconds": 5}, meta={"mcplane/timeout_ms": 300})
         assert error_code(slow) == "deadline_exceeded"
         parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         echoed = await client.call_tool(
@@ -241,7 +241,7 @@ async def test_the_callers_deadline_bounds_a_slow_call_and_travels_as_a_header(r
 
 async def test_the_upstream_timeout_answers_timeout(rest: RestService) -> None:
     async with Client(shop_plane(rest, timeout="300ms").sdk, mode="legacy") as client:
-        assert error_code(await client.call_tool("shop__slow", {"seconds": 30})) == "timeout"
+        assert error_code(await client.call_tool("shop__slow", {"seconds": 5})) == "timeout"
 
 
 async def test_health_check_marks_a_replica_down_and_ready_reports_it(rest: RestService) -> None:
