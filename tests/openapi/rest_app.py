@@ -2,11 +2,13 @@
 
 Bearer ``t0ken`` guards ``/items``; ``/keyed`` wants the API key ``X-Api-Key: k3y``; ``/login``
 takes a form body. ``/_stats`` tells the tests what it saw (calls per flaky key, the last
-request's headers); ``/_reset`` forgets it.
+request's headers); ``/_reset`` forgets it. The OAuth2 client ``rotating`` first gets a token
+the API refuses (as if revoked), then a good one.
 """
 
 from __future__ import annotations
 
+import base64
 import sys
 from typing import Any
 
@@ -139,7 +141,9 @@ async def token(request: Request) -> Response:
     if form.get("grant_type") != "client_credentials" or request.headers.get("authorization") is None:
         return JSONResponse({"error": "invalid_client"}, status_code=401)
     STATS["tokens"] += 1
-    return JSONResponse({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600})
+    basic = base64.b64decode(request.headers["authorization"].removeprefix("Basic ")).decode()
+    stale = basic.startswith("rotating:") and STATS["tokens"] == 1  # this client's first token is already revoked
+    return JSONResponse({"access_token": "revoked" if stale else TOKEN, "token_type": "Bearer", "expires_in": 3600})
 
 
 async def stats(request: Request) -> Response:

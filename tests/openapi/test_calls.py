@@ -126,6 +126,29 @@ async def test_secret_references_and_oauth2_client_credentials_with_caching(
     assert rest.stats()["tokens"] == 1  # fetched once, then cached
 
 
+async def test_a_refused_oauth2_token_is_replaced_at_once(rest: RestService) -> None:
+    rest.reset()
+    oauth = {"token_url": f"{rest.url}/oauth/token", "client_id": "rotating", "client_secret": "s"}
+    async with Client(shop_plane(rest, shop_upstream(rest, auth={"oauth2": oauth})).sdk, mode="legacy") as client:
+        first = await client.call_tool("shop__getItem", {"item_id": 1})
+        assert not first.is_error, first
+        assert not (await client.call_tool("shop__getItem", {"item_id": 2})).is_error
+    assert rest.stats()["tokens"] == 2  # the revoked one, then one that lasts
+
+
+async def test_basic_auth_and_an_api_key_in_the_query(rest: RestService) -> None:
+    basic = shop_upstream(rest, auth={"basic": {"username": "ada", "password": "pw"}})
+    async with Client(shop_plane(rest, basic).sdk, mode="legacy") as client:
+        result = await client.call_tool("shop__echoHeaders", {})
+    assert result.structured_content is not None
+    assert result.structured_content["headers"]["authorization"] == "Basic YWRhOnB3"
+    keyed = shop_upstream(rest, auth={"api_key": {"query": "api_key", "value": "k&1"}})
+    async with Client(shop_plane(rest, keyed).sdk, mode="legacy") as client:
+        result = await client.call_tool("shop__echoHeaders", {"tenant": "t"})
+    assert result.structured_content is not None
+    assert result.structured_content["query"] == [["tenant", "t"], ["api_key", "k&1"]]
+
+
 # ----------------------------------------------------------------- the error mapping, one row each
 async def test_400_and_422_are_invalid_arguments_with_the_problem_details(rest: RestService) -> None:
     async with Client(shop_plane(rest).sdk, mode="legacy") as client:

@@ -58,6 +58,11 @@ class ApiCredentials:
             out.headers["Authorization"] = f"Bearer {await self._oauth_token(client)}"
         return out
 
+    @property
+    def refreshable(self) -> bool:
+        """A refused credential can be replaced at once (an OAuth2 token)."""
+        return self.config.oauth2 is not None
+
     def rejected(self) -> None:
         """The API answered 401: forget the cached token (the next attempt fetches another)."""
         self._token = None

@@ -284,55 +284,59 @@ async def call_operation(
         raise LinkOutcome(DependencyUnavailable(f"upstream {upstream!r} is unavailable"), replica_failed=True)
     config = replica.openapi
     path, query, headers, cookies, body = build_request(op, arguments)
-    creds = await credentials.apply(client)
-    query.extend(creds.query.items())
-    cookies.update(creds.cookies)
-    out_headers: dict[str, str] = {"Accept": "application/json, */*;q=0.5"}
-    out_headers.update({k: v.get() for k, v in config.headers.items()})
-    out_headers.update(creds.headers)
-    out_headers.update(headers)
+    base_headers: dict[str, str] = {"Accept": "application/json, */*;q=0.5"}
+    base_headers.update({k: v.get() for k, v in config.headers.items()})
     if config.deadline_header and isinstance(ms := meta.get(TIMEOUT_META_KEY), int | float):
-        out_headers[config.deadline_header] = str(int(ms))
+        base_headers[config.deadline_header] = str(int(ms))
     for key in ("traceparent", "tracestate"):
         if isinstance(value := meta.get(key), str):
-            out_headers[key] = value
+            base_headers[key] = value
     identity = call_headers.get()
-    if identity:
-        out_headers.update(identity)
-    if cookies:
-        out_headers["Cookie"] = "; ".join(f"{k}={quote(v, safe='')}" for k, v in cookies.items())
-    request = client.build_request(
-        op.method.upper(), replica.base_url + path, params=query, headers=out_headers, **body
-    )
-    started = time.monotonic()
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.TransportError as exc:
-        logger.info("upstream %s: %s %s failed: %r", replica.name, op.method.upper(), path, exc)
-        raise LinkOutcome(
-            DependencyUnavailable(
-                f"upstream {upstream!r} is unavailable ({op.name} failed)",
-                details={"dependency": upstream, "reason": type(exc).__name__},
-            ),
-            replica_failed=True,
-        ) from None
-    try:
-        data = await _read(response, config.max_response_bytes, upstream, op.name)
-    finally:
-        await response.aclose()
-    logger.debug(
-        "upstream %s: %s %s -> %d in %.3f s",
-        replica.name,
-        op.method.upper(),
-        path,
-        response.status_code,
-        time.monotonic() - started,
-    )
+    for fresh in (False, True):  # a refreshable token the API refused (401): once more with a new one
+        creds = await credentials.apply(client)
+        out_headers = {**base_headers, **creds.headers, **headers, **(identity or {})}
+        all_cookies = {**cookies, **creds.cookies}
+        if all_cookies:
+            out_headers["Cookie"] = "; ".join(f"{k}={quote(v, safe='')}" for k, v in all_cookies.items())
+        request = client.build_request(
+            op.method.upper(),
+            replica.base_url + path,
+            params=[*query, *creds.query.items()],
+            headers=out_headers,
+            **body,
+        )
+        started = time.monotonic()
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            logger.info("upstream %s: %s %s failed: %r", replica.name, op.method.upper(), path, exc)
+            raise LinkOutcome(
+                DependencyUnavailable(
+                    f"upstream {upstream!r} is unavailable ({op.name} failed)",
+                    details={"dependency": upstream, "reason": type(exc).__name__},
+                ),
+                replica_failed=True,
+            ) from None
+        try:
+            data = await _read(response, config.max_response_bytes, upstream, op.name)
+        finally:
+            await response.aclose()
+        logger.debug(
+            "upstream %s: %s %s -> %d in %.3f s",
+            replica.name,
+            op.method.upper(),
+            path,
+            response.status_code,
+            time.monotonic() - started,
+        )
+        if response.status_code != 401:
+            break
+        credentials.rejected()
+        if fresh or not credentials.refreshable or identity:
+            break
     status = response.status_code
     content_type = response.headers.get("content-type", "")
     if status >= 400:
-        if status == 401:
-            credentials.rejected()
         error = _error_of(status, response.headers, content_type, data, upstream, op.name)
         raise LinkOutcome(error, replica_failed=status >= 500)
     return _result(op, data, content_type)
