@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
+import httpx2 as httpx
 
 from mcplane.errors import DependencyUnavailable, Forbidden
 from mcplane.openapi.config import AuthConfig

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import anyio
-import httpx
+import httpx2 as httpx
 from mcp_types import CallToolResult, TextContent
 
 from mcplane.context import TIMEOUT_META_KEY
