@@ -377,3 +377,27 @@ async def test_versions_with_a_canary_route_between_openapi_upstreams(rest: Rest
     async with Client(plane(1.0).sdk, mode="legacy") as client:
         result = await client.call_tool("items__getItem", {"item_id": 1})
         assert error_code(result) == "dependency_unavailable"
+
+
+async def test_a_reload_serves_the_changed_document(rest: RestService, tmp_path: Any) -> None:
+    import yaml
+
+    from tests.openapi.conftest import SHOP
+
+    document = yaml.safe_load(SHOP.read_text())
+    spec = tmp_path / "shop.yaml"
+    spec.write_text(yaml.safe_dump({**document, "paths": {"/items/{item_id}": document["paths"]["/items/{item_id}"]}}))
+    config = tmp_path / "gateway.yaml"
+    upstream = {"openapi": {"spec": str(spec), "base_url": rest.url, "auth": {"bearer": "t0ken"}}}
+    config.write_text(yaml.safe_dump({"upstreams": {"shop": upstream}, "reload": {"watch": False}}))
+    plane = Gateway.from_config(config, reload=True)
+    provider = Gateway.provider_of(plane)
+    async with Client(plane.sdk, mode="legacy") as client:
+        before = {t.name for t in (await client.list_tools()).tools}
+        assert before == {"shop__getItem", "shop__deleteItem"}
+        spec.write_text(yaml.safe_dump(document))  # gateway.yaml unchanged: SIGHUP re-reads the document
+        assert provider.reloader is not None
+        assert await provider.reloader.reload("SIGHUP")
+        after = {t.name for t in (await client.list_tools()).tools}
+        assert "shop__listItems" in after
+        assert not (await client.call_tool("shop__listItems", {})).is_error

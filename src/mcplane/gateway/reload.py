@@ -82,7 +82,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Secret):
         return ("secret", value.get())
     if isinstance(value, BaseModel):
-        return (type(value).__name__, {key: _plain(getattr(value, key)) for key in type(value).model_fields})
+        fields = {key: _plain(getattr(value, key)) for key in type(value).model_fields}
+        fingerprint = getattr(value, "fingerprint", None)  # what the keys do not show (an OpenAPI document)
+        if isinstance(fingerprint, str):
+            fields["(fingerprint)"] = fingerprint
+        return (type(value).__name__, fields)
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}  # pyright: ignore[reportUnknownVariableType]
     if isinstance(value, list | tuple | set | frozenset):

@@ -227,6 +227,11 @@ class OpenAPIConfig(_Section):
         return self
 
     @property
+    def fingerprint(self) -> str:
+        """A digest of the document read: a reload restarts the upstream when it changed."""
+        return str(self._api.digest)
+
+    @property
     def api(self) -> Any:
         """The compiled API (:class:`mcplane.openapi.operations.API`)."""
         return self._api

@@ -88,6 +88,8 @@ class API:
     version: str
     title: str
     base_urls: list[str]
+    digest: str = ""
+    """SHA-256 of the document's bytes."""
     operations: dict[str, Operation] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """``("GET /path", reason)`` of each operation that is not a tool."""
@@ -99,7 +101,7 @@ class API:
 
 def compile_api(config: OpenAPIConfig) -> API:
     """Load ``config.spec`` and build the tools; :class:`~mcplane.openapi.spec.SpecError` on bad input."""
-    document, version = load_document(
+    document, version, digest = load_document(
         config.spec,
         max_bytes=config.max_spec_bytes,
         max_depth=config.max_depth,
@@ -108,7 +110,7 @@ def compile_api(config: OpenAPIConfig) -> API:
     )
     info: Any = document.get("info")
     title = str(info.get("title", "")) if isinstance(info, dict) else ""
-    api = API(version=version, title=title, base_urls=_base_urls(config, document, version))
+    api = API(version=version, title=title, base_urls=_base_urls(config, document, version), digest=digest)
     builder = _Builder(config, document, version)
     used = set(config.operations)
     for path, item in cast("dict[str, Any]", document["paths"]).items():

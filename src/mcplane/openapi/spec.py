@@ -10,6 +10,7 @@ project's resolver, which handles ``~0``/``~1`` escapes and percent-encoding).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,8 +119,9 @@ def _validate(document: dict[str, Any]) -> None:
 
 def load_document(
     source: str, *, max_bytes: int, max_depth: int, validate: bool, timeout: float = 30.0
-) -> tuple[dict[str, Any], str]:
-    """The parsed document and its version (``"2.0"``, ``"3.0"`` or ``"3.1"``); :class:`SpecError` else."""
+) -> tuple[dict[str, Any], str, str]:
+    """The parsed document, its version (``"2.0"``, ``"3.0"`` or ``"3.1"``) and the SHA-256 of its
+    bytes; :class:`SpecError` else."""
     data = _read(source, max_bytes, timeout)
     document = _parse(data)
     if not isinstance(document, dict):
@@ -131,7 +133,7 @@ def load_document(
         _validate(tree)
     if not isinstance(tree.get("paths"), dict):
         raise SpecError("#/paths", "expected an object of paths")
-    return tree, version
+    return tree, version, hashlib.sha256(data).hexdigest()
 
 
 def _version(tree: dict[str, Any]) -> str:
