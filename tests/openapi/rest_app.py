@@ -108,6 +108,10 @@ async def conflict(request: Request) -> Response:
     return problem(409, "Conflict", "already exists")
 
 
+async def moved(request: Request) -> Response:
+    return Response(status_code=302, headers={"Location": "https://elsewhere.example/"})
+
+
 async def slow(request: Request) -> Response:
     await anyio.sleep(float(request.query_params.get("seconds", "5")))
     return JSONResponse({"slept": True})
@@ -169,6 +173,7 @@ app = Starlette(
         Route("/boom", boom),
         Route("/conflict", conflict, methods=["POST"]),
         Route("/slow", slow),
+        Route("/moved", moved),
         Route("/flaky", flaky, methods=["GET", "POST"]),
         Route("/headers", headers),
         Route("/things/{id}", thing),

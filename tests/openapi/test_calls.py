@@ -198,6 +198,13 @@ async def test_other_4xx_is_upstream_error(rest: RestService) -> None:
     assert body["details"]["status"] == 409
 
 
+async def test_a_redirect_is_not_followed(rest: RestService) -> None:
+    async with Client(shop_plane(rest).sdk, mode="legacy") as client:
+        body = error_body(await client.call_tool("shop__moved", {}))
+    assert body["code"] == "upstream_error"
+    assert body["details"]["status"] == 302
+
+
 async def test_connection_failure_is_dependency_unavailable() -> None:
     from tests.conftest import free_port
 

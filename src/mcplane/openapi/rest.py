@@ -16,7 +16,7 @@ API answer              error code                  replica
 401, 403                ``forbidden``               success
 404                     ``not_found``               success
 429                     ``rate_limited`` (+ wait)   success
-other 4xx               ``upstream_error``          success
+3xx, other 4xx          ``upstream_error``          success
 5xx                     ``upstream_error``          failure (retried if safe)
 no connection           ``dependency_unavailable``  failure (retried if safe)
 answer over the cap     ``upstream_error``          success
@@ -336,7 +336,7 @@ async def call_operation(
             break
     status = response.status_code
     content_type = response.headers.get("content-type", "")
-    if status >= 400:
+    if status >= 300:  # redirects are not followed: the API answered somewhere else
         error = _error_of(status, response.headers, content_type, data, upstream, op.name)
         raise LinkOutcome(error, replica_failed=status >= 500)
     return _result(op, data, content_type)
