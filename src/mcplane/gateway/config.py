@@ -365,7 +365,7 @@ class UpstreamConfig(_Section):
         check_identity(self.identity.mode, self.endpoints, self.headers)
         if self.openapi is not None and self.identity.mode == "meta":
             raise ValueError(
-                "identity: meta travels in MCP _meta; an openapi upstream takes forward or principal_header"
+                "identity: meta travels in MCP _meta; an openapi upstream takes forward, principal_header or exchange"
             )
         return self
 
