@@ -66,6 +66,8 @@ class BodySpec:
     spread: dict[str, str] | None
     """Argument -> property, when the body's properties are arguments; ``None``: one ``body`` argument."""
     arg: str = "body"
+    required: bool = False
+    """The operation requires a body: a spread one is sent (``{}``) even when no argument fills it."""
 
 
 @dataclass(slots=True)
@@ -400,7 +402,7 @@ class _Builder:
                         spread[prop] = prop
                     if body_required or media != "json":
                         required.extend(str(r) for r in cast("list[Any]", t.get("required") or []) if r in spread)
-                    return BodySpec(media, content_type, spread)
+                    return BodySpec(media, content_type, spread, required=body_required)
             value, used = self.schemas.convert(schema, swhere)
             assert uses is not None
             uses |= used
@@ -410,14 +412,14 @@ class _Builder:
             if not any(n in properties or _arg_name(n) != n for n in props):
                 properties.update(props)
                 required.extend(cast("list[str]", schema.get("required") or []))
-                return BodySpec(media, content_type, {n: n for n in props})
+                return BodySpec(media, content_type, {n: n for n in props}, required=body_required)
         arg = "body"
         if arg in properties:  # a parameter named body: it keeps the name, the body is body_
             arg = "body_"
         properties[arg] = value
         if body_required:
             required.append(arg)
-        return BodySpec(media, content_type, None, arg)
+        return BodySpec(media, content_type, None, arg, required=body_required)
 
     def _output(self, op: dict[str, Any], where: tuple[Any, ...]) -> tuple[dict[str, Any] | None, bool | None]:
         responses = {str(c): v for c, v in cast("dict[Any, Any]", op.get("responses") or {}).items()}

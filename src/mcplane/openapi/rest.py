@@ -251,7 +251,7 @@ def build_request(
     if spec is not None:
         if spec.spread is not None:
             payload: Any = {prop: args[arg] for arg, prop in spec.spread.items() if arg in args}
-            present = bool(payload) or (spec.media == "json" and any(a in arguments for a in spec.spread))
+            present = bool(payload) or spec.required
         else:
             payload = args.get(spec.arg)
             present = spec.arg in args
