@@ -133,6 +133,14 @@ def test_a_missing_operation_id_falls_back_to_method_and_path(tmp_path: Path) ->
     assert list(api.operations) == ["delete_users_keys"]
 
 
+def test_full_validation_adds_the_semantic_checks(tmp_path: Path) -> None:
+    undeclared = _doc({"/users/{id}/keys": {"delete": {"operationId": "dropKeys", "responses": _OK}}})
+    api = _gateway(tmp_path, undeclared).upstreams["api"].openapi.api  # the JSON Schema allows it
+    assert api.skipped == [("DELETE /users/{id}/keys", "path parameter 'id' is not declared")]
+    with pytest.raises(ConfigError, match=r"spec #: invalid: Path parameter 'id' for 'delete' operation"):
+        _gateway(tmp_path, undeclared, validate_spec="full")
+
+
 def test_a_ref_cycle_is_refused_with_its_chain(tmp_path: Path) -> None:
     doc = _doc(
         {

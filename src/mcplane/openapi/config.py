@@ -175,8 +175,9 @@ class OpenAPIConfig(_Section):
     """Carries the caller's remaining time in milliseconds (``null``: not sent)."""
     output_schema: bool = True
     """Give each tool the success response's schema as ``outputSchema``."""
-    validate_spec: bool = True
-    """Validate the document (``openapi-spec-validator``) before building tools."""
+    validate_spec: bool | Literal["full"] = True
+    """Check the document against the OpenAPI JSON Schema of its version before building tools;
+    ``full``: also ``openapi-spec-validator``'s semantic checks (slow on large documents); ``false``: neither."""
     max_spec_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_depth: int = Field(default=64, ge=4, le=1000)
     """Nesting of the document (and of generated schemas) allowed at most."""

@@ -228,6 +228,10 @@ class _Builder:
                     if self.version == "2.0":
                         explode = param.get("collectionFormat") == "multi"
                 params.append(Param(arg, pname, location, style, bool(explode)))
+        declared = {p.name for p in params if p.location == "path"}
+        missing = [v for v in re.findall(r"{([^}]+)}", path) if v not in declared]
+        if missing:
+            raise _Skip(f"path parameter {missing[0]!r} is not declared")
         body = self._body(op, where, body_param, form_params, properties, required, uses)
         fixed = dict(override.fixed) if override is not None else {}
         for arg in fixed:

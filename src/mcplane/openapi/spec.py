@@ -1,16 +1,22 @@
 """Reading an OpenAPI document: fetched or read within a size cap, parsed, bounded, validated.
 
-Validation is ``openapi-spec-validator`` (OpenAPI 2.0, 3.0 and 3.1, the JSON Schemas the
-OpenAPI Initiative publishes): the first error it reports is the one raised, with its JSON
-pointer. Only local references (``#/...``) are followed: a document that refers to other
-files or URLs is refused before anything is resolved, so loading never reaches the network
-beyond the spec URL itself. Pointers are looked up with ``referencing`` (the JSON Schema
+Validation checks the document against the OpenAPI Initiative's JSON Schema for its version (as
+``openapi-spec-validator`` ships them) with ``jsonschema-rs`` — about 10 ms for GitHub's 13 MB
+document; ``validate_spec: full`` also runs ``openapi-spec-validator`` itself (its semantic checks:
+path parameters declared, defaults that match their schemas, ...), which takes seconds on large
+documents. The first error is the one raised, with its JSON pointer.
+
+Only local references (``#/...``) are followed: a document that refers to other files or URLs
+is refused before anything is resolved, so loading never reaches the network beyond the spec
+URL itself. Pointers are looked up with ``referencing`` (the JSON Schema
 project's resolver, which handles ``~0``/``~1`` escapes and percent-encoding).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.resources
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +106,24 @@ def _check_tree(document: Any, max_depth: int, budget: int) -> None:
                     stack.append((value, (*path, index)))
 
 
+_SCHEMAS = {"2.0": "v2.0", "3.0": "v3.0", "3.1": "v3.1"}
+
+
+@functools.cache
+def _schema_validator(version: str) -> Any:
+    import jsonschema_rs
+
+    resource = importlib.resources.files("openapi_spec_validator") / "resources" / "schemas"
+    schema = json.loads((resource / _SCHEMAS[version] / "schema.json").read_text(encoding="utf-8"))
+    return jsonschema_rs.validator_for(schema)
+
+
+def _validate_schema(document: dict[str, Any], version: str) -> None:
+    for error in _schema_validator(version).iter_errors(document):
+        message = str(error.message).splitlines()[0]
+        raise SpecError(pointer(list(error.instance_path)), f"invalid: {message[:300]}")
+
+
 def _validate(document: dict[str, Any]) -> None:
     from jsonschema_path import SchemaPath
     from openapi_spec_validator.shortcuts import get_validator_cls
@@ -118,7 +142,7 @@ def _validate(document: dict[str, Any]) -> None:
 
 
 def load_document(
-    source: str, *, max_bytes: int, max_depth: int, validate: bool, timeout: float = 30.0
+    source: str, *, max_bytes: int, max_depth: int, validate: bool | str, timeout: float = 30.0
 ) -> tuple[dict[str, Any], str, str]:
     """The parsed document, its version (``"2.0"``, ``"3.0"`` or ``"3.1"``) and the SHA-256 of its
     bytes; :class:`SpecError` else."""
@@ -130,6 +154,8 @@ def load_document(
     _check_tree(tree, max_depth, len(data) + 1000)
     version = _version(tree)
     if validate:
+        _validate_schema(tree, version)
+    if validate == "full":
         _validate(tree)
     if not isinstance(tree.get("paths"), dict):
         raise SpecError("#/paths", "expected an object of paths")
