@@ -27,6 +27,7 @@ from mcplane.auth.policy import AccessPolicy
 from mcplane.configfile import deep_merge, env_overrides, field_duration, read_yaml_file
 from mcplane.errors import ConfigError
 from mcplane.guards.config import GuardsConfig
+from mcplane.oauth.config import OAuthServerConfig
 from mcplane.secrets import Secret, Secrets
 from mcplane.tool_policy import ToolPolicy
 
@@ -399,6 +400,8 @@ class PlaneConfig(_Section):
     state: StateSection = StateSection()
     """Session state for tools (``ctx.state``); memory unless it says ``backend: redis``."""
     audit: AuditSection | None = None
+    oauth: OAuthServerConfig | None = None
+    """mcplane as the OAuth authorization server its clients log in through (docs/oauth.md)."""
     observability: ObservabilitySection = ObservabilitySection()
     """Logs, metrics (on unless turned off) and tracing (off unless turned on)."""
     tools: dict[str, ToolPolicySection] = Field(default_factory=dict)
@@ -409,8 +412,42 @@ class PlaneConfig(_Section):
     def secrets(self) -> Secrets | None:
         return self._secrets
 
+    @model_validator(mode="before")
+    @classmethod
+    def _oauth_trusts_itself(cls, data: Any) -> Any:
+        """With an ``oauth`` section the server accepts the tokens it issues (no ``auth.jwt`` needed)
+        and names itself as the authorization server of its protected-resource metadata."""
+        if not isinstance(data, dict) or data.get("oauth") is None:  # pyright: ignore[reportUnknownMemberType]
+            return data
+        tree: dict[str, Any] = dict(data)  # pyright: ignore[reportUnknownArgumentType]
+        section: Any = tree["oauth"]
+        auth: Any = tree.get("auth")
+        if isinstance(auth, dict) and isinstance(section, dict):
+            auth = dict(auth)  # pyright: ignore[reportUnknownArgumentType]
+            auth["oauth_server"] = True
+            issuer: Any = section.get("issuer")  # pyright: ignore[reportUnknownMemberType]
+            if isinstance(issuer, str) and not auth.get("authorization_servers"):
+                auth["authorization_servers"] = [issuer.rstrip("/")]
+            tree["auth"] = auth
+        return tree
+
     @model_validator(mode="after")
     def _redis_when_needed(self) -> PlaneConfig:
+        if self.oauth is not None:
+            if self.auth is None or self.auth.resource is None:
+                raise ValueError(
+                    "oauth needs auth.resource: the canonical URI of this server, which tokens are bound to"
+                )
+            if self.state.backend != "memory" and not self.oauth.state_keys:
+                raise ValueError(
+                    "oauth.state_keys is empty but state.backend is shared: every replica needs the same keys"
+                )
+            if self.state.backend != "memory" and not self.oauth.signing_keys:
+                raise ValueError(
+                    "oauth.signing_keys is empty but state.backend is shared: every replica needs the same keys"
+                )
+        elif self.auth is not None and self.auth.oauth_server:
+            raise ValueError("auth.oauth_server is set by the oauth section; remove it or add the section")
         for name in ("rate_limit", "cache", "budget", "state"):
             section = getattr(self, name)
             if section is not None and section.backend == "redis" and self.redis_url is None:

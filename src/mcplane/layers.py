@@ -24,7 +24,7 @@ from mcplane.tool_policy import ToolPolicy
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from mcplane.auth import AuthenticateMiddleware, Authenticator
+    from mcplane.auth import AuthenticateMiddleware, Authenticator, JWTConfig
     from mcplane.backends.registry import Opening
     from mcplane.backends.state import StateSpace
     from mcplane.middleware.audit import AuditMiddleware
@@ -127,13 +127,17 @@ def secrets_check(config: PlaneConfig) -> HealthCheck | None:
     return refresh
 
 
-def authenticate_layer(config: PlaneConfig, layers: Layers) -> AuthenticateMiddleware | None:
-    """The ``auth`` section: the transports' authenticator, and the slot that puts its principal on calls."""
+def authenticate_layer(
+    config: PlaneConfig, layers: Layers, issued: JWTConfig | None = None
+) -> AuthenticateMiddleware | None:
+    """The ``auth`` section: the transports' authenticator, and the slot that puts its principal on calls.
+
+    ``issued``: the tokens this server issues (the ``oauth`` section), trusted alongside the rest."""
     from mcplane.auth import AuthenticateMiddleware, Authenticator
 
     if config.auth is None:
         return None
-    layers.authenticator = Authenticator(config.auth)
+    layers.authenticator = Authenticator(config.auth, issued=issued)
     return AuthenticateMiddleware(required=config.auth.required)
 
 

@@ -32,6 +32,7 @@ from mcplane.middleware.drain import DrainGate
 from mcplane.middleware.errors import ErrorsMiddleware
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.middleware.validate import ArgumentLimits, ValidateMiddleware
+from mcplane.oauth.mount import oauth_server
 from mcplane.pipeline import Middleware, Pipeline
 from mcplane.tool_policy import ToolPolicy
 
@@ -130,8 +131,11 @@ def _start(config: PlaneConfig, policies: Policies, layers: Layers) -> _StartedL
     if (refresh := secrets_check(config)) is not None:
         layers.health_checks["secrets"] = refresh
     backends = opening(config, layers)
+    # Before authentication: the authorization server's keys are trusted by the authenticator.
+    server = oauth_server(config, layers, backends)
+    issued = server.keys.verification(server.config.issuer, server.resource) if server is not None else None
     made = _StartedLayers(
-        authenticate=authenticate_layer(config, layers),
+        authenticate=authenticate_layer(config, layers, issued),
         authorize=authorize_layer(config, policies),
         rate_limit=rate_limit_layer(config, policies, backends),
         guard=guard_layer(config),

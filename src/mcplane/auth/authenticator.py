@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping
 
 import httpx
+import jwt
 
 from mcplane.auth.api_keys import APIKeyVerifier
 from mcplane.auth.certificates import CertificateAuthenticator
 from mcplane.auth.claims import principal_from_claims
-from mcplane.auth.config import AuthConfig
+from mcplane.auth.config import AuthConfig, JWTConfig
 from mcplane.auth.errors import AuthenticationFailed
 from mcplane.auth.tokens import JWTVerifier, looks_like_jwt
 from mcplane.context import ANONYMOUS, Principal
@@ -45,10 +46,15 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         http_client: httpx.AsyncClient | None = None,
+        issued: JWTConfig | None = None,
     ) -> None:
         """``clock`` (wall time) checks ``exp``/``nbf``; ``monotonic`` paces JWKS refreshes;
-        ``http_client`` fetches the JWKS (a fresh client per fetch when omitted)."""
+        ``http_client`` fetches the JWKS (a fresh client per fetch when omitted); ``issued``: the
+        keys, issuer and audience of the tokens this server issues itself (the ``oauth`` section)."""
         self.config = config
+        self.issued: JWTVerifier | None = None
+        if issued is not None:
+            self.issued = JWTVerifier(issued, audience=issued.audience, clock=clock, monotonic=monotonic)
         self.jwt: JWTVerifier | None = None
         if config.jwt is not None:
             self.jwt = JWTVerifier(
@@ -93,15 +99,32 @@ class Authenticator:
     async def verify_bearer(self, token: str) -> Principal:
         """A bearer value (a JWT, or an API key when allowed) → principal."""
         use_api_key = self.config.api_keys_in_bearer and len(self.api_keys) > 0
-        if self.jwt is not None and (looks_like_jwt(token) or not use_api_key):
-            verified = await self.jwt.verified(token)
+        verifier = self.jwt
+        if (
+            self.issued is not None
+            and looks_like_jwt(token)
+            and (verifier is None or _issuer_of(token) == self.issued.config.issuer)
+        ):
+            verifier = self.issued  # the routing peek decides nothing: the verifier checks everything
+        if verifier is not None and (looks_like_jwt(token) or not use_api_key):
+            verified = await verifier.verified(token)
             principal = verified.principal
             if principal is None:  # first sight of this token: the claims are checked and mapped once
-                principal = verified.principal = principal_from_claims(verified.claims, self.jwt.config.claims)
+                principal = verified.principal = principal_from_claims(verified.claims, verifier.config.claims)
             return principal
         if use_api_key:
             return self.api_keys.verify(token)
         raise AuthenticationFailed("invalid_token")
+
+
+def _issuer_of(token: str) -> str | None:
+    """The unverified ``iss`` of a JWT-shaped token (only to pick the verifier), else ``None``."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    issuer = claims.get("iss")
+    return issuer if isinstance(issuer, str) else None
 
 
 async def principal_from_env(

@@ -237,10 +237,12 @@ class AuthConfig(_Model):
     stdio: StdioAuth = Field(default_factory=StdioAuth)
     client_certificate: ClientCertificateAuth | None = None
     """Accept the connection's verified TLS client certificate as the credential (mTLS)."""
+    oauth_server: bool = False
+    """Set by the ``oauth`` section (never by hand): accept the access tokens this server issues."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        configured = self.jwt is not None or self.api_keys or self.stdio.principal is not None
+        configured = self.jwt is not None or self.api_keys or self.stdio.principal is not None or self.oauth_server
         if self.required and not configured and self.client_certificate is None:
             raise ValueError(
                 "auth.required is true but no jwt, api_keys, client_certificate or stdio.principal is configured"
