@@ -224,9 +224,10 @@ class Clients:
         )
         ttl = self.config.registration.client_ttl
         await self.store.put("client", client_id, client.record(), ttl)
+        issued = int(time.time())
         answer: dict[str, Any] = {
             "client_id": client_id,
-            "client_id_issued_at": int(time.time()),
+            "client_id_issued_at": issued,
             "client_name": name,
             "redirect_uris": list(redirect_uris),
             "token_endpoint_auth_method": method,
@@ -235,5 +236,5 @@ class Clients:
         }
         if secret is not None:
             answer["client_secret"] = secret
-            answer["client_secret_expires_at"] = 0
+            answer["client_secret_expires_at"] = issued + int(ttl)  # forgotten then: register again
         return answer
