@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel
 
 from mcplane import Plane, errors
@@ -27,6 +29,12 @@ EXAMPLE_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "MCPLANE_JWT_SECRET": "an-hs256-secret-of-at-least-32-bytes!",
     "MCPLANE_CACHE_KEY": Fernet.generate_key().decode(),
+    "MCPLANE_OAUTH_SIGNING_KEY": ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    .decode(),
+    "MCPLANE_OAUTH_STATE_KEY": "a-state-key-of-at-least-32-bytes-long!",
+    "GOOGLE_CLIENT_ID": "1234-example.apps.googleusercontent.com",
+    "GOOGLE_CLIENT_SECRET": "a-google-client-secret",
 }
 """A value for each ``${env:...}`` the example references (a new reference must be added here)."""
 
