@@ -166,8 +166,10 @@ class Plant:
     config: dict[str, object]
 
 
-@pytest.fixture
-def authorization_server(idp: IdP, tmp_path: Path) -> Iterator[Plant]:
+@pytest.fixture(scope="module")
+def authorization_server(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
+    """One server per test module (its state is per flow: tests never share a client or a grant)."""
+    tmp_path = tmp_path_factory.mktemp("oauth-as")
     port = free_port()
     login_client = idp.register_client([f"http://127.0.0.1:{port}/oauth/callback"])
     config = as_config(port, idp, login_client, write_keys(tmp_path / "keys"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import anyio
@@ -30,8 +29,9 @@ def _redis_up() -> bool:
     return True
 
 
-@pytest.fixture
-def replicas(idp: IdP, tmp_path: Path) -> Iterator[tuple[AS, AS]]:
+@pytest.fixture(scope="module")
+def replicas(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AS, AS]]:
+    tmp_path = tmp_path_factory.mktemp("oauth-replicas")
     if not _redis_up():
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     first, second = free_port(), free_port()
