@@ -263,7 +263,7 @@ class AuthorizationServer:
 
     # ---------------------------------------------------------------------------------- authorize
     async def authorize(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") not in ("GET", "HEAD"):
+        if scope.get("method") != "GET":
             raise OAuthError("invalid_request", "use GET", 405)
         try:
             params = _single(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
@@ -414,12 +414,15 @@ class AuthorizationServer:
             logger.info("oauth login failed: %s", failed.message)
             await self._redirect_error(send, redirect_uri, OAuthError("access_denied", "the sign-in failed"), state)
             return
+        scopes: list[str] = list(pending["scopes"])
+        if self.config.login.claims.scopes is not None:  # the provider says which scopes the user may have
+            scopes = [scope for scope in scopes if scope in identity.scopes]
         code = secrets.token_urlsafe(32)
         grant = {
             "client_id": pending["client_id"],
             "redirect_uri": redirect_uri,
             "challenge": pending["challenge"],
-            "scopes": pending["scopes"],
+            "scopes": scopes,
             "resource": pending["resource"],
             "sub": identity.subject,
             "roles": list(identity.roles),

@@ -1,0 +1,141 @@
+"""Lifetimes against an injected clock: the authorization server in-process on a real socket
+(uvicorn), its store in memory on the same clock, the real identity provider for the sign-in."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlencode
+
+import anyio
+import httpx
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from mcplane.backends.state import MemoryStateStore
+from mcplane.oauth.clients import Clients
+from mcplane.oauth.config import OAuthServerConfig
+from mcplane.oauth.fetch import SafeFetcher
+from mcplane.oauth.login import build_login
+from mcplane.oauth.server import AuthorizationServer
+from mcplane.oauth.signing import IssuerKeys
+from mcplane.oauth.store import OAuthStore, StateCipher
+from tests.oauth.conftest import IdP, pkce_pair
+from tests.oauth.server.conftest import Browser, query_of
+
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = anyio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@asynccontextmanager
+async def serving(idp: IdP, clock: Clock) -> AsyncIterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client_id, client_secret = idp.register_client([f"{base}/oauth/callback"])
+    config = OAuthServerConfig.model_validate(
+        {
+            "issuer": base,
+            "login": {"issuer": idp.issuer, "client_id": client_id, "client_secret": client_secret},
+            "refresh_token_ttl": "1h",
+            "code_ttl": "30s",
+        }
+    )
+    store = OAuthStore(MemoryStateStore(clock=clock), StateCipher([b"s" * 32]))
+    server = AuthorizationServer(
+        config,
+        resource=f"{base}/mcp",
+        scopes_supported=(),
+        store=store,
+        keys=IssuerKeys([], clock=clock),
+        clients=Clients(config, store, SafeFetcher(), clock=clock),
+        login=build_login(config.login),
+        clock=clock,
+    )
+    routes = server.routes()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await routes[scope["path"]](scope, receive, send)
+
+    web = _Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    async with anyio.create_task_group() as group:
+        group.start_soon(web.serve, [sock])
+        with anyio.fail_after(10):
+            await web.ready.wait()
+        try:
+            yield base
+        finally:
+            web.should_exit = True
+            await server.aclose()
+    sock.close()
+
+
+async def test_an_expired_code_and_an_expired_refresh_token_are_refused(idp: IdP) -> None:
+    clock = Clock()
+    async with serving(idp, clock) as base, httpx.AsyncClient(timeout=10) as http:
+        registered = await http.post(
+            f"{base}/oauth/register", json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+        )
+        client_id = registered.json()["client_id"]
+
+        async def code() -> tuple[str, str]:
+            verifier, challenge = pkce_pair()
+            query = {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+            browser = Browser(idp)
+            try:
+                final = await browser.authorize(f"{base}/oauth/authorize?{urlencode(query)}")
+            finally:
+                await browser.aclose()
+            return query_of(final)["code"], verifier
+
+        def redeem(code: str, verifier: str) -> dict[str, str]:
+            return {
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+            }
+
+        stale, stale_verifier = await code()
+        clock.now += 31  # past code_ttl
+        late = await http.post(f"{base}/oauth/token", data=redeem(stale, stale_verifier))
+        assert late.status_code == 400
+        assert late.json()["error"] == "invalid_grant"
+
+        fresh, verifier = await code()
+        tokens = (await http.post(f"{base}/oauth/token", data=redeem(fresh, verifier))).json()
+        refresh = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]}
+        clock.now += 1800  # within the grant's hour: rotates
+        rotated = await http.post(f"{base}/oauth/token", data=refresh)
+        assert rotated.status_code == 200, rotated.text
+        clock.now += 1801  # the grant's hour is over
+        refresh["refresh_token"] = rotated.json()["refresh_token"]
+        expired = await http.post(f"{base}/oauth/token", data=refresh)
+        assert expired.status_code == 400
+        assert expired.json()["error"] == "invalid_grant"
