@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
 
@@ -46,7 +46,7 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serving(idp: IdP, clock: Clock) -> AsyncIterator[str]:
+async def serving(idp: IdP, clock: Clock) -> AsyncGenerator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
