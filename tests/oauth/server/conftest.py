@@ -125,17 +125,22 @@ def write_keys(directory: Path) -> Path:
     return directory
 
 
-def start_as(config: dict[str, object], port: int, tmp_path: Path, *, name: str = "as") -> AS:
+def start_as(config: dict[str, object], port: int, tmp_path: Path, *, name: str = "as", gateway: bool = False) -> AS:
+    """``mcplane run app.py`` (or ``mcplane gateway``) on ``port`` with ``config``."""
     config_path = tmp_path / f"{name}-{port}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     stderr_path = tmp_path / f"{name}-{port}.stderr"
+    if gateway:
+        command = mcplane_command("gateway", "--config", str(config_path), "--port", str(port))
+    else:
+        command = [
+            *mcplane_command("run", str(APP), "--transport", "http", "--port", str(port)),
+            "--config",
+            str(config_path),
+        ]
     with stderr_path.open("wb") as errlog:
         proc = subprocess.Popen(
-            [
-                *mcplane_command("run", str(APP), "--transport", "http", "--port", str(port)),
-                "--config",
-                str(config_path),
-            ],
+            command,
             cwd=REPO_ROOT,
             env={**os.environ, "MCPLANE_TEST": "1"},
             stdin=subprocess.DEVNULL,

@@ -4,6 +4,8 @@ the code with PKCE and ``iss``, then ``tools/call`` with the token; in both prot
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anyio
 import httpx2
 import pytest
@@ -12,7 +14,9 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.oauth.server.conftest import Browser, Plant, query_of, secrets_in
+from tests.conftest import free_port, mcplane_command
+from tests.oauth.conftest import IdP
+from tests.oauth.server.conftest import APP, Browser, Plant, as_config, query_of, secrets_in, start_as, write_keys
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
@@ -35,10 +39,28 @@ class MemoryTokens:
         self.client = client_info
 
 
-@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Plant, mode: str) -> None:
-    server = authorization_server.server
-    browser = Browser(authorization_server.idp, user="alice")
+@pytest.fixture(scope="module")
+def gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plant]:
+    """``mcplane gateway`` as the authorization server, fronting the test plane over stdio."""
+    tmp_path = tmp_path_factory.mktemp("oauth-gateway")
+    port = free_port()
+    login_client = idp.register_client([f"http://127.0.0.1:{port}/oauth/callback"])
+    config = as_config(port, idp, login_client, write_keys(tmp_path / "keys"))
+    command = mcplane_command("run", str(APP))
+    config["upstreams"] = {"plane": {"endpoints": [{"command": command[0], "args": command[1:]}]}}
+    config["authorization"] = {"default": "deny", "tools": {"plane__*": {"roles": ["admin"]}}}
+    server = start_as(config, port, tmp_path, name="gateway", gateway=True)
+    try:
+        yield Plant(server, idp, config)
+    finally:
+        server.stop()
+
+
+async def _log_in_and_call(
+    plant: Plant, mode: str, tool: str, answer: str = "alice roles=['admin']"
+) -> tuple[MemoryTokens, Browser, list[str]]:
+    server = plant.server
+    browser = Browser(plant.idp, user="alice")
     redirected: list[str] = []
 
     async def redirect_handler(url: str) -> None:
@@ -64,11 +86,19 @@ async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Pla
                 httpx2.AsyncClient(auth=provider, timeout=30) as http,
                 Client(streamable_http_client(server.url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
             ):
-                result = await client.call_tool("whoami", {})
+                result = await client.call_tool(tool, {})
                 text = result.content[0].text  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
-                assert text.startswith("alice roles=['admin']"), text
+                assert not result.is_error, text
+                assert text.startswith(answer), text
     finally:
         await browser.aclose()
+    return storage, browser, redirected
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Plant, mode: str) -> None:
+    server = authorization_server.server
+    storage, browser, redirected = await _log_in_and_call(authorization_server, mode, "whoami")
     assert storage.tokens is not None
     assert storage.tokens.refresh_token
     assert len(redirected) == 1
@@ -83,3 +113,10 @@ async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Pla
         values.append(storage.client.client_secret)
     for secret in secrets_in(values):
         assert secret not in log
+
+
+async def test_the_gateway_is_the_authorization_server_too(gateway: Plant) -> None:
+    # The gateway maps the token (alice is an admin, as its rule requires); the upstream, over stdio,
+    # is a plane of its own that sees no caller.
+    storage, _, _ = await _log_in_and_call(gateway, "2026-07-28", "plane__whoami", answer="anonymous")
+    assert storage.tokens is not None
