@@ -10,7 +10,8 @@ trace context and typed errors, built on the official SDK client.
             invoice = await client.call_tool("get_invoice", {"invoice_id": "inv-3"})
 
 Endpoints: ``http(s)://`` (Streamable HTTP), ``ws(s)://`` (mcplane's WebSocket transport), or a
-command line (stdio). Exceptions are those of :mod:`mcplane.errors`, plus :class:`ToolFailed`
+command line (stdio). ``auth=`` takes :func:`mcplane.client.oauth.oauth` to log in to an
+OAuth-protected server. Exceptions are those of :mod:`mcplane.errors`, plus :class:`ToolFailed`
 for error results that carry no mcplane error object.
 """
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import httpx2
 from anyio.abc import TaskGroup
 from mcp import Client as SDKClient
 from mcp.shared.dispatcher import ProgressFnT
@@ -102,6 +103,7 @@ class Client:
         key: PEMSource | None = None,
         verify: bool = True,
         mode: str = "auto",
+        auth: httpx2.Auth | None = None,
         connect_timeout: float | None = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
@@ -109,7 +111,9 @@ class Client:
     ) -> None:
         self.tls = tls_for(endpoint, tls, ca=ca, cert=cert, key=key, verify=verify)
         """The TLS context of ``https://``/``wss://`` connections (shared, see :func:`mcplane.tls.client_context`)."""
-        self._target = target_factory(endpoint, headers=dict(headers) if headers is not None else None, tls=self.tls)
+        self._target = target_factory(
+            endpoint, headers=dict(headers) if headers is not None else None, tls=self.tls, auth=auth
+        )
         self.timeout = timeout
         self.retry = retry
         self.retryable_tools = frozenset(retryable_tools)

@@ -114,11 +114,14 @@ class HTTPClient(httpx2.AsyncClient):
 
 
 @asynccontextmanager
-async def _http(url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
+async def _http(
+    url: str, headers: dict[str, str] | None, tls: ssl.SSLContext | None, auth: httpx2.Auth | None = None
+) -> AsyncGenerator[Any]:
     from mcp.client.streamable_http import streamable_http_client
 
+    verify = tls if tls is not None else True
     async with (
-        HTTPClient(headers=headers, timeout=HTTP_TIMEOUT, verify=tls if tls is not None else True) as http,
+        HTTPClient(headers=headers, timeout=HTTP_TIMEOUT, verify=verify, auth=auth) as http,
         streamable_http_client(url, http_client=http) as streams,
     ):
         yield streams
@@ -158,12 +161,20 @@ def tls_for(
 
 
 def target_factory(
-    endpoint: Endpoint, *, headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+    endpoint: Endpoint,
+    *,
+    headers: dict[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    auth: httpx2.Auth | None = None,
 ) -> Callable[[], Any]:
-    """What to hand ``mcp.Client`` for each (re)connection: transports are single-use, so a factory."""
+    """What to hand ``mcp.Client`` for each (re)connection: transports are single-use, so a factory.
+
+    ``auth`` (an ``http(s)://`` endpoint only): an httpx auth flow such as the SDK's OAuth client."""
+    if auth is not None and not (isinstance(endpoint, str) and endpoint.startswith(("http://", "https://"))):
+        raise ConfigError("auth= applies to http(s):// endpoints only")
     if isinstance(endpoint, str):
         if endpoint.startswith(("http://", "https://")):
-            return lambda: _http(endpoint, headers, tls)
+            return lambda: _http(endpoint, headers, tls, auth)
         if endpoint.startswith(("ws://", "wss://")):
             return lambda: _websocket(endpoint, headers, tls)
         endpoint = shlex.split(endpoint)
