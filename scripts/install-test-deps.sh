@@ -103,3 +103,21 @@ PATH="$(dirname "$node22"):$PATH" install_npm "$tools/oauth" oidc-provider@9.13.
 # GitHub's published OpenAPI document for tests/openapi/test_github.py and bench/openapi.py (own prefix).
 mkdir -p "$tools/openapi"
 install_npm "$tools/openapi" @octokit/openapi@23.0.2
+
+# --- OAuth browser login: Debian's Chromium and playwright-core for tests/oauth/server/ ------------
+# The consent page and the provider's sign-in driven by a real browser: playwright-core (pinned, no
+# browser download of its own) drives Debian's Chromium at /usr/bin/chromium. The test skips
+# without them, and fails without them under CI.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  apt_as=""
+  if [ "$(id -u)" != 0 ]; then apt_as="sudo -n"; fi
+  apt_install="$apt_as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium"
+  if ! $apt_install >/dev/null 2>&1; then
+    $apt_as apt-get update -qq >/dev/null 2>&1 || true
+    $apt_install >/dev/null 2>&1 \
+      || echo "warning: could not install chromium (apt-get install chromium); the browser login test will skip" >&2
+  fi
+fi
+mkdir -p "$tools/playwright"
+PATH="$(dirname "$node22"):$PATH" install_npm "$tools/playwright" playwright-core@1.65.1
+# --- end OAuth browser block -----------------------------------------------------------------------

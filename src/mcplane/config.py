@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -478,6 +479,12 @@ class PlaneConfig(_Section):
             options["allowed_hosts"] = tuple(http.allowed_hosts)
         if http.allowed_origins is not None:
             options["allowed_origins"] = tuple(http.allowed_origins)
+        if self.oauth is not None:  # the consent page posts its form from the issuer's origin
+            from mcplane.transports.security import LOOPBACK_ORIGINS
+
+            issuer = urlsplit(self.oauth.issuer)
+            origins = options.get("allowed_origins", LOOPBACK_ORIGINS)
+            options["allowed_origins"] = (*origins, f"{issuer.scheme}://{issuer.netloc}".lower())
         return options
 
     def policy_for(self, tool: str) -> dict[str, Any]:
