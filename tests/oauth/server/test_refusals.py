@@ -96,12 +96,15 @@ async def test_an_unregistered_client_and_a_wrong_redirect_uri_are_never_redirec
         wrong = await http.get(
             _authorize_url(base, client["client_id"], challenge, redirect_uri="https://evil.example/cb")
         )
+        private = await http.get(_authorize_url(base, "https://169.254.169.254/latest/client.json", challenge))
         unknown_at_token = await _redeem(http, base, "mcp-nobody", "x" * 43, "y" * 43)
     assert unknown.status_code == 400
     assert "location" not in unknown.headers
     assert "invalid_client" in unknown.text
     assert wrong.status_code == 400
     assert "location" not in wrong.headers
+    assert private.status_code == 400
+    assert "private_address" in private.text
     assert unknown_at_token.status_code == 401
     assert unknown_at_token.json()["error"] == "invalid_client"
 
@@ -203,6 +206,15 @@ async def test_a_revoked_refresh_token_and_tokens_the_mcp_endpoint_refuses(
         )
         assert refused.status_code == 401
         assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+        # Signed with the previous (still published) key for this resource: accepted.
+        previous_path = Path(str(oauth["signing_keys"][1]["private_key"])[len("${file:") : -1])  # pyright: ignore[reportUnknownArgumentType]
+        previous_pem = await anyio.Path(previous_path).read_text()
+        claims = {**claims, "aud": plant.server.url}
+        rotated = jwt.encode(claims, previous_pem, algorithm="ES256", headers={"kid": "previous"})
+        accepted = await http.post(
+            plant.server.url, json=ping, headers={**headers, "authorization": f"Bearer {rotated}"}
+        )
+        assert accepted.status_code != 401, accepted.text
         # Well formed, but signed by another issuer this server does not trust.
         other = plant.idp.sign({"iss": plant.idp.issuer, "sub": "alice", "aud": plant.server.url, "exp": now + 60})
         untrusted = await http.post(
