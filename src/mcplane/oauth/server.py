@@ -205,6 +205,7 @@ class AuthorizationServer:
                     ],
                 )
                 return
+            logger.debug("oauth request %s %s", scope.get("method"), scope["path"])  # the path only: never the query
             try:
                 await handler(scope, receive, send)
             except OAuthError as error:

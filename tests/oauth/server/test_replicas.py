@@ -19,7 +19,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
-def _redis_up() -> bool:
+def redis_up() -> bool:
     import socket
 
     try:
@@ -32,7 +32,7 @@ def _redis_up() -> bool:
 @pytest.fixture(scope="module")
 def replicas(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AS, AS]]:
     tmp_path = tmp_path_factory.mktemp("oauth-replicas")
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("Redis is not running on 127.0.0.1:6379")
     first, second = free_port(), free_port()
     login_client = idp.register_client([f"http://127.0.0.1:{first}/oauth/callback"])

@@ -56,7 +56,7 @@ def gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plan
         server.stop()
 
 
-async def _log_in_and_call(
+async def log_in_and_call(
     plant: Plant, mode: str, tool: str, answer: str = "alice roles=['admin']"
 ) -> tuple[MemoryTokens, Browser, list[str]]:
     server = plant.server
@@ -98,7 +98,7 @@ async def _log_in_and_call(
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Plant, mode: str) -> None:
     server = authorization_server.server
-    storage, browser, redirected = await _log_in_and_call(authorization_server, mode, "whoami")
+    storage, browser, redirected = await log_in_and_call(authorization_server, mode, "whoami")
     assert storage.tokens is not None
     assert storage.tokens.refresh_token
     assert len(redirected) == 1
@@ -118,5 +118,5 @@ async def test_the_sdk_client_logs_in_and_calls_a_tool(authorization_server: Pla
 async def test_the_gateway_is_the_authorization_server_too(gateway: Plant) -> None:
     # The gateway maps the token (alice is an admin, as its rule requires); the upstream, over stdio,
     # is a plane of its own that sees no caller.
-    storage, _, _ = await _log_in_and_call(gateway, "2026-07-28", "plane__whoami", answer="anonymous")
+    storage, _, _ = await log_in_and_call(gateway, "2026-07-28", "plane__whoami", answer="anonymous")
     assert storage.tokens is not None
