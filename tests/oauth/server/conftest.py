@@ -25,12 +25,14 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mcplane.auth import hash_api_key
 from tests.conftest import REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT, free_port, mcplane_command
 from tests.oauth.conftest import IdP
 
 HERE = Path(__file__).resolve().parent
 APP = HERE / "app.py"
 STATE_KEY = "k" * 40
+API_KEY = "mcp_test_api_key_of_the_ci_bot_0123456789"
 OLD_STATE_KEY = "o" * 40
 
 
@@ -103,8 +105,15 @@ def as_config(
         "login": {"issuer": idp.issuer, "client_id": client_id, "client_secret": client_secret},
         "metadata_documents": {"allow_loopback_for_tests_only": True, "max_bytes": 4096, "timeout": "2s"},
     }
+    auth: dict[str, object] = {
+        "resource": f"{issuer}/mcp",
+        "scopes_supported": ["tools.read", "tools.write"],
+        # Alongside the tokens mcplane issues: an API key, and tokens the provider issues itself.
+        "api_keys": [{"id": "ci", "hash": hash_api_key(API_KEY), "subject": "ci-bot", "roles": ["deployer"]}],
+        "jwt": {"issuer": idp.issuer, "jwks_url": f"{idp.issuer}/jwks"},
+    }
     config: dict[str, object] = {
-        "auth": {"resource": f"{issuer}/mcp", "scopes_supported": ["tools.read", "tools.write"]},
+        "auth": auth,
         "oauth": oauth,
         "observability": {"log_level": "debug"},
         "server": {"shutdown_grace": "1s"},

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from tests.oauth.conftest import pkce_pair
-from tests.oauth.server.conftest import Browser, Plant, consent_form, query_of
+from tests.oauth.server.conftest import API_KEY, Browser, Plant, consent_form, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
@@ -215,8 +215,15 @@ async def test_a_revoked_refresh_token_and_tokens_the_mcp_endpoint_refuses(
             plant.server.url, json=ping, headers={**headers, "authorization": f"Bearer {rotated}"}
         )
         assert accepted.status_code != 401, accepted.text
-        # Well formed, but signed by another issuer this server does not trust.
-        other = plant.idp.sign({"iss": plant.idp.issuer, "sub": "alice", "aud": plant.server.url, "exp": now + 60})
+        # Alongside: the provider's own token (auth.jwt) and an API key are still accepted.
+        upstream = plant.idp.sign({"iss": plant.idp.issuer, "sub": "carol", "aud": plant.server.url, "exp": now + 60})
+        for credential in ({"authorization": f"Bearer {upstream}"}, {"x-api-key": API_KEY}):
+            alongside = await http.post(plant.server.url, json=ping, headers={**headers, **credential})
+            assert alongside.status_code != 401, alongside.text
+        # Well formed and signed, but naming an issuer this server does not trust.
+        other = plant.idp.sign(
+            {"iss": "https://unknown.example", "sub": "alice", "aud": plant.server.url, "exp": now + 60}
+        )
         untrusted = await http.post(
             plant.server.url, json=ping, headers={**headers, "authorization": f"Bearer {other}"}
         )
