@@ -67,6 +67,9 @@ class Registration(_Model):
     client_ttl: float = Field(default=90 * 86_400.0, gt=0)
     """How long a dynamically registered client is kept."""
     max_redirect_uris: int = Field(default=8, gt=0, le=64)
+    max_per_minute: int | None = Field(default=60, gt=0)
+    """Dynamic registrations accepted per minute, all replicas together (``null``: no limit); more
+    answer 429: an open registration endpoint must not let anyone fill the state backend."""
 
     @field_validator("client_ttl", mode="before")
     @classmethod

@@ -578,6 +578,13 @@ class AuthorizationServer:
         if scope.get("method") != "POST":
             raise OAuthError("invalid_request", "use POST", 405)
         body = await _read_body(receive, MAX_FORM_BYTES)
+        limit = self.config.registration.max_per_minute
+        if limit is not None:
+            minute = int(self._clock() // 60)
+            if await self.store.store.incr(f"oauth:registrations:{minute}", 1, 120.0) > limit:
+                error = {"error": "temporarily_unavailable", "error_description": "too many registrations; retry later"}
+                await _json(send, 429, error, [(b"retry-after", str(60 - int(self._clock()) % 60).encode())])
+                return
         try:
             metadata: Any = orjson.loads(body)
         except orjson.JSONDecodeError:

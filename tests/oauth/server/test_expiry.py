@@ -46,7 +46,7 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serving(idp: IdP, clock: Clock) -> AsyncGenerator[str]:
+async def serving(idp: IdP, clock: Clock, **extra: object) -> AsyncGenerator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -57,6 +57,7 @@ async def serving(idp: IdP, clock: Clock) -> AsyncGenerator[str]:
             "login": {"issuer": idp.issuer, "client_id": client_id, "client_secret": client_secret},
             "refresh_token_ttl": "1h",
             "code_ttl": "30s",
+            **extra,
         }
     )
     store = OAuthStore(MemoryStateStore(clock=clock), StateCipher([b"s" * 32]))
@@ -139,3 +140,17 @@ async def test_an_expired_code_and_an_expired_refresh_token_are_refused(idp: IdP
         expired = await http.post(f"{base}/oauth/token", data=refresh)
         assert expired.status_code == 400
         assert expired.json()["error"] == "invalid_grant"
+
+
+async def test_registrations_beyond_the_limit_wait_for_the_next_minute(idp: IdP) -> None:
+    clock = Clock()
+    body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    async with (
+        serving(idp, clock, registration={"max_per_minute": 2}) as base,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        statuses = [(await http.post(f"{base}/oauth/register", json=body)).status_code for _ in range(3)]
+        clock.now += 60
+        later = await http.post(f"{base}/oauth/register", json=body)
+    assert statuses == [201, 201, 429]
+    assert later.status_code == 201
