@@ -34,7 +34,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -446,8 +446,6 @@ class AuthorizationServer:
                 decoded = base64.b64decode(value.strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
                 raise OAuthError("invalid_client", "client authentication failed", 401) from None
-            from urllib.parse import unquote
-
             basic_id, _, basic_secret = decoded.partition(":")
             basic_id, basic_secret = unquote(basic_id), unquote(basic_secret)
             if (client_id is not None and client_id != basic_id) or secret is not None:
