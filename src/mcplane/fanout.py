@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 import orjson
@@ -178,8 +178,9 @@ class PlaneBus:
     def __init__(self) -> None:
         self._local = InMemorySubscriptionBus()
         self.fanout: Fanout | None = None
-        self.legacy: Callable[[dict[str, Any]], Awaitable[int]] | None = None
-        """Writes a notification to every 2025-11-25 GET stream this replica holds."""
+        self._sinks: list[Callable[[dict[str, Any]], Awaitable[Any]]] = []
+        """Each writes a notification to 2025-11-25 sessions of this replica: the HTTP tier's GET
+        streams (one sink for all), and each stdio or WebSocket connection (a sink apiece)."""
 
     def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
         return self._local.subscribe(listener)
@@ -198,22 +199,41 @@ class PlaneBus:
         message = event_message(event)
         if self.fanout is not None:
             self.fanout.publish("b", {"m": message})
-        if self.legacy is not None:
-            await self.legacy(message)
+        await self._to_sessions(message)
 
     def attach(
-        self, fanout: Fanout | None, legacy: Callable[[dict[str, Any]], Awaitable[int]] | None
+        self, fanout: Fanout | None, legacy: Callable[[dict[str, Any]], Awaitable[Any]] | None
     ) -> Callable[[], None]:
         """Connect to a running fan-out and the HTTP tier's sessions; returns the detach callable."""
-        self.fanout, self.legacy = fanout, legacy
+        self.fanout = fanout
+        remove = self.add_sink(legacy) if legacy is not None else None
         if fanout is not None:
             fanout.on("e", self._remote_event)
             fanout.on("b", self._remote_broadcast)
 
         def detach() -> None:
-            self.fanout = self.legacy = None
+            self.fanout = None
+            if remove is not None:
+                remove()
 
         return detach
+
+    def add_sink(self, sink: Callable[[dict[str, Any]], Awaitable[Any]]) -> Callable[[], None]:
+        """Send list changes to ``sink`` too (a connection's 2025-11-25 session); returns its remover."""
+        self._sinks.append(sink)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._sinks.remove(sink)
+
+        return remove
+
+    async def _to_sessions(self, message: dict[str, Any]) -> None:
+        for sink in list(self._sinks):
+            try:
+                await sink(message)
+            except Exception as exc:  # one gone connection must not keep the change from the others
+                logger.debug("list change not delivered to a session: %s", type(exc).__name__)
 
     async def _remote_event(self, body: dict[str, Any]) -> None:
         message = body.get("m")
@@ -224,8 +244,8 @@ class PlaneBus:
 
     async def _remote_broadcast(self, body: dict[str, Any]) -> None:
         message = body.get("m")
-        if isinstance(message, dict) and self.legacy is not None:
-            await self.legacy(message)
+        if isinstance(message, dict):
+            await self._to_sessions(cast("dict[str, Any]", message))
 
 
 @contextlib.asynccontextmanager

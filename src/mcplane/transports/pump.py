@@ -13,7 +13,7 @@ finish before it stops.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -23,6 +23,7 @@ from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPC
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.fastpath import FastPath
+from mcplane.sdk_adapter.eligibility import opens_modern
 from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message
 from mcplane.transports.stream_fast import StreamFastPath
@@ -66,6 +67,10 @@ class StreamPump:
         self.read_writer, self.read_stream = create_context_streams[SessionMessage | Exception](STREAM_BUFFER)
         self.write_stream, self.write_reader = create_context_streams[SessionMessage](STREAM_BUFFER)
         self.hot: StreamFastPath | None = None
+        self._era: str | None = None
+        self.legacy_ready = False
+        """The connection is a 2025-11-25 session past ``notifications/initialized``: it may be
+        sent notifications nobody asked for (list changes), as its era expects."""
         if fast is not None:
             self.hot = StreamFastPath(fast, write_bytes, principal=principal, scope=scope)
             self.hot.on_done = self.unanswered.forget_id
@@ -88,6 +93,8 @@ class StreamPump:
         except orjson.JSONDecodeError:
             await self.write(PARSE_ERROR_FRAME)
             return
+        if self.legacy_ready is False and isinstance(raw, dict):
+            self._learn_era(cast("dict[str, Any]", raw))
         if self.hot is not None and self.hot.offer(raw):
             self.unanswered.add_id(raw["id"])
             return
@@ -100,6 +107,22 @@ class StreamPump:
             metadata = ServerMessageMetadata(request_context=self.request_context)
             decoded = SessionMessage(decoded.message, metadata=metadata)
         await self.read_writer.send(decoded)
+
+    def _learn_era(self, raw: dict[str, Any]) -> None:
+        method = raw.get("method")
+        if self._era is None:
+            if "id" in raw and isinstance(method, str):
+                self._era = "modern" if opens_modern(method, raw.get("params")) else "legacy"
+        elif self._era == "legacy" and method == "notifications/initialized":
+            self.legacy_ready = True
+
+    async def notify_legacy(self, message: dict[str, Any]) -> bool:
+        """Write ``message`` (a notification) if this connection is an initialized 2025-11-25
+        session; a 2026-07-28 connection hears of changes only through ``subscriptions/listen``."""
+        if not self.legacy_ready:
+            return False
+        await self.write(orjson.dumps(message).decode())
+        return True
 
     async def write_all(self) -> None:
         """Write every message the server sends until it closes its end."""

@@ -13,7 +13,7 @@ import os
 import select
 import stat
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any, cast
 
@@ -22,7 +22,7 @@ import anyio
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
-from mcplane.sdk_adapter.mcpserver import lowlevel_server
+from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.transports.framing import error_frame
 from mcplane.transports.pump import StreamPump
 
@@ -35,6 +35,9 @@ EOF_GRACE_SECONDS = 30.0
 """How long, after the end of input, requests already read may take to be answered."""
 TOO_LARGE_FRAME = error_frame(None, -32600, "message too large", "invalid_request")
 
+AddSink = Callable[[Callable[[dict[str, Any]], Awaitable[Any]]], Callable[[], None]]
+"""Registers a connection's notification writer with the plane's bus; returns its remover."""
+
 
 @asynccontextmanager
 async def stdio_streams(
@@ -45,12 +48,15 @@ async def stdio_streams(
     fast: FastPath | None = None,
     principal: Principal = ANONYMOUS,
     stop: anyio.Event | None = None,
+    add_sink: AddSink | None = None,
 ) -> AsyncGenerator[tuple[Any, Any]]:
     """Yield ``(read_stream, write_stream)`` of SessionMessages over binary stdin/stdout.
 
     With ``fast``, plain ``tools/call`` requests are answered on mcplane's hot path and never
     reach the streams (see :mod:`mcplane.transports.stream_fast`). Setting ``stop`` ends the
     input as if stdin had closed: requests already read are answered, then the streams end.
+    ``add_sink`` (the plane bus's :meth:`~mcplane.fanout.PlaneBus.add_sink`) lets list changes
+    reach a 2025-11-25 session on this connection as notifications.
     """
     restore: int | None = None
     private: int | None = None
@@ -78,6 +84,7 @@ async def stdio_streams(
         _write_all(out, payload + b"\n")
 
     pump = StreamPump(write_line, write_fast, fast=fast, principal=principal)
+    remove_sink = add_sink(pump.notify_legacy) if add_sink is not None else None
 
     async def read_line() -> bytes | None:
         while True:
@@ -135,6 +142,8 @@ async def stdio_streams(
                 writer_scope.cancel()
                 tg.cancel_scope.cancel()
     finally:
+        if remove_sink is not None:
+            remove_sink()
         if pipe is not None:
             pipe.close()
         if restore is not None:
@@ -211,6 +220,7 @@ async def serve_stdio(plane: Any, *, stop: anyio.Event | None = None) -> None:
     like an HTTP bearer token) or the configured local principal; a bad token stops the start.
     """
     from mcplane.auth import current_principal, principal_from_env
+    from mcplane.fanout import PlaneBus
 
     lowlevel = lowlevel_server(plane.sdk)
     async with plane.lifespan():
@@ -221,5 +231,10 @@ async def serve_stdio(plane: Any, *, stop: anyio.Event | None = None) -> None:
             except MCPlaneError as exc:
                 raise ConfigError(f"stdio authentication failed: {exc.message}") from None
         current_principal.set(principal)
-        async with stdio_streams(fast=plane.fast, principal=principal, stop=stop) as (read_stream, write_stream):
+        bus = subscription_bus(plane.sdk)
+        add_sink = bus.add_sink if isinstance(bus, PlaneBus) else None
+        async with stdio_streams(fast=plane.fast, principal=principal, stop=stop, add_sink=add_sink) as (
+            read_stream,
+            write_stream,
+        ):
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

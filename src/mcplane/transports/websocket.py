@@ -23,7 +23,8 @@ from mcp.shared.message import SessionMessage
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
-from mcplane.sdk_adapter.mcpserver import lowlevel_server
+from mcplane.fanout import PlaneBus
+from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import decode_frame, encode_message
 from mcplane.transports.pump import StreamPump
@@ -124,6 +125,8 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         request_context=Handshake(scope),
     )
     idle_timeout = app.options.ws_idle_timeout
+    bus = subscription_bus(plane.sdk)
+    remove_sink = bus.add_sink(pump.notify_legacy) if isinstance(bus, PlaneBus) else None
 
     async def read_frame() -> str | None:
         while True:
@@ -178,6 +181,8 @@ async def serve_websocket(app: HTTPApp, scope: Scope, receive: Receive, send: Se
         logger.exception("websocket connection failed")
         close.update(code=CLOSE_INTERNAL, reason="internal error")
     finally:
+        if remove_sink is not None:
+            remove_sink()
         app.websocket_closed(connection)
     if close["code"] is not None:
         try:
