@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullpipe
 import observe
 import overhead
+import search
 from report import (
     _clean,
     _fmt,
@@ -592,7 +593,7 @@ def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
         (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
         (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
         target = results_path(args, meta["servers"])
-        target.write_text(openapi.keep_section(target, text))
+        target.write_text(openapi.keep_section(target, search.keep_section(target, text)))
         print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 
@@ -603,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         recorded = json.loads(Path(args.render).read_text())
         text, _, rows = report(recorded["meta"], recorded["cells"])
         target = results_path(args, recorded["meta"]["servers"])
-        target.write_text(openapi.keep_section(target, text))
+        target.write_text(openapi.keep_section(target, search.keep_section(target, text)))
         print(text)
         return 1 if any(not _clean(r) for r in rows) else 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -646,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     text, raw, rows = report(meta, cells)
     (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=2))
     (out_dir / "latest.json").write_text(json.dumps(raw, indent=2))
-    Path(args.results).write_text(openapi.keep_section(Path(args.results), text))
+    target = Path(args.results)
+    target.write_text(openapi.keep_section(target, search.keep_section(target, text)))
     print(text)
     return 1 if any(not _clean(r) for r in rows) else 0
 

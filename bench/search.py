@@ -1,10 +1,10 @@
 """Catalog search on GitHub's REST API: index build time and memory, search latency, relevance.
 
-The catalog is the bench's own stand-in for the OpenAPI provider: one tool per operation of the
-GitHub REST description (npm ``@octokit/openapi``, ``generated/api.github.com.json``), named
-``github__<operationId>`` (``/`` becomes ``.``), described by its summary and description, its
-input schema's properties the operation's parameters (``$ref`` to shared parameters resolved) and
-its JSON request body's top-level properties. About 1,200 tools.
+The catalog is what a gateway serves for an OpenAPI upstream ``github`` on GitHub's REST
+description (npm ``@octokit/openapi`` 23.0.2, ``generated/api.github.com.json``): the OpenAPI
+provider's tools (:func:`mcplane.openapi.load_api`: one per operation, named after its
+``operationId``, summary as title, summary and description, generated input and output schemas),
+namespaced ``github__`` as the gateway lists them. About 1,200 tools.
 
 Measured, each in this process:
 
@@ -20,109 +20,76 @@ Measured, each in this process:
 
 ::
 
-    npm install --prefix octokit @octokit/openapi@23.0.2   (any directory)
-    python bench/search.py --spec octokit/node_modules/@octokit/openapi/generated/api.github.com.json --write
+    bash scripts/install-test-deps.sh    # installs the document under .tools/openapi (the default --spec)
+    python bench/search.py --write
 
-``--write`` replaces the ``## Catalog search`` section of ``bench/RESULTS.md`` (appended when absent).
+``--write`` replaces the ``## Catalog search`` section of ``bench/RESULTS.md`` (appended when absent);
+``bench/run.py`` keeps that section when it rewrites the file (:func:`keep_section`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
-from typing import Any
 
 import anyio
+import orjson
 import psutil
 from mcp import Client
 from mcp_types import Tool
 
-from mcplane import Plane
-from mcplane.config import PlaneConfig
-from mcplane.gateway.config import DiscoveryConfig
-from mcplane.gateway.search import CatalogSearch
+from mcplane.gateway import Gateway
+from mcplane.gateway.config import SEPARATOR
 from mcplane.gateway.search_index import ToolIndex
-from mcplane.pipeline import Call
-from mcplane.tool_policy import ToolPolicy, ToolSource
+from mcplane.openapi import load_api
 
-METHODS = ("get", "post", "put", "patch", "delete")
-RESULTS = Path(__file__).with_name("RESULTS.md")
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / ".tools" / "openapi" / "node_modules" / "@octokit" / "openapi" / "generated" / "api.github.com.json"
+RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Catalog search"
+PREFIX = "github" + SEPARATOR
+"""The upstream's namespace, as the gateway prefixes its tools' names."""
 
-# (query, the operation a person asking it wants)
+# (query, the tool a person asking it wants: the operationId as the OpenAPI provider names it, "/" as "_")
 RELEVANCE: list[tuple[str, str]] = [
-    ("list repositories for a user", "repos/list-for-user"),
-    ("create an issue", "issues/create"),
-    ("merge a pull request", "pulls/merge"),
-    ("list workflow runs for a repository", "actions/list-workflow-runs-for-repo"),
-    ("star a repository", "activity/star-repo-for-authenticated-user"),
-    ("create a gist", "gists/create"),
-    ("get the authenticated user", "users/get-authenticated"),
-    ("add labels to an issue", "issues/add-labels"),
-    ("create a release", "repos/create-release"),
-    ("delete branch protection", "repos/delete-branch-protection"),
-    ("list commits", "repos/list-commits"),
-    ("create a review comment on a pull request", "pulls/create-review-comment"),
-    ("search issues and pull requests", "search/issues-and-pull-requests"),
-    ("create a repository webhook", "repos/create-webhook"),
-    ("list organization members", "orgs/list-members"),
-    ("get repository content", "repos/get-content"),
-    ("fork a repository", "repos/create-fork"),
-    ("add a repository collaborator", "repos/add-collaborator"),
-    ("download workflow run logs", "actions/download-workflow-run-logs"),
-    ("create or update a repository secret", "actions/create-or-update-repo-secret"),
-    ("list issue comments", "issues/list-comments"),
-    ("lock an issue", "issues/lock"),
-    ("get a commit", "repos/get-commit"),
-    ("list pull request files", "pulls/list-files"),
-    ("create a deployment", "repos/create-deployment"),
+    ("list repositories for a user", "repos_list-for-user"),
+    ("create an issue", "issues_create"),
+    ("merge a pull request", "pulls_merge"),
+    ("list workflow runs for a repository", "actions_list-workflow-runs-for-repo"),
+    ("star a repository", "activity_star-repo-for-authenticated-user"),
+    ("create a gist", "gists_create"),
+    ("get the authenticated user", "users_get-authenticated"),
+    ("add labels to an issue", "issues_add-labels"),
+    ("create a release", "repos_create-release"),
+    ("delete branch protection", "repos_delete-branch-protection"),
+    ("list commits", "repos_list-commits"),
+    ("create a review comment on a pull request", "pulls_create-review-comment"),
+    ("search issues and pull requests", "search_issues-and-pull-requests"),
+    ("create a repository webhook", "repos_create-webhook"),
+    ("list organization members", "orgs_list-members"),
+    ("get repository content", "repos_get-content"),
+    ("fork a repository", "repos_create-fork"),
+    ("add a repository collaborator", "repos_add-collaborator"),
+    ("download workflow run logs", "actions_download-workflow-run-logs"),
+    ("create or update a repository secret", "actions_create-or-update-repo-secret"),
+    ("list issue comments", "issues_list-comments"),
+    ("lock an issue", "issues_lock"),
+    ("get a commit", "repos_get-commit"),
+    ("list pull request files", "pulls_list-files"),
+    ("create a deployment", "repos_create-deployment"),
 ]
 
 
-def tool_name(operation_id: str) -> str:
-    return "github__" + operation_id.replace("/", ".")
-
-
-def catalog(spec: dict[str, Any]) -> list[Tool]:
-    """One tool per operation (the bench's stand-in for the OpenAPI provider's tools)."""
-    shared = spec.get("components", {}).get("parameters", {})
-    schemas = spec.get("components", {}).get("schemas", {})
-    tools: list[Tool] = []
-    for item in spec["paths"].values():
-        for method, operation in item.items():
-            if method not in METHODS:
-                continue
-            properties: dict[str, Any] = {}
-            for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]:
-                if "$ref" in parameter:
-                    parameter = shared[parameter["$ref"].rsplit("/", 1)[-1]]
-                properties[parameter["name"]] = {
-                    "type": parameter.get("schema", {}).get("type", "string"),
-                    "description": parameter.get("description", ""),
-                }
-            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            if "$ref" in body:
-                body = schemas.get(body["$ref"].rsplit("/", 1)[-1], {})
-            for name, spec_ in (body.get("properties") or {}).items():
-                properties[name] = {"description": spec_.get("description", "")} if isinstance(spec_, dict) else {}
-            description = operation.get("summary", "")
-            if operation.get("description"):
-                description += "\n\n" + operation["description"]
-            tools.append(
-                Tool(
-                    name=tool_name(operation["operationId"]),
-                    title=operation.get("summary"),
-                    description=description,
-                    input_schema={"type": "object", "properties": properties},
-                )
-            )
-    return tools
+def catalog(spec: Path) -> list[Tool]:
+    """The tools a gateway serves for an upstream ``github`` with ``openapi: {spec: ...}``: the
+    OpenAPI provider's tools (:func:`mcplane.openapi.load_api`), named as the gateway lists them."""
+    api = load_api({"spec": str(spec)})
+    return [op.tool.model_copy(update={"name": PREFIX + name}) for name, op in api.operations.items()]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -154,57 +121,41 @@ def bench_index_search(index: ToolIndex, queries: list[str], rounds: int) -> lis
     return latencies
 
 
-class _Catalog:
-    """A provider that only lists (the bench searches; nothing is called)."""
-
-    def __init__(self, tools: list[Tool]) -> None:
-        self.tools = tools
-
-    def owns(self, kind: Any, name: str) -> bool:
-        return False
-
-    def policy(self, tool: str) -> ToolPolicy | None:
-        return None
-
-    def source(self, tool: str) -> ToolSource | None:
-        return None
-
-    def listed(self, kind: Any) -> Sequence[Any]:
-        return self.tools if kind == "tool" else []
-
-    async def provide(self, call: Call) -> Any:
-        raise AssertionError("not called")
-
-    def open(self, plane: Plane) -> AbstractAsyncContextManager[None]:
-        return nullcontext()
-
-
-async def bench_tools_call(tools: list[Tool], queries: list[str], rounds: int) -> tuple[list[float], float]:
-    config = PlaneConfig.model_validate({"authorization": {"default": "allow", "tools": {"github__*": {"roles": []}}}})
-    plane = Plane("bench", config=config)
-    plane.add_provider(_Catalog(tools))
-    search = CatalogSearch(plane, DiscoveryConfig(mode="search"))
-    search.install()
+async def bench_tools_call(spec: Path, queries: list[str], rounds: int) -> tuple[list[float], float, float]:
+    """``search_tools`` through a gateway with the upstream ``github`` (this document, never called)."""
+    tree = {
+        "upstreams": {"github": {"openapi": {"spec": str(spec), "base_url": "http://127.0.0.1:9"}}},
+        "discovery": {"mode": "search"},
+        "authorization": {"default": "allow", "tools": {PREFIX + "*": {"roles": []}}},
+    }
+    plane = Gateway.from_config(tree)
     latencies: list[float] = []
+    sizes: list[int] = []
     async with Client(plane.sdk, mode="2026-07-28") as client:
         start = time.perf_counter()
-        first = await client.call_tool("search_tools", {"query": "warm up"})  # builds the index
+        first = await client.call_tool("search_tools", {"query": "warm up"})  # waits for the index
         first_call = time.perf_counter() - start
         assert not first.is_error, first
+        listed = sorted(tool.name for tool in (await client.list_tools()).tools)
+        assert listed == ["call_tool", "search_tools"], listed
         for _ in range(rounds):
             for query in queries:
                 start = time.perf_counter()
                 result = await client.call_tool("search_tools", {"query": query})
                 latencies.append(time.perf_counter() - start)
                 assert not result.is_error, result
-    return latencies, first_call
+                sizes.append(len(orjson.dumps(result.structured_content)))
+    return latencies, first_call, statistics.mean(sizes)
 
 
 def relevance(index: ToolIndex, known: set[str]) -> tuple[int, int, int, list[str]]:
     top1 = top5 = 0
     misses: list[str] = []
-    pairs = [(query, tool_name(op)) for query, op in RELEVANCE if tool_name(op) in known]
+    pairs = [(query, PREFIX + name) for query, name in RELEVANCE]
     for query, expected in pairs:
+        if expected not in known:
+            misses.append(f"`{query}` → `{expected}`: not a tool of this document")
+            continue
         ranked = [name for name, _ in index.search(query)][:5]
         top1 += bool(ranked) and ranked[0] == expected
         top5 += expected in ranked
@@ -220,16 +171,22 @@ def ms(value: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", type=Path, required=True, help="generated/api.github.com.json of @octokit/openapi")
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=SPEC if SPEC.exists() else None,
+        required=not SPEC.exists(),
+        help="api.github.com.json of @octokit/openapi (default: the one scripts/install-test-deps.sh installs)",
+    )
     parser.add_argument("--builds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=20, help="passes over the query set")
     parser.add_argument("--write", action="store_true", help=f"write the section {SECTION!r} of bench/RESULTS.md")
     args = parser.parse_args()
-    tools = catalog(json.loads(args.spec.read_text(encoding="utf-8")))
+    tools = catalog(args.spec)
     queries = [query for query, _ in RELEVANCE]
     builds, held, index = bench_build(tools, args.builds)
     index_latency = bench_index_search(index, queries, args.rounds)
-    call_latency, first_call = anyio.run(bench_tools_call, tools, queries, args.rounds)
+    call_latency, first_call, answer = anyio.run(bench_tools_call, args.spec, queries, args.rounds)
     total, top1, top5, misses = relevance(index, {tool.name for tool in tools})
     text = sum(len(tool.description or "") for tool in tools)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
@@ -238,10 +195,11 @@ def main() -> None:
         "",
         f"Generated by `python bench/search.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
         f"{len(tools)} tools from `{args.spec.name}` (npm `@octokit/openapi`; {text / 1e6:.1f} MB of "
-        "descriptions), one tool per operation as the bench builds them (its own stand-in for the OpenAPI "
-        "provider's tools: `github__<operationId>`, summary as title, summary and description, parameters and "
-        f"JSON body properties). Machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the "
-        "end of the run (shared: other work ran alongside).",
+        "descriptions): the OpenAPI provider's tools (`mcplane.openapi.load_api`) as a gateway lists them for "
+        "an upstream `github` (`github__<operationId>`, `/` as `_`; summary as title, summary and description, "
+        "generated input and output schemas); `search_tools` through that gateway in search mode. Machine: "
+        f"{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) at the end of the run (shared: other work "
+        "ran alongside).",
         "",
         "| measure | value |",
         "|---|--:|",
@@ -252,6 +210,8 @@ def main() -> None:
         f"{ms(percentile(index_latency, 0.5))} / {ms(percentile(index_latency, 0.99))} ms |",
         f"| `search_tools` call (whole pipeline, SDK client in memory), p50 / p99 over {len(call_latency)} | "
         f"{ms(percentile(call_latency, 0.5))} / {ms(percentile(call_latency, 0.99))} ms |",
+        f"| `search_tools` answer (10 tools with their schemas), mean JSON size (sent as structured content "
+        f"and again as text) | {answer / 1024:.0f} KiB |",
         f"| first `search_tools` call (waits for the index the start began building) | {ms(first_call)} ms |",
         f"| relevance: intended operation first / in the top 5 | {top1}/{total} / {top5}/{total} |",
     ]
@@ -261,6 +221,15 @@ def main() -> None:
     print(report)
     if args.write:
         write_section(RESULTS, report)
+
+
+def keep_section(path: Path, text: str) -> str:
+    """``text`` (a new bench/run.py report for ``path``) with the catalog search section ``path`` had, if any."""
+    if not path.exists() or SECTION in text:
+        return text
+    old = path.read_text(encoding="utf-8")
+    found = re.search(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", old, re.S)
+    return text if found is None else text.rstrip("\n") + "\n\n" + found.group(0).rstrip("\n") + "\n"
 
 
 def write_section(path: Path, section: str) -> None:
