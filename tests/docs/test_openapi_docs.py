@@ -122,3 +122,15 @@ def test_the_error_table_is_the_codes() -> None:
     assert {"invalid_arguments", "forbidden", "not_found", "rate_limited", "upstream_error"} <= codes
     assert "dependency_unavailable" in codes
     assert f"{MAX_DETAIL_BYTES // 1024} KiB" in GUIDE
+
+
+def test_the_search_example_turns_on_catalog_search(specs: Path) -> None:
+    section = GUIDE.split("## A thousand operations: catalog search\n", 1)[1].split("\n## ", 1)[0]
+    assert "(search.md)" in section
+    (text,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    file = specs / "gateway.yaml"
+    file.write_text(text, encoding="utf-8")
+    config = load_gateway_config(file, environ=ENV)
+    assert config.discovery.mode == "search"
+    for glob in config.discovery.always_list:  # names a tool the document makes
+        assert glob.removeprefix("billing__") in config.upstreams["billing"].openapi.api.operations  # pyright: ignore[reportOptionalMemberAccess]

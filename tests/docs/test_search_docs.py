@@ -59,5 +59,9 @@ def test_the_bounds_and_weights_are_the_code() -> None:
 
 
 def test_the_other_pages_link_here() -> None:
-    for page in ("README.md", "docs/gateway.md", "docs/configuration.md"):
+    for page in ("README.md", "docs/gateway.md", "docs/configuration.md", "docs/openapi.md"):
         assert "search.md" in (ROOT / page).read_text(encoding="utf-8"), page
+
+
+def test_it_links_the_openapi_page() -> None:
+    assert "(openapi.md)" in _section("A REST API of a thousand operations")
