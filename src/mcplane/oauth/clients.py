@@ -15,7 +15,6 @@ exactly, as strings.
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import time
 import unicodedata
@@ -23,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from mcplane.oauth.config import OAuthServerConfig
 from mcplane.oauth.fetch import FetchRefused, SafeFetcher
@@ -35,6 +36,7 @@ MAX_NAME_CHARS = 200
 MAX_REGISTRATION_BYTES = 16_384
 MAX_CACHED_DOCUMENTS = 1024
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token")
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
@@ -169,8 +171,8 @@ class Clients:
                 "invalid_client", f"the client metadata document was not fetched ({refused.reason})"
             ) from None
         try:
-            document: Any = json.loads(body)
-        except ValueError:
+            document: Any = orjson.loads(body)  # nesting past 1024 levels is a JSONDecodeError, not a RecursionError
+        except orjson.JSONDecodeError:
             raise ClientError("invalid_client", "the client metadata document is not JSON") from None
         if not isinstance(document, dict):
             raise ClientError("invalid_client", "the client metadata document is not a JSON object")
@@ -207,7 +209,7 @@ class Clients:
         if method not in AUTH_METHODS:
             raise ClientError("invalid_client_metadata", f"token_endpoint_auth_method must be one of {AUTH_METHODS}")
         grants = metadata.get("grant_types", ["authorization_code"])
-        if not isinstance(grants, list) or not set(grants) <= {"authorization_code", "refresh_token"}:  # pyright: ignore[reportUnknownArgumentType]
+        if not isinstance(grants, list) or not all(grant in GRANT_TYPES for grant in grants):  # pyright: ignore[reportUnknownVariableType]
             raise ClientError("invalid_client_metadata", "grant_types may be authorization_code and refresh_token")
         responses = metadata.get("response_types", ["code"])
         if responses != ["code"]:

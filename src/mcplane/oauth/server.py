@@ -25,7 +25,6 @@ its access tokens live out their short lifetime.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
@@ -54,22 +53,45 @@ logger = logging.getLogger("mcplane.oauth")
 Route = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_FORM_BYTES = 16_384
 MAX_PARAM_CHARS = 2048
+MAX_FIELDS = 64
 COOKIE = "mcplane_oauth"
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # fullmatch: ``$`` would let a trailing newline in
+_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 _CORS = [(b"access-control-allow-origin", b"*")]
 
 
 class OAuthError(Exception):
-    """An RFC 6749 error: ``error`` code, safe ``description``, HTTP ``status``."""
+    """An RFC 6749 error: ``error`` code, safe ``description``, HTTP ``status`` (``allow``: the
+    methods a 405 names)."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(self, error: str, description: str, status: int = 400, *, allow: str | None = None) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
+        self.allow = allow
+
+
+def _method(scope: Scope, *allowed: str) -> None:
+    """405 (with ``Allow``) unless the request's method is one of ``allowed``."""
+    if scope.get("method") not in allowed:
+        raise OAuthError("invalid_request", f"use {' or '.join(allowed)}", 405, allow=", ".join(allowed))
+
+
+async def _read_form(scope: Scope, receive: Receive) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (RFC 6749 §4.1.3): capped, each parameter once."""
+    media = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send the parameters as application/x-www-form-urlencoded")
+    body = await _read_body(receive, MAX_FORM_BYTES)
+    return _single(_fields(body.decode("utf-8", "replace")))
+
+
+def _same(a: str, b: str) -> bool:
+    """A constant-time comparison of two strings of any characters."""
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))
 
 
 def s256(verifier: str) -> str:
@@ -109,6 +131,17 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == name and value:
             return value
     return None
+
+
+def _fields(text: str, *, keep_blank_values: bool = False) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(text, keep_blank_values=keep_blank_values, max_num_fields=MAX_FIELDS)
+    except ValueError:  # more fields than any request of this server has
+        raise OAuthError("invalid_request", "too many parameters") from None
+
+
+def _query(scope: Scope) -> list[tuple[str, str]]:
+    return _fields(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -213,11 +246,16 @@ class AuthorizationServer:
             except MCPlaneError as error:  # a backend that cannot be reached: retry later
                 logger.warning("oauth %s: %s", scope.get("path"), error.code)
                 await _json(send, 503, {"error": "temporarily_unavailable", "error_description": error.message})
+            except Exception:  # a bug: logged for the operator, a stable answer for the caller
+                logger.exception("oauth %s: internal error", scope.get("path"))
+                await _json(send, 500, {"error": "server_error", "error_description": "internal error"})
 
         return guarded
 
     async def _error_json(self, send: Send, error: OAuthError) -> None:
         extra = [(b"www-authenticate", b'Basic realm="oauth"')] if error.status == 401 else []
+        if error.allow is not None:
+            extra.append((b"allow", error.allow.encode()))
         await _json(send, error.status, {"error": error.error, "error_description": error.description}, extra)
 
     async def aclose(self) -> None:
@@ -250,6 +288,7 @@ class AuthorizationServer:
         return body
 
     async def metadata(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _method(scope, "GET", "HEAD")
         await _send(
             send,
             200,
@@ -258,16 +297,16 @@ class AuthorizationServer:
         )
 
     async def jwks(self, scope: Scope, receive: Receive, send: Send) -> None:
+        _method(scope, "GET", "HEAD")
         await _send(
             send, 200, orjson.dumps(self.keys.jwks()), [_JSON, (b"cache-control", b"public, max-age=300"), *_CORS]
         )
 
     # ---------------------------------------------------------------------------------- authorize
     async def authorize(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "GET":
-            raise OAuthError("invalid_request", "use GET", 405)
+        _method(scope, "GET")
         try:
-            params = _single(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            params = _single(_query(scope))
         except OAuthError as error:
             await self._page(send, 400, error.error, error.description)
             return
@@ -322,7 +361,7 @@ class AuthorizationServer:
             raise OAuthError("invalid_request", "PKCE is required: send code_challenge with method S256")
         if params.get("code_challenge_method") != "S256":
             raise OAuthError("invalid_request", "only code_challenge_method=S256 is supported (plain is refused)")
-        if not _CHALLENGE.match(challenge):
+        if not _CHALLENGE.fullmatch(challenge):
             raise OAuthError("invalid_request", "code_challenge must be a base64url SHA-256 (43 characters)")
         resource = params.get("resource")
         if resource is not None and resource != self.resource:
@@ -359,13 +398,16 @@ class AuthorizationServer:
 
     # ---------------------------------------------------------------------------------- consent
     async def consent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            raise OAuthError("invalid_request", "use POST", 405)
+        _method(scope, "POST")
         origin = _header(scope, b"origin")
         if origin is not None and origin != "null" and origin.rstrip("/") != self._origin:
             await self._page(send, 403, "access_denied", "the form was sent from another site")
             return
-        form = _single(parse_qsl((await _read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace")))
+        try:
+            form = _single(_fields((await _read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace")))
+        except OAuthError as error:  # a browser endpoint: a page, not JSON
+            await self._page(send, error.status, error.error, error.description)
+            return
         browser = _cookie(scope, COOKIE)
         request_id = form.get("request", "")
         pending = await self.store.take("request", digest(request_id)) if request_id and browser else None
@@ -373,7 +415,7 @@ class AuthorizationServer:
             pending is None
             or browser is None
             or not hmac.compare_digest(str(pending["browser"]), digest(browser))
-            or not hmac.compare_digest(str(pending["csrf"]), form.get("csrf", ""))
+            or not _same(str(pending["csrf"]), form.get("csrf", ""))
         ):
             await self._page(
                 send, 400, "invalid_request", "this sign-in request expired, was already answered, or is not yours"
@@ -391,10 +433,9 @@ class AuthorizationServer:
 
     # ---------------------------------------------------------------------------------- callback
     async def callback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "GET":
-            raise OAuthError("invalid_request", "use GET", 405)
+        _method(scope, "GET")
         try:
-            query = _single(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            query = _single(_query(scope))
         except OAuthError as error:
             await self._page(send, 400, error.error, error.description)
             return
@@ -444,7 +485,7 @@ class AuthorizationServer:
                 raise OAuthError("invalid_client", "client authentication failed", 401)
             try:
                 decoded = base64.b64decode(value.strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64 (binascii.Error), not ASCII, not UTF-8 (UnicodeDecodeError)
                 raise OAuthError("invalid_client", "client authentication failed", 401) from None
             basic_id, _, basic_secret = decoded.partition(":")
             basic_id, basic_secret = unquote(basic_id), unquote(basic_secret)
@@ -464,11 +505,12 @@ class AuthorizationServer:
         return client
 
     async def token(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            raise OAuthError("invalid_request", "use POST", 405)
-        form = _single(parse_qsl((await _read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace")))
+        _method(scope, "POST")
+        form = await _read_form(scope, receive)
         client = await self._client_of(scope, form)
         grant_type = form.get("grant_type")
+        if not grant_type:
+            raise OAuthError("invalid_request", "send grant_type")
         if grant_type == "authorization_code":
             answer = await self._redeem_code(client, form)
         elif grant_type == "refresh_token":
@@ -491,7 +533,7 @@ class AuthorizationServer:
         if form.get("redirect_uri", grant["redirect_uri"]) != grant["redirect_uri"]:
             raise OAuthError("invalid_grant", "the redirect_uri differs from the authorization request's")
         verifier = form.get("code_verifier", "")
-        if not _VERIFIER.match(verifier) or not hmac.compare_digest(s256(verifier), str(grant["challenge"])):
+        if not _VERIFIER.fullmatch(verifier) or not hmac.compare_digest(s256(verifier), str(grant["challenge"])):
             raise OAuthError("invalid_grant", "the PKCE code_verifier does not match")
         resource = form.get("resource")
         if resource is not None and resource != grant["resource"]:
@@ -555,9 +597,8 @@ class AuthorizationServer:
 
     # ---------------------------------------------------------------------------------- revoke
     async def revoke(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            raise OAuthError("invalid_request", "use POST", 405)
-        form = _single(parse_qsl((await _read_body(receive, MAX_FORM_BYTES)).decode("utf-8", "replace")))
+        _method(scope, "POST")
+        form = await _read_form(scope, receive)
         client = await self._client_of(scope, form)
         token = form.get("token")
         if not token:
@@ -573,8 +614,7 @@ class AuthorizationServer:
 
     # ---------------------------------------------------------------------------------- register
     async def register(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            raise OAuthError("invalid_request", "use POST", 405)
+        _method(scope, "POST")
         body = await _read_body(receive, MAX_FORM_BYTES)
         limit = self.config.registration.max_per_minute
         if limit is not None:
