@@ -214,9 +214,11 @@ def _query(name: str, value: Any, style: str, explode: bool) -> list[tuple[str, 
     return [(name, _scalar(value))]
 
 
-def _header_safe(name: str, text: str) -> str:
+def _header_safe(name: str, text: str, *, ascii_only: bool = False) -> str:
     if any(c in text for c in "\r\n\0"):
         raise InvalidArguments(f"argument {name!r}: a header value may not contain line breaks")
+    if ascii_only and not all(" " <= c <= "~" or c == "\t" for c in text):
+        raise InvalidArguments(f"argument {name!r}: a header value must be printable ASCII")
     return text
 
 
@@ -243,7 +245,7 @@ def build_request(
         elif param.location == "query":
             query.extend(_query(param.name, value, param.style, param.explode))
         elif param.location == "header":
-            headers[param.name] = _header_safe(param.arg, _simple(value, param.explode))
+            headers[param.name] = _header_safe(param.arg, _simple(value, param.explode), ascii_only=True)
         elif param.location == "cookie":
             cookies[param.name] = _header_safe(param.arg, _simple(value, param.explode))
     body: dict[str, Any] = {}
@@ -298,13 +300,16 @@ async def call_operation(
         all_cookies = {**cookies, **creds.cookies}
         if all_cookies:
             out_headers["Cookie"] = "; ".join(f"{k}={quote(v, safe='')}" for k, v in all_cookies.items())
-        request = client.build_request(
-            op.method.upper(),
-            replica.base_url + path,
-            params=[*query, *creds.query.items()],
-            headers=out_headers,
-            **body,
-        )
+        try:
+            request = client.build_request(
+                op.method.upper(),
+                replica.base_url + path,
+                params=[*query, *creds.query.items()],
+                headers=out_headers,
+                **body,
+            )
+        except httpx.InvalidURL as exc:  # a component over the URL's length limit
+            raise InvalidArguments(f"{op.name}: the arguments make no valid URL ({exc})") from None
         started = time.monotonic()
         try:
             response = await client.send(request, stream=True)
@@ -339,19 +344,32 @@ async def call_operation(
     if status >= 300:  # redirects are not followed: the API answered somewhere else
         error = _error_of(status, response.headers, content_type, data, upstream, op.name)
         raise LinkOutcome(error, replica_failed=status >= 500)
-    return _result(op, data, content_type)
+    return _result(op, data, content_type, upstream)
 
 
 async def _read(response: httpx.Response, limit: int, upstream: str, tool: str) -> bytes:
+    """The body (decompressed piecewise, so a small compressed answer never inflates in memory
+    past the cap), at most ``limit`` bytes."""
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise LinkOutcome(_too_large(upstream, tool, limit), replica_failed=False)
     data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) > limit:
-            raise LinkOutcome(_too_large(upstream, tool, limit), replica_failed=False)
+    try:
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > limit:
+                raise LinkOutcome(_too_large(upstream, tool, limit), replica_failed=False)
+    except httpx.DecodingError:  # says gzip (or another encoding) and is not
+        encoding = response.headers.get("content-encoding", "")
+        raise LinkOutcome(_bad_encoding(upstream, tool, encoding), replica_failed=False) from None
     return bytes(data)
+
+
+def _bad_encoding(upstream: str, tool: str, encoding: str) -> UpstreamError:
+    return UpstreamError(
+        f"upstream {upstream!r} answered {tool} with a body that does not decode ({encoding[:40]})",
+        details={"reason": "bad_content_encoding"},
+    )
 
 
 def _too_large(upstream: str, tool: str, limit: int) -> UpstreamError:
@@ -367,14 +385,19 @@ def _is_json(content_type: str) -> bool:
 
 
 def _decode(data: bytes, content_type: str) -> Any:
+    return _parse(data, content_type)[0]
+
+
+def _parse(data: bytes, content_type: str) -> tuple[Any, bool]:
+    """The body, and whether it is JSON (else text, invalid UTF-8 replaced; ``None`` when empty)."""
     if not data:
-        return None
+        return None, False
     if _is_json(content_type):
         try:
-            return json.loads(data)
+            return json.loads(data), True
         except (ValueError, RecursionError):
             pass
-    return data.decode("utf-8", errors="replace")
+    return data.decode("utf-8", errors="replace"), False
 
 
 def _bounded(body: Any) -> Any:
@@ -422,8 +445,18 @@ def _error_of(
     return UpstreamError(message, details=details)
 
 
-def _result(op: Operation, data: bytes, content_type: str) -> CallToolResult:
-    body = _decode(data, content_type)
+def _result(op: Operation, data: bytes, content_type: str, upstream: str) -> CallToolResult:
+    body, parsed = _parse(data, content_type)
+    if op.wrap is not None and body is not None and (not parsed or (not op.wrap and not isinstance(body, dict))):
+        # The tool declares an output schema: text (not JSON, or not labelled JSON) or a non-object
+        # where an object is declared would break it (a client validating structuredContent refuses it).
+        raise LinkOutcome(
+            UpstreamError(
+                f"upstream {upstream!r} answered {op.name} with a body its document does not declare",
+                details={"reason": "response_mismatch", "content_type": content_type[:100]},
+            ),
+            replica_failed=False,
+        )
     if body is None:
         text = ""
     elif isinstance(body, str):
