@@ -39,7 +39,9 @@ def oauth_server(config: PlaneConfig, layers: Layers, backends: Opening) -> Auth
         raise ConfigError("oauth needs auth.resource (the canonical URI its tokens are bound to)")
     keys = IssuerKeys([(key.kid, key.private_key.get(), key.status) for key in section.signing_keys])
     store = OAuthStore(
-        STATE.build(config.state.backend, backends), StateCipher([key.get().encode() for key in section.state_keys])
+        STATE.build(config.state.backend, backends),
+        StateCipher([key.get().encode() for key in section.state_keys]),
+        prefix=section.key_prefix,
     )
     documents = section.metadata_documents
     fetcher = SafeFetcher(

@@ -619,7 +619,7 @@ class AuthorizationServer:
         limit = self.config.registration.max_per_minute
         if limit is not None:
             minute = int(self._clock() // 60)
-            if await self.store.store.incr(f"oauth:registrations:{minute}", 1, 120.0) > limit:
+            if await self.store.incr("registrations", str(minute), 1, 120.0) > limit:
                 error = {"error": "temporarily_unavailable", "error_description": "too many registrations; retry later"}
                 await _json(send, 429, error, [(b"retry-after", str(60 - int(self._clock()) % 60).encode())])
                 return

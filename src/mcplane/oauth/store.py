@@ -66,13 +66,17 @@ class StateCipher:
 class OAuthStore:
     """JSON records by ``kind`` and ``name`` over a :class:`~mcplane.backends.state.StateStore`."""
 
-    def __init__(self, store: StateStore, cipher: StateCipher) -> None:
+    def __init__(self, store: StateStore, cipher: StateCipher, *, prefix: str = PREFIX) -> None:
         self.store = store
         self.cipher = cipher
+        self.prefix = prefix
 
-    @staticmethod
-    def _key(kind: str, name: str) -> str:
-        return f"{PREFIX}{kind}:{name}"
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}:{name}"
+
+    async def incr(self, kind: str, name: str, amount: int, ttl: float) -> int:
+        """A counter beside the records (not sealed: it holds no secret)."""
+        return await self.store.incr(self._key(kind, name), amount, ttl)
 
     async def put(self, kind: str, name: str, record: dict[str, Any], ttl: float, *, if_absent: bool = False) -> bool:
         key = self._key(kind, name)

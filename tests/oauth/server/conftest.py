@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html.parser
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +23,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
+import redis
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,10 +33,45 @@ from tests.conftest import REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT, free_port, mc
 from tests.oauth.conftest import IdP
 
 HERE = Path(__file__).resolve().parent
+REDIS_URL = "redis://127.0.0.1:6379/0"
 APP = HERE / "app.py"
 STATE_KEY = "k" * 40
 API_KEY = "mcp_test_api_key_of_the_ci_bot_0123456789"
 OLD_STATE_KEY = "o" * 40
+
+
+def redis_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _state_keys(client: redis.Redis, pattern: str) -> list[bytes]:
+    return list(client.scan_iter(match=pattern, count=1000))  # pyright: ignore[reportUnknownArgumentType]
+
+
+@pytest.fixture(scope="module")
+def redis_key_prefix() -> Iterator[str]:
+    """An ``oauth.key_prefix`` of this module's own in the shared Redis: the servers' records go
+    under it, and are deleted when the module is done (checked: some were written there, and
+    none is left)."""
+    if not redis_up():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    prefix = f"oauth-test-{secrets.token_hex(8)}:"
+    pattern = f"mcplane:state:{prefix}*"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        written = _state_keys(client, pattern)
+        if written:
+            client.delete(*written)
+        left = _state_keys(client, pattern)
+    finally:
+        client.close()
+    assert written, f"no record was written under {prefix!r}: oauth.key_prefix was not honoured"
+    assert not left, left
 
 
 def es256_pem() -> str:
@@ -88,6 +126,7 @@ def as_config(
     *,
     issuer_port: int | None = None,
     redis_url: str | None = None,
+    key_prefix: str | None = None,
     extra: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The config of a plane on ``port``; ``issuer_port``: the port its issuer names (a replica
@@ -121,6 +160,8 @@ def as_config(
     if redis_url is not None:
         config["redis_url"] = redis_url
         config["state"] = {"backend": "redis"}
+    if key_prefix is not None:
+        oauth["key_prefix"] = key_prefix
     for key, value in (extra or {}).items():
         section = config.get(key)
         config[key] = {**section, **value} if isinstance(section, dict) and isinstance(value, dict) else value

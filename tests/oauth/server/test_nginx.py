@@ -17,8 +17,7 @@ from scripts.testbed_services import nginx_binary
 
 from tests.conftest import REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT, free_port
 from tests.oauth.conftest import IdP
-from tests.oauth.server.conftest import AS, Plant, as_config, start_as, write_keys
-from tests.oauth.server.test_replicas import REDIS_URL, redis_up
+from tests.oauth.server.conftest import AS, REDIS_URL, Plant, as_config, start_as, write_keys
 from tests.oauth.server.test_sdk_flow import MemoryTokens, log_in_and_call
 
 NGINX_TEMPLATE = REPO_ROOT / "deploy" / "testbed" / "nginx.conf.template"
@@ -41,14 +40,14 @@ def _render(workdir: Path, lb_port: int, replicas: list[AS]) -> str:
 
 
 @pytest.fixture(scope="module")
-def behind_nginx(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plant, list[AS]]]:
+def behind_nginx(
+    idp: IdP, tmp_path_factory: pytest.TempPathFactory, redis_key_prefix: str
+) -> Iterator[tuple[Plant, list[AS]]]:
     binary = nginx_binary()
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is not installed; CI must run this test")
         pytest.skip("nginx is not installed (scripts/install-test-deps.sh installs it)")
-    if not redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
     workdir = tmp_path_factory.mktemp("oauth-nginx")
     lb_port = free_port()
     login_client = idp.register_client([f"http://127.0.0.1:{lb_port}/oauth/callback"])
@@ -59,7 +58,9 @@ def behind_nginx(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         config: dict[str, object] = {}
         for _ in range(2):
             port = free_port()
-            config = as_config(port, idp, login_client, keys, issuer_port=lb_port, redis_url=REDIS_URL)
+            config = as_config(
+                port, idp, login_client, keys, issuer_port=lb_port, redis_url=REDIS_URL, key_prefix=redis_key_prefix
+            )
             replicas.append(start_as(config, port, workdir, name="behind-nginx"))
         conf = workdir / "nginx.conf"
         conf.write_text(_render(workdir, lb_port, replicas))

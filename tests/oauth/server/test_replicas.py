@@ -13,34 +13,32 @@ import pytest
 
 from tests.conftest import free_port
 from tests.oauth.conftest import IdP, pkce_pair
-from tests.oauth.server.conftest import AS, Browser, as_config, consent_form, query_of, start_as, write_keys
+from tests.oauth.server.conftest import (
+    AS,
+    REDIS_URL,
+    Browser,
+    as_config,
+    consent_form,
+    query_of,
+    start_as,
+    write_keys,
+)
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
 
-def redis_up() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
-def replicas(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AS, AS]]:
+def replicas(idp: IdP, tmp_path_factory: pytest.TempPathFactory, redis_key_prefix: str) -> Iterator[tuple[AS, AS]]:
     tmp_path = tmp_path_factory.mktemp("oauth-replicas")
-    if not redis_up():
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
     first, second = free_port(), free_port()
     login_client = idp.register_client([f"http://127.0.0.1:{first}/oauth/callback"])
     keys = write_keys(tmp_path / "keys")
     started: list[AS] = []
     try:
         for port in (first, second):
-            config = as_config(port, idp, login_client, keys, issuer_port=first, redis_url=REDIS_URL)
+            config = as_config(
+                port, idp, login_client, keys, issuer_port=first, redis_url=REDIS_URL, key_prefix=redis_key_prefix
+            )
             started.append(start_as(config, port, tmp_path, name=f"replica-{port}"))
         yield started[0], started[1]
     finally:
