@@ -392,3 +392,46 @@ async def test_no_token_or_secret_reaches_the_log(
     assert "token exchange" in caplog.text  # the failures were logged
     for value in (alice, foreign, exchanged["Authorization"].removeprefix("Bearer "), exchange_client[1]):
         assert value not in caplog.text
+
+
+@pytest.mark.parametrize("token", ["a\r\nX-Injected: 1", "caf\u00e9", "x" * 10 + "\x00"])
+async def test_a_token_service_answering_a_token_no_header_can_carry_is_dependency_unavailable(
+    idp: IdP, upstream: ServerProcess, token: str
+) -> None:
+    """A token service (misconfigured, or not the one meant) answering an access token with a
+    line break, a non-ASCII character or a control character: it never reaches a header."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps({"access_token": token, "token_type": "Bearer", "expires_in": 60}).encode()
+
+    class Service(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    service = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    try:
+        token_url = f"http://127.0.0.1:{service.server_address[1]}/token"
+        upstreams = {
+            "up": {"endpoints": [{"url": upstream.url}], "identity": exchange_identity(("gw", "s" * 32), token_url)}
+        }
+        alice = await idp.user_token(user="alice", resource=GATEWAY)
+        with anyio.fail_after(60):
+            async with gateway(gateway_config(idp, upstreams)) as url:
+                result = await call(url, alice, "up__whoami")
+    finally:
+        service.shutdown()
+        service.server_close()
+    assert error_code(result) == "dependency_unavailable", result
+    assert result.meta is not None
+    assert result.meta["mcplane/error"]["details"]["reason"] == "exchange_unavailable"

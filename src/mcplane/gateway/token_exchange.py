@@ -268,6 +268,7 @@ class TokenExchange:
         if (
             not isinstance(token, str)
             or not token
+            or not all("!" <= c <= "~" for c in token)  # it goes into a header: visible ASCII only
             or (isinstance(token_type, str) and token_type.lower() not in ("bearer", "n_a"))
         ):
             raise self._unavailable("the answer carries no bearer access_token")
