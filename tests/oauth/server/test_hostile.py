@@ -462,6 +462,31 @@ async def test_a_good_document_on_a_non_default_port_is_accepted(authorization_s
     assert page.status_code == 200, page.text[:300]
 
 
+async def test_no_secret_or_token_reaches_the_log(authorization_server: Plant) -> None:
+    """A confidential client's secret (right and wrong), the codes, tokens and garbage sent to the
+    token and revocation endpoints: none is in the server's log."""
+    base = authorization_server.server.base
+    body = {"redirect_uris": [REDIRECT_URI], "client_name": "confidential"}
+    wrong_secret = "wrong-" + secrets.token_urlsafe(24)
+    garbage = "eyJhbGciOiJFUzI1NiJ9." + secrets.token_urlsafe(40) + "." + secrets.token_urlsafe(40)
+    code = secrets.token_urlsafe(32)
+    async with httpx.AsyncClient(timeout=10) as http:
+        registered = (await http.post(f"{base}/oauth/register", json=body)).json()
+        client, secret = registered["client_id"], registered["client_secret"]
+        for used in (wrong_secret, secret):
+            answer = await http.post(
+                f"{base}/oauth/token",
+                data={"grant_type": "authorization_code", "code": code, "code_verifier": "v" * 43},
+                auth=(client, used),
+            )
+            assert answer.status_code in (400, 401)
+        revoked = await http.post(f"{base}/oauth/revoke", data={"token": garbage}, auth=(client, secret))
+        assert revoked.status_code == 200
+    log = authorization_server.server.stderr()
+    for value in (secret, wrong_secret, garbage, code, "v" * 43):
+        assert value not in log
+
+
 def test_nothing_logged_a_stack_trace(authorization_server: Plant) -> None:
     """Runs last in this module: every request above left at most a one-line log record."""
     log: Any = authorization_server.server.stderr()
