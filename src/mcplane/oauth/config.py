@@ -110,6 +110,10 @@ class OAuthServerConfig(_Model):
     code_ttl: float = Field(default=60.0, gt=0, le=600)
     authorization_ttl: float = Field(default=600.0, gt=0, le=3600)
     """How long a user has from ``/oauth/authorize`` to coming back from the identity provider."""
+    max_authorizations_per_minute: int | None = Field(default=600, gt=0)
+    """Sign-ins started per minute, all replicas together (``null``: no limit); more answer 429.
+    Each holds a pending record for ``authorization_ttl``: an unauthenticated flood must not fill
+    the state backend."""
     key_prefix: str = Field(default="oauth:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     """Where its records live in the state backend: the replicas of one authorization server share
     it; two authorization servers sharing one Redis each need their own."""

@@ -328,6 +328,11 @@ class AuthorizationServer:
         except OAuthError as error:
             await self._redirect_error(send, redirect_uri, error, state)
             return
+        if await self._over_limit("authorizations", self.config.max_authorizations_per_minute):
+            retry = str(60 - int(self._clock()) % 60).encode()
+            page = error_page("temporarily_unavailable", "too many sign-ins are starting; try again in a minute")
+            await _send(send, 429, page, [*PAGE_HEADERS, (b"retry-after", retry)])
+            return
         browser = _cookie(scope, COOKIE) or secrets.token_urlsafe(32)
         request_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         pending = {
@@ -383,6 +388,13 @@ class AuthorizationServer:
         if self._secure:
             attributes += "; Secure"
         return (b"set-cookie", attributes.encode())
+
+    async def _over_limit(self, counter: str, limit: int | None) -> bool:
+        """Counts one more in this minute (all replicas together): over ``limit`` (``None``: never)?"""
+        if limit is None:
+            return False
+        minute = int(self._clock() // 60)
+        return await self.store.incr(counter, str(minute), 1, 120.0) > limit
 
     async def _page(self, send: Send, status: int, error: str, description: str) -> None:
         await _send(send, status, error_page(error, description), PAGE_HEADERS)
@@ -616,13 +628,10 @@ class AuthorizationServer:
     async def register(self, scope: Scope, receive: Receive, send: Send) -> None:
         _method(scope, "POST")
         body = await _read_body(receive, MAX_FORM_BYTES)
-        limit = self.config.registration.max_per_minute
-        if limit is not None:
-            minute = int(self._clock() // 60)
-            if await self.store.incr("registrations", str(minute), 1, 120.0) > limit:
-                error = {"error": "temporarily_unavailable", "error_description": "too many registrations; retry later"}
-                await _json(send, 429, error, [(b"retry-after", str(60 - int(self._clock()) % 60).encode())])
-                return
+        if await self._over_limit("registrations", self.config.registration.max_per_minute):
+            error = {"error": "temporarily_unavailable", "error_description": "too many registrations; retry later"}
+            await _json(send, 429, error, [(b"retry-after", str(60 - int(self._clock()) % 60).encode())])
+            return
         try:
             metadata: Any = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -142,6 +142,34 @@ async def test_an_expired_code_and_an_expired_refresh_token_are_refused(idp: IdP
         assert expired.json()["error"] == "invalid_grant"
 
 
+async def test_sign_ins_beyond_the_limit_wait_for_the_next_minute(idp: IdP) -> None:
+    """Each sign-in started stores a pending record: an unauthenticated flood is capped per minute;
+    refused requests (an unknown client, here) do not count."""
+    clock = Clock()
+    body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    _, challenge = pkce_pair()
+    async with serving(idp, clock, max_authorizations_per_minute=2) as base, httpx.AsyncClient(timeout=10) as http:
+        client_id = (await http.post(f"{base}/oauth/register", json=body)).json()["client_id"]
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        url = f"{base}/oauth/authorize?{urlencode(query)}"
+        unknown = await http.get(f"{base}/oauth/authorize?{urlencode({**query, 'client_id': 'nobody'})}")
+        statuses = [(await http.get(url)).status_code for _ in range(3)]
+        refused = await http.get(url)
+        clock.now += 60
+        later = await http.get(url)
+    assert unknown.status_code == 400
+    assert statuses == [200, 200, 429]
+    assert refused.headers["retry-after"].isdigit()
+    assert "temporarily_unavailable" in refused.text
+    assert later.status_code == 200
+
+
 async def test_registrations_beyond_the_limit_wait_for_the_next_minute(idp: IdP) -> None:
     clock = Clock()
     body = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
