@@ -493,14 +493,14 @@ class Plane:
         session_id: str | None = None,
         principal: Principal = ANONYMOUS,
     ) -> Context:
-        return Context(
+        return Context.for_call(
             request_context=request_context,
             mcp_server=self.sdk,
             input_params=params,
             subscriptions=subscription_bus(self.sdk),
             principal=principal,
             correlation_id=secrets.token_hex(8),
-            dependencies=self._open,
+            dependencies=self._open or {},
             scope=scope,
             meta=meta,
             session_id=session_id,

@@ -25,6 +25,7 @@ from mcp_types import LoggingLevel
 from opentelemetry.trace import get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mcplane.sdk_adapter.context import private_state, request_context_of
 from mcplane.tasks.scope import current_scope
 
 if TYPE_CHECKING:
@@ -131,6 +132,41 @@ class Context(_SDKContext[Any, Any]):
         _set(self, "_headers", None)
         _set(self, "_state", None)
 
+    @classmethod
+    def for_call(
+        cls,
+        *,
+        request_context: Any,
+        mcp_server: Any,
+        input_params: Any,
+        subscriptions: Any,
+        principal: Principal,
+        correlation_id: str,
+        dependencies: Mapping[str, Any],
+        scope: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | None,
+        session_id: str | None,
+    ) -> Context:
+        """What ``Context(...)`` with these arguments makes, without pydantic's validation round.
+
+        The plane makes one per call; the SDK's model has no fields, so its ``__init__`` only
+        validates nothing and sets the private request state, which this sets directly.
+        """
+        new = cls.__new__(cls)
+        _set(new, "__pydantic_extra__", None)
+        _set(new, "__pydantic_fields_set__", set())
+        _set(new, "__pydantic_private__", private_state(request_context, mcp_server, input_params, subscriptions))
+        _set(new, "_principal", principal)
+        _set(new, "_correlation_id", correlation_id)
+        _set(new, "_deadline", None)
+        _set(new, "_dependencies", dependencies)
+        _set(new, "_scope", scope)
+        _set(new, "_meta", meta)
+        _set(new, "_session_id", session_id)
+        _set(new, "_headers", None)
+        _set(new, "_state", None)
+        return new
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _OWN_FIELDS:
             public = name.lstrip("_")
@@ -188,15 +224,18 @@ class Context(_SDKContext[Any, Any]):
     @property
     def session_id(self) -> str | None:
         """The transport session id for 2025-11-25 clients over HTTP; ``None`` when stateless."""
-        if self._session_id is not None or self._request_context is None:
+        if self._session_id is not None:
             return self._session_id
-        return self._request_context.session._connection.session_id
+        request_context = request_context_of(self)
+        if request_context is None:
+            return None
+        return request_context.session._connection.session_id
 
     @property
     def scope(self) -> Mapping[str, Any] | None:
         """The ASGI scope of the HTTP request or WebSocket connection that carried the call, if any."""
-        if self._scope is None and self._request_context is not None:
-            scope = getattr(self._request_context.request, "scope", None)
+        if self._scope is None and (request_context := request_context_of(self)) is not None:
+            scope = getattr(request_context.request, "scope", None)
             if isinstance(scope, Mapping):
                 _set(self, "_scope", cast("Mapping[str, Any]", scope))
         return self._scope
@@ -208,7 +247,7 @@ class Context(_SDKContext[Any, Any]):
             scope = self.scope
             if scope is not None:
                 _set(self, "_headers", {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())})
-            elif self._request_context is not None:
+            elif request_context_of(self) is not None:
                 _set(self, "_headers", super().headers)
         return self._headers
 
@@ -217,8 +256,9 @@ class Context(_SDKContext[Any, Any]):
         """The request's ``_meta`` (trace context, deadline, protocol envelope); empty when absent."""
         if self._meta is None:
             meta: Any = None
-            if self._request_context is not None and self._request_context.meta is not None:
-                meta = self._request_context.meta
+            request_context = request_context_of(self)
+            if request_context is not None and request_context.meta is not None:
+                meta = request_context.meta
             _set(self, "_meta", meta if isinstance(meta, Mapping) else {})
         assert self._meta is not None
         return self._meta

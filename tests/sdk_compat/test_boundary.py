@@ -29,6 +29,8 @@ SDK_PRIVATE = frozenset(
         "_resource_manager",
         "_subscriptions",
         "_tool_input_schema",
+        # the low-level server's cached serverInfo dump
+        "_server_info_stamp_source",
         # the resource manager, the low-level server
         "_resources",
         "_templates",

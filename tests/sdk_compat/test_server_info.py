@@ -9,6 +9,7 @@ import pytest
 from mcp_types import CallToolResult, TextContent
 
 from mcplane import Plane
+from mcplane.sdk_adapter.mcpserver import server_info_stamp, server_info_stamp_shared
 from tests.sdk_compat.wire import ERAS, Era, answers_of, tool_call
 
 SERVER_INFO = "io.modelcontextprotocol/serverInfo"
@@ -43,3 +44,12 @@ async def test_server_info_is_stamped_as_the_sdk_stamps_it(era: Era, name: str, 
         assert (meta or {}).get(SERVER_INFO) == (METAS[case] or {}).get(SERVER_INFO)  # the tool's own, if any
     elif case != "own-server-info":
         assert meta[SERVER_INFO]["name"] == name
+
+
+@pytest.mark.parametrize(("name", "version"), [("compat", None), ("ünï ☃", "2.0.0-rc.1")], ids=["plain", "unicode"])
+def test_the_shared_stamp_is_what_the_sdk_stamps(name: str, version: str | None) -> None:
+    plane = plane_named(name, version)
+    shared = server_info_stamp_shared(plane.sdk)
+    assert shared == server_info_stamp(plane.sdk)
+    assert shared is server_info_stamp_shared(plane.sdk)  # the SDK's one dump, not a copy per call
+    assert shared is not server_info_stamp(plane.sdk)

@@ -20,7 +20,9 @@ refuses a NUL), and a name longer than 1,024 chars keeps its head, its length an
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +41,16 @@ if TYPE_CHECKING:
     from mcplane.context import Context
     from mcplane.pipeline import Call
 
-__all__ = ["RequestFacts", "bounded_text", "call_entry", "error_code_of", "request_facts", "result_code", "utc_now"]
+__all__ = [
+    "RequestFacts",
+    "bounded_text",
+    "call_entry",
+    "error_code_of",
+    "new_call_id",
+    "request_facts",
+    "result_code",
+    "utc_now",
+]
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _MAX_TEXT = 256
@@ -67,9 +78,30 @@ def _name(value: str) -> str:
     return f"{text[:_MAX_NAME]}…[{len(text)} chars, sha256:{sha256_hex(text.encode())}]"
 
 
+_second: list[Any] = [None, ""]
+"""The last whole second :func:`utc_now` formatted, and its text up to the seconds."""
+
+
 def utc_now() -> str:
-    """UTC ISO 8601 with milliseconds: ``2026-05-01T12:00:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 with milliseconds: ``2026-05-01T12:00:00.123Z``.
+
+    Two per call: the text up to the seconds is formatted once per second and kept.
+    """
+    now = time.time_ns()
+    second, nanos = divmod(now, 1_000_000_000)
+    cached = _second
+    if cached[0] != second:
+        cached[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached[0] = second
+    return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
+
+
+def new_call_id() -> str:
+    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``."""
+    value = int.from_bytes(os.urandom(16), "big")
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    value = (value & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    return f"{value:032x}"
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str:

@@ -268,9 +268,10 @@ class JsonlSink:
             except OSError:  # BlockingIOError: another process is appending
                 return None
             try:
-                if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
+                opened = os.fstat(fd)  # one fstat: the file's identity and its size (the lock is held)
+                if os.stat(self.path).st_ino != opened.st_ino:
                     return None
-                return self._append_locked(fd, entries, inline=True)
+                return self._append_locked(fd, entries, inline=True, size=opened.st_size)
             except FileNotFoundError:  # rotated away
                 return None
             finally:
@@ -281,10 +282,15 @@ class JsonlSink:
         finally:
             self._unlock_sync()
 
-    def _append_locked(self, fd: int, entries: list[Mapping[str, Any]], inline: bool) -> list[dict[str, Any]] | None:
+    def _append_locked(
+        self, fd: int, entries: list[Mapping[str, Any]], inline: bool, size: int | None = None
+    ) -> list[dict[str, Any]] | None:
+        """``size``: the file's size if the caller has just read it under the lock."""
         if not self._verified:
             self._verify_locked(fd)
-        size = os.fstat(fd).st_size
+            size = None
+        if size is None:
+            size = os.fstat(fd).st_size
         if self._head is None or size != self._size:
             self._load_head(fd, size)
         rotate = self._rotation_due(fd, size)

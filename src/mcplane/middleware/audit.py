@@ -18,11 +18,10 @@ the rule that denied it as ``denied_by``, what an output guard found as ``guards
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from mcplane.audit.chain import CHAIN_FIELDS, canonical, sha256_hex
-from mcplane.audit.entry import call_entry, error_code_of, request_facts, result_code, utc_now
+from mcplane.audit.entry import call_entry, error_code_of, new_call_id, request_facts, result_code, utc_now
 from mcplane.audit.forwarded import TrustedProxies
 from mcplane.audit.sink import AuditSink
 from mcplane.audit.writer import AuditOptions, AuditWriter
@@ -40,7 +39,7 @@ class AuditMiddleware:
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         facts = request_facts(call.context, self.proxies)
-        base = call_entry(call, uuid.uuid4().hex, facts)
+        base = call_entry(call, new_call_id(), facts)
         await self.writer.write_pending(
             {
                 **base,

@@ -13,7 +13,8 @@ What mcplane relies on (each item names the module here that holds it):
 - :mod:`~mcplane.sdk_adapter.otel`: the SDK's OpenTelemetry server middleware class
   (``mcp.server._otel``), recognised so mcplane's tracing replaces it rather than doubling spans.
 - :mod:`~mcplane.sdk_adapter.mcpserver`: ``MCPServer._lowlevel_server`` (handlers, name, the
-  ``serverInfo`` stamp), ``_tool_manager``, ``_prompt_manager``, ``_resource_manager`` (its
+  ``serverInfo`` stamp and its cached dump ``_server_info_stamp_source``), ``_tool_manager``,
+  ``_prompt_manager``, ``_resource_manager`` (its
   ``_resources`` and ``_templates``), ``_subscriptions``, and ``Server._request_handlers`` (to
   remove a handler).
 - :mod:`~mcplane.sdk_adapter.server`: ``MCPServer``'s ``_handle_call_tool``, ``_handle_read_resource``,
@@ -25,7 +26,8 @@ What mcplane relies on (each item names the module here that holds it):
   ``_request_streams``, ``_idle_timeout`` and ``_requests_in_flight`` (the idle clock the SDK's
   ``handle_request`` holds, copied by the HTTP hot path).
 - :mod:`~mcplane.sdk_adapter.context`: ``Context._request_context`` (whether a call runs inside an
-  SDK request, without the public property's raise) and ``Context._mcp_server``.
+  SDK request, without the public property's raise), ``Context._mcp_server``, and the four private
+  attributes of ``Context.__init__`` (written directly when the plane makes a call's context).
 - :mod:`~mcplane.sdk_adapter.eligibility`: what the SDK hands a tool (``Tool.context_kwarg``,
   ``resolved_params``, ``returns_input_required``), its built-in middleware classes, the inbound
   ladder's verdict (``classify_inbound_request``) and how its dual-era loop picks a stream's era.

@@ -24,6 +24,7 @@ __all__ = [
     "lowlevel_server",
     "remove_request_handler",
     "server_info_stamp",
+    "server_info_stamp_shared",
     "subscription_bus",
 ]
 
@@ -36,6 +37,16 @@ def lowlevel_server(sdk: MCPServer[Any]) -> Server[Any]:
 def server_info_stamp(sdk: MCPServer[Any]) -> dict[str, Any]:
     """The ``serverInfo`` the SDK's runner stamps on every 2026-07-28 result's ``_meta``."""
     return sdk._lowlevel_server.server_info_stamp  # pyright: ignore[reportPrivateUsage]
+
+
+def server_info_stamp_shared(sdk: MCPServer[Any]) -> dict[str, Any]:
+    """:func:`server_info_stamp` without the deep copy the SDK makes per response.
+
+    The SDK computes the dump once per server and hands out a copy so that a caller changing its
+    response cannot change later ones; the hot path serializes its response at once and changes
+    nothing in it, so it takes the SDK's cached dump itself. Never write into what this returns.
+    """
+    return sdk._lowlevel_server._server_info_stamp_source  # pyright: ignore[reportPrivateUsage]
 
 
 def subscription_bus(sdk: MCPServer[Any]) -> SubscriptionBus:

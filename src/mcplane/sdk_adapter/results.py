@@ -5,7 +5,8 @@ The SDK dumps a handler's result, passes it through the per-version result sieve
 (``mcp.server.runner``); a failed call is the error's ``ErrorData`` in a JSON-RPC error, and a
 handler (or middleware) result that is not a ``CallToolResult`` is dumped and sieved, or refused
 with the runner's ``-32603``. These functions do the same on plain dicts, so what the hot path
-writes is what the SDK would.
+writes is what the SDK would. What they return is serialized at once and never changed, so the
+``serverInfo`` stamp in it is the SDK's cached dump, not a copy of it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from mcplane.jsonrpc import error_envelope
-from mcplane.sdk_adapter.mcpserver import server_info_stamp
+from mcplane.sdk_adapter.mcpserver import server_info_stamp_shared
 
 __all__ = ["error_response", "other_tool_result", "stamp_server_info", "tool_result"]
 
@@ -31,7 +32,7 @@ def tool_result(result: CallToolResult, version: str, sdk: MCPServer[Any]) -> di
     dumped = _methods.serialize_server_result("tools/call", version, dumped)
     if version in MODERN_PROTOCOL_VERSIONS:
         dumped.setdefault("resultType", "complete")
-        stamp_server_info(dumped, server_info_stamp(sdk))
+        stamp_server_info(dumped, server_info_stamp_shared(sdk))
     return dumped
 
 
@@ -67,7 +68,7 @@ def other_tool_result(result: object, version: str, sdk: MCPServer[Any]) -> dict
     if modern:
         if dumped.get("resultType") is None:
             dumped["resultType"] = "complete"
-        stamp_server_info(dumped, server_info_stamp(sdk))
+        stamp_server_info(dumped, server_info_stamp_shared(sdk))
     return dumped
 
 
