@@ -7,7 +7,6 @@ from typing import Any
 from report import _clean, _cpu_us, _delta, _fmt, _noisy, _pct, _ratio, _row, _x
 from variants import (
     GATEWAY,
-    GATEWAY_DIRECT,
     HOP_TARGET_P50_MS,
     HOP_TARGET_THROUGHPUT,
     OBS_BASE,
@@ -62,13 +61,14 @@ def hop_rows(rows: list[dict[str, Any]], legs: list[str], concurrency: list[int]
     low, high = min(concurrency), max(concurrency)
     for leg in legs:
         for key in GATEWAY:
-            if key == GATEWAY_DIRECT:
+            direct = VARIANT_BY_KEY[key].upstream
+            if direct is None:
                 continue
-            direct_low, hop_low = _row(rows, leg, GATEWAY_DIRECT, low), _row(rows, leg, key, low)
-            direct_high, hop_high = _row(rows, leg, GATEWAY_DIRECT, high), _row(rows, leg, key, high)
+            direct_low, hop_low = _row(rows, leg, direct, low), _row(rows, leg, key, low)
+            direct_high, hop_high = _row(rows, leg, direct, high), _row(rows, leg, key, high)
             if (hop_low is None or direct_low is None) and (hop_high is None or direct_high is None):
                 continue
-            entry: dict[str, Any] = {"leg": leg, "server": key, "low": low, "high": high}
+            entry: dict[str, Any] = {"leg": leg, "server": key, "direct": direct, "low": low, "high": high}
             if hop_low is not None and direct_low is not None:
                 entry |= {
                     "direct_p50": direct_low["p50_ms"],
@@ -161,7 +161,8 @@ def render_gateway(hops: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## One gateway hop (proxy ÷ direct, same run)",
         "",
-        "Client → proxy → the bare echo `Plane` (Streamable HTTP), against the client → the same `Plane` direct. "
+        "Client → proxy → an upstream (Streamable HTTP): the bare echo `Plane`, or the SDK's best configuration "
+        "for `hop-mcplane-sdk`, against the client → the same upstream direct. "
         "The proxy is pinned to the server CPU; its upstream shares the load generator's CPU (its CPU use is shown; "
         "it is not counted as other processes'); direct, the `Plane` has the server CPU to itself, as in the main "
         f"bench. Added latency = hop minus direct at concurrency {low}; throughput = calls/s through the proxy ÷ "
@@ -169,9 +170,9 @@ def render_gateway(hops: list[dict[str, Any]]) -> list[str]:
         f"excluded). Goal for mcplane (reported, not asserted): the hop adds ≤ {HOP_TARGET_P50_MS:g} ms p50 and keeps "
         f"≥ {HOP_TARGET_THROUGHPUT:.0%} of direct throughput.",
         "",
-        f"| leg | proxy | p50 direct → hop ms (c={low}) | added p50 ms | p99 direct → hop ms | added p99 ms "
+        f"| leg | proxy | upstream | p50 direct → hop ms (c={low}) | added p50 ms | p99 direct → hop ms | added p99 ms "
         f"| calls/s ÷ direct (c={high}) | proxy CPU µs/call (c={low} / c={high}) | upstream CPU (c={high}) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for e in hops:
         mine = VARIANT_BY_KEY[e["server"]].script == "gateway_server.py"
@@ -180,7 +181,8 @@ def render_gateway(hops: list[dict[str, Any]]) -> list[str]:
         hit_p50 = _goal(added, added is not None and added <= HOP_TARGET_P50_MS) if mine else ""
         hit_tp = _goal(ratio, ratio is not None and ratio >= HOP_TARGET_THROUGHPUT) if mine else ""
         lines.append(
-            f"| {e['leg']}{_flags(e)} | {e['server']} | {_fmt(e.get('direct_p50'), 3)} → {_fmt(e.get('hop_p50'), 3)} "
+            f"| {e['leg']}{_flags(e)} | {e['server']} | {e['direct']} "
+            f"| {_fmt(e.get('direct_p50'), 3)} → {_fmt(e.get('hop_p50'), 3)} "
             f"| **{_fmt(added, 3)}**{hit_p50} | {_fmt(e.get('direct_p99'), 3)} → {_fmt(e.get('hop_p99'), 3)} "
             f"| {_fmt(e.get('added_p99'), 3)} | **{_x(ratio)}**{hit_tp} "
             f"| {_fmt(e.get('hop_cpu_us_low'), 0)} / {_fmt(e.get('hop_cpu_us'), 0)} | {_pct(e.get('upstream_cpu'))} |"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import anyio
 from _common import announce, bind_free_socket, parse_args
 
 from mcplane import Plane
@@ -26,6 +27,25 @@ plane = Plane("bench")
 async def echo(text: str) -> str:
     """Echo the text back."""
     return text
+
+
+_held: dict[str, anyio.Event] = {}
+
+
+@plane.tool()
+async def hold(key: str) -> str:
+    """Wait until ``release(key)`` (at most a minute): a call in flight for ``scaling.py memory``."""
+    event = _held.setdefault(key, anyio.Event())
+    with anyio.move_on_after(60):
+        await event.wait()
+    return key
+
+
+@plane.tool()
+async def release(key: str) -> str:
+    """End every ``hold(key)`` call."""
+    _held.pop(key, anyio.Event()).set()
+    return key
 
 
 def main() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -39,3 +42,37 @@ def test_an_address_not_on_this_host_is_a_config_error() -> None:
 def test_unknown_transport_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown transport 'carrier-pigeon': expected stdio, http or ws"):
         run(Plane("p"), "carrier-pigeon", host="127.0.0.1", port=0)
+
+
+def test_settle_heap_freezes_what_the_start_built_and_cycles_made_later_are_still_collected() -> None:
+    # In a child: a frozen heap stays frozen for the rest of the process.
+    code = (
+        "import gc, weakref\n"
+        "from mcplane.transports.serve import settle_heap\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "settle_heap()\n"
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+        "class Node: pass\n"
+        "a, b = Node(), Node(); a.other, b.other = b, a\n"
+        "gone = weakref.ref(a); del a, b\n"
+        "gc.collect()\n"
+        "assert gone() is None\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed")
+def test_stdio_runs_on_uvloop_unless_a_standard_descriptor_is_closed() -> None:
+    code = (
+        "import os\n"
+        "from mcplane.transports.serve import _stdio_on_uvloop\n"
+        "print(_stdio_on_uvloop())\n"
+        "os.close(0)\n"
+        "print(_stdio_on_uvloop())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]

@@ -237,11 +237,11 @@ def result_size(result: CallToolResult, limit: int) -> int:
     when that is not already mirrored in text (counting stops early once past ``limit``)."""
     size = 0
     for block in result.content:
-        text = getattr(block, "text", None)
-        data = getattr(block, "data", None)
-        resource = getattr(block, "resource", None)
+        text = _attribute(block, "text")
+        data = _attribute(block, "data")
+        resource = _attribute(block, "resource")
         if resource is not None:
-            text = getattr(resource, "text", None) or getattr(resource, "blob", None)
+            text = _attribute(resource, "text") or _attribute(resource, "blob")
         for value in (text, data):
             if isinstance(value, str):
                 size += len(value)
@@ -250,6 +250,18 @@ def result_size(result: CallToolResult, limit: int) -> int:
     if result.structured_content is not None and size < limit // 2:
         size += len(orjson.dumps(result.structured_content, default=str))
     return size
+
+
+def _attribute(model: Any, name: str) -> Any:
+    """``getattr(model, name, None)`` for a pydantic model's field or extra, without pydantic's
+    ``__getattr__`` fallback (an exception per absent name): a field is in ``__dict__``, an extra in
+    ``__pydantic_extra__``."""
+    value = model.__dict__.get(name)
+    if value is None:
+        extra = getattr(model, "__pydantic_extra__", None)
+        if extra:
+            value = extra.get(name)
+    return value
 
 
 def _keyword(schema_path: Any) -> str:

@@ -27,6 +27,7 @@ from mcplane.audit.entry import error_code_of, result_code
 from mcplane.observability.logs import CALL_LOGGER, EVENT_KEY
 from mcplane.observability.metrics import UNKNOWN, CounterSync, Metrics, current_call_name
 from mcplane.pipeline import Call, CallNext
+from mcplane.sdk_adapter.context import server_of
 from mcplane.sdk_adapter.mcpserver import local_prompt, local_resource, local_tool
 
 __all__ = ["ObserveMiddleware", "series_name", "trace_id"]
@@ -48,7 +49,7 @@ def series_name(call: Call) -> str:
     """The ``name`` label for ``call``: a name the server knows, never one a client invented."""
     if call.source.upstream is not None:
         return call.name
-    sdk: Any = getattr(call.context, "_mcp_server", None)
+    sdk: Any = server_of(call.context)
     if sdk is None:
         return call.name  # a context made by hand (in-process tests): nothing to check against
     if call.kind == "tool":

@@ -45,4 +45,7 @@ def request_context_of(ctx: Context[Any, Any]) -> ServerRequestContext[Any, Any]
 
 def server_of(ctx: Context[Any, Any]) -> Any:
     """The ``MCPServer`` ``ctx`` belongs to, or ``None``."""
-    return ctx._mcp_server  # pyright: ignore[reportPrivateUsage]
+    private = getattr(ctx, "__pydantic_private__", None)
+    if not isinstance(private, dict):
+        return None
+    return private.get("_mcp_server")  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
