@@ -189,6 +189,25 @@ async def test_header_mismatch_is_the_sdks_rejection(fast: bool) -> None:
         assert app.fast is None or app.fast.served == 0
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [[("mcp-method", "tools/call")], [("Mcp-Name", "echo")], [("x-other", "1"), ("x-other", "2")]],
+    ids=["method-twice", "name-twice-other-case", "other-header-twice"],
+)
+async def test_a_repeated_routing_header_is_the_sdks_to_answer(fast: bool, extra: list[tuple[str, str]]) -> None:
+    """Only a repeated routing header sends the call to the SDK (another repeated header does not)."""
+    routing = "x-other" not in dict(extra)
+    async with serving(fast) as (http, app):
+        headers = [*modern_headers("echo").items(), *extra]
+        response = await http.post("/mcp", content=orjson.dumps(modern_call("echo", {"text": "a"})), headers=headers)
+        if routing:
+            assert response.status_code == 400
+            assert "error" in body_of(response)
+        else:
+            assert body_of(response)["result"]["structuredContent"] == {"result": "a"}
+        assert app.fast is None or app.fast.served == (0 if routing else 1)
+
+
 async def _open_session(http: httpx.AsyncClient) -> str:
     init = {
         "jsonrpc": "2.0",

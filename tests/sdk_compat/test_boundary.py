@@ -53,6 +53,7 @@ SDK_PRIVATE = frozenset(
         "_relist_tool",
         "_clamp_inbound_ttl",
         "_later_revision_fields",
+        "_tool_output_schemas",
         # mcp.server.mcpserver.Context
         "_request_context",
         "_mcp_server",

@@ -6,14 +6,18 @@ integers and a result's own ``_meta``, in each transport and era.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 from mcp_types import CallToolResult, TextContent
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 from mcplane import Plane
 from mcplane.errors import NotFound
+from mcplane.sdk_adapter.results import plain_sieve
 from tests.sdk_compat.wire import ERAS, Era, answers_of, tool_call
 
 
@@ -145,3 +149,54 @@ async def test_integers_beyond_64_bits_are_read_and_written_as_the_sdk_does(era:
     leaves an HTTP body holding one to the SDK (streams read every line with ``orjson`` either way)."""
     compared = await answers_of(make_huge_plane, era, [call])
     assert compared.fast == compared.sdk
+
+
+PLAIN_SHAPES: dict[str, dict[str, Any]] = {
+    "text": {"content": [{"type": "text", "text": "hi"}], "isError": False, "resultType": "complete"},
+    "structured": {
+        "content": [{"type": "text", "text": '{"result": 1}'}],
+        "structuredContent": {"result": 1, "nested": {"k": [1, "ü", None]}},
+        "isError": False,
+        "resultType": "complete",
+    },
+    "error": {"content": [{"type": "text", "text": "boom"}], "isError": True, "resultType": "complete"},
+    "several blocks, unicode": {
+        "content": [{"type": "text", "text": "☃"}, {"type": "text", "text": ""}],
+        "isError": False,
+        "resultType": "complete",
+    },
+    "no content": {"content": [], "isError": False, "resultType": "complete"},
+    "no isError": {"content": [{"type": "text", "text": "x"}], "resultType": "complete"},
+}
+NOT_PLAIN: dict[str, dict[str, Any]] = {
+    "meta": {"content": [{"type": "text", "text": "x"}], "_meta": {"k": 1}, "resultType": "complete"},
+    "image": {"content": [{"type": "image", "data": "AA==", "mimeType": "image/png"}], "resultType": "complete"},
+    "annotated text": {
+        "content": [{"type": "text", "text": "x", "annotations": {"priority": 0.5}}],
+        "resultType": "complete",
+    },
+    "extra key": {"content": [], "resultType": "complete", "vendor": 1},
+    "input required": {"resultType": "input_required", "inputRequests": {}},
+    "structured list": {"content": [], "structuredContent": [1, 2], "resultType": "complete"},
+    "isError not a bool": {"content": [], "isError": "yes", "resultType": "complete"},
+    "text not a string": {"content": [{"type": "text", "text": 5}], "resultType": "complete"},
+}
+VERSIONS = [*sorted(MODERN_PROTOCOL_VERSIONS), *sorted(HANDSHAKE_PROTOCOL_VERSIONS)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("shape", list(PLAIN_SHAPES))
+def test_the_plain_sieve_is_the_sdk_sieve_on_plain_results(version: str, shape: str) -> None:
+    dumped = PLAIN_SHAPES[shape]
+    expected = _methods.serialize_server_result("tools/call", version, copy.deepcopy(dumped))
+    assert plain_sieve(copy.deepcopy(dumped), version) == expected
+
+
+@pytest.mark.parametrize("shape", list(NOT_PLAIN))
+def test_the_plain_sieve_leaves_everything_else_to_the_sdk(shape: str) -> None:
+    for version in VERSIONS:
+        assert plain_sieve(copy.deepcopy(NOT_PLAIN[shape]), version) is None
+
+
+def test_the_plain_sieve_leaves_unknown_versions_to_the_sdk() -> None:
+    assert plain_sieve(copy.deepcopy(PLAIN_SHAPES["text"]), "1999-01-01") is None

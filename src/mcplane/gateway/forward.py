@@ -68,6 +68,7 @@ from mcplane.sdk_adapter.client import (
     clamp_inbound_ttl,
     later_revision_fields,
     negotiated_version,
+    output_known_valid,
     relist_tool,
     send_raw,
     stamp,
@@ -249,7 +250,12 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             raw = {key: value for key, value in raw.items() if key not in foreign}
         if method == "tools/call":
             result = call_tool_result(session, raw)
-            if isinstance(result, CallToolResult) and not result.is_error and request.tool is not None:
+            if (
+                isinstance(result, CallToolResult)
+                and not result.is_error
+                and request.tool is not None
+                and not output_known_valid(session, request.tool, result)
+            ):
                 await session.validate_tool_result(request.tool, result)
             return without_server_info(result)
         model = _RESULTS.get(method)

@@ -35,8 +35,9 @@ What mcplane relies on (each item names the module here that holds it):
   ``resultType``, the ``serverInfo`` stamp rule) and its JSON-RPC error for an ``ErrorData``.
 - :mod:`~mcplane.sdk_adapter.client`: ``ClientSession._stamp``, ``_dispatcher``,
   ``_negotiated_version``, ``_call_tool_adapter``, ``mcp.client.session._clamp_inbound_ttl`` and
-  ``_later_revision_fields``, and ``Client._relist_tool``: the gateway stamps and reads its own
-  sends (the lean lane's included) exactly as the SDK client would.
+  ``_later_revision_fields``, ``ClientSession._tool_output_schemas`` (a result its cached output
+  schema is known to accept skips the SDK's slower validator), and ``Client._relist_tool``: the
+  gateway stamps and reads its own sends (the lean lane's included) exactly as the SDK client would.
 - :mod:`~mcplane.sdk_adapter.transport`: the SDK's Streamable HTTP client transport as the lean lane
   copies it: the request body and headers it writes, and the ``MCPError`` stand-ins it raises for
   answers it cannot read (parse failures, ``202``, ``404`` in a session, other error statuses,

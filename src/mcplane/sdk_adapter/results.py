@@ -17,19 +17,59 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import CORE_RESULT_TYPES, INTERNAL_ERROR, SERVER_INFO_META_KEY, CallToolResult, ErrorData
 from mcp_types import methods as _methods
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
 from mcplane.jsonrpc import error_envelope
 from mcplane.sdk_adapter.mcpserver import server_info_stamp_shared
 
-__all__ = ["error_response", "other_tool_result", "stamp_server_info", "tool_result"]
+__all__ = ["error_response", "other_tool_result", "plain_sieve", "stamp_server_info", "tool_result"]
+
+
+_PLAIN_KEYS = frozenset({"content", "structuredContent", "isError", "resultType"})
+_TEXT_BLOCK_KEYS = frozenset({"type", "text"})
+
+
+def plain_sieve(dumped: dict[str, Any], version: str) -> dict[str, Any] | None:
+    """What the per-version sieve makes of a plain ``tools/call`` result, or ``None`` (not plain).
+
+    Plain: text blocks only (``type`` and ``text``, nothing else), an optional structured object,
+    ``isError`` and ``resultType: "complete"``, no ``_meta``. Every revision's result schema keeps
+    all of it but ``resultType``, which only 2026-07-28 has; the SDK's sieve (a pydantic round trip,
+    the costliest step of shaping a result) changes nothing else in it, which
+    ``tests/sdk_compat/test_results.py`` checks against the sieve itself.
+    """
+    if not dumped.keys() <= _PLAIN_KEYS or dumped.get("resultType", "complete") != "complete":
+        return None
+    if not isinstance(dumped.get("isError", False), bool):
+        return None
+    structured = dumped.get("structuredContent")
+    if structured is not None and not isinstance(structured, dict):
+        return None
+    content = dumped.get("content")
+    if not isinstance(content, list):
+        return None
+    for block in content:  # pyright: ignore[reportUnknownVariableType]
+        if (
+            not isinstance(block, dict)
+            or block.keys() != _TEXT_BLOCK_KEYS
+            or block["type"] != "text"
+            or not isinstance(block["text"], str)
+        ):
+            return None
+    if version in MODERN_PROTOCOL_VERSIONS:
+        return dumped if "resultType" in dumped else None
+    if version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        return None
+    dumped.pop("resultType", None)
+    return dumped
 
 
 def tool_result(result: CallToolResult, version: str, sdk: MCPServer[Any]) -> dict[str, Any]:
     """``result`` on the wire at ``version``, as the SDK's runner writes it for ``sdk``."""
     dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    dumped = _methods.serialize_server_result("tools/call", version, dumped)
+    sieved = plain_sieve(dumped, version)
+    dumped = _methods.serialize_server_result("tools/call", version, dumped) if sieved is None else sieved
     if version in MODERN_PROTOCOL_VERSIONS:
         dumped.setdefault("resultType", "complete")
         stamp_server_info(dumped, server_info_stamp_shared(sdk))

@@ -83,7 +83,11 @@ async def serve_fast(
     if version_header in MODERN_PROTOCOL_VERSIONS:
         if headers.get("mcp-session-id") is not None:
             return False
-        if find_duplicated_routing_header((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]):
+        raw_headers = scope["headers"]
+        # A routing header can repeat only if some name does: the SDK's scan runs only then.
+        if len({name.lower() for name, _ in raw_headers}) != len(raw_headers) and find_duplicated_routing_header(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers
+        ):
             return False
         version = fast.match(message, modern=True, headers=headers)
         if version is None:
