@@ -21,6 +21,10 @@ Layers (``--layers`` of the server, comma separated):
                refuses, but every call runs the GCRA script on Redis (one round trip)
 ``ratelimit-memory``  the same limit on the in-process backend (isolates the Redis round trip)
 ``audit``      ``audit: {sink: file, fsync: <--fsync>}`` into the run's temporary directory
+``guards``     ``guards: {tools: {"*": {refuse: [secrets, private_key], mask: [credentials]}}}``: every
+               result scanned (it finds nothing in the echoed text)
+``abac``       a CEL rule on ``echo`` (``size(args.text) <= 1000 || "<role>-admin" in principal.roles``):
+               compiled once, evaluated per call (it always holds)
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ ENV_SUBJECT = "MCPLANE_BENCH_SUBJECT"
 ENV_AUDIT_DIR = "MCPLANE_BENCH_AUDIT_DIR"
 ENV_REDIS_URL = "MCPLANE_BENCH_REDIS_URL"
 
-LAYERS = ("auth", "authz", "ratelimit", "ratelimit-memory", "audit")
+LAYERS = ("auth", "authz", "ratelimit", "ratelimit-memory", "audit", "guards", "abac")
 FSYNC_POLICIES = ("always", "interval", "never")
 
 
@@ -80,8 +84,10 @@ def parse_layers(value: str) -> tuple[str, ...]:
     unknown = [layer for layer in layers if layer not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown}; layers are {', '.join(LAYERS)}")
-    if "authz" in layers and "auth" not in layers:
-        raise ValueError("authz needs auth (the rule allows the token's role)")
+    if ("authz" in layers or "abac" in layers) and "auth" not in layers:
+        raise ValueError("authz and abac need auth (the rules name the token's role)")
+    if "abac" in layers and "authz" not in layers:
+        raise ValueError("abac needs authz (its CEL rule sits on the authorization section)")
     if "ratelimit" in layers and "ratelimit-memory" in layers:
         raise ValueError("choose one of ratelimit (redis) and ratelimit-memory")
     return layers
@@ -105,6 +111,11 @@ def plane_config(layers: tuple[str, ...], *, fsync: str = "interval") -> Any:
         }
     if "authz" in layers:
         tree["authorization"] = {"default": "deny", "tools": {"echo": {"roles": [ROLE]}}}
+    if "abac" in layers:
+        require = f'size(args.text) <= 1000 || "{ROLE}-admin" in principal.roles'
+        tree["authorization"]["rules"] = {"short_texts": {"tools": ["echo"], "require": require}}
+    if "guards" in layers:
+        tree["guards"] = {"tools": {"*": {"refuse": ["secrets", "private_key"], "mask": ["credentials"]}}}
     if "ratelimit" in layers or "ratelimit-memory" in layers:
         redis = "ratelimit" in layers
         tree["rate_limit"] = {

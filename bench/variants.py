@@ -169,6 +169,17 @@ VARIANTS += (
         base="mcplane+ratelimit",
         adds="+ audit (JSONL, fsync always)",
     ),
+    _layered(
+        "mcplane-full-guards",
+        "full",
+        FULL + ",guards,abac",
+        FULL_DESCRIPTION.format("`interval`")
+        + " + output guards (`refuse: [secrets, private_key]`, `mask: [credentials]`) + a CEL (ABAC) rule "
+        "(informative)",
+        default=True,
+        base="mcplane-full",
+        adds="+ output guards + CEL rule",
+    ),
     # The layer sweep (`--sweep`): one layer at a time, cumulatively, then audit and the Redis round trip alone.
     _layered("mcplane+auth", "layer", "auth", "`Plane` + JWT HS256 auth", base="mcplane", adds="+ auth (JWT HS256)"),
     _layered(

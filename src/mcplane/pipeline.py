@@ -162,7 +162,8 @@ class Pipeline:
 
 
 def _bind(middleware: Middleware, call_next: CallNext) -> CallNext:
-    async def step(call: Call) -> Any:
-        return await middleware(call, call_next)
+    # A plain function handing back the middleware's coroutine: one coroutine frame per layer, not two.
+    def step(call: Call) -> Awaitable[Any]:
+        return middleware(call, call_next)
 
     return step
