@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -79,6 +80,7 @@ def _workers_cell(args: argparse.Namespace, workers: int, log: Path) -> dict[str
         "--workers",
         str(workers),
     ]
+    ready_before = log.read_text(errors="replace").count('"event":"ready"') if log.exists() else 0
     with log.open("ab") as sink:
         sink.write(f"\n$ {' '.join(cmd)}\n".encode())
         sink.flush()
@@ -88,13 +90,18 @@ def _workers_cell(args: argparse.Namespace, workers: int, log: Path) -> dict[str
         bench._wait_ready(proc, port, args.ready_timeout)  # pyright: ignore[reportPrivateUsage]
         deadline = time.monotonic() + args.ready_timeout
         pids = _children(proc.pid)
-        while len(pids) < workers and time.monotonic() < deadline:
-            proc.wait(0.05) if proc.poll() is None else None
+        # One worker serves in the process itself; N > 1 are children of a supervisor.
+        while workers > 1 and len(pids) < workers and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)
             pids = _children(proc.pid)
-        # every worker must answer before the window: probe until each has served (new connections
-        # spread over the workers through the shared socket)
-        for _ in range(4 * workers):
-            bench._wait_ready(proc, port, args.ready_timeout)  # pyright: ignore[reportPrivateUsage]
+        # every worker must be serving before the load connects (its keep-alive connections are
+        # accepted once, at the start): wait for each worker's lifecycle "ready" event in the log
+        while time.monotonic() < deadline and log.read_text(errors="replace").count('"event":"ready"') < (
+            ready_before + workers
+        ):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.1)
         results = []
         for concurrency in args.concurrency:
             run_args = argparse.Namespace(
