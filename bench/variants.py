@@ -238,7 +238,7 @@ PIPELINE_NOTES = (
     "`src/mcplane/auth`, `audit`, `backends` (verified-token cache, inline JSONL appends and group commit, "
     "auto-pipelined Redis hits) the same layers cost audit +341, Redis rate limit +125, JWT auth +115, "
     "authorization -3 (http-2026), and the full pipeline ran at 0.15 to 0.21\u00d7 the bare Plane. The "
-    "0.7\u00d7 goal is not met. Round two (`bench/PROFILE.md`, \"Round two\") made the per-call `Context`, the "
+    '0.7\u00d7 goal is not met. Round two (`bench/PROFILE.md`, "Round two") made the per-call `Context`, the '
     "hot path and the heap cheaper, which lowers the bare Plane's cost more than the layers' (so the ratio moves "
     "less than the absolute cost); what the layers still cost per call (redis-py's pipeline machinery around each "
     "batch of GCRA scripts, two sealed audit records with five syscalls each, the HTTP tier's token check) is "
