@@ -335,6 +335,7 @@ HOP_TARGET_THROUGHPUT = 0.6
 OVERHEAD_RESULTS = BENCH / "RESULTS-overhead.md"
 """Where a run with ``--observability`` or ``--gateway`` writes its report (``RESULTS.md`` stays the main run's)."""
 VARIANT_BY_KEY = {v.key: v for v in VARIANTS}
-TARGET_RATIO = 1.5
+TARGET_RATIO: dict[str, float] = {"http-2026": 2.0, "http-2025": 2.0, "stdio": 3.0}
+"""Goal per leg (issue: performance, round two): bare mcplane ÷ the SDK's best configuration."""
 NOISY = 0.10
 """A cell is flagged noisy when other processes used more than this share of a CPU during its window."""
