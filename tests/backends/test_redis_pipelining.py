@@ -17,24 +17,17 @@ from .harness import PrivateRedis
 
 
 class Pipelines:
-    """Counts the pipelines a client sends (and how many commands each held)."""
+    """Counts the round trips a limiter makes to Redis (and how many hits each carried)."""
 
-    def __init__(self, client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, limiter: RedisRateLimiter, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sizes: list[int] = []
-        real = client.pipeline
+        real = limiter._round_trip  # pyright: ignore[reportPrivateUsage]
 
-        def pipeline(*args: Any, **kwargs: Any) -> Any:
-            pipe = real(*args, **kwargs)
-            execute = pipe.execute
+        async def counted(packed: bytes, count: int) -> list[Any]:
+            self.sizes.append(count)
+            return await real(packed, count)
 
-            async def counted(*a: Any, **k: Any) -> Any:
-                self.sizes.append(len(pipe.command_stack))
-                return await execute(*a, **k)
-
-            pipe.execute = counted  # type: ignore[method-assign]
-            return pipe
-
-        monkeypatch.setattr(client, "pipeline", pipeline)
+        monkeypatch.setattr(limiter, "_round_trip", counted)
 
 
 async def _hit_together(limiter: RedisRateLimiter, keys: list[str], limit: str) -> list[Decision]:
@@ -53,21 +46,21 @@ async def _hit_together(limiter: RedisRateLimiter, keys: list[str], limit: str) 
 async def test_concurrent_hits_share_one_round_trip(
     redis_client: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipelines = Pipelines(redis_client, monkeypatch)
     limiter = RedisRateLimiter(redis_client, prefix=prefix)
+    pipelines = Pipelines(limiter, monkeypatch)
     decisions = await _hit_together(limiter, ["shared"] * 12, "5/minute")
     assert pipelines.sizes == [12]
     assert sorted(d.allowed for d in decisions) == [False] * 7 + [True] * 5  # atomic, one script run each
     assert sorted(d.remaining for d in decisions if d.allowed) == [0, 1, 2, 3, 4]
     assert all(d.retry_after_ms > 0 for d in decisions if not d.allowed)
-    # A lone hit goes alone, as before (no pipeline).
+    # A lone hit goes alone.
     assert (await limiter.hit("alone", parse_limit("5/minute"))).allowed
-    assert pipelines.sizes == [12]
+    assert pipelines.sizes == [12, 1]
 
 
 async def test_pipelining_can_be_turned_off(redis_client: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pipelines = Pipelines(redis_client, monkeypatch)
     limiter = RedisRateLimiter(redis_client, prefix=prefix, pipelining=False)
+    pipelines = Pipelines(limiter, monkeypatch)
     decisions = await _hit_together(limiter, ["k"] * 4, "3/minute")
     assert [d.allowed for d in decisions].count(True) == 3
     assert pipelines.sizes == []
@@ -112,8 +105,8 @@ async def test_a_redis_that_lost_its_scripts_is_reloaded_in_a_pipeline(private_r
 async def test_hits_that_arrive_during_a_round_trip_go_together_in_the_next(
     redis_client: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipelines = Pipelines(redis_client, monkeypatch)
     limiter = RedisRateLimiter(redis_client, prefix=prefix)
+    pipelines = Pipelines(limiter, monkeypatch)
     limit = parse_limit("100/minute")
     remaining: list[int] = []
 
@@ -125,7 +118,7 @@ async def test_hits_that_arrive_during_a_round_trip_go_together_in_the_next(
         await anyio.wait_all_tasks_blocked()  # the first hit is on the wire now
         for _ in range(5):
             group.start_soon(hit)
-    assert pipelines.sizes == [5]  # the first went alone; the five that waited, together
+    assert pipelines.sizes == [1, 5]  # the first went alone; the five that waited, together
     assert sorted(remaining) == [94, 95, 96, 97, 98, 99]
 
 
@@ -166,3 +159,22 @@ async def test_hits_waiting_behind_a_round_trip_that_times_out_fail_with_it() ->
         await listener.aclose()
     assert failures == ["dependency_unavailable"] * 4
     assert elapsed < 0.6  # one timeout, not one per hit in turn
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_killed_connection_is_replaced_by_the_next_batch(redis_url: str, prefix: str, retries: int) -> None:
+    """Redis drops the pooled connection the hits went on: the next batch reconnects and is answered."""
+    client, killer = connect_redis(redis_url, retries=retries), connect_redis(redis_url)
+    try:
+        limiter = RedisRateLimiter(client, prefix=prefix)
+        limit = parse_limit("10/minute")
+        assert (await limiter.hit("k", limit)).remaining == 9
+        connection_id = await client.client_id()  # the pool's one connection, the one the hit went on
+        assert await killer.client_kill_filter(_id=str(connection_id)) == 1
+        decisions = await _hit_together(limiter, ["k", "k", "k"], "10/minute")
+        assert sorted(d.remaining for d in decisions) == [6, 7, 8]  # each ran once: nothing lost, nothing doubled
+        assert await client.client_id() != connection_id
+    finally:
+        await killer.delete(*[key async for key in killer.scan_iter(match=prefix + "*")])
+        await client.aclose()
+        await killer.aclose()

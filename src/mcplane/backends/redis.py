@@ -19,8 +19,10 @@ write, one round trip, one read) instead of one round trip each. Each hit is sti
 script run with its own answer; a hit with nothing in flight is sent at the end of its turn of
 the event loop, alone (as before) unless others joined it in that turn. A connection failure
 fails every hit of its pipeline and the hits waiting behind it, so while Redis does not answer no
-hit waits longer than one timeout. On a Redis Cluster (whose pipelines refuse ``EVALSHA``) each
-hit is its own script call.
+hit waits longer than one timeout. A pipeline is written as the ``EVALSHA`` commands' RESP bytes,
+packed once per set of checks and reused (only the cost is packed per hit), on a connection of
+the client's pool, with the client's timeouts and retry policy. On a Redis Cluster (whose
+pipelines refuse ``EVALSHA``) each hit is its own script call.
 
 A connection failure (refused, timed out, Redis loading or read-only after a failover) raises
 :class:`~mcplane.errors.DependencyUnavailable` with a fixed message naming the component, never
@@ -160,8 +162,14 @@ def check_client(client: Redis) -> None:
         raise ConfigError("the Redis client for mcplane backends must use decode_responses=False")
 
 
-_Hit = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+_Hit = tuple[list[str], list[Any], bytes, "asyncio.Future[Any]"]
+_Prepared = tuple[list[str], list[str], bytes, bytes]
 _PREPARED_SIZE = 4096
+
+
+def _bulk(word: bytes) -> bytes:
+    """One RESP bulk string (what redis-py packs for each command argument)."""
+    return b"$%d\r\n%s\r\n" % (len(word), word)
 
 
 class RedisRateLimiter:
@@ -176,7 +184,7 @@ class RedisRateLimiter:
         self._prefix = check_prefix(prefix) + "rl:"
         self._script = client.register_script(GCRA_LUA)
         self._pipelining = pipelining and not is_cluster(client)  # a Cluster pipeline refuses EVALSHA
-        self._prepared: dict[tuple[tuple[str, Limit], ...], tuple[list[str], list[str]]] = {}
+        self._prepared: dict[tuple[tuple[str, Limit], ...], _Prepared] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[_Hit] = []
         self._in_flight: asyncio.Task[BaseException | None] | None = None
@@ -185,19 +193,19 @@ class RedisRateLimiter:
         return await self.hit_all([(key, limit)], cost=cost)
 
     async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
-        redis_keys, limit_args = self._prepare(tuple(checks))
+        redis_keys, limit_args, head, tail = self._prepare(tuple(checks))
         check_cost(cost, [limit for _, limit in checks])
         args: list[Any] = [cost, *limit_args]
         with unavailable(self.component):
             # Typed as Any: redis-py's script stubs change from release to release (8.2 made them unions).
             if self._pipelining:
-                answer: Any = await self._queue(redis_keys, args)
+                answer: Any = await self._queue(redis_keys, args, head + _bulk(b"%d" % cost) + tail)
             else:
                 answer = await self._script(keys=redis_keys, args=args)
             allowed, remaining, retry_after_ms, index = answer
         return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
 
-    def _queue(self, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+    def _queue(self, keys: list[str], args: list[Any], packed: bytes) -> asyncio.Future[Any]:
         """Wait for the next pipeline (the first hit with nothing in flight schedules it)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests, a restarted app): nothing of the old one survives
@@ -205,7 +213,7 @@ class RedisRateLimiter:
         future: asyncio.Future[Any] = loop.create_future()
         if not self._waiting and self._in_flight is None:
             loop.call_soon(self._send_waiting, loop)
-        self._waiting.append((keys, args, future))
+        self._waiting.append((keys, args, packed, future))
         return future
 
     def _send_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -223,7 +231,7 @@ class RedisRateLimiter:
         failure = None if task.cancelled() else task.result()
         if failure is not None:  # Redis did not answer: the hits that waited behind get that answer now
             batch, self._waiting = self._waiting, []
-            for _, _, future in batch:
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(failure)
         elif self._waiting:
@@ -236,19 +244,12 @@ class RedisRateLimiter:
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         try:
-            if len(batch) == 1:
-                keys, args, _ = batch[0]
-                results: list[Any] = [await self._script(keys=keys, args=args)]
-            else:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for keys, args, _ in batch:
-                        pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-                    results = await pipe.execute(raise_on_error=False)
-                for i, result in enumerate(results):
-                    if isinstance(result, NoScriptError):  # Redis restarted or flushed its scripts
-                        results[i] = await self._call_script(batch[i])  # loads the script, then runs it
+            results = await self._round_trip(b"".join(hit[2] for hit in batch), len(batch))
+            for i, result in enumerate(results):
+                if isinstance(result, NoScriptError):  # Redis restarted or flushed its scripts
+                    results[i] = await self._call_script(batch[i])  # loads the script, then runs it
         except BaseException as exc:
-            for _, _, future in batch:
+            for *_, future in batch:
                 if future.done():
                     continue
                 if isinstance(exc, asyncio.CancelledError):
@@ -258,7 +259,7 @@ class RedisRateLimiter:
             if not isinstance(exc, Exception):
                 raise
             return exc if isinstance(exc, RedisConnectionError | RedisTimeoutError) else None
-        for (_, _, future), result in zip(batch, results, strict=True):
+        for (*_, future), result in zip(batch, results, strict=True):
             if future.done():  # the caller was cancelled
                 continue
             if isinstance(result, BaseException):
@@ -267,15 +268,47 @@ class RedisRateLimiter:
                 future.set_result(result)
         return None
 
+    async def _round_trip(self, packed: bytes, count: int) -> list[Any]:
+        """Write ``count`` packed commands at once on one pooled connection and read their replies.
+
+        The connection's own retry policy applies (a stale connection after a Redis restart is
+        dropped and the batch sent again on a fresh one, as a redis-py pipeline does).
+        """
+        from redis.exceptions import ResponseError
+
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()
+
+        async def exchange() -> list[Any]:
+            await conn.send_packed_command(packed)
+            replies: list[Any] = []
+            for _ in range(count):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as error:  # this command's answer; the connection stays in step
+                    replies.append(error)
+            return replies
+
+        async def drop(_error: Exception) -> None:
+            await conn.disconnect()
+
+        try:
+            return await conn.retry.call_with_retry(exchange, drop)
+        except BaseException:
+            await conn.disconnect(nowait=True)  # replies may be left unread: never reuse it
+            raise
+        finally:
+            await pool.release(conn)
+
     async def _call_script(self, hit: _Hit) -> Any:
-        keys, args, _ = hit
+        keys, args, _, _ = hit
         try:
             return await self._script(keys=keys, args=args)
         except Exception as exc:  # this hit's answer, not the batch's
             return exc
 
-    def _prepare(self, checks: tuple[tuple[str, Limit], ...]) -> tuple[list[str], list[str]]:
-        """Redis keys and per-limit script arguments of ``checks`` (remembered: a caller repeats them)."""
+    def _prepare(self, checks: tuple[tuple[str, Limit], ...]) -> _Prepared:
+        """Redis keys, per-limit script arguments and the packed ``EVALSHA`` around the cost (remembered)."""
         prepared = self._prepared.get(checks)
         if prepared is None:
             keys = same_slot(key for key, _ in checks)
@@ -283,9 +316,12 @@ class RedisRateLimiter:
             for _, limit in checks:
                 limit_args += [repr(limit.interval_ms), repr(limit.period_ms)]
             redis_keys = [self._key(key, limit) for key, (_, limit) in zip(keys, checks, strict=True)]
+            words = [b"EVALSHA", self._script.sha.encode(), b"%d" % len(redis_keys), *(k.encode() for k in redis_keys)]
+            head = b"*%d\r\n" % (len(words) + 1 + len(limit_args)) + b"".join(_bulk(word) for word in words)
+            tail = b"".join(_bulk(arg.encode()) for arg in limit_args)
             if len(self._prepared) >= _PREPARED_SIZE:
                 del self._prepared[next(iter(self._prepared))]  # the oldest
-            prepared = self._prepared[checks] = (redis_keys, limit_args)
+            prepared = self._prepared[checks] = (redis_keys, limit_args, head, tail)
         return prepared
 
     async def reset(self, key: str, limit: Limit) -> None:
