@@ -193,3 +193,27 @@ async def test_unreachable_backend_fails_open_when_configured(caplog: pytest.Log
     assert len(provider.calls) == 1
     assert "runs unlimited" in caplog.text
     assert "cid-1" in caplog.text
+
+
+async def test_buckets_follow_the_tool_the_caller_and_the_policy_of_each_call(limiter: MemoryRateLimiter) -> None:
+    """The middleware remembers each call's checks; a change in any input gives other buckets."""
+    mw, provider = RateLimitMiddleware(RateLimitOptions(), limiter), Provider()
+    base = make_call({"rate_limit": "2/minute"})
+    assert await run(mw, base, provider, 3) == [True, True, False]
+    tenant_alice = Principal("alice", tenant="acme")
+    assert await run(mw, make_call({"rate_limit": "2/minute"}, tenant_alice), provider, 1) == [True]
+    assert await run(mw, make_call({"rate_limit": "2/minute"}, kind="prompt"), provider, 1) == [True]
+    other_tool = Call("tool", "fetch", {}, base.context, base.policy)
+    assert await run(mw, other_tool, provider, 1) == [True]
+    assert await run(mw, make_call({"rate_limit": "5/minute"}), provider, 1) == [True]  # its own limit key
+    assert await run(mw, make_call({"rate_limit": "off"}), provider, 4) == [True] * 4
+    globally = make_call({"rate_limit": "2/minute", "rate_limit_scope": "global"})
+    assert await run(mw, globally, provider, 1) == [True]
+    assert await run(mw, make_call({"rate_limit": "2/minute"}), provider, 1) == [False]  # still alice's full bucket
+
+
+async def test_a_policy_value_that_does_not_hash_is_still_enforced(limiter: MemoryRateLimiter) -> None:
+    mw, provider = RateLimitMiddleware(RateLimitOptions(), limiter), Provider()
+    call = make_call({})
+    unhashable = Call(call.kind, call.name, call.arguments, call.context, ToolPolicy(rate_limit=["2/minute"]))  # pyright: ignore[reportArgumentType]
+    assert await run(mw, unhashable, provider, 3) == [True, True, False]

@@ -172,6 +172,9 @@ def _bulk(word: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(word), word)
 
 
+_COST_1 = _bulk(b"1")
+
+
 class RedisRateLimiter:
     """GCRA in one Lua script per hit: every replica sharing the Redis enforces one limit."""
 
@@ -194,15 +197,21 @@ class RedisRateLimiter:
 
     async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
         redis_keys, limit_args, head, tail = self._prepare(tuple(checks))
-        check_cost(cost, [limit for _, limit in checks])
-        args: list[Any] = [cost, *limit_args]
-        with unavailable(self.component):
-            # Typed as Any: redis-py's script stubs change from release to release (8.2 made them unions).
-            if self._pipelining:
-                answer: Any = await self._queue(redis_keys, args, head + _bulk(b"%d" % cost) + tail)
-            else:
-                answer = await self._script(keys=redis_keys, args=args)
-            allowed, remaining, retry_after_ms, index = answer
+        if cost != 1:  # a cost of 1 fits every limit (each allows at least one call)
+            check_cost(cost, [limit for _, limit in checks])
+        # Typed as Any: redis-py's script stubs change from release to release (8.2 made them unions).
+        answer: Any
+        if self._pipelining:
+            packed = head + (_COST_1 if cost == 1 else _bulk(b"%d" % cost)) + tail
+            try:
+                answer = await self._queue(redis_keys, [cost, *limit_args], packed)
+            except Exception:
+                with unavailable(self.component):
+                    raise
+        else:
+            with unavailable(self.component):
+                answer = await self._script(keys=redis_keys, args=[cost, *limit_args])
+        allowed, remaining, retry_after_ms, index = answer
         return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
 
     def _queue(self, keys: list[str], args: list[Any], packed: bytes) -> asyncio.Future[Any]:

@@ -88,21 +88,37 @@ def resolve_scopes(value: Any, *, field: str = "rate_limit_scope") -> tuple[Scop
     return scopes
 
 
+_Plan = tuple[tuple[tuple[str, Limit], ...], dict[Scope, str], tuple[Limit, ...]]
+"""A call's checks, its bucket key per scope, its limits (``()``: not limited)."""
+_UNLIMITED: _Plan = ((), {}, ())
+_PLANS_SIZE = 4096
+
+
 class RateLimitMiddleware:
     def __init__(self, options: RateLimitOptions, backend: RateLimiter) -> None:
         self.options = options
         self.backend = backend
         self._default_scopes = resolve_scopes(options.scope, field="rate_limit scope")
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        declared = call.policy.rate_limit
-        limits = resolve_limits(self.options.default if declared is None else declared)
-        if not limits:
+        policy = call.policy
+        principal = call.context.principal
+        # Everything a call's checks depend on: the same tool and caller take the same buckets.
+        ident = (policy.rate_limit, policy.rate_limit_scope, call.kind, call.name, principal.tenant, principal.subject)
+        try:
+            plan = self._plans.get(ident)
+        except TypeError:  # a policy value that does not hash: worked out per call
+            plan = self._plan(call)
+        else:
+            if plan is None:
+                plan = self._plan(call)
+                if len(self._plans) >= _PLANS_SIZE:
+                    del self._plans[next(iter(self._plans))]  # the oldest
+                self._plans[ident] = plan
+        checks, keys, limits = plan
+        if not checks:
             return await call_next(call)
-        scope_value = call.policy.rate_limit_scope
-        scopes = self._default_scopes if scope_value is None else resolve_scopes(scope_value)
-        keys = {scope: self._key(call, scope) for scope in scopes}
-        checks = [(key, limit) for key in keys.values() for limit in limits]
         try:
             decision = await self.backend.hit_all(checks)
         except DependencyUnavailable:
@@ -123,6 +139,16 @@ class RateLimitMiddleware:
                 details={"scope": scope, "limits": [str(limit) for limit in limits]},
             )
         return await call_next(call)
+
+    def _plan(self, call: Call) -> _Plan:
+        declared = call.policy.rate_limit
+        limits = resolve_limits(self.options.default if declared is None else declared)
+        if not limits:
+            return _UNLIMITED
+        scope_value = call.policy.rate_limit_scope
+        scopes = self._default_scopes if scope_value is None else resolve_scopes(scope_value)
+        keys: dict[Scope, str] = {scope: self._key(call, scope) for scope in scopes}
+        return tuple((key, limit) for key in keys.values() for limit in limits), keys, limits
 
     @staticmethod
     def _key(call: Call, scope: Scope) -> str:
