@@ -87,6 +87,7 @@ class AuthASGI:
         if self.config.resource is not None:
             paths.add(METADATA_PATH + urlsplit(self.config.resource).path.rstrip("/"))
         self.metadata_paths = frozenset(paths)
+        self._credential_names = _wanted_headers(self.config)
         self._identities: dict[int, tuple[Principal, AuthenticatedUser, AuthCredentials]] = {}
         """The SDK's view (``scope["user"]``/``["auth"]``) of recent principals, which repeat: the
         authenticator hands out the same (immutable) principal for a token it has verified."""
@@ -106,7 +107,7 @@ class AuthASGI:
         try:
             certificate = peer_certificate_pem(scope) if self.authenticator.certificates is not None else None
             principal = await self.authenticator.authenticate(
-                _credential_headers(scope, self.config), certificate=certificate
+                _credential_headers(scope, self._credential_names), certificate=certificate
             )
         except MCPlaneError as error:
             if self.on_refused is not None:
@@ -185,11 +186,16 @@ def _reason(error: MCPlaneError) -> str:
     return str(reason) if isinstance(reason, str) else error.code
 
 
-def _credential_headers(scope: Scope, config: AuthConfig) -> Mapping[str, str]:
-    """The request's credential headers; a repeated one is refused (which copy would count?)."""
+def _wanted_headers(config: AuthConfig) -> frozenset[bytes]:
+    """The (lower-case) names of the headers that carry credentials."""
     wanted = {b"authorization"}
     if config.api_key_header:
         wanted.add(config.api_key_header.lower().encode("latin-1"))
+    return frozenset(wanted)
+
+
+def _credential_headers(scope: Scope, wanted: frozenset[bytes]) -> Mapping[str, str]:
+    """The request's credential headers; a repeated one is refused (which copy would count?)."""
     found: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.lower()

@@ -58,7 +58,7 @@ VERIFIED_CACHE_SIZE = 1024
 class VerifiedToken:
     """A token that passed the signature, issuer and audience checks, and the key that verified it."""
 
-    __slots__ = ("claims", "key", "principal", "static")
+    __slots__ = ("claims", "exp", "key", "nbf", "principal", "static")
 
     def __init__(self, claims: Mapping[str, Any], key: VerificationKey, *, static: bool) -> None:
         self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
@@ -66,6 +66,9 @@ class VerifiedToken:
         self.static = static
         self.principal: Any = None
         """What the authenticator made of the claims (a pure function of them), kept with the token."""
+        self.exp: float = claims["exp"]
+        """``exp`` and ``nbf``, read once: the verifier checked they are NumericDates before keeping it."""
+        self.nbf: float | None = claims.get("nbf")
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -113,7 +116,11 @@ class JWTVerifier:
         known = self._verified.get(token)
         if known is not None:
             if self._still_trusted(known):
-                self._check_times(known.claims)
+                now, leeway = self._clock(), self.config.leeway  # as _check_times, on the kept dates
+                if now - leeway >= known.exp:
+                    raise AuthenticationFailed("expired")
+                if known.nbf is not None and known.nbf > now + leeway:
+                    raise AuthenticationFailed("not_yet_valid")
                 return known
             del self._verified[token]
         if len(token) > self.config.max_token_bytes or not looks_like_jwt(token):
