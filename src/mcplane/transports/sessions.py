@@ -41,6 +41,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, Authorizat
 from mcp.server.connection import Connection
 from mcp.server.runner import serve_connection
 from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.shared.transport_context import TransportContext
@@ -158,6 +159,10 @@ class SessionManager(SDKSessionManager):
         self.fail_open = False
         """Adopt a session when Redis cannot say whether it was revoked (``sessions.fail_open``)."""
         self.on_adopted: Callable[[str, SessionClaims], None] | None = None
+        self._transport_security = self.security_settings or TransportSecuritySettings(
+            enable_dns_rebinding_protection=False
+        )
+        """One settings model for every session's transport (the SDK builds one per session when given none)."""
 
     @contextlib.contextmanager
     def opening(self, body: bytes | None) -> Generator[None]:
@@ -173,7 +178,7 @@ class SessionManager(SDKSessionManager):
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
             event_store=self.event_store,
-            security_settings=self.security_settings,
+            security_settings=self._transport_security,
             retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
         )
