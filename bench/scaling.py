@@ -13,7 +13,9 @@ process; its resident memory (``VmRSS``) is read before and after opening ``--se
 2025-11-25 sessions (``initialize`` + ``notifications/initialized``, then nothing), and before
 and during ``--inflight`` concurrent 2026-07-28 calls of a tool that waits until released
 (``hold``), each on its own connection. Per session and per call = the growth ÷ the count. A
-first batch of sessions and calls warms the allocator and is not counted.
+first batch of sessions and calls warms the allocator and is not counted. ``--park SECONDS``
+serves with ``sessions.idle_timeout`` set to that and reads the memory again once the sessions
+have been idle that long (dropped from memory; their ids are adopted again on a next request).
 
 Both print a markdown section; ``--append FILE`` adds it to a results file (``RESULTS.md``).
 """
@@ -325,6 +327,9 @@ def memory_report(args: argparse.Namespace) -> str:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "scaling-memory.log"
     variant = bench.VARIANT_BY_KEY["mcplane"]
+    if args.park:
+        os.environ["MCPLANE_BENCH_SESSION_IDLE"] = str(args.park)
+    first = parked = 0
     with bench.http_server(variant, "http-2025", None, log, args.ready_timeout) as served:
         pid, port = served.pid, served.port
         asyncio.run(_sessions(port, args.warm_sessions))
@@ -333,6 +338,14 @@ def memory_report(args: argparse.Namespace) -> str:
         asyncio.run(_sessions(port, args.sessions))
         after = _settled_rss(pid)
         in_before, in_during = asyncio.run(_measure_inflight(port, pid, args.inflight))
+        if args.park:
+            # Once the sessions above were idle that long (dropped), a second batch reuses what they
+            # freed: the growth over its own idle period is what a dropped session keeps.
+            time.sleep(args.park + 2)
+            first = _settled_rss(pid)
+            asyncio.run(_sessions(port, args.sessions))
+            time.sleep(args.park + 2)
+            parked = _settled_rss(pid)
     per_session = (after - before) * 1024 / args.sessions
     per_call = (in_during - in_before) * 1024 / args.inflight
     lines = [
@@ -350,6 +363,12 @@ def memory_report(args: argparse.Namespace) -> str:
         f"| 2026-07-28 `tools/call` in flight (tool waiting, own connection) | {args.inflight} | {in_before:,} | "
         f"{in_during:,} | **{per_call / 1024:.1f} KiB** |",
     ]
+    if args.park:
+        lines.append(
+            f"| the same, then idle {args.park:g} s (`sessions.idle_timeout`: dropped, adopted again on a "
+            f"next request) | {args.sessions} | {first:,} | {parked:,} | "
+            f"**{(parked - first) / args.sessions:.1f} KiB** |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -364,6 +383,7 @@ def main() -> None:
     parser.add_argument("--warm-sessions", type=int, default=200)
     parser.add_argument("--inflight", type=int, default=500)
     parser.add_argument("--warm-inflight", type=int, default=100)
+    parser.add_argument("--park", type=float, default=0.0, help="sessions.idle_timeout in seconds (0: default)")
     parser.add_argument("--ready-timeout", type=float, default=60.0)
     parser.add_argument("--out-dir", default=str(HERE / "out"))
     parser.add_argument("--append", help="append the report to this markdown file")

@@ -12,6 +12,7 @@ each setting is lives in ``bench/observe.py``. Without it the process's logging 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def main() -> None:
     options = plane.config.http_options()
     if args.json:
         options["json_response"] = True
+    idle = os.environ.get("MCPLANE_BENCH_SESSION_IDLE")
+    if idle:  # ``scaling.py memory --park``: drop idle 2025-11-25 sessions after this many seconds
+        options["session_idle_timeout"] = float(idle)
     serve_http(plane, host="127.0.0.1", port=sock.getsockname()[1], sock=sock, **options)
 
 

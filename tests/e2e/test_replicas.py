@@ -67,12 +67,14 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def build_plane(name: str, label: str, *, keys: Sequence[str], redis_url: str | None) -> Plane:
+def build_plane(
+    name: str, label: str, *, keys: Sequence[str], redis_url: str | None, idle_timeout: float = 1800.0
+) -> Plane:
     """One replica's plane: same tools everywhere; ``where`` tells which replica served."""
     config = PlaneConfig.model_validate(
         {
             "server": {"name": name},
-            "sessions": {"keys": list(keys), "ttl": "10m"},
+            "sessions": {"keys": list(keys), "ttl": "10m", "idle_timeout": idle_timeout},
             "redis_url": redis_url,
             "observability": {"metrics": {"enabled": False}},
         }
@@ -330,6 +332,36 @@ async def test_without_shared_keys_sessions_stay_on_their_replica(redis_url: str
             session = await _open(http, ports[0])
             assert (await _post(http, ports[0], LIST_TOOLS, session)).status_code == 200
             assert _is_not_found(await _post(http, ports[1], LIST_TOOLS, session))
+
+
+async def test_an_idle_session_is_dropped_and_adopted_again_unless_its_get_stream_is_open() -> None:
+    """What an idle session costs (``sessions.idle_timeout``): nothing but its id, which the replica
+    that dropped it adopts again on the next request, as any replica would; DELETE still ends it."""
+    plane = build_plane("idle", "A", keys=[secrets.token_hex(32)], redis_url=None, idle_timeout=0.5)
+    app = plane.http_app()
+    async with serve(app) as port, httpx.AsyncClient(timeout=10) as http:
+        manager = app._manager
+        assert manager is not None
+        streaming, idle = await _open(http, port), await _open(http, port)
+        url = f"http://127.0.0.1:{port}/mcp"
+        get = {"accept": "text/event-stream", "mcp-protocol-version": "2025-11-25", "mcp-session-id": streaming}
+        async with http.stream("GET", url, headers=get) as stream:
+            assert stream.status_code == 200
+            await _wait_for(lambda: idle not in manager._server_instances)
+            # ``streaming`` went idle first, but an open GET stream holds it.
+            assert streaming in manager._server_instances
+        await _wait_for(lambda: streaming not in manager._server_instances)
+        add = {"name": "add", "arguments": {"a": 2, "b": 3}}
+        call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": add}
+        for session in (streaming, idle):
+            answer = await _post(http, port, call, session)
+            assert answer.status_code == 200
+            assert '"text":"5"' in answer.text.replace(" ", "")
+            assert session in manager._server_instances
+        await _wait_for(lambda: idle not in manager._server_instances)
+        assert (await http.delete(url, headers={**LEGACY, "mcp-session-id": idle})).status_code == 200
+        assert _is_not_found(await _post(http, port, LIST_TOOLS, idle))
+        assert (await _post(http, port, LIST_TOOLS, streaming)).status_code == 200
 
 
 # ------------------------------------------------------------------------- (c) the GET stream on another replica
