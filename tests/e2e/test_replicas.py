@@ -7,6 +7,7 @@ session affinity would.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -41,6 +42,7 @@ from mcplane import Context, Plane
 from mcplane.config import PlaneConfig
 from mcplane.transports.http import HTTPApp
 from mcplane.transports.sealing import SessionClaims, SessionSealer
+from mcplane.transports.tier.headers import HEADERS_KEY
 from tests.backends.harness import redis_answers
 
 REDIS_URL = os.environ.get("MCPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -362,6 +364,29 @@ async def test_an_idle_session_is_dropped_and_adopted_again_unless_its_get_strea
         assert (await http.delete(url, headers={**LEGACY, "mcp-session-id": idle})).status_code == 200
         assert _is_not_found(await _post(http, port, LIST_TOOLS, idle))
         assert (await _post(http, port, LIST_TOOLS, streaming)).status_code == 200
+
+
+def _request_scopes() -> int:
+    """HTTP request scopes still alive (the tier stores the decoded headers in each)."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, dict) and HEADERS_KEY in o)
+
+
+async def test_an_idle_session_keeps_no_request_alive() -> None:
+    """A session's server loop hands each message on and forgets the HTTP request it came in."""
+    plane = build_plane("idle", "A", keys=[secrets.token_hex(32)], redis_url=None)
+    app = plane.http_app()
+    async with serve(app) as port:
+        async with httpx.AsyncClient(timeout=10) as http:
+            sessions = [await _open(http, port) for _ in range(5)]
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            for session in sessions:
+                assert (await _post(http, port, initialized, session)).status_code == 202
+            assert (await _post(http, port, LIST_TOOLS, sessions[0])).status_code == 200
+        await _wait_for(lambda: _request_scopes() == 0)
+        manager = app._manager
+        assert manager is not None
+        assert all(session in manager._server_instances for session in sessions)
 
 
 # ------------------------------------------------------------------------- (c) the GET stream on another replica

@@ -91,7 +91,7 @@ class SessionTransport(SDKSessionTransport):
         async with super().connect() as (read_stream, write_stream):
             self.server_write = write_stream
             try:
-                yield read_stream, _Relaying(write_stream, self)
+                yield _Releasing(read_stream), _Relaying(write_stream, self)
             finally:
                 self.server_write = None
 
@@ -135,6 +135,55 @@ class _Relaying:
         await self._inner.aclose()
 
     async def __aenter__(self) -> _Relaying:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _Releasing:
+    """The server loop's read stream: each message is handed on as a copy whose metadata (the HTTP
+    request it came in: scope, headers, body, the ASGI cycle) is dropped when the loop asks for the
+    next message. By then the loop has dispatched it (its handler was given the metadata itself),
+    and an idle session would otherwise keep its last request alive until the next one (≈ 5 KiB)."""
+
+    __slots__ = ("_inner", "_last")
+
+    def __init__(self, inner: ReadStream[SessionMessage | Exception]) -> None:
+        self._inner = inner
+        self._last: SessionMessage | None = None
+
+    @property
+    def last_context(self) -> Any:
+        """The sender's context snapshot, which the SDK's loop reads from its read stream."""
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        last = self._last
+        if last is not None:
+            self._last = None
+            last.metadata = None
+        item = await self._inner.receive()
+        if isinstance(item, SessionMessage):
+            item = self._last = SessionMessage(item.message, item.metadata)
+        return item
+
+    def __aiter__(self) -> _Releasing:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._last = None
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _Releasing:
         return self
 
     async def __aexit__(
