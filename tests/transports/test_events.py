@@ -49,3 +49,28 @@ async def test_keeps_only_the_newest_events() -> None:
     newest = await store.store_event("a", _note(3))
     assert await _replay(store, oldest) == (None, [])
     assert await _replay(store, middle) == ("a", [(newest, _note(3))])
+
+
+async def test_a_session_replays_only_its_own_events() -> None:
+    store = MemoryEventStore()
+    alice, bob = store.for_session("session-a"), store.for_session("session-b")
+    a_first = await alice.store_event("_GET_stream", _note(1))
+    b_first = await bob.store_event("_GET_stream", _note(2))  # the SDK names every GET stream alike
+    a_second = await alice.store_event("_GET_stream", _note(3))
+    b_second = await bob.store_event("_GET_stream", _note(4))
+
+    seen: list[tuple[str, object]] = []
+
+    async def collect(event: EventMessage) -> None:
+        seen.append((event.event_id or "", event.message))
+
+    assert await alice.replay_events_after(a_first, collect) == "_GET_stream"
+    assert seen == [(a_second, _note(3))]
+    seen.clear()
+    assert await bob.replay_events_after(b_first, collect) == "_GET_stream"
+    assert seen == [(b_second, _note(4))]
+    seen.clear()
+    # Another session's event id (a counter: easy to guess) resumes nothing.
+    assert await bob.replay_events_after(a_first, collect) is None
+    assert await store.replay_events_after(a_first, collect) is None
+    assert seen == []

@@ -40,7 +40,7 @@ from anyio.abc import TaskStatus
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext, authorization_context
 from mcp.server.connection import Connection
 from mcp.server.runner import serve_connection
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
@@ -50,6 +50,7 @@ from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
 from mcplane.sdk_adapter.sessions import SDKSessionManager, SDKSessionTransport
+from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class SessionManager(SDKSessionManager):
         transport = SessionTransport(
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
-            event_store=self.event_store,
+            event_store=self._events_of(session_id),
             security_settings=self._transport_security,
             retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
@@ -234,6 +235,11 @@ class SessionManager(SDKSessionManager):
         if self.fanout is not None:
             transport.relay = self._relay
         return transport
+
+    def _events_of(self, session_id: str) -> EventStore | None:
+        """The event store as this session sees it: its own events only (see :mod:`mcplane.transports.events`)."""
+        store = self.event_store
+        return store.for_session(session_id) if isinstance(store, MemoryEventStore) else store
 
     def _relay(self, session_id: str, message: dict[str, Any]) -> None:
         if self.fanout is not None:
