@@ -77,6 +77,10 @@ _FAST_CHECKS: dict[int, tuple[dict[str, Any], jsonschema_rs.Validator | None]] =
 """Per output schema (by identity, the schema kept so its id is not reused): a compiled Rust
 validator, or ``None`` when the schema is one only the SDK's own validator may judge."""
 _FAST_CHECKS_MAX = 1024
+_COMPILED: dict[bytes, jsonschema_rs.Validator | None] = {}
+"""Per output schema's text (keys sorted): what :func:`_compile` made of it. A gateway re-lists its
+upstream's tools every health-check interval, and each listing brings new schema objects with the
+same content: they take the validator already compiled (a compile costs milliseconds)."""
 _SDK_ONLY = (b'"$ref"', b'"$dynamicRef"', b'"$recursiveRef"', b'"pattern', b'"$id"', b'"$anchor"', b'"$dynamicAnchor"')
 """Keywords whose meaning could differ between the two validators (reference resolution, regular
 expression dialects): a schema that names one is always left to the SDK's validator."""
@@ -102,7 +106,7 @@ def output_known_valid(session: ClientSession, name: str, result: CallToolResult
         return False
     entry = _FAST_CHECKS.get(id(schema))
     if entry is None or entry[0] is not schema:
-        entry = (schema, _compile(schema))
+        entry = (schema, _compiled(schema))
         if len(_FAST_CHECKS) >= _FAST_CHECKS_MAX:
             _FAST_CHECKS.clear()
         _FAST_CHECKS[id(schema)] = entry
@@ -115,14 +119,25 @@ def output_known_valid(session: ClientSession, name: str, result: CallToolResult
         return False
 
 
-def _compile(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+    """:func:`_compile` of ``schema``, from :data:`_COMPILED` when a schema of the same text was seen."""
+    try:
+        text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    if text in _COMPILED:
+        return _COMPILED[text]
+    validator = _compile(schema, text)
+    if len(_COMPILED) >= _FAST_CHECKS_MAX:
+        _COMPILED.clear()
+    _COMPILED[text] = validator
+    return validator
+
+
+def _compile(schema: dict[str, Any], text: bytes) -> jsonschema_rs.Validator | None:
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
 
-    try:
-        text = orjson.dumps(schema)
-    except TypeError:
-        return None
     if any(keyword in text for keyword in _SDK_ONLY):
         return None
     try:
