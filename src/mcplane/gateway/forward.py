@@ -69,6 +69,7 @@ from mcplane.sdk_adapter.client import (
     later_revision_fields,
     negotiated_version,
     output_known_valid,
+    plain_tool_result,
     relist_tool,
     send_raw,
     stamp,
@@ -242,12 +243,13 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             if version not in MODERN_PROTOCOL_VERSIONS:
                 raise _invalid(f"{request.what} answered input_required on a 2025-11-25 session")
             return without_server_info(InputRequiredResult.model_validate(raw, by_name=False))
-        try:
-            _methods.validate_server_result(method, version, raw)
-        except KeyError:
-            pass
-        if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
-            raw = {key: value for key, value in raw.items() if key not in foreign}
+        if method != "tools/call" or not plain_tool_result(raw, version):  # a plain result passes both
+            try:
+                _methods.validate_server_result(method, version, raw)
+            except KeyError:
+                pass
+            if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
+                raw = {key: value for key, value in raw.items() if key not in foreign}
         if method == "tools/call":
             result = call_tool_result(session, raw)
             if (

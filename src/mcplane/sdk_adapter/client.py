@@ -24,6 +24,7 @@ from mcp.client.session import (
 )
 from mcp.shared.dispatcher import CallOptions
 from mcp_types import CallToolResult
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 __all__ = [
     "call_tool_result",
@@ -31,6 +32,7 @@ __all__ = [
     "later_revision_fields",
     "negotiated_version",
     "output_known_valid",
+    "plain_tool_result",
     "relist_tool",
     "send_raw",
     "stamp",
@@ -66,6 +68,43 @@ def call_tool_result(session: ClientSession, raw: dict[str, Any]) -> Any:
     extension's result type it negotiated); raises ``pydantic.ValidationError``."""
     result: CallToolResult | Any = session._call_tool_adapter.validate_python(raw, by_name=False)  # pyright: ignore[reportPrivateUsage]
     return result
+
+
+_PLAIN_KEYS = frozenset({"content", "structuredContent", "isError", "_meta"})
+_PLAIN_KEYS_MODERN = _PLAIN_KEYS | {"resultType"}
+_TEXT_BLOCK_KEYS = frozenset({"type", "text"})
+_EMPTY: dict[str, Any] = {}
+
+
+def plain_tool_result(raw: dict[str, Any], version: str) -> bool:
+    """True when a raw ``tools/call`` result is one the per-version result check
+    (``validate_server_result``) passes and that has no key of a later revision, known without
+    running it: text blocks only (``type`` and ``text``, nothing else), an optional structured
+    object, a boolean ``isError``, a ``_meta`` object (free-form at every revision) and, at
+    2026-07-28, ``resultType: "complete"`` (which that revision requires). ``False`` means only "run the check".
+    ``tests/sdk_compat/test_plain_result.py`` holds it against the check at every revision.
+    """
+    if version in MODERN_PROTOCOL_VERSIONS:
+        if not raw.keys() <= _PLAIN_KEYS_MODERN or raw.get("resultType") != "complete":
+            return False
+    elif version not in HANDSHAKE_PROTOCOL_VERSIONS or not raw.keys() <= _PLAIN_KEYS:
+        return False
+    if not isinstance(raw.get("isError", False), bool):
+        return False
+    if not isinstance(raw.get("structuredContent", _EMPTY), dict) or not isinstance(raw.get("_meta", _EMPTY), dict):
+        return False
+    content = raw.get("content")
+    if not isinstance(content, list):
+        return False
+    for block in content:  # pyright: ignore[reportUnknownVariableType]
+        if (
+            not isinstance(block, dict)
+            or block.keys() != _TEXT_BLOCK_KEYS
+            or block["type"] != "text"
+            or not isinstance(block["text"], str)
+        ):
+            return False
+    return True
 
 
 async def relist_tool(client: Client, name: str) -> None:
