@@ -192,6 +192,16 @@ class _Connection(asyncio.Protocol):
 
     async def read(self) -> bytes:
         """The whole body (at most ``max_answer_bytes``), taken as it arrives so the socket never stalls."""
+        if self.done and self.error is None:  # all of it is here already (the usual small answer)
+            if self.buffered > self.max_answer_bytes:
+                raise answer_too_large(self.max_answer_bytes)
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            self.buffered = 0
+            if self.paused and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
+            return data
         parts: list[bytes] = []
         async for data in self.pieces():
             parts.append(data)
