@@ -74,7 +74,7 @@ from mcplane.sdk_adapter.client import (
     send_raw,
     stamp,
 )
-from mcplane.sdk_adapter.context import request_context_of
+from mcplane.sdk_adapter.context import input_params_of, request_context_of
 
 if TYPE_CHECKING:
     from mcplane.context import Context
@@ -140,7 +140,7 @@ class Caller:
         level: Any = ctx.request_meta.get(LOG_LEVEL_META_KEY) if modern else "debug"
         responses: Any = None
         state: str | None = None
-        params: Any = getattr(ctx, "_input_params", None)
+        params: Any = input_params_of(ctx)
         answers: Any = getattr(params, "input_responses", None)
         if isinstance(answers, Mapping) and answers:
             responses = {key: _wire(value) for key, value in cast("Mapping[str, Any]", answers).items()}
