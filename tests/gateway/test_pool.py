@@ -381,3 +381,31 @@ async def test_a_proxy_from_the_environment_keeps_httpx(monkeypatch: pytest.Monk
         assert pool.raw_pool_for(proxied, "http://upstream.example:8000/mcp", None) is None
     async with httpx2.AsyncClient(trust_env=False) as direct:
         assert pool.raw_pool_for(direct, "http://upstream.example:8000/mcp", None) is not None
+
+
+def test_the_lane_request_head_is_the_merged_head_each_time() -> None:
+    """The lean lane keeps request heads by the call's headers: the same bytes as building them
+    afresh, a value only ``httpx`` should judge refused every time, a caller's identity never kept."""
+    from mcplane.gateway.identity import call_headers
+    from mcplane.gateway.lean import LeanLane
+
+    lane = LeanLane("http://127.0.0.1:9/mcp")
+    lane._client_headers = {"user-agent": ("User-Agent", "ua/1"), "accept": ("Accept", "*/*")}  # pyright: ignore[reportPrivateUsage]
+    p = Pool("http://127.0.0.1:9/mcp", None)
+    headers = {"accept": "application/json", "mcp-session-id": "s1"}
+    expected = p.head([("User-Agent", "ua/1"), ("accept", "application/json"), ("mcp-session-id", "s1")], 12)
+    for _ in range(2):
+        assert lane._raw_head(p, dict(headers), 12) == expected  # pyright: ignore[reportPrivateUsage]
+    assert lane._raw_head(p, dict(headers), 7) == expected.replace(b"length: 12", b"length: 7")  # pyright: ignore[reportPrivateUsage]
+    for _ in range(2):
+        assert lane._raw_head(p, {"x-bad": "a\r\nb"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+        assert lane._raw_head(p, {"x-wide": "é€"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+    kept = len(lane._heads)  # pyright: ignore[reportPrivateUsage]
+    token = call_headers.set({"authorization": "Bearer caller"})
+    try:
+        head = lane._raw_head(p, {**headers, "authorization": "Bearer caller"}, 1)  # pyright: ignore[reportPrivateUsage]
+    finally:
+        call_headers.reset(token)
+    assert head is not None
+    assert b"authorization: Bearer caller\r\n" in head
+    assert len(lane._heads) == kept  # pyright: ignore[reportPrivateUsage]

@@ -349,9 +349,12 @@ class Pool:
     def head(self, headers: list[tuple[str, str]], length: int) -> bytes:
         """The request's head: ``POST`` to the endpoint with ``headers`` (names and values checked by
         the caller) and ``Content-Length: length``."""
+        return self.prefix(headers) + b"content-length: %d\r\n\r\n" % length
+
+    def prefix(self, headers: list[tuple[str, str]]) -> bytes:
+        """:meth:`head` up to its ``Content-Length`` line (what requests with the same headers share)."""
         lines = [f"POST {self.target} HTTP/1.1\r\nhost: {self.authority}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        lines.append(f"content-length: {length}\r\n\r\n")
         return "".join(lines).encode("latin-1")
 
     def close(self) -> None:
