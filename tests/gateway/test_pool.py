@@ -21,6 +21,7 @@ import httpx2
 import pytest
 
 from mcplane.client._errors import is_transport_error  # pyright: ignore[reportPrivateUsage]
+from mcplane.errors import UpstreamError
 from mcplane.gateway import Gateway, pool
 from mcplane.gateway.pool import Pool
 from mcplane.tls import client_context
@@ -292,6 +293,34 @@ async def case_a_cancelled_exchange_closes_its_connection(tmp_path: Path) -> Non
             await served.closed.wait()  # the upstream saw the connection go
 
 
+async def case_an_answer_over_the_cap_that_arrived_whole_is_refused(tmp_path: Path) -> None:
+    big = b"x" * 64
+
+    async def answer(served: Served, writer: asyncio.StreamWriter, body: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(big), big))
+        return True
+
+    async with server(answer) as served:
+        p = Pool(f"http://127.0.0.1:{served.port}/mcp", None)
+        body = b"{}"
+        conn = await p.request(p.head([], len(body)), body)
+        await until(lambda: conn.done)  # the whole answer is in before it is read
+        conn.max_answer_bytes = len(big)
+        assert await conn.read() == big  # at the cap: read whole
+        p.release(conn)
+        assert len(p.idle) == 1
+        conn = await p.request(p.head([], len(body)), body)
+        await until(lambda: conn.done)
+        conn.max_answer_bytes = len(big) - 1
+        with pytest.raises(UpstreamError) as caught:
+            await conn.read()
+        assert caught.value.code == "upstream_error"
+        p.release(conn, discard=True)
+        assert p.open == 0
+        p.close()
+    assert served.connections == 1
+
+
 POOL_CASES = [
     case_calls_in_sequence_share_one_connection,
     case_concurrent_calls_open_connections_up_to_the_bound_and_reuse_them,
@@ -303,6 +332,7 @@ POOL_CASES = [
     case_chunked_answers_are_read_whole_and_the_connection_reused,
     case_a_tls_upstream_with_the_configured_server_name,
     case_a_cancelled_exchange_closes_its_connection,
+    case_an_answer_over_the_cap_that_arrived_whole_is_refused,
 ]
 
 
@@ -351,3 +381,31 @@ async def test_a_proxy_from_the_environment_keeps_httpx(monkeypatch: pytest.Monk
         assert pool.raw_pool_for(proxied, "http://upstream.example:8000/mcp", None) is None
     async with httpx2.AsyncClient(trust_env=False) as direct:
         assert pool.raw_pool_for(direct, "http://upstream.example:8000/mcp", None) is not None
+
+
+def test_the_lane_request_head_is_the_merged_head_each_time() -> None:
+    """The lean lane keeps request heads by the call's headers: the same bytes as building them
+    afresh, a value only ``httpx`` should judge refused every time, a caller's identity never kept."""
+    from mcplane.gateway.identity import call_headers
+    from mcplane.gateway.lean import LeanLane
+
+    lane = LeanLane("http://127.0.0.1:9/mcp")
+    lane._client_headers = {"user-agent": ("User-Agent", "ua/1"), "accept": ("Accept", "*/*")}  # pyright: ignore[reportPrivateUsage]
+    p = Pool("http://127.0.0.1:9/mcp", None)
+    headers = {"accept": "application/json", "mcp-session-id": "s1"}
+    expected = p.head([("User-Agent", "ua/1"), ("accept", "application/json"), ("mcp-session-id", "s1")], 12)
+    for _ in range(2):
+        assert lane._raw_head(p, dict(headers), 12) == expected  # pyright: ignore[reportPrivateUsage]
+    assert lane._raw_head(p, dict(headers), 7) == expected.replace(b"length: 12", b"length: 7")  # pyright: ignore[reportPrivateUsage]
+    for _ in range(2):
+        assert lane._raw_head(p, {"x-bad": "a\r\nb"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+        assert lane._raw_head(p, {"x-wide": "é€"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+    kept = len(lane._heads)  # pyright: ignore[reportPrivateUsage]
+    token = call_headers.set({"authorization": "Bearer caller"})
+    try:
+        head = lane._raw_head(p, {**headers, "authorization": "Bearer caller"}, 1)  # pyright: ignore[reportPrivateUsage]
+    finally:
+        call_headers.reset(token)
+    assert head is not None
+    assert b"authorization: Bearer caller\r\n" in head
+    assert len(lane._heads) == kept  # pyright: ignore[reportPrivateUsage]

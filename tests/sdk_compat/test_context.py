@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from mcplane import Context, Plane
 from mcplane.context import Principal
-from mcplane.sdk_adapter.context import PRIVATE_NAMES, request_context_of, server_of
+from mcplane.sdk_adapter.context import PRIVATE_NAMES, input_params_of, request_context_of, server_of
 
 
 def arguments(plane: Plane) -> dict[str, Any]:
@@ -72,6 +72,16 @@ def test_request_context_of_reads_what_the_attribute_holds() -> None:
     assert request_context_of(ctx) is marker
     assert request_context_of(ctx) is ctx._request_context  # pyright: ignore[reportPrivateUsage]
     assert request_context_of(SDKContext()) is None
+
+
+def test_input_params_of_reads_what_the_attribute_holds() -> None:
+    marker = object()
+    ctx = SDKContext(input_params=marker)  # pyright: ignore[reportArgumentType]
+    assert input_params_of(ctx) is marker
+    assert input_params_of(ctx) is ctx._input_params  # pyright: ignore[reportPrivateUsage]
+    plain = SDKContext()
+    assert input_params_of(plain) is None
+    assert plain._input_params is None  # pyright: ignore[reportPrivateUsage]
 
 
 def test_the_plane_makes_its_contexts_with_for_call() -> None:

@@ -94,3 +94,30 @@ def test_a_changed_schema_is_compiled_again() -> None:
         "properties": {"result": {"type": "integer"}},
     }
     assert output_known_valid(session, "tool", result) is False
+
+
+def test_a_relisted_schema_of_the_same_content_is_not_compiled_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mcplane.sdk_adapter.client as client_module
+
+    compiled: list[object] = []
+    original = client_module.__dict__["_compile"]
+
+    def counting(schema: dict[str, Any], text: bytes) -> Any:
+        compiled.append(schema)
+        return original(schema, text)
+
+    monkeypatch.setattr(client_module, "_compile", counting)
+    schema = {"type": "object", "properties": {"relisted": {"type": "string"}}, "required": ["relisted"]}
+    session = session_with("tool", schema)
+    good = CallToolResult(content=[], structured_content={"relisted": "x"})
+    bad = CallToolResult(content=[], structured_content={"relisted": 1})
+    assert output_known_valid(session, "tool", good) is True
+    # The health check's re-listing: a new object, same content (keys in another order).
+    session._tool_output_schemas["tool"] = {  # pyright: ignore[reportPrivateUsage]
+        "required": ["relisted"],
+        "properties": {"relisted": {"type": "string"}},
+        "type": "object",
+    }
+    assert output_known_valid(session, "tool", good) is True
+    assert output_known_valid(session, "tool", bad) is False
+    assert len(compiled) == 1

@@ -69,11 +69,12 @@ from mcplane.sdk_adapter.client import (
     later_revision_fields,
     negotiated_version,
     output_known_valid,
+    plain_tool_result,
     relist_tool,
     send_raw,
     stamp,
 )
-from mcplane.sdk_adapter.context import request_context_of
+from mcplane.sdk_adapter.context import input_params_of, request_context_of
 
 if TYPE_CHECKING:
     from mcplane.context import Context
@@ -139,7 +140,7 @@ class Caller:
         level: Any = ctx.request_meta.get(LOG_LEVEL_META_KEY) if modern else "debug"
         responses: Any = None
         state: str | None = None
-        params: Any = getattr(ctx, "_input_params", None)
+        params: Any = input_params_of(ctx)
         answers: Any = getattr(params, "input_responses", None)
         if isinstance(answers, Mapping) and answers:
             responses = {key: _wire(value) for key, value in cast("Mapping[str, Any]", answers).items()}
@@ -242,12 +243,13 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             if version not in MODERN_PROTOCOL_VERSIONS:
                 raise _invalid(f"{request.what} answered input_required on a 2025-11-25 session")
             return without_server_info(InputRequiredResult.model_validate(raw, by_name=False))
-        try:
-            _methods.validate_server_result(method, version, raw)
-        except KeyError:
-            pass
-        if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
-            raw = {key: value for key, value in raw.items() if key not in foreign}
+        if method != "tools/call" or not plain_tool_result(raw, version):  # a plain result passes both
+            try:
+                _methods.validate_server_result(method, version, raw)
+            except KeyError:
+                pass
+            if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
+                raw = {key: value for key, value in raw.items() if key not in foreign}
         if method == "tools/call":
             result = call_tool_result(session, raw)
             if (

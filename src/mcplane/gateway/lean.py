@@ -103,6 +103,8 @@ _INPUT_REQUEST: TypeAdapter[InputRequest] = TypeAdapter(InputRequest)
 _CANCEL_TIMEOUT = 2.0
 _FIRST_ID = 1 << 40
 """Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
+_MAX_HEADS = 256
+"""Request heads a lane keeps (calls differ by tool name, caller identity headers)."""
 _NOT_SENT_RAW = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
 """Headers of the ``httpx`` client the raw pool writes itself or leaves out (it asks for no compression)."""
 
@@ -127,6 +129,8 @@ class LeanLane:
         self._on_list_changed = on_list_changed
         self._ids = itertools.count(_FIRST_ID)
         self._client_headers: dict[str, tuple[str, str]] = {}
+        self._heads: dict[tuple[tuple[str, str], ...], bytes | None] = {}
+        """Request heads (without ``Content-Length``) by the call's headers; ``None``: not for the raw pool."""
 
     @asynccontextmanager
     async def transport(self, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
@@ -144,6 +148,7 @@ class LeanLane:
             self._client_headers = {
                 name.lower(): (name, value) for name, value in http.headers.items() if name.lower() not in _NOT_SENT_RAW
             }
+            self._heads = {}
             try:
                 async with streamable_http_client(self.url, http_client=http) as streams:
                     yield streams
@@ -223,6 +228,24 @@ class LeanLane:
     def _raw_head(self, pool: Pool, headers: dict[str, str], length: int) -> bytes | None:
         """The request head for the raw pool: the client's headers overridden by the call's, as
         ``httpx`` merges them; ``None`` when a value is one ``httpx`` should judge (CR, LF, non-Latin-1)."""
+        if call_headers.get() is not None:  # a caller's credentials: not kept past its call
+            return self._prefix_with(pool, headers, length)
+        key = tuple(headers.items())
+        heads = self._heads
+        if key in heads:
+            prefix = heads[key]
+        else:
+            prefix = self._prefix(pool, headers)
+            if len(heads) >= _MAX_HEADS:
+                heads.clear()
+            heads[key] = prefix
+        return None if prefix is None else prefix + b"content-length: %d\r\n\r\n" % length
+
+    def _prefix_with(self, pool: Pool, headers: dict[str, str], length: int) -> bytes | None:
+        prefix = self._prefix(pool, headers)
+        return None if prefix is None else prefix + b"content-length: %d\r\n\r\n" % length
+
+    def _prefix(self, pool: Pool, headers: dict[str, str]) -> bytes | None:
         own = {name.lower() for name in headers}
         merged = [pair for key, pair in self._client_headers.items() if key not in own]
         merged.extend(headers.items())
@@ -230,7 +253,7 @@ class LeanLane:
             if "\r" in value or "\n" in value:
                 return None
         try:
-            return pool.head(merged, length)
+            return pool.prefix(merged)
         except UnicodeEncodeError:
             return None
 

@@ -192,6 +192,16 @@ class _Connection(asyncio.Protocol):
 
     async def read(self) -> bytes:
         """The whole body (at most ``max_answer_bytes``), taken as it arrives so the socket never stalls."""
+        if self.done and self.error is None:  # all of it is here already (the usual small answer)
+            if self.buffered > self.max_answer_bytes:
+                raise answer_too_large(self.max_answer_bytes)
+            data = b"".join(self.chunks)
+            self.chunks.clear()
+            self.buffered = 0
+            if self.paused and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
+            return data
         parts: list[bytes] = []
         async for data in self.pieces():
             parts.append(data)
@@ -339,9 +349,12 @@ class Pool:
     def head(self, headers: list[tuple[str, str]], length: int) -> bytes:
         """The request's head: ``POST`` to the endpoint with ``headers`` (names and values checked by
         the caller) and ``Content-Length: length``."""
+        return self.prefix(headers) + b"content-length: %d\r\n\r\n" % length
+
+    def prefix(self, headers: list[tuple[str, str]]) -> bytes:
+        """:meth:`head` up to its ``Content-Length`` line (what requests with the same headers share)."""
         lines = [f"POST {self.target} HTTP/1.1\r\nhost: {self.authority}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        lines.append(f"content-length: {length}\r\n\r\n")
         return "".join(lines).encode("latin-1")
 
     def close(self) -> None:

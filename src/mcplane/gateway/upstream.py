@@ -127,6 +127,8 @@ class Upstream:
         """Tells gateway clients when this upstream's catalog changes (set while the gateway runs)."""
         self.metrics: Metrics | None = None
         """Counts attempts by outcome (set while the gateway runs with metrics on)."""
+        self._counted: tuple[Metrics | None, dict[tuple[str, str], Any]] = (None, {})
+        """The ``upstream_calls`` series by endpoint and outcome, of the metrics they belong to."""
         self.exchange = TokenExchange(name, config.identity) if config.identity.mode == "exchange" else None
         """``identity: exchange``: the caller's token exchanged for this upstream's (cached)."""
 
@@ -228,6 +230,19 @@ class Upstream:
         assert last is not None
         raise last
 
+    def _count(self, metrics: Metrics, endpoint: str, outcome: str) -> None:
+        """One attempt in ``mcplane_upstream_calls_total`` (the labelled series looked up once)."""
+        owner, series = self._counted
+        if owner is not metrics:
+            series = {}
+            self._counted = (metrics, series)
+        counter = series.get((endpoint, outcome))
+        if counter is None:
+            counter = series[endpoint, outcome] = metrics.upstream_calls.labels(
+                upstream=self.name, endpoint=endpoint, outcome=outcome
+            )
+        counter.inc()
+
     async def _attempt(
         self, endpoint: EndpointConnection, send: Send, ctx: Context, what: str, own_timeout: float | None = None
     ) -> Any:
@@ -326,8 +341,8 @@ class Upstream:
             current_caller.reset(caller_token)
             if headers_token is not None:
                 call_headers.reset(headers_token)
-            if self.metrics is not None:
-                self.metrics.upstream_calls.labels(upstream=self.name, endpoint=endpoint.label, outcome=outcome).inc()
+            if (metrics := self.metrics) is not None:
+                self._count(metrics, endpoint.label, outcome)
             if verdict is True:
                 breaker.success()
             elif verdict is False:

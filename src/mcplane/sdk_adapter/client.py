@@ -24,6 +24,7 @@ from mcp.client.session import (
 )
 from mcp.shared.dispatcher import CallOptions
 from mcp_types import CallToolResult
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 __all__ = [
     "call_tool_result",
@@ -31,6 +32,7 @@ __all__ = [
     "later_revision_fields",
     "negotiated_version",
     "output_known_valid",
+    "plain_tool_result",
     "relist_tool",
     "send_raw",
     "stamp",
@@ -68,6 +70,43 @@ def call_tool_result(session: ClientSession, raw: dict[str, Any]) -> Any:
     return result
 
 
+_PLAIN_KEYS = frozenset({"content", "structuredContent", "isError", "_meta"})
+_PLAIN_KEYS_MODERN = _PLAIN_KEYS | {"resultType"}
+_TEXT_BLOCK_KEYS = frozenset({"type", "text"})
+_EMPTY: dict[str, Any] = {}
+
+
+def plain_tool_result(raw: dict[str, Any], version: str) -> bool:
+    """True when a raw ``tools/call`` result is one the per-version result check
+    (``validate_server_result``) passes and that has no key of a later revision, known without
+    running it: text blocks only (``type`` and ``text``, nothing else), an optional structured
+    object, a boolean ``isError``, a ``_meta`` object (free-form at every revision) and, at
+    2026-07-28, ``resultType: "complete"`` (which that revision requires). ``False`` means only "run the check".
+    ``tests/sdk_compat/test_plain_result.py`` holds it against the check at every revision.
+    """
+    if version in MODERN_PROTOCOL_VERSIONS:
+        if not raw.keys() <= _PLAIN_KEYS_MODERN or raw.get("resultType") != "complete":
+            return False
+    elif version not in HANDSHAKE_PROTOCOL_VERSIONS or not raw.keys() <= _PLAIN_KEYS:
+        return False
+    if not isinstance(raw.get("isError", False), bool):
+        return False
+    if not isinstance(raw.get("structuredContent", _EMPTY), dict) or not isinstance(raw.get("_meta", _EMPTY), dict):
+        return False
+    content = raw.get("content")
+    if not isinstance(content, list):
+        return False
+    for block in content:  # pyright: ignore[reportUnknownVariableType]
+        if (
+            not isinstance(block, dict)
+            or block.keys() != _TEXT_BLOCK_KEYS
+            or block["type"] != "text"
+            or not isinstance(block["text"], str)
+        ):
+            return False
+    return True
+
+
 async def relist_tool(client: Client, name: str) -> None:
     """Re-list the upstream's tools until ``name`` is seen (the SDK client's recovery from ``-32020``)."""
     await client._relist_tool(name)  # pyright: ignore[reportPrivateUsage]
@@ -77,6 +116,10 @@ _FAST_CHECKS: dict[int, tuple[dict[str, Any], jsonschema_rs.Validator | None]] =
 """Per output schema (by identity, the schema kept so its id is not reused): a compiled Rust
 validator, or ``None`` when the schema is one only the SDK's own validator may judge."""
 _FAST_CHECKS_MAX = 1024
+_COMPILED: dict[bytes, jsonschema_rs.Validator | None] = {}
+"""Per output schema's text (keys sorted): what :func:`_compile` made of it. A gateway re-lists its
+upstream's tools every health-check interval, and each listing brings new schema objects with the
+same content: they take the validator already compiled (a compile costs milliseconds)."""
 _SDK_ONLY = (b'"$ref"', b'"$dynamicRef"', b'"$recursiveRef"', b'"pattern', b'"$id"', b'"$anchor"', b'"$dynamicAnchor"')
 """Keywords whose meaning could differ between the two validators (reference resolution, regular
 expression dialects): a schema that names one is always left to the SDK's validator."""
@@ -102,7 +145,7 @@ def output_known_valid(session: ClientSession, name: str, result: CallToolResult
         return False
     entry = _FAST_CHECKS.get(id(schema))
     if entry is None or entry[0] is not schema:
-        entry = (schema, _compile(schema))
+        entry = (schema, _compiled(schema))
         if len(_FAST_CHECKS) >= _FAST_CHECKS_MAX:
             _FAST_CHECKS.clear()
         _FAST_CHECKS[id(schema)] = entry
@@ -115,14 +158,25 @@ def output_known_valid(session: ClientSession, name: str, result: CallToolResult
         return False
 
 
-def _compile(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator | None:
+    """:func:`_compile` of ``schema``, from :data:`_COMPILED` when a schema of the same text was seen."""
+    try:
+        text = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    if text in _COMPILED:
+        return _COMPILED[text]
+    validator = _compile(schema, text)
+    if len(_COMPILED) >= _FAST_CHECKS_MAX:
+        _COMPILED.clear()
+    _COMPILED[text] = validator
+    return validator
+
+
+def _compile(schema: dict[str, Any], text: bytes) -> jsonschema_rs.Validator | None:
     from jsonschema import SchemaError
     from jsonschema.validators import validator_for
 
-    try:
-        text = orjson.dumps(schema)
-    except TypeError:
-        return None
     if any(keyword in text for keyword in _SDK_ONLY):
         return None
     try:
