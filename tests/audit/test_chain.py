@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import hashlib
 import uuid
 from typing import Any
 
@@ -138,3 +139,22 @@ def test_a_chain_of_hostile_records_verifies() -> None:
     report = verify_lines(lines)
     assert report.ok, report.render()
     assert report.count == len(HOSTILE)
+
+
+PLAIN_ENTRIES: list[dict[str, Any]] = [
+    {"name": "échø ✓ 日本語 🚀", "args_sha256": "0" * 64, "duration_ms": 0.1},
+    {"name": "floats", "values": [0.1, 1e300, -0.0, 5e-324, 1.5, 2.0**53 + 1], "tenant": None},
+    {"z": {"b": [1, {"y": 2, "x": 3}], "a": "\u2028\x00\x1f"}, "a": True, "m": '\\"quoted"'},
+    {"hashish": 1, "has": 2, "hash_": 3, "h": 4, "i": 5},  # keys that sort around "hash"
+    {},
+]
+
+
+@pytest.mark.parametrize("entry", PLAIN_ENTRIES)
+def test_seal_hashes_the_canonical_record_without_its_hash(entry: dict[str, Any]) -> None:
+    record = seal(entry, 7, "f" * 64)
+    without = {key: value for key, value in record.items() if key != "hash"}
+    assert record["hash"] == hashlib.sha256(canonical(without)).hexdigest() == record_hash(record)
+    line = canonical(record)
+    assert line == orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    assert record_hash(orjson.loads(line)) == record["hash"]

@@ -322,5 +322,5 @@ def seal(entry: Mapping[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
     if clash:
         raise ValueError(f"an audit entry may not set chain fields: {sorted(clash)}")
     record: dict[str, Any] = {**entry, "v": FORMAT_VERSION, "seq": seq, "prev_hash": prev_hash}
-    record["hash"] = record_hash(record)
+    record["hash"] = sha256_hex(canonical(record))  # record_hash(record): it has no "hash" yet
     return record

@@ -306,14 +306,16 @@ class JsonlSink:
             self._opened = True
         seq, prev = head.seq, head.hash
         records: list[dict[str, Any]] = []
-        data = bytearray()
+        lines: list[bytes] = []
         for entry in entries:
             record = seal(entry, seq + 1, prev)
             seq, prev = record["seq"], record["hash"]
             records.append(record)
-            data += canonical(record) + b"\n"
+            lines.append(canonical(record))
+        lines.append(b"")
+        data = b"\n".join(lines)
         try:
-            _write_all(fd, bytes(data))
+            _write_all(fd, data)
             self._dirty = True
             self._sync(fd, inline)
         except BaseException:
