@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from mcplane import Context
-from mcplane.audit.entry import request_facts
+from mcplane.audit.entry import bounded_text, request_facts
 from mcplane.audit.forwarded import TrustedProxies
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -40,3 +42,19 @@ def test_long_values_are_capped_and_missing_ones_empty() -> None:
     assert facts.user_agent == "x" * 256
     assert request_facts(_context((b"user-agent", b"a\x00b"))).user_agent == "a\\u0000b"
     assert (facts.trace_id, facts.session_id) == ("", "")
+
+
+class _Text(str):
+    __slots__ = ()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "127.0.0.1", "x" * 256, "x" * 257, "nul\x00byte", "lone \ud800", "é" * 300, "ok ✓", _Text("sub\x00class")],
+)
+def test_bounded_text_is_cut_and_escaped_only_where_needed(value: str) -> None:
+    expected = value[:256].encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")[:256]
+    text = bounded_text(value)
+    assert text == expected
+    assert type(text) is str
+    assert len(text) <= 256

@@ -67,6 +67,8 @@ def _safe(text: str) -> str:
 
 def bounded_text(value: str, limit: int = _MAX_TEXT) -> str:
     """``value`` as text any sink and reader takes: lone surrogates and NUL escaped, at most ``limit`` chars."""
+    if type(value) is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value  # nothing to cut or escape (the common case: addresses, user agents, subjects)
     return _safe(value[:limit])[:limit]
 
 
