@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import pytest
 
 from mcplane import Context
-from mcplane.audit.entry import bounded_text, request_facts
+from mcplane.audit.entry import bounded_text, new_call_id, request_facts
 from mcplane.audit.forwarded import TrustedProxies
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -58,3 +60,18 @@ def test_bounded_text_is_cut_and_escaped_only_where_needed(value: str) -> None:
     assert text == expected
     assert type(text) is str
     assert len(text) <= 256
+
+
+def test_call_ids_are_random_version_4_uuids_in_32_hex_digits() -> None:
+    ids = {new_call_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for call_id in ids:
+        assert re.fullmatch(r"[0-9a-f]{32}", call_id)
+        parsed = uuid.UUID(hex=call_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert parsed.hex == call_id
+    # every bit outside the version and variant varies
+    varying = 0
+    for call_id in ids:
+        varying |= int(call_id, 16) ^ int(next(iter(ids)), 16)
+    assert varying == ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)

@@ -100,10 +100,10 @@ def utc_now() -> str:
 
 def new_call_id() -> str:
     """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``."""
-    value = int.from_bytes(os.urandom(16), "big")
-    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
-    value = (value & ~(0xF000 << 64)) | (4 << 76)  # version 4
-    return f"{value:032x}"
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str:
