@@ -26,6 +26,8 @@ from mcp.shared.dispatcher import CallOptions
 from mcp_types import CallToolResult
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from mcplane.sdk_adapter.results import text_blocks_only
+
 __all__ = [
     "call_tool_result",
     "clamp_inbound_ttl",
@@ -72,7 +74,6 @@ def call_tool_result(session: ClientSession, raw: dict[str, Any]) -> Any:
 
 _PLAIN_KEYS = frozenset({"content", "structuredContent", "isError", "_meta"})
 _PLAIN_KEYS_MODERN = _PLAIN_KEYS | {"resultType"}
-_TEXT_BLOCK_KEYS = frozenset({"type", "text"})
 _EMPTY: dict[str, Any] = {}
 
 
@@ -93,18 +94,7 @@ def plain_tool_result(raw: dict[str, Any], version: str) -> bool:
         return False
     if not isinstance(raw.get("structuredContent", _EMPTY), dict) or not isinstance(raw.get("_meta", _EMPTY), dict):
         return False
-    content = raw.get("content")
-    if not isinstance(content, list):
-        return False
-    for block in content:  # pyright: ignore[reportUnknownVariableType]
-        if (
-            not isinstance(block, dict)
-            or block.keys() != _TEXT_BLOCK_KEYS
-            or block["type"] != "text"
-            or not isinstance(block["text"], str)
-        ):
-            return False
-    return True
+    return text_blocks_only(raw.get("content"))
 
 
 async def relist_tool(client: Client, name: str) -> None:

@@ -23,11 +23,26 @@ from pydantic import BaseModel, ValidationError
 from mcplane.jsonrpc import error_envelope
 from mcplane.sdk_adapter.mcpserver import server_info_stamp_shared
 
-__all__ = ["error_response", "other_tool_result", "plain_sieve", "stamp_server_info", "tool_result"]
+__all__ = ["error_response", "other_tool_result", "plain_sieve", "stamp_server_info", "text_blocks_only", "tool_result"]
 
 
 _PLAIN_KEYS = frozenset({"content", "structuredContent", "isError", "resultType"})
 _TEXT_BLOCK_KEYS = frozenset({"type", "text"})
+
+
+def text_blocks_only(content: object) -> bool:
+    """Whether ``content`` is a list of plain text blocks (``{"type": "text", "text": str}``, nothing else)."""
+    if not isinstance(content, list):
+        return False
+    for block in content:  # pyright: ignore[reportUnknownVariableType]
+        if (
+            not isinstance(block, dict)
+            or block.keys() != _TEXT_BLOCK_KEYS
+            or block["type"] != "text"
+            or not isinstance(block["text"], str)
+        ):
+            return False
+    return True
 
 
 def plain_sieve(dumped: dict[str, Any], version: str) -> dict[str, Any] | None:
@@ -46,17 +61,8 @@ def plain_sieve(dumped: dict[str, Any], version: str) -> dict[str, Any] | None:
     structured = dumped.get("structuredContent")
     if structured is not None and not isinstance(structured, dict):
         return None
-    content = dumped.get("content")
-    if not isinstance(content, list):
+    if not text_blocks_only(dumped.get("content")):
         return None
-    for block in content:  # pyright: ignore[reportUnknownVariableType]
-        if (
-            not isinstance(block, dict)
-            or block.keys() != _TEXT_BLOCK_KEYS
-            or block["type"] != "text"
-            or not isinstance(block["text"], str)
-        ):
-            return None
     if version in MODERN_PROTOCOL_VERSIONS:
         return dumped if "resultType" in dumped else None
     if version not in HANDSHAKE_PROTOCOL_VERSIONS:
