@@ -19,7 +19,6 @@ import httpx
 import httpx2
 import jwt
 import pytest
-import uvicorn
 import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -32,6 +31,7 @@ from mcplane.gateway.token_exchange import TOKEN_EXCHANGE_GRANT, TokenExchange
 from tests.conftest import ServerProcess, start_server
 from tests.gateway.conftest import error_code
 from tests.oauth.conftest import IdP, running_idp
+from tests.serving import serving
 
 APP = Path(__file__).with_name("exchange_app.py")
 GATEWAY = "https://gateway.test/mcp"
@@ -65,16 +65,6 @@ def upstream(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     server.stop()
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 def gateway_config(idp: IdP, upstreams: dict[str, Any]) -> dict[str, Any]:
     jwt_config = {
         "issuer": idp.issuer,
@@ -100,19 +90,8 @@ def exchange_identity(client: tuple[str, str], token_url: str) -> dict[str, Any]
 async def gateway(config: dict[str, Any]) -> AsyncGenerator[str]:
     """A real gateway served by uvicorn on loopback; yields its /mcp URL."""
     plane = Gateway.from_config(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(plane.http_app(), lifespan="on", log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(20):
-            await server.ready.wait()
-        try:
-            yield f"http://127.0.0.1:{port}/mcp"
-        finally:
-            server.should_exit = True
-    sock.close()
+    async with serving(plane.http_app(), lifespan="on") as base:
+        yield f"{base}/mcp"
 
 
 async def call(url: str, token: str, tool: str, *, mode: str = "auto") -> Any:

@@ -15,23 +15,19 @@ import os
 import secrets
 import select
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
-import anyio
 import httpx
 import orjson
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
 from tests.conftest import REPO_ROOT, START_TIMEOUT, STOP_TIMEOUT
 
@@ -233,37 +229,6 @@ def idp() -> Iterator[IdP]:
     """The test identity provider, one per test module."""
     with running_idp() as provider:
         yield provider
-
-
-class _Server(uvicorn.Server):
-    """uvicorn that says when it listens (an event, not a polling loop)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
-@asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncGenerator[str]:
-    """``app`` served on a free loopback port for the block; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(START_TIMEOUT):
-            await server.ready.wait()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            server.force_exit = True
-    sock.close()
 
 
 class Rewriting(httpx.AsyncBaseTransport):

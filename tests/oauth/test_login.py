@@ -20,7 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcplane.oauth.login import LoginFailed, LoginIdentity, UpstreamLogin, UpstreamLoginConfig, build_login
-from tests.oauth.conftest import IdP, Rewriting, serving
+from tests.oauth.conftest import IdP, Rewriting
+from tests.serving import serving
 
 REDIRECT_URI = "http://127.0.0.1:9/oauth/callback"
 """Where the provider sends the browser back: never reached, ``idp.login`` stops there."""
@@ -285,7 +286,7 @@ async def test_a_bad_discovery_document_fails(kind: str) -> None:
         return JSONResponse({"issuer": "https://elsewhere.example", "authorization_endpoint": "https://x/a"})
 
     app = Starlette(routes=[Route("/.well-known/openid-configuration", discovery)])
-    async with serving(app) as url:
+    async with serving(app, force_exit=True) as url:
         base.append(url)
         config = UpstreamLoginConfig.model_validate({"issuer": url, "client_id": "c", "timeout": 0.5})
         upstream = build_login(config)

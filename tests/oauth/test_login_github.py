@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mcplane.oauth.login import LoginFailed, UpstreamLogin, UpstreamLoginConfig, build_login
-from tests.oauth.conftest import serving
+from tests.serving import serving
 
 REDIRECT_URI = "http://127.0.0.1:9/oauth/callback"
 CLIENT_ID, CLIENT_SECRET = "Iv1.fake-client", "fake-client-secret-value"
@@ -98,7 +98,7 @@ class FakeGitHub:
 async def github(fake: FakeGitHub | None = None) -> AsyncGenerator[tuple[FakeGitHub, str]]:
     """The fake on loopback for the block (a context in the test's own task, as uvicorn needs)."""
     fake = fake or FakeGitHub()
-    async with serving(fake.app()) as url:
+    async with serving(fake.app(), force_exit=True) as url:
         yield fake, url
 
 

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
 
-import anyio
 import httpx
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from mcplane.backends.state import MemoryStateStore
@@ -23,6 +20,7 @@ from mcplane.oauth.signing import IssuerKeys
 from mcplane.oauth.store import OAuthStore, StateCipher
 from tests.oauth.conftest import IdP, pkce_pair
 from tests.oauth.server.conftest import Browser, query_of
+from tests.serving import loopback_socket, serve_on
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
@@ -35,21 +33,9 @@ class Clock:
         return self.now
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @asynccontextmanager
 async def serving(idp: IdP, clock: Clock, **extra: object) -> AsyncGenerator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base = loopback_socket()
     client_id, client_secret = idp.register_client([f"{base}/oauth/callback"])
     config = OAuthServerConfig.model_validate(
         {
@@ -77,17 +63,11 @@ async def serving(idp: IdP, clock: Clock, **extra: object) -> AsyncGenerator[str
         if scope["type"] == "http":
             await routes[scope["path"]](scope, receive, send)
 
-    web = _Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    async with anyio.create_task_group() as group:
-        group.start_soon(web.serve, [sock])
-        with anyio.fail_after(10):
-            await web.ready.wait()
-        try:
+    try:
+        async with serve_on(sock, app):
             yield base
-        finally:
-            web.should_exit = True
-            await server.aclose()
-    sock.close()
+    finally:
+        await server.aclose()
 
 
 async def test_an_expired_code_and_an_expired_refresh_token_are_refused(idp: IdP) -> None:
