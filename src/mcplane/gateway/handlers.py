@@ -12,6 +12,11 @@ when the plane has no handler of its own for the method (a local one wins):
   upstream that serves the URI (the first caller's subscribe goes upstream, the last one's
   unsubscribe too); the upstream's ``notifications/resources/updated`` reaches every subscribed
   session, and ``subscriptions/listen`` streams (2026-07-28) that asked for the URI;
+* both are also written to the session's state record (:mod:`mcplane.transports.session_state`,
+  keys :data:`LOG_LEVEL_KEY` and :data:`SUBSCRIPTIONS_KEY`) and restored into its new
+  ``Connection`` when the session is adopted again (dropped while idle, or continued on another
+  replica); a restored URI no session here subscribed to yet is subscribed upstream again, as the
+  gateway;
 * ``tasks/*`` of upstream tasks: see :mod:`mcplane.gateway.tasks`;
 * the **hot path** (:mod:`mcplane.fastpath`) keeps serving upstream tools, except for 2026-07-28
   requests that declare a capability an upstream could answer with an ``input_required`` round
@@ -21,9 +26,10 @@ when the plane has no handler of its own for the method (a local one wins):
 
 from __future__ import annotations
 
+import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.context import ServerRequestContext
@@ -40,9 +46,10 @@ from mcp_types import (
 )
 
 from mcplane.gateway.forward import Caller, Request
-from mcplane.gateway.relay import set_log_level
+from mcplane.gateway.relay import LOG_LEVELS, set_log_level
 from mcplane.gateway.tasks import install_task_routing
 from mcplane.sdk_adapter.mcpserver import local_tool, lowlevel_server, remove_request_handler, subscription_bus
+from mcplane.transports.session_state import session_state
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -50,7 +57,14 @@ if TYPE_CHECKING:
     from mcplane.gateway.provider import UpstreamProvider
     from mcplane.gateway.upstream import Upstream
 
-__all__ = ["ResourceSubscriptions", "install_handlers"]
+__all__ = ["LOG_LEVEL_KEY", "SUBSCRIPTIONS_KEY", "ResourceSubscriptions", "install_handlers"]
+
+LOG_LEVEL_KEY = "gateway.logLevel"
+"""The session state record's key for the level a 2025-11-25 session set (``logging/setLevel``)."""
+SUBSCRIPTIONS_KEY = "gateway.subscriptions"
+"""The session state record's key for the URIs a 2025-11-25 session subscribed to through the gateway."""
+
+logger = logging.getLogger("mcplane.gateway")
 
 _ASKING = ("elicitation", "sampling", "roots")
 _EMPTY_COMPLETION = {"completion": {"values": [], "total": 0, "hasMore": False}}
@@ -69,6 +83,10 @@ class ResourceSubscriptions:
         first = not sessions
         sessions.add(connection)
         return first
+
+    def uris_of(self, connection: Any) -> list[str]:
+        """The URIs ``connection`` is subscribed to, sorted."""
+        return sorted(uri for uri, sessions in self._sessions.items() if connection in sessions)
 
     def remove(self, uri: str, connection: Any) -> bool:
         """Forget a subscriber; whether it was the URI's last (the unsubscribe goes upstream)."""
@@ -97,6 +115,7 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
     lowlevel = lowlevel_server(plane.sdk)
     undo: list[Callable[[], None]] = []
     provider.subscriptions.plane = plane
+    state = session_state(lowlevel)
 
     def add(method: str, params_type: type[Any], handler: Any) -> None:
         previous = lowlevel.get_request_handler(method)
@@ -130,6 +149,7 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
         connection = getattr(ctx.session, "_connection", None)
         if connection is not None:
             set_log_level(connection, params.level)
+            await state.write(getattr(connection, "session_id", None), LOG_LEVEL_KEY, params.level)
         return EmptyResult()
 
     async def subscribe(ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams) -> Any:
@@ -145,6 +165,7 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
             except BaseException:
                 provider.subscriptions.remove(uri, connection)
                 raise
+        await _note_subscriptions(connection)
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> Any:
@@ -154,7 +175,41 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
         if provider.subscriptions.remove(uri, connection) and owner is not None:
             request = Request("resources/unsubscribe", {"uri": uri}, what="resources/unsubscribe")
             await _forward(plane, provider, owner, request, ctx, params, retry=True)
+        await _note_subscriptions(connection)
         return EmptyResult()
+
+    async def _note_subscriptions(connection: Any) -> None:
+        uris = provider.subscriptions.uris_of(connection) if connection is not None else []
+        await state.write(getattr(connection, "session_id", None), SUBSCRIPTIONS_KEY, uris or None)
+
+    async def resubscribe(connection: Any, uris: list[str]) -> None:
+        for uri in uris:  # as the gateway: the session's first subscribe went up with its caller
+            owner = provider.resource_owner(uri)
+            request = Request("resources/subscribe", {"uri": uri}, what="resources/subscribe")
+            try:
+                if owner is None:
+                    raise LookupError(uri)
+                await _forward(plane, provider, owner, request, None, SubscribeRequestParams(uri=uri), retry=True)
+            except Exception as exc:
+                logger.warning("could not restore a session's subscription to %s: %s", uri, type(exc).__name__)
+                provider.subscriptions.remove(uri, connection)
+
+    def restore(connection: Any, record: Mapping[str, Any]) -> Awaitable[None] | None:
+        level = record.get(LOG_LEVEL_KEY)
+        if level in LOG_LEVELS:
+            set_log_level(connection, level)
+        uris: Any = record.get(SUBSCRIPTIONS_KEY)
+        if not isinstance(uris, list):
+            return None
+        upstream = [
+            uri
+            for uri in cast("list[Any]", uris)
+            if isinstance(uri, str) and provider.subscriptions.add(uri, connection)  # the URI's first here
+        ]
+        return resubscribe(connection, upstream) if upstream else None
+
+    state.restorers.append(restore)
+    undo.append(lambda: state.restorers.remove(restore))
 
     add("completion/complete", CompleteRequestParams, complete)
     add("logging/setLevel", SetLevelRequestParams, set_level)
@@ -175,7 +230,7 @@ async def _forward(
     provider: UpstreamProvider,
     upstream: Upstream,
     request: Request,
-    ctx: ServerRequestContext[Any, Any],
+    ctx: ServerRequestContext[Any, Any] | None,
     params: Any,
     *,
     retry: bool,
@@ -186,7 +241,11 @@ async def _forward(
 
 
 def _context(
-    plane: Plane, provider: UpstreamProvider, ctx: ServerRequestContext[Any, Any], params: Any, upstream: Upstream
+    plane: Plane,
+    provider: UpstreamProvider,
+    ctx: ServerRequestContext[Any, Any] | None,
+    params: Any,
+    upstream: Upstream,
 ) -> Context:
     context = plane.make_context(ctx, params)
     timeout = upstream.config.timeout or provider.default_timeout

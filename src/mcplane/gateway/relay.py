@@ -25,7 +25,9 @@
   the caller's request (:func:`relay_log`): for a 2026-07-28 caller only when its request opted in
   (``_meta`` ``io.modelcontextprotocol/logLevel``, passed upstream as it came) and at or above that
   level; for a 2025-11-25 session at or above the level it set with ``logging/setLevel``
-  (:func:`set_log_level`; everything until it sets one).
+  (:func:`set_log_level`; everything until it sets one). The level is kept per ``Connection`` here;
+  :mod:`mcplane.gateway.handlers` also keeps it in the session's state record, so a session adopted
+  again (dropped while idle, or on another replica) gets it back.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from mcplane.context import Context
 
 __all__ = [
+    "LOG_LEVELS",
     "ListChangedRelay",
     "caller_is_modern",
     "current_caller",
@@ -246,7 +249,17 @@ async def relay_stream_closed(caller: Context | None) -> None:
 
 
 # ----------------------------------------------------------------- log messages
-_LEVELS: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LOG_LEVELS: tuple[LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+"""The log levels, lowest first."""
 _log_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
 """The level each 2025-11-25 connection set with ``logging/setLevel`` (forgotten with the connection)."""
 
@@ -265,7 +278,7 @@ async def relay_log(caller: Context | None, params: LoggingMessageNotificationPa
         return
     connection = getattr(request_context.session, "_connection", None)
     floor = _log_levels.get(connection) if connection is not None else None
-    if floor is not None and _LEVELS.index(params.level) < _LEVELS.index(floor):
+    if floor is not None and LOG_LEVELS.index(params.level) < LOG_LEVELS.index(floor):
         return
     try:  # a 2026-07-28 request's own opt-in gates it in the SDK's session
         await caller.log(params.level, params.data, logger_name=params.logger)

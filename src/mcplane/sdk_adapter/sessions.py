@@ -25,6 +25,7 @@ __all__ = [
     "SDKSessionTransport",
     "hold_idle_clock",
     "open_sessions",
+    "park_if_idle",
     "release_idle_clock",
     "session_owner",
 ]
@@ -65,6 +66,18 @@ def release_idle_clock(transport: StreamableHTTPServerTransport) -> None:
     transport._requests_in_flight -= 1  # pyright: ignore[reportPrivateUsage]
     if not transport._requests_in_flight:  # pyright: ignore[reportPrivateUsage]
         idle.deadline = anyio.current_time() + idle_timeout
+
+
+def park_if_idle(transport: StreamableHTTPServerTransport) -> bool:
+    """End the session's idle period now, as if its idle timeout had run out: only when it has an
+    idle timeout, no request in flight and no GET stream open (True: its server loop is ending)."""
+    idle = transport.idle_scope
+    if idle is None or transport._idle_timeout is None:  # pyright: ignore[reportPrivateUsage]
+        return False
+    if transport._requests_in_flight or GET_STREAM_KEY in transport._request_streams:  # pyright: ignore[reportPrivateUsage]
+        return False
+    idle.cancel()
+    return True
 
 
 class SDKSessionTransport(StreamableHTTPServerTransport):

@@ -23,15 +23,21 @@ until it would have expired; with Redis configured it also writes the revocation
 (checked once per session per replica, when it adopts the session) and tells the other replicas
 on the fan-out channel, which close their copies. Without Redis a ``DELETE`` ends the session
 only on the replica that served it: another replica holding the same keys still accepts the id
-until its TTL runs out, so keep ``sessions.ttl`` short where that matters. A replica that drops an
-idle session's state (``session_idle_timeout``) rebuilds it from the id on its next request.
+until its TTL runs out, so keep ``sessions.ttl`` short where that matters.
+
+**Idle sessions.** A replica drops a session that has no request in flight and no GET stream
+open for ``sessions.idle_timeout`` (``session_idle_timeout``; :meth:`SessionManager.park` does it
+at once) and rebuilds it from the id on its next request, as any replica would: a held session
+costs ≈ 30 KiB (its SDK transport, server loop and ``Connection``), a dropped one its id in a few
+sets. What a handler kept on the old ``Connection`` comes back only through the session's state
+record (:mod:`mcplane.transports.session_state`), restored into the new one on adoption.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,9 +55,10 @@ from mcp_types import InitializeRequestParams, JSONRPCNotification
 from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from mcplane.sdk_adapter.sessions import SDKSessionManager, SDKSessionTransport
+from mcplane.sdk_adapter.sessions import SDKSessionManager, SDKSessionTransport, park_if_idle
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
+from mcplane.transports.session_state import session_state
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -209,6 +216,9 @@ class SessionManager(SDKSessionManager):
         self.fail_open = False
         """Adopt a session when Redis cannot say whether it was revoked (``sessions.fail_open``)."""
         self.on_adopted: Callable[[str, SessionClaims], None] | None = None
+        self.state = session_state(app)
+        """The sessions' state records (:mod:`mcplane.transports.session_state`), shared with the plane's handlers."""
+        self.state.bind(sealer, revocations)
         self._transport_security = self.security_settings or TransportSecuritySettings(
             enable_dns_rebinding_protection=False
         )
@@ -277,6 +287,8 @@ class SessionManager(SDKSessionManager):
                 logger.warning("cannot check session revocation: %s", type(exc).__name__)
                 return "unavailable"
             logger.warning("cannot check session revocation (%s); adopting (fail_open)", type(exc).__name__)
+        record = await self.state.read(claims)
+        restoring: list[Awaitable[None]] = []
         async with self.creation_lock:
             if session_id in self.sessions:
                 return "known"
@@ -287,17 +299,28 @@ class SessionManager(SDKSessionManager):
             transport = self.new_transport(session_id)
             self.register(session_id, transport, requestor)
             try:
-                await self.task_group.start(self._run_adopted, transport, claims)
+                await self.task_group.start(self._run_adopted, transport, claims, record, restoring)
             except BaseException:
                 await self.discard(session_id, transport)
                 raise
+        for pending in restoring:  # outside the lock; the request that adopted the session waits for them
+            try:
+                await pending
+            except Exception:
+                logger.exception("restoring the state of session %s… failed", claims.sid[:8])
         logger.info("adopted session %s…", claims.sid[:8])
         if self.on_adopted is not None:
             self.on_adopted(session_id, claims)
         return "adopted"
 
     async def _run_adopted(
-        self, transport: SessionTransport, claims: SessionClaims, *, task_status: TaskStatus[None]
+        self,
+        transport: SessionTransport,
+        claims: SessionClaims,
+        record: dict[str, Any],
+        restoring: list[Awaitable[None]],
+        *,
+        task_status: TaskStatus[None],
     ) -> None:
         session_id = transport.mcp_session_id
         assert session_id is not None
@@ -312,6 +335,7 @@ class SessionManager(SDKSessionManager):
                 if claims.params is not None:
                     connection.client_params = InitializeRequestParams.model_validate(claims.params, by_name=False)
                     connection.initialized.set()
+                restoring.extend(self.state.restore(connection, record))
                 task_status.started()
                 idle_scope = transport.idle_scope or anyio.CancelScope()
                 with idle_scope:
@@ -324,6 +348,16 @@ class SessionManager(SDKSessionManager):
             logger.exception("adopted session %s… crashed", claims.sid[:8])
         finally:
             await self.discard(session_id, transport)
+
+    def park(self, session_id: str) -> bool:
+        """Drop a session now, as its idle timeout would: only one with no request in flight and no
+        GET stream open (True: it is being dropped; its next request adopts it again)."""
+        transport = self.sessions.get(session_id)
+        return transport is not None and park_if_idle(transport)
+
+    def park_idle(self) -> int:
+        """:meth:`park` every session that can be dropped now; how many."""
+        return sum(self.park(session_id) for session_id in list(self.sessions))
 
     async def end(self, session_id: str) -> None:
         """A session ended elsewhere: close this replica's copy (its GET stream ends)."""
@@ -362,6 +396,7 @@ class SessionManager(SDKSessionManager):
             await self.revocations.revoke(claims)
         except Exception as exc:  # ended here and on the channel; a replica adopting it later will not know
             logger.warning("could not record the end of a session in Redis: %s", type(exc).__name__)
+        await self.state.forget(claims)
         if self.fanout is not None:
             self.fanout.publish("r", {"i": session_id})
 
@@ -371,6 +406,7 @@ class SessionManager(SDKSessionManager):
         claims = self.sealer.unseal(session_id) if isinstance(session_id, str) else None
         if claims is not None and isinstance(session_id, str):
             self.revocations.remember(claims.sid, claims.issued_at + self.sealer.ttl)
+            self.state.forget_here(claims.sid)
             await self.end(session_id)
 
     async def deliver_relayed(self, body: dict[str, Any]) -> None:
