@@ -352,6 +352,7 @@ async def test_an_idle_session_is_dropped_and_adopted_again_unless_its_get_strea
             await _wait_for(lambda: idle not in manager._server_instances)
             # ``streaming`` went idle first, but an open GET stream holds it.
             assert streaming in manager._server_instances
+            assert not manager.park(streaming)  # nor can it be dropped at once
         await _wait_for(lambda: streaming not in manager._server_instances)
         add = {"name": "add", "arguments": {"a": 2, "b": 3}}
         call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": add}

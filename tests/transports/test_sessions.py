@@ -224,6 +224,32 @@ async def test_adoption_respects_the_session_limit() -> None:
         assert [await manager.adopt(session_id, None) for session_id in ids] == ["adopted", "adopted", "full"]
 
 
+async def test_adoption_restores_the_sessions_state_record_and_parking_drops_it() -> None:
+    async with running_manager() as manager:
+        session_id = manager.sealer.seal(manager.sealer.opening_claims(_body(), None))
+        seen: list[Any] = []
+
+        async def upstream_work() -> None:
+            seen.append("awaited")
+
+        def restore(connection: Any, record: Any) -> Any:
+            seen.append((connection.session_id == session_id, dict(record)))
+            return upstream_work()
+
+        manager.state.restorers.append(restore)
+        assert await manager.adopt(session_id, None) == "adopted"
+        assert seen == []  # no record: nothing to restore
+        assert await manager.state.write(session_id, "level", "warning")
+        assert not manager.park("v1.not-a-session")
+        assert manager.park(session_id)
+        with anyio.fail_after(10):
+            while session_id in manager.sessions:  # noqa: ASYNC110 - the server loop ends in its own task
+                await anyio.sleep(0.01)
+        assert await manager.adopt(session_id, None) == "adopted"
+        assert seen == [(True, {"level": "warning"}), "awaited"]  # awaited before the adopting request goes on
+        assert manager.park_idle() == 1
+
+
 @pytest.mark.parametrize("fail_open", [False, True])
 async def test_when_redis_cannot_answer_adoption_fails_closed_unless_told(fail_open: bool) -> None:
     async with running_manager() as manager:
