@@ -359,8 +359,11 @@ class SessionsSection(_Section):
     """How long a sealed ``requestState`` (one multi-round-trip round) is accepted."""
     max_open: int | None = Field(default=10_000, gt=0)
     """Open 2025-11-25 sessions per process at most; one more ``initialize`` answers 503 (null: no cap)."""
-    idle_timeout: float = Field(default=1800.0, gt=0)
-    """A session with no request this long is dropped from memory (its sealed id can be adopted again)."""
+    idle_timeout: float = Field(default=60.0, gt=0)
+    """A session with no request in flight and no GET stream open this long is dropped from memory: its
+    sealed id is adopted again on its next request, its handlers' state records restored (≈ 30 KiB held,
+    well under 1 KiB dropped). A minute outlasts the pauses inside a burst of calls (and the SSE retry
+    interval) many times over; adopting a session again costs one unseal and, with Redis, one round trip."""
     fail_open: bool = False
     """Accept a session id when Redis cannot say whether it was revoked (else: 503)."""
 

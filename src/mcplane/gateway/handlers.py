@@ -49,7 +49,7 @@ from mcplane.gateway.forward import Caller, Request
 from mcplane.gateway.relay import LOG_LEVELS, set_log_level
 from mcplane.gateway.tasks import install_task_routing
 from mcplane.sdk_adapter.mcpserver import local_tool, lowlevel_server, remove_request_handler, subscription_bus
-from mcplane.transports.session_state import session_state
+from mcplane.transports.session_state import plane_session_state
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -115,7 +115,7 @@ def install_handlers(plane: Plane, provider: UpstreamProvider) -> Callable[[], N
     lowlevel = lowlevel_server(plane.sdk)
     undo: list[Callable[[], None]] = []
     provider.subscriptions.plane = plane
-    state = session_state(lowlevel)
+    state = plane_session_state(plane)
 
     def add(method: str, params_type: type[Any], handler: Any) -> None:
         previous = lowlevel.get_request_handler(method)

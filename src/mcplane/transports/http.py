@@ -75,7 +75,7 @@ class HTTPOptions:
     """A WebSocket connection with no message from its client and no call open this long is closed (1000, idle)."""
     max_sessions: int | None = 10_000
     """Open 2025-11-25 sessions at most (per process); one more ``initialize`` answers 503 (``None``: no cap)."""
-    session_idle_timeout: float = 1800.0
+    session_idle_timeout: float = 60.0
     """A 2025-11-25 session with no request for this long is dropped here (its sealed id can be adopted again)."""
     fast_path: bool = True
     """Answer plain ``tools/call`` requests on mcplane's hot path (see :mod:`mcplane.fastpath`)."""

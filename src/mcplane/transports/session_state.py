@@ -28,12 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from mcplane.sdk_adapter.mcpserver import lowlevel_server
+
 if TYPE_CHECKING:
     from mcp.server.connection import Connection
 
+    from mcplane.app import Plane
     from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 
-__all__ = ["MAX_BYTES", "MAX_KEYS", "MAX_RECORDS", "Restorer", "SessionState", "session_state"]
+__all__ = ["MAX_BYTES", "MAX_KEYS", "MAX_RECORDS", "Restorer", "SessionState", "plane_session_state", "session_state"]
 
 logger = logging.getLogger("mcplane.sessions")
 
@@ -218,3 +221,8 @@ def session_state(server: Any) -> SessionState:
     if state is None:
         state = _STATES[server] = SessionState()
     return state
+
+
+def plane_session_state(plane: Plane) -> SessionState:
+    """The :class:`SessionState` of ``plane``'s sessions (what its handlers write and restore)."""
+    return session_state(lowlevel_server(plane.sdk))
