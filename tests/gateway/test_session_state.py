@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from mcplane.transports.http import HTTPApp
 from mcplane.transports.session_state import session_state
 from mcplane.transports.sessions import SessionManager
 from tests.conftest import REPO_ROOT
-from tests.e2e.test_replicas import redis_url  # noqa: F401 - the fixture
+from tests.e2e.test_replicas import redis_url  # noqa: F401  # pyright: ignore[reportUnusedImport] - the fixture
 from tests.gateway.conftest import UPSTREAM_APP
 from tests.serving import loopback_socket, serve_on
 
@@ -40,11 +40,9 @@ INITIALIZE = {
 
 
 def _gateway(keys: Sequence[str], redis: str | None) -> Plane:
-    upstream = {
-        "endpoints": [{"command": sys.executable, "args": ["-m", "mcplane.cli", "run", str(UPSTREAM_APP)]}],
-        "mode": "legacy",
-    }
-    upstream["endpoints"][0]["cwd"] = str(REPO_ROOT)
+    args = ["-m", "mcplane.cli", "run", str(UPSTREAM_APP)]
+    command = {"command": sys.executable, "args": args, "cwd": str(REPO_ROOT)}
+    upstream = {"endpoints": [command], "mode": "legacy"}
     return Gateway.from_config(
         {
             "server": {"name": "gw", "default_timeout": "20s"},
@@ -57,7 +55,7 @@ def _gateway(keys: Sequence[str], redis: str | None) -> Plane:
 
 
 @asynccontextmanager
-async def _gateways(count: int, redis: str | None) -> AsyncIterator[list[tuple[str, HTTPApp]]]:
+async def _gateways(count: int, redis: str | None) -> AsyncGenerator[list[tuple[str, HTTPApp]]]:
     keys = [secrets.token_hex(32)]
     async with AsyncExitStack() as stack:
         served: list[tuple[str, HTTPApp]] = []

@@ -99,8 +99,9 @@ def test_restorers_get_the_record_and_their_awaitables_are_handed_back() -> None
         raise RuntimeError("boom")
 
     state.restorers.extend([broken, restore])
-    assert state.restore("conn", {}) == []  # nothing kept: nothing restored
-    pending = state.restore("conn", {"a": 1})  # pyright: ignore[reportArgumentType]
+    connection: Any = "conn"
+    assert state.restore(connection, {}) == []  # nothing kept: nothing restored
+    pending = state.restore(connection, {"a": 1})
     assert seen == [("conn", {"a": 1})]
     assert len(pending) == 1
     pending[0].close()  # pyright: ignore[reportAttributeAccessIssue]
