@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import secrets
@@ -21,7 +22,7 @@ from mcplane.backends.redis import connect_redis
 from mcplane.config import PlaneConfig, load_config
 from mcplane.errors import ConfigError
 from mcplane.fanout import Fanout, PlaneBus, event_message
-from mcplane.transports.sealing import REQUEST_STATE_PURPOSE, Revocations, SessionSealer, derive_key
+from mcplane.transports.sealing import REQUEST_STATE_PURPOSE, Revocations, SessionClaims, SessionSealer, derive_key
 from mcplane.transports.sessions import SessionManager
 from tests.backends.harness import redis_answers
 from tests.conftest import free_port
@@ -196,6 +197,16 @@ async def test_adoption_builds_an_initialized_session() -> None:
         assert await manager.adopt(session_id, None) == "known"
         await manager.end(session_id)
         assert session_id not in manager._server_instances
+
+
+async def test_an_adopted_session_keeps_nothing_of_its_adoption() -> None:
+    """The server task lives as long as the session: the unsealed claims are not kept in it."""
+    async with running_manager() as manager:
+        session_id = manager.sealer.seal(manager.sealer.opening_claims(_body(), None))
+        assert await manager.adopt(session_id, None) == "adopted"
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, SessionClaims)]
+        assert session_id in manager.sessions
 
 
 async def test_adoption_refuses_another_credential() -> None:

@@ -324,6 +324,7 @@ class SessionManager(SDKSessionManager):
     ) -> None:
         session_id = transport.mcp_session_id
         assert session_id is not None
+        label = claims.sid[:8]
         try:
             async with transport.connect() as (read_stream, write_stream):
                 dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
@@ -337,15 +338,18 @@ class SessionManager(SDKSessionManager):
                     connection.initialized.set()
                 restoring.extend(self.state.restore(connection, record))
                 task_status.started()
+                # This frame lives as long as the session: keep nothing of the adoption (the unsealed
+                # claims alone are ≈ 1 KiB of dicts and strings).
+                del claims, record, restoring, task_status
                 idle_scope = transport.idle_scope or anyio.CancelScope()
                 with idle_scope:
                     await serve_connection(
                         self.app, dispatcher, connection=connection, lifespan_state=self.lifespan_state
                     )
                 if idle_scope.cancelled_caught:
-                    logger.info("adopted session %s… idle timeout", claims.sid[:8])
+                    logger.info("adopted session %s… idle timeout", label)
         except Exception:
-            logger.exception("adopted session %s… crashed", claims.sid[:8])
+            logger.exception("adopted session %s… crashed", label)
         finally:
             await self.discard(session_id, transport)
 
