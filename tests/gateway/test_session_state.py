@@ -169,3 +169,34 @@ async def test_a_dropped_gateway_session_keeps_its_log_level_and_subscriptions()
 async def test_a_gateway_session_dropped_on_one_replica_keeps_its_state_on_another(redis_url: str) -> None:  # noqa: F811
     async with _gateways(2, redis_url) as served, httpx.AsyncClient(timeout=WAIT) as http:
         await _restored(http, served[0], served[1])
+
+
+async def test_an_adopted_gateway_session_keeps_the_hot_path_and_hears_list_changes() -> None:
+    """A session adopted again is known to the gateway as if it had initialized there."""
+    async with _gateways(1, None) as served, httpx.AsyncClient(timeout=WAIT) as http:
+        ((url, app),) = served
+        session = await _open(http, url)
+        await _drop(app, session)
+        fast = app.plane.fast
+        before = fast.served
+        add = {"name": "up__add", "arguments": {"a": 2, "b": 3}}
+        assert _text(await _rpc(http, url, session, "tools/call", add)) == "5"  # adopts the session
+        assert fast.served == before + 1  # on the hot path
+
+        changed = anyio.Event()
+        get = {"accept": "text/event-stream", "mcp-protocol-version": "2025-11-25", "mcp-session-id": session}
+        async with http.stream("GET", url, headers=get) as stream:
+            assert stream.status_code == 200
+
+            async def listen() -> None:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and "notifications/tools/list_changed" in line:
+                        changed.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listen)
+                grow = {"name": "up__grow", "arguments": {"name": "fresh"}}
+                assert _text(await _rpc(http, url, session, "tools/call", grow)) == "grown"
+                with anyio.fail_after(WAIT):
+                    await changed.wait()
+                tg.cancel_scope.cancel()

@@ -120,6 +120,17 @@ class ListChangedRelay:
                 self._connections.add(connection)
         return await call_next(ctx)
 
+    def adopted(self, connection: Any, record: Any) -> None:
+        """A session restorer (:mod:`mcplane.transports.session_state`): a 2025-11-25 session adopted
+        here (dropped while idle, or opened on another replica) is known as if it had initialized
+        here: it hears list changes, and its calls may take the hot path."""
+        session_id = getattr(connection, "session_id", None)
+        if getattr(connection, "client_params", None) is None or not isinstance(session_id, str):
+            return
+        if connection.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self._sessions[session_id] = connection
+            self._connections.add(connection)
+
     def hot_path_caller(self, session_id: str) -> bool:
         """Whether upstream tool calls of this 2025-11-25 session may skip the SDK's dispatch: only
         when its client cannot be asked an upstream's question (no elicitation, sampling or roots

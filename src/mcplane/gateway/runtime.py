@@ -32,6 +32,7 @@ from mcplane.gateway.config import SharedStateConfig
 from mcplane.gateway.endpoint import EndpointConnection
 from mcplane.gateway.relay import ListChangedRelay
 from mcplane.gateway.shared import BreakerSync, attach_all
+from mcplane.transports.session_state import plane_session_state
 
 if TYPE_CHECKING:
     from mcplane.app import Plane
@@ -160,6 +161,8 @@ async def gateway_running(
     plane.sdk.middleware.append(relay.middleware)
     plane.fast.transparent(relay.middleware)  # it only looks at initialize and list messages
     plane.fast.legacy_caller = relay.hot_path_caller
+    restorers = plane_session_state(plane).restorers
+    restorers.append(relay.adopted)  # sessions adopted here are known as if they initialized here
     runtime = GatewayRuntime(plane, None, relay)
     upstreams = list(upstreams)
     try:
@@ -177,6 +180,8 @@ async def gateway_running(
         plane.fast.opaque(relay.middleware)
         if plane.fast.legacy_caller == relay.hot_path_caller:
             plane.fast.legacy_caller = None
+        if relay.adopted in restorers:
+            restorers.remove(relay.adopted)
 
 
 async def _shared_store(

@@ -48,7 +48,7 @@ MAX_RECORDS = 100_000
 """Records kept in one process at most (the oldest are forgotten first)."""
 
 Restorer = Callable[["Connection", Mapping[str, Any]], Awaitable[None] | None]
-"""Called with an adopted session's new ``Connection`` and its record (only when it has one), before
+"""Called with an adopted session's new ``Connection`` and its record (``{}``: none), before
 its server loop serves anything; an awaitable it returns (slow work: an upstream round trip) is
 awaited before the request that adopted the session is served (errors logged)."""
 
@@ -199,8 +199,6 @@ class SessionState:
     def restore(self, connection: Connection, record: Mapping[str, Any]) -> list[Awaitable[None]]:
         """Hand ``record`` to every restorer for the adopted session's ``connection``; their awaitables."""
         pending: list[Awaitable[None]] = []
-        if not record:
-            return pending
         for restorer in list(self.restorers):
             try:
                 more = restorer(connection, record)
