@@ -11,7 +11,10 @@ dispatch changes nothing on the wire. These are the SDK-side halves of that rule
   OpenTelemetry middleware, which mcplane's tracing replaces, and the request-state boundary,
   which has nothing to do with a plain ``tools/call``), recognised by class;
 * the era: a 2026-07-28 request is valid when the SDK's inbound ladder says so, at the version it
-  names; a stream's era is decided by its opening request, as the SDK's dual-era loop decides it;
+  names (the one shape the hot path serves, a ``tools/call`` whose envelope and routing headers
+  agree plainly, is recognised here without running the ladder: :func:`plain_modern_version`;
+  anything else is the ladder's to decide); a stream's era is decided by its opening request,
+  as the SDK's dual-era loop decides it;
   a 2025-11-25 session speaks the version its ``initialize`` answer named;
 * a body is read alike: the SDK's parser keeps integers beyond 64 bits exact, ``orjson`` reads
   them as floats, so a body with such a number is left to the SDK.
@@ -27,7 +30,7 @@ from mcp.server.mcpserver.resolve import returns_input_required
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.request_state import RequestStateBoundary
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
-from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from mcplane.sdk_adapter.otel import SDKOpenTelemetryMiddleware
@@ -38,8 +41,10 @@ __all__ = [
     "SDK_BUILTIN_MIDDLEWARE",
     "handshake_version",
     "header_mapped",
+    "ladder_version",
     "modern_version",
     "opens_modern",
+    "plain_modern_version",
     "read_alike",
     "tool_qualifies",
 ]
@@ -80,8 +85,54 @@ def tool_qualifies(tool: Tool) -> bool:
     return not returns_input_required(tool.fn)
 
 
+_MODERN_VERSIONS = frozenset(MODERN_PROTOCOL_VERSIONS)
+_BASE64_SENTINEL = "=?base64?"
+"""How a header value the SDK decodes before comparing starts (``decode_header_value``)."""
+
+
+def plain_modern_version(message: dict[str, Any], headers: Mapping[str, str] | None) -> str | None:
+    """The version of a plain 2026-07-28 ``tools/call`` that every rung of the SDK's ladder passes.
+
+    ``None`` does not mean "rejected": only that this shortcut is not sure, and the ladder must
+    decide. Sure means: ``params._meta`` is a dict holding the client capabilities and a
+    protocol version that is a string the SDK serves; and, with headers (HTTP),
+    ``MCP-Protocol-Version`` equals that version, ``Mcp-Method`` is ``tools/call`` as the body's
+    method, and ``Mcp-Name`` equals the body's tool name verbatim (a value the SDK would take for
+    base64 is left to it).
+    """
+    params = message.get("params")
+    meta = params.get("_meta") if type(params) is dict else None
+    if type(meta) is not dict or CLIENT_CAPABILITIES_META_KEY not in meta:
+        return None
+    version = meta.get(PROTOCOL_VERSION_META_KEY)
+    if type(version) is not str or version not in _MODERN_VERSIONS:
+        return None
+    if headers is None:
+        return version
+    if headers.get("mcp-protocol-version") != version or message.get("method") != "tools/call":
+        return None
+    if headers.get("mcp-method") != "tools/call":
+        return None
+    name = params.get("name")
+    if type(name) is not str or headers.get("mcp-name") != name or name.startswith(_BASE64_SENTINEL):
+        return None
+    return version
+
+
 def modern_version(message: dict[str, Any], headers: Mapping[str, str] | None) -> str | None:
-    """The 2026-07-28-era version the SDK's inbound ladder accepts ``message`` at, else ``None``."""
+    """The 2026-07-28-era version the SDK's inbound ladder accepts ``message`` at, else ``None``.
+
+    The plain shape is recognised without the ladder (:func:`plain_modern_version`); every other
+    request runs it.
+    """
+    version = plain_modern_version(message, headers)
+    if version is not None:
+        return version
+    return ladder_version(message, headers)
+
+
+def ladder_version(message: dict[str, Any], headers: Mapping[str, str] | None) -> str | None:
+    """The 2026-07-28-era version the SDK's inbound ladder itself accepts ``message`` at, else ``None``."""
     verdict = classify_inbound_request(message, headers=dict(headers) if headers is not None else None)
     if isinstance(verdict, InboundLadderRejection):
         return None
