@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -282,3 +283,162 @@ async def test_unknown_session_is_not_found(fast: bool) -> None:
         response = await http.post("/mcp", json=call, headers=legacy_headers("nope"))
         assert response.status_code == 404
         assert app.fast is None or app.fast.served == 0
+
+
+@dataclass
+class Gate:
+    """A tool that waits until released; tells when it started and whether it was cancelled."""
+
+    started: anyio.Event
+    release: anyio.Event
+    cancelled: list[bool]
+
+
+def gated_plane() -> tuple[Plane, Gate]:
+    plane = make_plane()
+    gate = Gate(anyio.Event(), anyio.Event(), [])
+
+    @plane.tool()
+    async def wait(text: str) -> str:
+        gate.started.set()
+        try:
+            await gate.release.wait()
+        except anyio.get_cancelled_exc_class():
+            gate.cancelled.append(True)
+            raise
+        return text
+
+    return plane, gate
+
+
+def _asgi_scope(headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), *((k.encode(), v.encode()) for k, v in headers.items())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+
+
+async def test_a_modern_call_whose_client_goes_away_is_cancelled_and_not_answered() -> None:
+    plane, gate = gated_plane()
+    app = HTTPApp(plane, HTTPOptions())
+    sent: list[dict[str, Any]] = []
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return {
+                "type": "http.request",
+                "body": orjson.dumps(modern_call("wait", {"text": "x"})),
+                "more_body": False,
+            }
+        await gate.started.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with app.running():
+        with anyio.fail_after(10):
+            await app(_asgi_scope(modern_headers("wait")), receive, send)
+        assert app.fast is not None
+        assert app.fast.served == 1
+    assert gate.cancelled == [True]
+    assert sent == []
+
+
+async def test_a_modern_call_that_never_waits_watches_nothing() -> None:
+    """A call that ends without suspending is answered with no watcher on ``receive``."""
+    app = HTTPApp(make_plane(), HTTPOptions())
+    sent: list[dict[str, Any]] = []
+    reads = 0
+
+    async def read(message: dict[str, Any]) -> dict[str, Any]:
+        return message
+
+    def receive() -> Coroutine[Any, Any, dict[str, Any]]:
+        nonlocal reads  # counted when asked, whether or not the answer is ever awaited
+        reads += 1
+        if reads == 1:
+            body = orjson.dumps(modern_call("echo", {"text": "x"}))
+            return read({"type": "http.request", "body": body, "more_body": False})
+        return read({"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with app.running():
+        await app(_asgi_scope(modern_headers("echo")), receive, send)
+        assert app.fast is not None
+        assert app.fast.served == 1
+    assert reads == 1
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert orjson.loads(sent[1]["body"])["result"]["structuredContent"] == {"result": "x"}
+
+
+async def test_a_modern_call_still_answers_when_the_client_stays() -> None:
+    plane, gate = gated_plane()
+    app = HTTPApp(plane, HTTPOptions())
+    async with app.running():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            responses: list[httpx.Response] = []
+
+            async def call() -> None:
+                responses.append(
+                    await http.post("/mcp", json=modern_call("wait", {"text": "y"}), headers=modern_headers("wait"))
+                )
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(call)
+                    await gate.started.wait()
+                    gate.release.set()
+        assert app.fast is not None
+        assert app.fast.served == 1
+    assert body_of(responses[0])["result"]["structuredContent"] == {"result": "y"}
+    assert gate.cancelled == []
+
+
+async def test_a_legacy_call_cancelled_by_its_client_answers_request_cancelled(fast: bool) -> None:
+    plane, gate = gated_plane()
+    app = HTTPApp(plane, HTTPOptions(fast_path=fast))
+    async with app.running():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            session = await _open_session(http)
+            call = {
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "tools/call",
+                "params": {"name": "wait", "arguments": {"text": "z"}},
+            }
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}
+            responses: list[httpx.Response] = []
+
+            async def post() -> None:
+                responses.append(await http.post("/mcp", json=call, headers=legacy_headers(session)))
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(post)
+                    await gate.started.wait()
+                    acknowledged = await http.post("/mcp", json=cancel, headers=legacy_headers(session))
+                    assert acknowledged.status_code == 202
+            assert app.fast is None or (app.fast.served == 1 and app.fast_calls == {})
+            assert gate.cancelled == [True]
+            if fast:  # the SDK's own transport answers nothing on the POST of a cancelled request
+                body = body_of(responses[0])
+                assert body["error"]["code"] == -32800

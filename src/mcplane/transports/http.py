@@ -34,7 +34,7 @@ from mcplane.sdk_adapter.mcpserver import lowlevel_server
 from mcplane.sdk_adapter.sessions import open_sessions
 from mcplane.transports.events import MemoryEventStore
 from mcplane.transports.framing import decode_value, error_frame
-from mcplane.transports.http_fast import serve_fast
+from mcplane.transports.http_fast import Interruption, serve_fast
 from mcplane.transports.refusals import Refusals, peer_of
 from mcplane.transports.sealing import Revocations, SessionClaims, SessionSealer
 from mcplane.transports.security import LOOPBACK_HOSTS, LOOPBACK_ORIGINS, HostOriginPolicy
@@ -96,8 +96,8 @@ class HTTPApp:
         self.fanout: Fanout | None = None
         """The channel to the other replicas, while running with ``redis_url`` configured."""
         self.fast: FastPath | None = plane.fast if self.options.fast_path else None
-        self.fast_calls: dict[tuple[str | None, Any], anyio.CancelScope] = {}
-        """Calls running on the hot path in 2025-11-25 sessions, by (session, request id): for cancellation."""
+        self.fast_calls: dict[tuple[str | None, Any], Interruption] = {}
+        """Calls suspended on the hot path in 2025-11-25 sessions, by (session, request id): for cancellation."""
         self.initialized_sessions: set[str] = set()
         """2025-11-25 sessions whose client sent ``notifications/initialized`` (hot-path eligible)."""
         self.observability: Observability | None = None

@@ -19,10 +19,10 @@ Everything else — and any body the fast path does not like — goes to the SDK
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
 import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -38,7 +38,9 @@ from mcplane.sdk_adapter.sessions import hold_idle_clock, open_sessions, release
 if TYPE_CHECKING:
     from mcplane.transports.http import HTTPApp
 
-__all__ = ["serve_fast"]
+__all__ = ["Interruption", "interruptible", "serve_fast"]
+
+_T = TypeVar("_T")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 REQUEST_CANCELLED = -32800
@@ -131,25 +133,127 @@ def _cancelled_id(message: Any) -> Any:
     return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
 
 
-async def _until_disconnect(receive: Receive, serve: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any] | None:
-    """``serve()``, cancelled if the client goes away first (``None`` then).
+class Interruption:
+    """How something outside a suspended hot-path call cancels it: its client went away, or a
+    ``notifications/cancelled`` named it.
 
-    One future watches ``receive`` (no task group per call): its done-callback cancels the scope.
+    The call runs in the request's own task, so :meth:`cancel` cancels that task (no cancel
+    scope per call); the task's cancellation is taken back once the call has ended.
     """
-    with anyio.CancelScope() as cancel_scope:
+
+    __slots__ = ("_armed", "_fired", "_task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
+        self._armed = True
+        self._fired = False
+
+    def cancel(self) -> None:
+        """Cancel the call (nothing once it has ended, or when cancelled already)."""
+        if self._armed and not self._fired:
+            self._fired = True
+            self._task.cancel()
+
+    def settle(self) -> bool:
+        """Disarm; True when this interruption (and only it) cancelled the call's task."""
+        self._armed = False
+        return self._fired and self._task.uncancel() == 0
+
+
+@types.coroutine
+def _resume(call: Coroutine[Any, Any, _T], pending: Any) -> Generator[Any, Any, _T]:
+    """Go on with ``call``, whose first step yielded ``pending``, as ``await call`` would have."""
+    while True:
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            call.close()
+            raise
+        except BaseException as exc:  # thrown into this task (its cancellation): on into the call
+            try:
+                pending = call.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                pending = call.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
+async def interruptible(
+    call: Coroutine[Any, Any, _T], arm: Callable[[Interruption], Callable[[], None]]
+) -> tuple[bool, _T | None]:
+    """Run ``call`` in this task: ``(True, its result)``, or ``(False, None)`` when interrupted.
+
+    A call that ends without suspending (a plain tool that awaits nothing) costs no more than
+    awaiting it. One that suspends is handed over to ``arm`` from then on: it tells ``arm`` the
+    :class:`Interruption` that can cancel it (only a suspended call can be interrupted: nothing
+    else runs before it suspends) and calls what ``arm`` returned once the call has ended.
+    """
+    try:
+        pending = call.send(None)
+    except StopIteration as done:
+        return True, done.value
+    task = asyncio.current_task()
+    assert task is not None
+    interruption = Interruption(task)
+    disarm = arm(interruption)
+    try:
+        result = await _resume(call, pending)
+    except asyncio.CancelledError:
+        disarm()
+        if interruption.settle():
+            return False, None
+        raise
+    except BaseException:
+        disarm()
+        interruption.settle()
+        raise
+    disarm()
+    interruption.settle()  # the call caught its cancellation and answered: that answer stands
+    return True, result
+
+
+def _until_disconnect(receive: Receive) -> Callable[[Interruption], Callable[[], None]]:
+    """Arms an interruption to fire when ``receive`` says ``http.disconnect`` (the client went away).
+
+    One future watches ``receive`` while the call is suspended; none is made for a call that never is.
+    """
+
+    def arm(interruption: Interruption) -> Callable[[], None]:
         watcher = asyncio.ensure_future(receive())
 
         def gone(done: asyncio.Future[Any]) -> None:
             if not done.cancelled() and done.exception() is None and done.result().get("type") == "http.disconnect":
-                cancel_scope.cancel()
+                interruption.cancel()
 
         watcher.add_done_callback(gone)
-        try:
-            return await serve()
-        finally:
+
+        def disarm() -> None:
             watcher.remove_done_callback(gone)
             watcher.cancel()
-    return None
+
+        return disarm
+
+    return arm
+
+
+def _registered(
+    calls: dict[tuple[str | None, Any], Interruption], key: tuple[str | None, Any]
+) -> Callable[[Interruption], Callable[[], None]]:
+    """Arms an interruption kept in ``calls`` under ``key`` (where ``notifications/cancelled`` finds it)."""
+
+    def arm(interruption: Interruption) -> Callable[[], None]:
+        calls[key] = interruption
+
+        def disarm() -> None:
+            if calls.get(key) is interruption:
+                del calls[key]
+
+        return disarm
+
+    return arm
 
 
 async def _answer(
@@ -172,21 +276,20 @@ async def _answer(
         if not hold_idle_clock(transport):
             return False
         key = (session_id, message["id"])
-        with anyio.CancelScope() as running:
-            app.fast_calls[key] = running
-            try:
-                response = await fast.serve(message, version, principal=principal, scope=scope, session_id=session_id)
-            finally:
-                if app.fast_calls.get(key) is running:
-                    del app.fast_calls[key]
-                release_idle_clock(transport)
-        if response is None:  # cancelled by the client's notifications/cancelled
+        try:
+            answered, response = await interruptible(
+                fast.serve(message, version, principal=principal, scope=scope, session_id=session_id),
+                _registered(app.fast_calls, key),
+            )
+        finally:
+            release_idle_clock(transport)
+        if not answered or response is None:  # cancelled by the client's notifications/cancelled
             response = error_envelope(message["id"], REQUEST_CANCELLED, "Request cancelled")
     else:
-        response = await _until_disconnect(
-            receive, lambda: fast.serve(message, version, principal=principal, scope=scope)
+        answered, response = await interruptible(
+            fast.serve(message, version, principal=principal, scope=scope), _until_disconnect(receive)
         )
-        if response is None:
+        if not answered or response is None:
             return True  # the client is gone: nothing to answer, nobody to answer
     status = 200
     if transport is None and "error" in response:
