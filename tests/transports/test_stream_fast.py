@@ -108,3 +108,45 @@ async def test_cancelled_hot_call_is_never_answered() -> None:
             assert not hot.offer(cancel)  # the SDK sees it too
     assert written == []
     assert done == [7]
+
+
+async def test_a_hot_call_cancelled_before_it_starts_never_runs() -> None:
+    plane = make_plane()
+    written: list[bytes] = []
+    done: list[Any] = []
+
+    async def write(payload: bytes) -> None:
+        written.append(payload)
+
+    hot = StreamFastPath(plane.fast, write)
+    hot.on_done = done.append
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            hot.bind(tg)
+            hot.offer(call(1, meta=META, text="opening"))
+            assert hot.offer(call(8, meta=META, text="never"))
+            assert not hot.offer({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 8}})
+    assert written == []
+    assert done == [8]
+    assert plane.fast.served == 0
+
+
+async def test_a_cancelled_hot_call_leaves_its_connection_serving() -> None:
+    release = anyio.Event()
+    plane = make_plane(release)
+    written: list[dict[str, Any]] = []
+
+    async def write(payload: bytes) -> None:
+        written.append(orjson.loads(payload))
+
+    hot = StreamFastPath(plane.fast, write)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            hot.bind(tg)
+            hot.offer(call(1, meta=META, text="opening"))
+            assert hot.offer(call(7, "wait", meta=META))
+            await anyio.wait_all_tasks_blocked()
+            assert not hot.offer({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
+            await anyio.wait_all_tasks_blocked()
+            assert hot.offer(call(9, meta=META, text="after"))
+    assert [w["id"] for w in written] == [9]

@@ -8,15 +8,16 @@ it; the hot path engages only once that has happened and only for requests of th
 * 2026-07-28: requests carrying the per-request envelope, validated by the SDK's inbound ladder.
 
 A hot-path call runs in its own task; ``notifications/cancelled`` for it cancels that task and no
-answer is sent, as the protocol requires. Everything else goes to the SDK.
+answer is sent, as the protocol requires (through the task's own ``cancel()``: no cancel scope per
+call). Everything else goes to the SDK.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import anyio
 import anyio.abc
 import orjson
 from mcp_types import JSONRPCMessage, JSONRPCResponse
@@ -26,6 +27,25 @@ from mcplane.fastpath import FastPath
 from mcplane.sdk_adapter.eligibility import handshake_version, opens_modern
 
 __all__ = ["StreamFastPath"]
+
+
+class _Running:
+    """A hot-path call offered and not finished: what ``notifications/cancelled`` cancels.
+
+    Its task is known once it starts; cancelled before that, it never runs.
+    """
+
+    __slots__ = ("cancelled", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            if self.task is not None:
+                self.task.cancel()
 
 
 class StreamFastPath:
@@ -47,7 +67,7 @@ class StreamFastPath:
         self._initialize_id: Any = None
         self._legacy_version: str | None = None
         self._initialized = False
-        self._running: dict[Any, anyio.CancelScope] = {}
+        self._running: dict[Any, _Running] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.on_done: Callable[[Any], None] | None = None
         """Told the id of every request the hot path finished (answered or cancelled)."""
@@ -63,9 +83,9 @@ class StreamFastPath:
         if method == "notifications/cancelled":
             params = raw.get("params")
             request_id = params.get("requestId") if isinstance(params, dict) else None
-            scope = self._running.get(request_id) if isinstance(request_id, str | int) else None
-            if scope is not None:
-                scope.cancel()
+            running = self._running.get(request_id) if isinstance(request_id, str | int) else None
+            if running is not None:
+                running.cancel()
             return False
         if self._era is None:
             if "id" in raw and isinstance(method, str):
@@ -89,9 +109,8 @@ class StreamFastPath:
             version = matched
         if self._tg is None or raw["id"] in self._running:
             return False
-        scope = anyio.CancelScope()
-        self._running[raw["id"]] = scope
-        self._tg.start_soon(self._serve, raw, version, scope)
+        running = self._running[raw["id"]] = _Running()
+        self._tg.start_soon(self._serve, raw, version, running)
         return True
 
     def observe_outbound(self, message: JSONRPCMessage) -> None:
@@ -106,12 +125,18 @@ class StreamFastPath:
                 self._legacy_version = version
             self._initialize_id = None
 
-    async def _serve(self, raw: dict[str, Any], version: str, scope: anyio.CancelScope) -> None:
+    async def _serve(self, raw: dict[str, Any], version: str, running: _Running) -> None:
         request_id = raw["id"]
+        task = running.task = asyncio.current_task()
+        assert task is not None
         try:
-            with scope:
-                response = await self.fast.serve(raw, version, principal=self._principal, scope=self._scope)
-                await self._write(orjson.dumps(response))
+            if running.cancelled:
+                return
+            response = await self.fast.serve(raw, version, principal=self._principal, scope=self._scope)
+            await self._write(orjson.dumps(response))
+        except asyncio.CancelledError:
+            if not running.cancelled or task.uncancel() > 0:
+                raise  # not (only) the client's cancellation: the connection is ending
         finally:
             self._running.pop(request_id, None)
             if self.on_done is not None:
