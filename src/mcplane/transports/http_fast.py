@@ -42,7 +42,7 @@ __all__ = ["Interruption", "interruptible", "serve_fast"]
 
 _T = TypeVar("_T")
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_TYPE = (b"content-type", b"application/json")
 REQUEST_CANCELLED = -32800
 """The code the SDK's 2025-11-25 transport answers a cancelled request with."""
 
@@ -53,6 +53,23 @@ def _accepts_json(accept: str) -> bool:
         if media in ("application/json", "application/*", "*/*"):
             return True
     return False
+
+
+_ACCEPT_VERDICTS_KEPT = 64
+_accept_verdicts: dict[str, bool] = {}
+"""``Accept`` values already judged (clients send one or two; bounded, as any value is a client's)."""
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an ``Accept`` value admits a JSON answer, remembered per value."""
+    try:
+        return _accept_verdicts[accept]
+    except KeyError:
+        verdict = _accepts_json(accept)
+        if len(_accept_verdicts) >= _ACCEPT_VERDICTS_KEPT:
+            _accept_verdicts.clear()
+        _accept_verdicts[accept] = verdict
+        return verdict
 
 
 def _owner(scope: Scope) -> Any:
@@ -73,7 +90,7 @@ async def serve_fast(
         fast is None
         or version_header is None
         or not headers.get("content-type", "").lower().startswith("application/json")
-        or not _accepts_json(headers.get("accept", ""))
+        or not accepts_json(headers.get("accept", ""))
     ):
         return False
     if not read_alike(body):
@@ -295,7 +312,7 @@ async def _answer(
     if transport is None and "error" in response:
         status = ERROR_CODE_HTTP_STATUS.get(response["error"].get("code"), 200)
     payload = orjson.dumps(response)
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    headers = [_JSON_TYPE, (b"content-length", b"%d" % len(payload))]
     if transport is not None and transport.mcp_session_id is not None:
         headers.append((b"mcp-session-id", transport.mcp_session_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -7,7 +7,7 @@ import pytest
 
 from mcplane.transports.security import HostOriginPolicy
 from mcplane.transports.tier.headers import headers_of
-from mcplane.transports.tier.host_origin import HostOrigin
+from mcplane.transports.tier.host_origin import VERDICTS_KEPT, HostOrigin
 from tests.transports.tier.asgi import Endpoint, chunks_receive, drive, http_scope, refusal_of, websocket_scope
 
 Refused = list[tuple[int, str, str]]
@@ -77,3 +77,34 @@ async def _connect() -> dict[str, str]:
 
 async def _send_nothing(message: object) -> None:
     raise AssertionError(message)
+
+
+class _CountingPolicy(HostOriginPolicy):
+    """The default policy, counting how often it is asked."""
+
+    asked: list[tuple[str | None, str | None]]
+
+    def check(self, host: str | None, origin: str | None) -> tuple[int, str] | None:
+        self.asked.append((host, origin))
+        return super().check(host, origin)
+
+
+async def test_a_verdict_is_remembered_per_pair_and_every_refusal_still_counted() -> None:
+    policy = _CountingPolicy()
+    object.__setattr__(policy, "asked", [])
+    endpoint, refused = Endpoint(), []
+    layer = HostOrigin(endpoint, policy, lambda *seen: refused.append(seen))
+    for _ in range(3):
+        assert (await drive(layer, http_scope(headers=[HOST]))).status == 200
+        assert (await drive(layer, http_scope(headers=[("host", "attacker.example")]))).status == 421
+    assert policy.asked == [("localhost", None), ("attacker.example", None)]
+    assert len(endpoint.scopes) == 3
+    assert refused == [(421, "host_not_allowed", "203.0.113.9")] * 3
+
+
+async def test_remembered_verdicts_are_bounded() -> None:
+    layer, _, refused = _layer()
+    for i in range(VERDICTS_KEPT * 2 + 1):
+        await drive(layer, http_scope(headers=[("host", f"h{i}.example")]))
+    assert len(layer._verdicts) <= VERDICTS_KEPT  # pyright: ignore[reportPrivateUsage]
+    assert len(refused) == VERDICTS_KEPT * 2 + 1

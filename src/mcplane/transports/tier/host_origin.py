@@ -4,6 +4,7 @@ It runs before authentication: a page a browser loaded from elsewhere must not g
 having its credentials looked at, and the auth layer derives the resource URL from ``Host``.
 Duplicates are refused, never resolved (one parser's first is another's last: RFC 9112 §3.2
 answers 400 to two Hosts). Every refusal is counted (``mcplane_http_refusals_total``).
+The policy's verdict is remembered per (Host, Origin) pair, for a bounded number of pairs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from mcplane.transports.tier.headers import headers_of
 
 __all__ = ["HostOrigin"]
 
+VERDICTS_KEPT = 256
+"""(Host, Origin) pairs whose verdict is remembered; past that the memory starts over (values
+come from clients: never an unbounded cache)."""
+
 
 class HostOrigin:
     def __init__(self, app: ASGIApp, policy: HostOriginPolicy, on_refused: Callable[[int, str, str], None]) -> None:
@@ -27,6 +32,7 @@ class HostOrigin:
         self.policy = policy
         self.on_refused = on_refused
         """Told ``(status, reason, peer)`` of every refusal."""
+        self._verdicts: dict[tuple[str | None, str | None], tuple[int, str] | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -53,7 +59,14 @@ class HostOrigin:
                 if sum(1 for key, _ in scope["headers"] if key == name) > 1:
                     self.on_refused(400, f"duplicate_{name.decode()}", peer_of(scope))
                     return 400, f"duplicate {name.decode()} header"
-        rejection = self.policy.check(headers.get("host"), headers.get("origin"))
+        pair = (headers.get("host"), headers.get("origin"))
+        try:
+            rejection = self._verdicts[pair]
+        except KeyError:
+            rejection = self.policy.check(*pair)
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[pair] = rejection
         if rejection is not None:
             self.on_refused(rejection[0], rejection[1].replace(" ", "_"), peer_of(scope))
         return rejection
