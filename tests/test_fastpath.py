@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 from pydantic import BaseModel
+from starlette.types import Message
 
 from mcplane import Context, Plane
 from mcplane.transports.http import HTTPApp, HTTPOptions
@@ -332,7 +333,7 @@ def _asgi_scope(headers: dict[str, str]) -> dict[str, Any]:
 async def test_a_modern_call_whose_client_goes_away_is_cancelled_and_not_answered() -> None:
     plane, gate = gated_plane()
     app = HTTPApp(plane, HTTPOptions())
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     reads = 0
 
     async def receive() -> dict[str, Any]:
@@ -347,7 +348,7 @@ async def test_a_modern_call_whose_client_goes_away_is_cancelled_and_not_answere
         await gate.started.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     async with app.running():
@@ -362,7 +363,7 @@ async def test_a_modern_call_whose_client_goes_away_is_cancelled_and_not_answere
 async def test_a_modern_call_that_never_waits_watches_nothing() -> None:
     """A call that ends without suspending is answered with no watcher on ``receive``."""
     app = HTTPApp(make_plane(), HTTPOptions())
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     reads = 0
 
     async def read(message: dict[str, Any]) -> dict[str, Any]:
@@ -376,7 +377,7 @@ async def test_a_modern_call_that_never_waits_watches_nothing() -> None:
             return read({"type": "http.request", "body": body, "more_body": False})
         return read({"type": "http.disconnect"})
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     async with app.running():

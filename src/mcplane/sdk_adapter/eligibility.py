@@ -100,8 +100,10 @@ def plain_modern_version(message: dict[str, Any], headers: Mapping[str, str] | N
     method, and ``Mcp-Name`` equals the body's tool name verbatim (a value the SDK would take for
     base64 is left to it).
     """
-    params = message.get("params")
-    meta = params.get("_meta") if type(params) is dict else None
+    params: Any = message.get("params")
+    if type(params) is not dict:
+        return None
+    meta: Any = params.get("_meta")
     if type(meta) is not dict or CLIENT_CAPABILITIES_META_KEY not in meta:
         return None
     version = meta.get(PROTOCOL_VERSION_META_KEY)
@@ -113,7 +115,7 @@ def plain_modern_version(message: dict[str, Any], headers: Mapping[str, str] | N
         return None
     if headers.get("mcp-method") != "tools/call":
         return None
-    name = params.get("name")
+    name: Any = params.get("name")
     if type(name) is not str or headers.get("mcp-name") != name or name.startswith(_BASE64_SENTINEL):
         return None
     return version

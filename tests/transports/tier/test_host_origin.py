@@ -92,8 +92,12 @@ class _CountingPolicy(HostOriginPolicy):
 async def test_a_verdict_is_remembered_per_pair_and_every_refusal_still_counted() -> None:
     policy = _CountingPolicy()
     object.__setattr__(policy, "asked", [])
-    endpoint, refused = Endpoint(), []
-    layer = HostOrigin(endpoint, policy, lambda *seen: refused.append(seen))
+    endpoint, refused = Endpoint(), list[tuple[int, str, str]]()
+
+    def on_refused(status: int, reason: str, peer: str) -> None:
+        refused.append((status, reason, peer))
+
+    layer = HostOrigin(endpoint, policy, on_refused)
     for _ in range(3):
         assert (await drive(layer, http_scope(headers=[HOST]))).status == 200
         assert (await drive(layer, http_scope(headers=[("host", "attacker.example")]))).status == 421
