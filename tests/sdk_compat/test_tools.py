@@ -193,6 +193,7 @@ async def test_a_changed_output_model_is_read_on_the_next_call() -> None:
     assert invoker is not None
     context = plane.make_context(None, None)
     first = await invoker({"key": "ab"}, context)
+    assert isinstance(first, CallToolResult)
     assert first.structured_content == {"ab": 2}
     tool.fn_metadata.output_model = dict[str, str]
     theirs = await _outcome(lambda: tool.run({"key": "ab"}, context, convert_result=True))
@@ -231,6 +232,7 @@ async def test_local_tools_keep_an_invoker_per_registered_tool() -> None:
     assert isinstance(second, Invoker)
     assert second is not first
     result = await second({"text": "hi"}, plane.make_context(None, None))
+    assert isinstance(result, CallToolResult)
     assert result.content == [TextContent(type="text", text="HI")]
 
 

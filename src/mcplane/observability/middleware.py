@@ -77,7 +77,9 @@ class _Series:
     __slots__ = (
         "bounds",
         "buckets",
-        "carried",
+        "carried_buckets",
+        "carried_in_flight",
+        "carried_ok",
         "duration",
         "duration_sum",
         "ended",
@@ -106,22 +108,23 @@ class _Series:
         self.ended = 0
         self.ok_count = 0
         self.buckets = [0] * len(self.bounds)
-        self.carried = [0, 0, [0] * len(self.bounds)]
-        """What :meth:`carry` has added so far: calls in flight, ``ok`` calls, bucket counts."""
+        self.carried_in_flight = 0
+        self.carried_ok = 0
+        self.carried_buckets = [0] * len(self.bounds)
+        """What :meth:`carry` has added so far (calls in flight, ``ok`` calls, bucket counts)."""
 
     def carry(self) -> None:
         """Add what was counted in plain numbers since the last carry to the Prometheus children."""
-        carried = self.carried
         in_flight = self.started - self.ended
-        if in_flight != carried[0]:
-            self.in_flight.inc(in_flight - carried[0])
-            carried[0] = in_flight
+        if in_flight != self.carried_in_flight:
+            self.in_flight.inc(in_flight - self.carried_in_flight)
+            self.carried_in_flight = in_flight
         ok = self.ok_count
-        if ok != carried[1]:
-            self.ok.inc(ok - carried[1])
-            carried[1] = ok
+        if ok != self.carried_ok:
+            self.ok.inc(ok - self.carried_ok)
+            self.carried_ok = ok
         children = self.duration._buckets  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
-        done: list[int] = carried[2]  # pyright: ignore[reportAssignmentType]
+        done = self.carried_buckets
         for index, count in enumerate(self.buckets):
             if count != done[index]:
                 children[index].inc(count - done[index])  # pyright: ignore[reportUnknownMemberType]

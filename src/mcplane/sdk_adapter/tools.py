@@ -35,7 +35,7 @@ from mcp.server.mcpserver.utilities.func_metadata import (
     _convert_to_content,  # pyright: ignore[reportPrivateUsage]
 )
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, InputRequiredResult, TextContent
+from mcp_types import CallToolResult, ContentBlock, InputRequiredResult, TextContent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 __all__ = ["Invoker", "LocalTools", "invoker_for"]
@@ -117,7 +117,9 @@ class Invoker:
             if output_model is not None and not result.is_error:
                 self._output_adapter(metadata, output_model).validate_python(result.structured_content)
             return result
-        content = [TextContent(type="text", text=result)] if type(result) is str else _convert_to_content(result)
+        content: list[ContentBlock] = (
+            [TextContent(type="text", text=result)] if type(result) is str else _convert_to_content(result)
+        )
         if output_model is None:
             return CallToolResult(content=content)
         if metadata.wrap_output:
