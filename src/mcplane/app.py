@@ -7,7 +7,6 @@ prompts on an SDK ``MCPServer`` and routes every call through mcplane's pipeline
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -22,7 +21,7 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from mcplane.config import PlaneConfig, ToolPolicySection, merge_policy
-from mcplane.context import ANONYMOUS, Context, Principal
+from mcplane.context import ANONYMOUS, Context, Principal, new_correlation_id
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments, NotFound
 from mcplane.fastpath import FastPath
@@ -502,7 +501,7 @@ class Plane:
             input_params=params,
             subscriptions=subscription_bus(self.sdk),
             principal=principal,
-            correlation_id=secrets.token_hex(8),
+            correlation_id=new_correlation_id(),
             dependencies=self._open or {},
             scope=scope,
             meta=meta,
