@@ -160,3 +160,18 @@ async def test_calls_on_another_thread_count_in_prometheus_directly() -> None:
     labels = {"kind": "tool", "name": "alpha", "status": "ok", "code": ""}
     assert metrics.registry.get_sample_value("mcplane_calls_total", labels) == 2
     assert metrics.registry.get_sample_value("mcplane_calls_in_flight", {"kind": "tool"}) == 0
+
+
+async def test_a_closed_slot_carries_its_counts_and_leaves_the_collections() -> None:
+    metrics = Metrics(CollectorRegistry())
+    middleware = ObserveMiddleware(metrics, log_calls=False)
+    await middleware(_call("alpha"), _ok)
+    middleware.close()
+    child = metrics.calls.labels(kind="tool", name="alpha", status="ok", code="")
+    assert child._value.get() == 1  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType]
+    assert metrics._folds._folds == []  # pyright: ignore[reportPrivateUsage]
+    middleware.close()  # idempotent
+    await middleware(_call("alpha"), _ok)  # after the close: counted in Prometheus at once
+    assert child._value.get() == 2  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType]
+    labels = {"kind": "tool", "name": "alpha", "status": "ok", "code": ""}
+    assert metrics.registry.get_sample_value("mcplane_calls_total", labels) == 2

@@ -90,8 +90,16 @@ class _Folds:
         self._folds: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
-    def add(self, fold: Callable[[], None]) -> None:
+    def add(self, fold: Callable[[], None]) -> Callable[[], None]:
         self._folds.append(fold)
+
+        def remove() -> None:
+            with self._lock:
+                if fold in self._folds:
+                    fold()  # what was counted since the last collection
+                    self._folds.remove(fold)
+
+        return remove
 
     def run(self) -> None:
         with self._lock:  # scrapes may come from the metrics port's thread and the event loop's
@@ -232,10 +240,11 @@ class Metrics:
         self.cache_hits = self.cache_requests.labels(result="hit")
         self.cache_misses = self.cache_requests.labels(result="miss")
 
-    def before_collect(self, fold: Callable[[], None]) -> None:
+    def before_collect(self, fold: Callable[[], None]) -> Callable[[], None]:
         """Run ``fold`` (under a lock shared by all folds) whenever the registry is collected, before
-        these metrics are read: it carries plain counts into the metrics' children."""
-        self._folds.add(fold)
+        these metrics are read: it carries plain counts into the metrics' children. Returns what
+        removes it (running it a last time)."""
+        return self._folds.add(fold)
 
     def set_circuit_state(self, upstream: str, endpoint: str, state: int) -> None:
         """For the gateway: 0 closed, 1 half-open, 2 open."""

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.trace import get_current_span
@@ -148,8 +148,16 @@ class ObserveMiddleware:
         self.count_budget = count_budget
         self._series: dict[tuple[str, str], _Series] = {}
         self._by_label: dict[tuple[str, str], _Series] = {}
+        self._unfold: Callable[[], None] | None = None
         if metrics is not None and metrics.plain_counting:
-            metrics.before_collect(self.carry)
+            self._unfold = metrics.before_collect(self.carry)
+
+    def close(self) -> None:
+        """Carry the plain counts a last time and stop carrying at collections (the layers close);
+        a call after this counts in Prometheus directly."""
+        if self._unfold is not None:
+            self._unfold()
+            self._unfold = None
 
     def carry(self) -> None:
         """Carry every series' plain counts into Prometheus (run before each collection)."""
@@ -162,7 +170,7 @@ class ObserveMiddleware:
         series = self._series.get((call.kind, call.name)) if self.metrics is not None else None
         if series is None and self.metrics is not None:
             series = self._new_series(call)
-        plain = series is not None and series.owner == threading.get_ident()
+        plain = series is not None and series.owner == threading.get_ident() and self._unfold is not None
         if plain:
             series.started += 1  # pyright: ignore[reportOptionalMemberAccess]
         elif series is not None:
@@ -181,7 +189,7 @@ class ObserveMiddleware:
             elapsed = time.perf_counter() - started
             if token is not None:
                 current_call_name.reset(token)
-            if plain:
+            if plain and self._unfold is not None:  # (a call in flight when the slot closed: counted directly)
                 self._count_plain(series, call.kind, elapsed, code)  # pyright: ignore[reportArgumentType]
             elif series is not None:
                 self._count(series, call.kind, elapsed, code)
