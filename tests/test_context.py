@@ -105,3 +105,32 @@ def test_replace_keeps_the_sdk_request_state_of_a_subclass() -> None:
     assert changed._tag == "t1"  # pyright: ignore[reportPrivateUsage]
     changed.tag("t2")
     assert ctx._tag == "t1", "the copies do not share their private state"  # pyright: ignore[reportPrivateUsage]
+
+
+def test_correlation_ids_are_16_hex_digits_and_unique_across_batches() -> None:
+    import re
+
+    from mcplane.context import new_correlation_id
+
+    ids = [new_correlation_id() for _ in range(2000)]  # several batches of 256
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_correlation_ids_come_from_one_urandom_draw_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from mcplane import context as context_module
+
+    draws: list[int] = []
+    real = os.urandom
+
+    def counting(size: int) -> bytes:
+        draws.append(size)
+        return real(size)
+
+    monkeypatch.setattr(context_module.os, "urandom", counting)
+    context_module._correlation_ids.clear()  # pyright: ignore[reportPrivateUsage]
+    for _ in range(300):
+        context_module.new_correlation_id()
+    assert draws == [8 * 256, 8 * 256]

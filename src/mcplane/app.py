@@ -7,7 +7,6 @@ prompts on an SDK ``MCPServer`` and routes every call through mcplane's pipeline
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -22,7 +21,7 @@ from mcp_types import (
 from pydantic import ValidationError
 
 from mcplane.config import PlaneConfig, ToolPolicySection, merge_policy
-from mcplane.context import ANONYMOUS, Context, Principal
+from mcplane.context import ANONYMOUS, Context, Principal, new_correlation_id
 from mcplane.dependencies import Dependency, bind_injections, open_dependencies
 from mcplane.errors import ConfigError, InvalidArguments, NotFound
 from mcplane.fastpath import FastPath
@@ -33,6 +32,7 @@ from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.policy import parse_duration
 from mcplane.sdk_adapter.mcpserver import local_prompt, local_resource, local_tool, lowlevel_server, subscription_bus
 from mcplane.sdk_adapter.server import SDKServer, install_task_listen, sdk_lifespan
+from mcplane.sdk_adapter.tools import LocalTools
 from mcplane.stack import Core, build_pipeline
 from mcplane.tasks import TaskPolicy, TaskRuntime, TasksExtension, task_policy
 from mcplane.tool_policy import EMPTY_POLICY, EMPTY_SOURCE, ToolPolicy, ToolSource
@@ -166,6 +166,8 @@ class Plane:
             lifespan=sdk_lifespan(self),
             log_level="WARNING",
         )
+        self._tools = LocalTools(self.sdk)
+        """Runs local tools as ``sdk.call_tool`` does, minus its per-call lookups (:mod:`mcplane.sdk_adapter.tools`)."""
         if self.tasks is not None:
             self.tasks.bind(self.sdk.call_tool_handler)
             install_task_listen(self.sdk, self.tasks)
@@ -499,7 +501,7 @@ class Plane:
             input_params=params,
             subscriptions=subscription_bus(self.sdk),
             principal=principal,
-            correlation_id=secrets.token_hex(8),
+            correlation_id=new_correlation_id(),
             dependencies=self._open or {},
             scope=scope,
             meta=meta,
@@ -539,9 +541,10 @@ class Plane:
                 if provider.owns(call.kind, call.name):
                     return await provider.provide(call)
         if call.kind == "tool":
-            if local_tool(self.sdk, call.name) is None:
+            run = self._tools.runner(call.name)
+            if run is None:
                 raise self._not_found(call, "tool")
-            return await self.sdk.call_tool(call.name, dict(call.arguments), call.context)
+            return await run(dict(call.arguments), call.context)
         if call.kind == "resource":
             return await self.sdk._read_resource_result(call.name, call.context)
         prompt = local_prompt(self.sdk, call.name)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -31,7 +33,7 @@ from mcplane.tasks.scope import current_scope
 if TYPE_CHECKING:
     from mcplane.backends.state import State
 
-__all__ = ["ANONYMOUS", "KEEP", "Context", "Keep", "Principal"]
+__all__ = ["ANONYMOUS", "KEEP", "Context", "Keep", "Principal", "new_correlation_id"]
 
 logger = logging.getLogger("mcplane.context")
 
@@ -59,6 +61,21 @@ TIMEOUT_HEADER = b"mcplane-timeout-ms"
 """HTTP header (lower-case) carrying the caller's remaining time in milliseconds."""
 _W3C = TraceContextTextMapPropagator()
 _set = object.__setattr__
+
+_ID_BATCH = 256
+_correlation_ids: deque[str] = deque()
+os.register_at_fork(after_in_child=_correlation_ids.clear)  # a forked worker never reuses its parent's
+
+
+def new_correlation_id() -> str:
+    """16 random hex digits, as ``secrets.token_hex(8)``: drawn from ``os.urandom`` 256 at a time
+    (one system call per batch, not per call; ``deque.popleft`` hands each out once across threads)."""
+    try:
+        return _correlation_ids.popleft()
+    except IndexError:
+        raw = os.urandom(8 * _ID_BATCH).hex()
+        _correlation_ids.extend(raw[start : start + 16] for start in range(16, len(raw), 16))
+        return raw[:16]
 
 
 class Keep(enum.Enum):

@@ -115,3 +115,67 @@ async def test_an_outer_cancellation_is_not_reported_as_a_timeout() -> None:
     with anyio.move_on_after(TINY) as outer:
         await middleware(_call(), _never)
     assert outer.cancelled_caught, "the outer scope's cancellation propagated out of the middleware"
+
+
+async def test_calls_in_flight_share_one_loop_timer_for_their_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    scheduled: list[float] = []
+    original = loop.call_at
+
+    def counting_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        scheduled.append(when)
+        return original(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    middleware = TimeoutMiddleware(default_timeout=30)
+    release, all_started = anyio.Event(), anyio.Event()
+    started = 0
+
+    async def wait(call: Call) -> str:
+        nonlocal started
+        started += 1
+        if started == 20:
+            all_started.set()
+        await release.wait()
+        return "done"
+
+    results: list[Any] = []
+
+    async def one() -> None:
+        results.append(await middleware(_call(), wait))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(one)
+        await all_started.wait()
+        release.set()
+    assert results == ["done"] * 20
+    assert len(scheduled) <= 1, "each call scheduled a loop timer of its own"
+
+
+async def test_a_short_deadline_fires_while_a_longer_one_is_watched() -> None:
+    middleware = TimeoutMiddleware(default_timeout=None)
+    release = anyio.Event()
+    outcomes: dict[str, Any] = {}
+
+    async def slow_but_finishing(call: Call) -> str:
+        await release.wait()
+        return "long done"
+
+    async def long_call() -> None:
+        outcomes["long"] = await middleware(_call(timeout=60), slow_but_finishing)
+
+    async def short_call() -> None:
+        try:
+            await middleware(_call(timeout=TINY), _never)
+        except Timeout as exc:
+            outcomes["short"] = exc.code
+        release.set()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(long_call)
+            group.start_soon(short_call)
+    assert outcomes == {"short": "timeout", "long": "long done"}

@@ -54,6 +54,8 @@ SDK_PRIVATE = frozenset(
         "_clamp_inbound_ttl",
         "_later_revision_fields",
         "_tool_output_schemas",
+        # mcp.server.mcpserver.utilities.func_metadata.FuncMetadata
+        "_output_adapter",
         # mcp.server.mcpserver.Context
         "_request_context",
         "_mcp_server",

@@ -8,11 +8,21 @@ same deadline on its context.
 The caller's remaining time arrives as ``_meta["mcplane/timeout_ms"]`` on the request or as the
 HTTP header ``Mcplane-Timeout-Ms`` (milliseconds left, a number; relative, so clocks need not
 agree). ``ctx.propagation_meta()`` gives what to send on: the time still left.
+
+On asyncio the deadline is kept by one timer per event loop (:class:`_Watchdog`) rather than by
+the call's cancel scope: a scope with a deadline schedules and cancels a loop timer of its own
+per call, which cost more than the rest of the slot. The call still runs in its own
+``anyio.CancelScope`` (so cancellation from outside, and scopes the tool opens, nest as before);
+the watchdog cancels that scope when its deadline passes, as the scope's own timer would.
+Elsewhere (trio) the scope keeps its deadline itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
+import weakref
 from typing import Any
 
 import anyio
@@ -21,6 +31,66 @@ from mcplane.errors import DeadlineExceeded, Timeout
 from mcplane.pipeline import Call, CallNext
 
 __all__ = ["TimeoutMiddleware"]
+
+
+class _Watchdog:
+    """Every call's deadline on one event loop, behind one timer (set for the earliest).
+
+    A call whose deadline passes has its scope cancelled, as ``CancelScope(deadline=...)``
+    would; a call that ends first is just forgotten (the timer stays set for the earliest
+    deadline it was set for, and when it fires it sets itself for the earliest one left).
+    """
+
+    __slots__ = ("__weakref__", "_at", "_handle", "_loop", "_scopes")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._scopes: dict[anyio.CancelScope, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf
+
+    def watch(self, scope: anyio.CancelScope, at: float) -> None:
+        """Cancel ``scope`` once the loop's clock reaches ``at`` (unless :meth:`forget` comes first)."""
+        self._scopes[scope] = at
+        if at < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = at
+            self._handle = self._loop.call_at(at, self._fire)
+
+    def clock(self) -> float:
+        """The loop's clock (what :meth:`watch` takes; anyio's ``current_time`` on asyncio)."""
+        return self._loop.time()
+
+    def forget(self, scope: anyio.CancelScope) -> None:
+        self._scopes.pop(scope, None)
+
+    def _fire(self) -> None:
+        self._handle, self._at = None, math.inf
+        now = self._loop.time()
+        due = [scope for scope, at in self._scopes.items() if at <= now]
+        for scope in due:
+            del self._scopes[scope]
+        if self._scopes:
+            earliest = min(self._scopes.values())
+            self._at, self._handle = earliest, self._loop.call_at(earliest, self._fire)
+        for scope in due:
+            scope.cancel()
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
+
+
+def _watchdog() -> _Watchdog | None:
+    """The running asyncio loop's watchdog (``None``: not on asyncio)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    watchdog = _watchdogs.get(loop)
+    if watchdog is None:
+        watchdog = _watchdogs[loop] = _Watchdog(loop)
+    return watchdog
 
 
 class TimeoutMiddleware:
@@ -45,9 +115,19 @@ class TimeoutMiddleware:
         deadline = caller_deadline if caller_bound else own_deadline
         assert deadline is not None
         call.context = ctx.replace(deadline=deadline)
-        with anyio.CancelScope(deadline=_to_anyio_clock(deadline)):
-            return await call_next(call)
-        # Reached only when this scope's deadline cancelled the call.
+        watchdog = _watchdog()
+        if watchdog is None:
+            with anyio.CancelScope(deadline=_to_anyio_clock(deadline)):
+                return await call_next(call)
+        else:
+            scope = anyio.CancelScope()
+            watchdog.watch(scope, watchdog.clock() + (deadline - time.monotonic()))
+            try:
+                with scope:
+                    return await call_next(call)
+            finally:
+                watchdog.forget(scope)
+        # Reached only when the deadline cancelled the call.
         if caller_bound:
             raise DeadlineExceeded()
         raise Timeout(f"the call did not finish within {timeout:g} s")

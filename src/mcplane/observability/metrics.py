@@ -41,6 +41,7 @@ that mode (prometheus-client cannot merge them).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -81,12 +82,50 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+class _Folds:
+    """A collector that collects nothing: it runs the folds (plain counts carried into the metrics'
+    children) before the registry collects the metrics registered after it."""
+
+    def __init__(self) -> None:
+        self._folds: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def add(self, fold: Callable[[], None]) -> Callable[[], None]:
+        self._folds.append(fold)
+
+        def remove() -> None:
+            with self._lock:
+                if fold in self._folds:
+                    fold()  # what was counted since the last collection
+                    self._folds.remove(fold)
+
+        return remove
+
+    def run(self) -> None:
+        with self._lock:  # scrapes may come from the metrics port's thread and the event loop's
+            for fold in self._folds:
+                fold()
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        self.run()
+        return []
+
+
 class Metrics:
     """Every mcplane metric, registered once in ``registry`` (the process default unless given)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
         reg = self.registry
+        self.plain_counting = multiprocess_dir() is None
+        """Whether hot counters may be kept as plain numbers and carried into the metrics at each
+        collection (:meth:`before_collect`); not in multiprocess mode, where a scrape reads every
+        worker's files and no worker is asked to carry anything."""
+        self._folds = _Folds()
+        reg.register(self._folds)  # first: a collection runs the folds before it reads the metrics
         self.calls = Counter(
             "mcplane_calls_total",
             "Calls (tools/call, resources/read, prompts/get) by outcome; code is the stable error code.",
@@ -201,6 +240,12 @@ class Metrics:
         self.cache_hits = self.cache_requests.labels(result="hit")
         self.cache_misses = self.cache_requests.labels(result="miss")
 
+    def before_collect(self, fold: Callable[[], None]) -> Callable[[], None]:
+        """Run ``fold`` (under a lock shared by all folds) whenever the registry is collected, before
+        these metrics are read: it carries plain counts into the metrics' children. Returns what
+        removes it (running it a last time)."""
+        return self._folds.add(fold)
+
     def set_circuit_state(self, upstream: str, endpoint: str, state: int) -> None:
         """For the gateway: 0 closed, 1 half-open, 2 open."""
         self.circuit_state.labels(upstream=upstream, endpoint=endpoint).set(state)
@@ -273,6 +318,7 @@ class CounterSync:
 
     def __init__(self) -> None:
         self._sources: list[tuple[Callable[[], int], Any, list[int]]] = []
+        self._lock = threading.Lock()
 
     def add(self, read: Callable[[], int], counter: Any) -> None:
         self._sources.append((read, counter, [read()]))
@@ -281,13 +327,14 @@ class CounterSync:
         return bool(self._sources)
 
     def sync(self) -> None:
-        for read, counter, last in self._sources:
-            value = read()
-            grown = value - last[0]
-            if grown:
-                last[0] = value
-                if grown > 0:
-                    counter.inc(grown)
+        with self._lock:  # a scrape on the metrics port's thread may sync while a call does
+            for read, counter, last in self._sources:
+                value = read()
+                grown = value - last[0]
+                if grown:
+                    last[0] = value
+                    if grown > 0:
+                        counter.inc(grown)
 
 
 class CountingBudgetStore:

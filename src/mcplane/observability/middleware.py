@@ -10,14 +10,25 @@ Per call it updates ``mcplane_calls_in_flight``, ``mcplane_calls_total``,
 ``mcplane_rate_limited_total``; then it writes one ``call`` event to the ``mcplane.calls``
 logger (when INFO is enabled there). The label series of each known name is looked up once and
 kept, so a call costs a dict hit and a few increments.
+
+Those increments are plain numbers on the thread that serves the calls (the event loop's): calls
+started and ended, ``ok`` calls, one count per histogram bucket. They are carried into the
+Prometheus children whenever the registry is collected (:meth:`Metrics.before_collect
+<mcplane.observability.metrics.Metrics.before_collect>`), so a scrape reads what counting each
+call in Prometheus would have given, at a fraction of the cost (each Prometheus increment takes
+a lock). The duration's sum is added to its child per call, so it is the same float. Calls on
+another thread, errors, and multiprocess mode (where a scrape reads other workers' files) count
+in Prometheus directly.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.trace import get_current_span
@@ -61,9 +72,26 @@ def series_name(call: Call) -> str:
 
 
 class _Series:
-    """The label children of one ``(kind, name)``."""
+    """The label children of one ``(kind, name)``, and its plain counts not yet carried into them."""
 
-    __slots__ = ("duration", "errors", "in_flight", "label", "ok", "rate_limited")
+    __slots__ = (
+        "bounds",
+        "buckets",
+        "carried_buckets",
+        "carried_in_flight",
+        "carried_ok",
+        "duration",
+        "duration_sum",
+        "ended",
+        "errors",
+        "in_flight",
+        "label",
+        "ok",
+        "ok_count",
+        "owner",
+        "rate_limited",
+        "started",
+    )
 
     def __init__(self, metrics: Metrics, kind: str, label: str) -> None:
         self.label = label
@@ -72,6 +100,35 @@ class _Series:
         self.ok = metrics.calls.labels(kind=kind, name=label, status="ok", code="")
         self.errors: dict[str, Any] = {}
         self.rate_limited: Any = None
+        self.owner = threading.get_ident() if metrics.plain_counting else None
+        """The thread whose calls count in the plain numbers below (``None``: none do)."""
+        self.bounds: tuple[float, ...] = tuple(self.duration._upper_bounds)  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownArgumentType, reportUnknownMemberType]
+        self.duration_sum = self.duration._sum  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType]
+        self.started = 0
+        self.ended = 0
+        self.ok_count = 0
+        self.buckets = [0] * len(self.bounds)
+        self.carried_in_flight = 0
+        self.carried_ok = 0
+        self.carried_buckets = [0] * len(self.bounds)
+        """What :meth:`carry` has added so far (calls in flight, ``ok`` calls, bucket counts)."""
+
+    def carry(self) -> None:
+        """Add what was counted in plain numbers since the last carry to the Prometheus children."""
+        in_flight = self.started - self.ended
+        if in_flight != self.carried_in_flight:
+            self.in_flight.inc(in_flight - self.carried_in_flight)
+            self.carried_in_flight = in_flight
+        ok = self.ok_count
+        if ok != self.carried_ok:
+            self.ok.inc(ok - self.carried_ok)
+            self.carried_ok = ok
+        children = self.duration._buckets  # pyright: ignore[reportPrivateUsage, reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]
+        done = self.carried_buckets
+        for index, count in enumerate(self.buckets):
+            if count != done[index]:
+                children[index].inc(count - done[index])  # pyright: ignore[reportUnknownMemberType]
+                done[index] = count
 
 
 class ObserveMiddleware:
@@ -91,12 +148,32 @@ class ObserveMiddleware:
         self.count_budget = count_budget
         self._series: dict[tuple[str, str], _Series] = {}
         self._by_label: dict[tuple[str, str], _Series] = {}
+        self._unfold: Callable[[], None] | None = None
+        if metrics is not None and metrics.plain_counting:
+            self._unfold = metrics.before_collect(self.carry)
+
+    def close(self) -> None:
+        """Carry the plain counts a last time and stop carrying at collections (the layers close);
+        a call after this counts in Prometheus directly."""
+        if self._unfold is not None:
+            self._unfold()
+            self._unfold = None
+
+    def carry(self) -> None:
+        """Carry every series' plain counts into Prometheus (run before each collection)."""
+        for series in list(self._by_label.values()):
+            series.carry()
+        if self.sync is not None:
+            self.sync.sync()
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         series = self._series.get((call.kind, call.name)) if self.metrics is not None else None
         if series is None and self.metrics is not None:
             series = self._new_series(call)
-        if series is not None:
+        plain = series is not None and series.owner == threading.get_ident() and self._unfold is not None
+        if plain:
+            series.started += 1  # pyright: ignore[reportOptionalMemberAccess]
+        elif series is not None:
             series.in_flight.inc()
         token = current_call_name.set(call.name) if self.count_budget else None
         code: str | None = None
@@ -112,7 +189,9 @@ class ObserveMiddleware:
             elapsed = time.perf_counter() - started
             if token is not None:
                 current_call_name.reset(token)
-            if series is not None:
+            if plain and self._unfold is not None:  # (a call in flight when the slot closed: counted directly)
+                self._count_plain(series, call.kind, elapsed, code)  # pyright: ignore[reportArgumentType]
+            elif series is not None:
                 self._count(series, call.kind, elapsed, code)
             if self.log_calls and CALL_LOGGER.isEnabledFor(logging.INFO):
                 _log_call(call, elapsed, code)
@@ -127,27 +206,41 @@ class ObserveMiddleware:
             self._series[(call.kind, call.name)] = series
         return series
 
+    def _count_plain(self, series: _Series, kind: str, elapsed: float, code: str | None) -> None:
+        """:meth:`_count` on the series' own thread: plain numbers, carried at each collection (so is
+        :attr:`sync`)."""
+        series.ended += 1
+        series.duration_sum.inc(elapsed)
+        series.buckets[bisect_left(series.bounds, elapsed)] += 1  # the first bound >= elapsed, as observe()
+        if code is None:
+            series.ok_count += 1
+        else:
+            self._count_error(series, kind, code)
+
     def _count(self, series: _Series, kind: str, elapsed: float, code: str | None) -> None:
         series.in_flight.dec()
         series.duration.observe(elapsed)
         if code is None:
             series.ok.inc()
         else:
-            label = code if code in KNOWN_CODES else "tool_error"
-            counter = series.errors.get(label)
-            if counter is None:
-                assert self.metrics is not None
-                counter = series.errors[label] = self.metrics.calls.labels(
-                    kind=kind, name=series.label, status="error", code=label
-                )
-            counter.inc()
-            if label == "rate_limited":
-                if series.rate_limited is None:
-                    assert self.metrics is not None
-                    series.rate_limited = self.metrics.rate_limited.labels(name=series.label)
-                series.rate_limited.inc()
+            self._count_error(series, kind, code)
         if self.sync is not None:
             self.sync.sync()
+
+    def _count_error(self, series: _Series, kind: str, code: str) -> None:
+        label = code if code in KNOWN_CODES else "tool_error"
+        counter = series.errors.get(label)
+        if counter is None:
+            assert self.metrics is not None
+            counter = series.errors[label] = self.metrics.calls.labels(
+                kind=kind, name=series.label, status="error", code=label
+            )
+        counter.inc()
+        if label == "rate_limited":
+            if series.rate_limited is None:
+                assert self.metrics is not None
+                series.rate_limited = self.metrics.rate_limited.labels(name=series.label)
+            series.rate_limited.inc()
 
 
 def sdk_request_context(ctx: Any) -> Any:

@@ -138,6 +138,7 @@ def build_observability(
                 except OSError as exc:
                     raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     obs.middleware = ObserveMiddleware(obs.metrics, sync=obs.sync, count_budget=count_budget)
+    obs._undo.append(obs.middleware.close)  # its plain counts: carried, and no longer at each collection
     return obs
 
 

@@ -33,6 +33,10 @@ What mcplane relies on (each item names the module here that holds it):
   ladder's verdict (``classify_inbound_request``) and how its dual-era loop picks a stream's era.
 - :mod:`~mcplane.sdk_adapter.results`: the runner's result shaping (the per-version sieve,
   ``resultType``, the ``serverInfo`` stamp rule) and its JSON-RPC error for an ``ErrorData``.
+- :mod:`~mcplane.sdk_adapter.tools`: ``Tool.run`` and ``FuncMetadata.convert_result`` as a local
+  tool's call copies them (its argument model, ``pre_parse_json``, ``model_dump_one_level``,
+  ``call_fn``), ``FuncMetadata._output_adapter``, ``func_metadata._convert_to_content`` and
+  ``MCPServer._tool_manager``: each tool's call without the per-call lookups.
 - :mod:`~mcplane.sdk_adapter.client`: ``ClientSession._stamp``, ``_dispatcher``,
   ``_negotiated_version``, ``_call_tool_adapter``, ``mcp.client.session._clamp_inbound_ttl`` and
   ``_later_revision_fields``, ``ClientSession._tool_output_schemas`` (a result its cached output
