@@ -158,17 +158,39 @@ class LimitsSection(_Section):
 Backend = Literal["memory", "redis"]
 
 
+class RateLimitLeaseSection(_Section):
+    """Leased allowance on the Redis backend (:mod:`mcplane.backends.lease`)."""
+
+    max: int = Field(default=64, ge=1, le=100_000)
+    """Most calls one lease takes (never more than 1/16 of a limit's burst either)."""
+    ttl: float = Field(default=1.0, gt=0)
+    """Held calls lapse after this long, spent or not."""
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> float | None:
+        return field_duration(value)
+
+
 class RateLimitSection(_Section):
     backend: Backend = "memory"
     default: str | list[str] | None = None
     """Limit for tools whose policy declares none (``None``: such tools are not limited)."""
     scope: Literal["principal", "global", "both"] = "principal"
     fail_open: bool = False
+    lease: RateLimitLeaseSection | None = None
+    """Take calls from Redis in batches and spend them locally (``backend: redis`` only)."""
 
     @field_validator("default")
     @classmethod
     def _parse_rate_limit(cls, value: str | list[str] | None) -> str | list[str] | None:
         return _rate_limit(value)
+
+    @model_validator(mode="after")
+    def _lease_needs_redis(self) -> RateLimitSection:
+        if self.lease is not None and self.backend != "redis":
+            raise ValueError("lease applies to backend: redis only (a memory limiter has nothing to lease from)")
+        return self
 
 
 class CacheSection(_Section):

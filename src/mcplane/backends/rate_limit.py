@@ -39,7 +39,17 @@ from typing import Protocol
 from mcplane.backends.clock import Clock, monotonic
 from mcplane.backends.keys import same_slot
 
-__all__ = ["Decision", "Limit", "MemoryRateLimiter", "RateLimiter", "gcra_step", "parse_limit", "parse_limits"]
+__all__ = [
+    "Decision",
+    "Grant",
+    "Limit",
+    "MemoryRateLimiter",
+    "RateLimiter",
+    "gcra_step",
+    "lease_step",
+    "parse_limit",
+    "parse_limits",
+]
 
 EPSILON_MS = 1e-6
 """Float slack (in ms) so that e.g. three hits of ``3/second`` fill the bucket exactly."""
@@ -117,6 +127,21 @@ class Decision:
     key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The answer to one lease (:mod:`mcplane.backends.lease`): ``granted`` calls taken at once.
+
+    ``horizons_ms``: per check, the bucket's TAT right after the lease minus the store's "now"
+    (a held call stays safe while ``elapsed + held * interval <= horizon``). When nothing was
+    granted, ``retry_after_ms`` and ``index`` are what one exact hit of cost 1 would answer.
+    """
+
+    granted: int
+    horizons_ms: tuple[float, ...]
+    retry_after_ms: int
+    index: int
+
+
 class RateLimiter(Protocol):
     """Atomic rate-limit verbs. Every implementation passes ``tests/backends/test_rate_limit_contract.py``."""
 
@@ -141,6 +166,38 @@ def gcra_step(tat_ms: float | None, now_ms: float, limit: Limit, cost: int) -> t
     if over > EPSILON_MS:
         return new_tat, over, 0
     return new_tat, over, math.floor((limit.period_ms - (new_tat - now_ms)) / limit.interval_ms + EPSILON_MS)
+
+
+def lease_step(
+    tats_ms: Sequence[float | None], now_ms: float, limits: Sequence[Limit], want: int, hold_ms: float
+) -> tuple[int, list[float], float, int]:
+    """Take up to ``want`` calls from every bucket at once: ``(granted, new_tats_ms, over_ms, index)``.
+
+    The calls are counted from ``max(tat, now + hold_ms)``: taken from a nearly full bucket, a
+    lease also holds the next ``hold_ms`` of refill, so its calls stay safe to spend for that
+    long (see :mod:`mcplane.backends.lease`). When the bucket is too low for that, the lease is
+    counted from ``max(tat, now)`` (no hold). Nothing fits: ``granted`` is 0 and ``over_ms`` /
+    ``index`` are one exact hit's (the first of the worst).
+    """
+    bases = [now_ms if tat is None or tat < now_ms else tat for tat in tats_ms]
+    for hold in (hold_ms, 0.0) if hold_ms > 0 else (0.0,):
+        granted, index = want, 0
+        for i, (base, limit) in enumerate(zip(bases, limits, strict=True)):
+            room = math.floor((now_ms + limit.period_ms - max(base, now_ms + hold) + EPSILON_MS) / limit.interval_ms)
+            if room < granted:
+                granted, index = room, i
+        if granted >= 1:
+            new_tats = [
+                max(base, now_ms + hold) + granted * limit.interval_ms
+                for base, limit in zip(bases, limits, strict=True)
+            ]
+            return granted, new_tats, 0.0, index
+    worst, index = 0.0, 0
+    for i, (base, limit) in enumerate(zip(bases, limits, strict=True)):
+        over = base + limit.interval_ms - now_ms - limit.period_ms
+        if over > EPSILON_MS and over > worst:
+            worst, index = over, i
+    return 0, [], worst, index
 
 
 def check_cost(cost: int, limits: Sequence[Limit]) -> None:
@@ -189,6 +246,22 @@ class MemoryRateLimiter:
             self._tats[f"{key}:{limit_suffix(limit)}"] = new_tat
         remaining, index = min((step[2], i) for i, step in enumerate(steps))
         return Decision(True, remaining, 0, checks[index][0])
+
+    async def lease(self, checks: Sequence[tuple[str, Limit]], want: int, *, hold_ms: float = 0.0) -> Grant:
+        """Take up to ``want`` calls of cost 1 from every check at once (:func:`lease_step`)."""
+        keys = same_slot(key for key, _ in checks)
+        now = self._clock() * 1000.0
+        self._maybe_sweep(now)
+        names = [f"{key}:{limit_suffix(limit)}" for key, (_, limit) in zip(keys, checks, strict=True)]
+        limits = [limit for _, limit in checks]
+        granted, new_tats, over, index = lease_step(
+            [self._tats.get(name) for name in names], now, limits, want, hold_ms
+        )
+        if not granted:
+            return Grant(0, (), retry_ms(over), index)
+        for name, new_tat in zip(names, new_tats, strict=True):
+            self._tats[name] = new_tat
+        return Grant(granted, tuple(new_tat - now for new_tat in new_tats), 0, index)
 
     async def reset(self, key: str, limit: Limit) -> None:
         self._tats.pop(f"{same_slot([key])[0]}:{limit_suffix(limit)}", None)

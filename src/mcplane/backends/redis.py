@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from mcplane.backends.budget import BudgetDecision, check_spend, pick
 from mcplane.backends.cache import CacheStats, check_ttl
 from mcplane.backends.keys import DEFAULT_PREFIX, check_prefix, same_slot, tagged
-from mcplane.backends.rate_limit import Decision, Limit, check_cost, limit_suffix
+from mcplane.backends.rate_limit import Decision, Grant, Limit, check_cost, limit_suffix
 from mcplane.backends.redis_connect import RedisOptions, connect_redis, parse_redis_url
 from mcplane.errors import ConfigError, DependencyUnavailable
 
@@ -91,6 +91,53 @@ for i = 1, #KEYS do
   redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX', math.max(1, math.ceil(tats[i] - now)))
 end
 return {1, remaining, 0, remaining_index}
+"""
+
+LEASE_LUA = """
+-- A lease (mcplane.backends.rate_limit.lease_step): up to `want` calls of cost 1 from every key at once.
+-- KEYS: rate-limit keys sharing one hash tag. ARGV: want, hold_ms, then interval_ms, period_ms per key.
+-- Returns {granted, retry_after_ms, index, horizon_us per key}.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local want = tonumber(ARGV[1])
+local eps = 1e-6
+local tats = {}
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat == nil or tat < now then tat = now end
+  tats[i] = tat
+end
+local function fit(hold)
+  local granted, index = want, 1
+  for i = 1, #KEYS do
+    local base = math.max(tats[i], now + hold)
+    local room = math.floor((now + tonumber(ARGV[2 * i + 2]) - base + eps) / tonumber(ARGV[2 * i + 1]))
+    if room < granted then granted, index = room, i end
+  end
+  return granted, index
+end
+local hold = tonumber(ARGV[2])
+local granted, index = fit(hold)
+if granted < 1 and hold > 0 then
+  hold = 0
+  granted, index = fit(0)
+end
+if granted < 1 then
+  local worst, worst_index = 0, 1
+  for i = 1, #KEYS do
+    local over = tats[i] + tonumber(ARGV[2 * i + 1]) - now - tonumber(ARGV[2 * i + 2])
+    if over > eps and over > worst then worst, worst_index = over, i end
+  end
+  return {0, math.max(1, math.ceil(worst - eps)), worst_index}
+end
+local out = {granted, 0, index}
+for i = 1, #KEYS do
+  local new_tat = math.max(tats[i], now + hold) + granted * tonumber(ARGV[2 * i + 1])
+  local stored = string.format('%.3f', new_tat)
+  redis.call('SET', KEYS[i], stored, 'PX', math.max(1, math.ceil(new_tat - now)))
+  out[#out + 1] = math.floor((tonumber(stored) - now) * 1000)
+end
+return out
 """
 
 BUDGET_LUA = """
@@ -186,6 +233,7 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = check_prefix(prefix) + "rl:"
         self._script = client.register_script(GCRA_LUA)
+        self._lease_script = client.register_script(LEASE_LUA)
         self._pipelining = pipelining and not is_cluster(client)  # a Cluster pipeline refuses EVALSHA
         self._prepared: dict[tuple[tuple[str, Limit], ...], _Prepared] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,6 +380,14 @@ class RedisRateLimiter:
                 del self._prepared[next(iter(self._prepared))]  # the oldest
             prepared = self._prepared[checks] = (redis_keys, limit_args, head, tail)
         return prepared
+
+    async def lease(self, checks: Sequence[tuple[str, Limit]], want: int, *, hold_ms: float = 0.0) -> Grant:
+        """Take up to ``want`` calls of cost 1 from every check in one script call (``LEASE_LUA``)."""
+        redis_keys, limit_args, _, _ = self._prepare(tuple(checks))
+        with unavailable(self.component):
+            answer: Any = await self._lease_script(keys=redis_keys, args=[want, repr(hold_ms), *limit_args])
+        granted, retry_after_ms, index, *horizons_us = (int(value) for value in answer)
+        return Grant(granted, tuple(us / 1000.0 for us in horizons_us), retry_after_ms, index - 1)
 
     async def reset(self, key: str, limit: Limit) -> None:
         with unavailable(self.component):

@@ -106,7 +106,13 @@ def _memory_rate_limiter(opening: Opening) -> RateLimiter:
 def _redis_rate_limiter(opening: Opening) -> RateLimiter:
     from mcplane.backends.redis import RedisRateLimiter
 
-    return RedisRateLimiter(opening.redis())
+    limiter = RedisRateLimiter(opening.redis())
+    section = opening.config.rate_limit
+    if section is None or section.lease is None:
+        return limiter
+    from mcplane.backends.lease import LeasedRateLimiter, LeaseOptions
+
+    return LeasedRateLimiter(limiter, LeaseOptions(max=section.lease.max, ttl=section.lease.ttl))
 
 
 # ---------------------------------------------------------------- budget
