@@ -20,6 +20,8 @@ Layers (``--layers`` of the server, comma separated):
 ``ratelimit``  ``rate_limit: {backend: redis, default: 1000000/second, scope: principal}``: never
                refuses, but every call runs the GCRA script on Redis (one round trip)
 ``ratelimit-memory``  the same limit on the in-process backend (isolates the Redis round trip)
+``ratelimit-lease``   the Redis limit with a leased allowance, ``lease: {max: 64, ttl: 1s}``: calls are
+               taken from Redis in batches and spent in process (one script call per lease)
 ``audit``      ``audit: {sink: file, fsync: <--fsync>}`` into the run's temporary directory
 ``guards``     ``guards: {tools: {"*": {refuse: [secrets, private_key], mask: [credentials]}}}``: every
                result scanned (it finds nothing in the echoed text)
@@ -54,7 +56,9 @@ ENV_SUBJECT = "MCPLANE_BENCH_SUBJECT"
 ENV_AUDIT_DIR = "MCPLANE_BENCH_AUDIT_DIR"
 ENV_REDIS_URL = "MCPLANE_BENCH_REDIS_URL"
 
-LAYERS = ("auth", "authz", "ratelimit", "ratelimit-memory", "audit", "guards", "abac")
+LAYERS = ("auth", "authz", "ratelimit", "ratelimit-memory", "ratelimit-lease", "audit", "guards", "abac")
+RATE_LIMIT_LAYERS = ("ratelimit", "ratelimit-memory", "ratelimit-lease")
+LEASE = {"max": 64, "ttl": "1s"}
 FSYNC_POLICIES = ("always", "interval", "never")
 
 
@@ -88,8 +92,8 @@ def parse_layers(value: str) -> tuple[str, ...]:
         raise ValueError("authz and abac need auth (the rules name the token's role)")
     if "abac" in layers and "authz" not in layers:
         raise ValueError("abac needs authz (its CEL rule sits on the authorization section)")
-    if "ratelimit" in layers and "ratelimit-memory" in layers:
-        raise ValueError("choose one of ratelimit (redis) and ratelimit-memory")
+    if sum(layer in layers for layer in RATE_LIMIT_LAYERS) > 1:
+        raise ValueError("choose one of ratelimit (redis), ratelimit-memory and ratelimit-lease")
     return layers
 
 
@@ -116,14 +120,16 @@ def plane_config(layers: tuple[str, ...], *, fsync: str = "interval") -> Any:
         tree["authorization"]["rules"] = {"short_texts": {"tools": ["echo"], "require": require}}
     if "guards" in layers:
         tree["guards"] = {"tools": {"*": {"refuse": ["secrets", "private_key"], "mask": ["credentials"]}}}
-    if "ratelimit" in layers or "ratelimit-memory" in layers:
-        redis = "ratelimit" in layers
+    if any(layer in layers for layer in RATE_LIMIT_LAYERS):
+        redis = "ratelimit-memory" not in layers
         tree["rate_limit"] = {
             "backend": "redis" if redis else "memory",
             "default": RATE_LIMIT,
             "scope": "principal",
             "fail_open": False,
         }
+        if "ratelimit-lease" in layers:
+            tree["rate_limit"]["lease"] = LEASE
         if redis:
             from mcplane.secrets import Secret
 

@@ -190,7 +190,9 @@ def render_pipeline(meta: dict[str, Any], rows: list[dict[str, Any]], full_rows:
             "on Redis that never triggers (`1000000/second`, scope principal: one GCRA script round trip per call) "
             "and audit to a JSONL file with `fsync: interval` (at most one fsync per second: a machine crash can lose "
             "the last second of records, a process crash loses nothing). `mcplane-full-fsync` is the same with "
-            f"`fsync: always` (one fsync per record, i.e. two per call). Target ≥ {FULL_TARGET}\u00d7. CPU µs/call = "
+            "`fsync: always` (one fsync per record, i.e. two per call); `mcplane-full-lease` the same as "
+            "`mcplane-full` with a leased allowance on the rate limit (`lease: {max: 64, ttl: 1s}`: calls taken from "
+            f"Redis in batches and spent in process). Target ≥ {FULL_TARGET}\u00d7. CPU µs/call = "
             "server CPU per answered call (calls/CPU-s inverted).",
             "",
             "| leg | conc | server | ÷ bare calls/s | ÷ bare calls/CPU-s | bare CPU µs/call | full CPU µs/call "
@@ -199,7 +201,7 @@ def render_pipeline(meta: dict[str, Any], rows: list[dict[str, Any]], full_rows:
         ]
         for e in full_rows:
             hit = ""
-            if e["calls_per_s"] is not None and e["server"] == "mcplane-full":
+            if e["calls_per_s"] is not None and e["server"] in ("mcplane-full", "mcplane-full-lease"):
                 hit = " ✓" if e["calls_per_s"] >= FULL_TARGET else " ✗"
             flag = "" if e["clean"] else " ⚠"
             if e["noisy"]:

@@ -170,6 +170,15 @@ VARIANTS += (
         adds="+ audit (JSONL, fsync always)",
     ),
     _layered(
+        "mcplane-full-lease",
+        "full",
+        FULL.replace("ratelimit", "ratelimit-lease"),
+        FULL_DESCRIPTION.format("`interval`") + " with a leased allowance (`lease: {max: 64, ttl: 1s}`)",
+        default=True,
+        base="mcplane-full",
+        adds="+ leased rate limit",
+    ),
+    _layered(
         "mcplane-full-guards",
         "full",
         FULL + ",guards,abac",

@@ -1,8 +1,9 @@
 """mcplane: a bare Plane with one ``echo`` tool, served the way ``mcplane run`` serves it.
 
-``--layers auth,authz,ratelimit,audit`` (and ``--fsync``) configures pipeline layers on the same
-Plane with ``plane.configure(PlaneConfig)``, as ``mcplane run app.py --config mcplane.yaml``
-would; what each layer is lives in ``bench/fullpipe.py``.
+``--layers auth,authz,ratelimit,audit`` (and ``--fsync``; ``ratelimit-lease`` instead of
+``ratelimit`` for the leased allowance) configures pipeline layers on the same Plane with
+``plane.configure(PlaneConfig)``, as ``mcplane run app.py --config mcplane.yaml`` would; what
+each layer is lives in ``bench/fullpipe.py``.
 
 ``--observability off|metrics|logs|all`` configures the ``observability`` section instead and
 sets up logging as ``mcplane run`` does (into the run's log directory rather than stderr); what
