@@ -94,7 +94,12 @@ class _Lease:
 
     def _until(self) -> float:
         left = self.left
-        return min(self.end, *(tat - left * interval for tat, interval in self.bounds)) + EPSILON_MS
+        until = self.end
+        for tat, interval in self.bounds:
+            safe = tat - left * interval
+            if safe < until:
+                until = safe
+        return until + EPSILON_MS
 
     def take(self) -> None:
         self.left -= 1
@@ -140,7 +145,7 @@ class _Account:
             if not lease.left:
                 leases.popleft()
                 self.size = min(self.cap, self.size * 2)  # spent in time: lease more
-            return sum(held.left for held in leases)
+            return leases[0].left if len(leases) == 1 else sum(held.left for held in leases)
         return None
 
     def add(self, grant: Grant, sent: float, ttl_ms: float) -> None:
