@@ -3,7 +3,8 @@
 Each takes a ``redis.asyncio.Redis`` client it does not own (build one with
 :func:`connect_redis`) and a key ``prefix`` (default ``"mcplane:"``) that namespaces its keys:
 
-- rate limits: ``{prefix}rl:{{tag}}...:{amount}/{period_ms}ms`` — GCRA state, one Lua script;
+- rate limits: ``{prefix}rl:{{tag}}...:{amount}/{period_ms}ms`` — GCRA state, one Lua script per
+  hit (and one per lease of many calls, :mod:`mcplane.backends.lease`);
 - budgets: ``{prefix}budget:{{tag}}...`` — spent units with the window as PX expiry, one Lua script;
 - cache: ``{prefix}cache:{{key}}`` — ``SET PX`` / ``GET`` / ``DEL``;
 - session state: ``{prefix}state:{{tag}}:{key}`` (:mod:`mcplane.backends.state`).

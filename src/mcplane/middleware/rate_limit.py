@@ -18,7 +18,9 @@ so a call the global limit refuses does not spend the caller's own quota. A refu
 (GCRA) and its reasons are in :mod:`mcplane.backends.rate_limit`.
 
 When the backend is unreachable the call fails with ``dependency_unavailable`` unless
-``fail_open`` is set, in which case it runs unlimited and a warning is logged.
+``fail_open`` is set, in which case it runs unlimited and a warning is logged. With
+``rate_limit.lease`` the backend is a :class:`~mcplane.backends.lease.LeasedRateLimiter`: most
+calls are answered from calls leased in batches, with the same decisions' shape.
 """
 
 from __future__ import annotations
