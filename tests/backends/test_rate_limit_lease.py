@@ -16,7 +16,7 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from mcplane.backends import Limit, ManualClock, MemoryRateLimiter, parse_limit
+from mcplane.backends import Decision, Limit, ManualClock, MemoryRateLimiter, parse_limit
 from mcplane.backends.lease import LeasedRateLimiter, LeaseOptions
 from mcplane.backends.rate_limit import Grant
 from mcplane.backends.redis import RedisRateLimiter, connect_redis
@@ -38,7 +38,7 @@ class Counting(MemoryRateLimiter):
         self.leases.append(grant)
         return grant
 
-    async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> object:  # type: ignore[override]
+    async def hit_all(self, checks: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
         self.hits += 1
         return await super().hit_all(checks, cost=cost)
 

@@ -167,10 +167,6 @@ class LeasedRateLimiter:
         self._accounts: dict[tuple[tuple[str, Limit], ...], _Account | None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def component(self) -> str:
-        return str(getattr(self.source, "component", "rate limit store"))
-
     async def hit(self, key: str, limit: Limit, *, cost: int = 1) -> Decision:
         return await self.hit_all(((key, limit),), cost=cost)
 
