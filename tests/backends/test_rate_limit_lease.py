@@ -32,9 +32,14 @@ class Counting(MemoryRateLimiter):
         super().__init__(clock=clock)
         self.leases: list[Grant] = []
         self.hits = 0
+        self.in_flight = self.most_in_flight = 0
 
     async def lease(self, checks: Sequence[tuple[str, Limit]], want: int, *, hold_ms: float = 0.0) -> Grant:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0)  # a round trip: other calls run meanwhile
         grant = await super().lease(checks, want, hold_ms=hold_ms)
+        self.in_flight -= 1
         self.leases.append(grant)
         return grant
 
@@ -71,7 +76,7 @@ async def test_replicas_never_admit_more_than_the_exact_limiter(clock: ManualClo
     """
     rng = random.Random(seed)
     limit = parse_limit(rng.choice(["640/minute", "100/second", "2000/hour", "64/second"]))
-    source, exact = MemoryRateLimiter(clock=clock), MemoryRateLimiter(clock=clock)
+    source, exact = Counting(clock), MemoryRateLimiter(clock=clock)  # leases yield to the loop
     replicas = [
         LeasedRateLimiter(source, LeaseOptions(max=rng.choice([8, 64]), ttl=0.5), clock=clock) for _ in range(4)
     ]
@@ -103,9 +108,10 @@ async def test_calls_held_across_a_refill_do_not_add_to_a_full_burst(clock: Manu
     burst = LeasedRateLimiter(source, LeaseOptions(ttl=0.5), clock=clock)
     leased_total = exact_total = 0
     for holder in holders:
-        leased_total += (await holder.hit("k", limit)).allowed
-        exact_total += (await exact.hit("k", limit)).allowed
-    clock.advance(0.2)  # well within the ttl, but the bucket is full again
+        for _ in range(7):  # leases of 2, 4 and 8: each holder keeps 7 calls
+            leased_total += (await holder.hit("k", limit)).allowed
+            exact_total += (await exact.hit("k", limit)).allowed
+    clock.advance(0.3)  # well within the ttl, but the bucket is full again
     while (await burst.hit("k", limit)).allowed:
         leased_total += 1
     while (await exact.hit("k", limit)).allowed:
@@ -134,18 +140,17 @@ async def test_a_refusal_carries_the_exact_retry_after(clock: ManualClock) -> No
 async def test_held_calls_lapse_after_the_ttl(clock: ManualClock) -> None:
     source = Counting(clock)
     leased = LeasedRateLimiter(source, LeaseOptions(max=64, ttl=1.0), clock=clock)
-    limit = parse_limit("1000/minute")  # a 62 ms interval: the ttl, not the refill, ends the lease
-    assert (await leased.hit("k", limit)).allowed
-    assert len(source.leases) == 1
-    first = source.leases[0].granted
-    assert first > 2
+    limit = parse_limit("1000/minute")  # a 60 ms interval: the ttl, not the refill, ends the lease
+    for _ in range(7):  # leases of 2 and 4 spent at once: the next one is larger
+        assert (await leased.hit("k", limit)).allowed
+    assert [grant.granted for grant in source.leases] == [2, 4, 8]
     clock.advance(0.999)
     assert (await leased.hit("k", limit)).allowed  # still held
-    assert len(source.leases) == 1
+    assert len(source.leases) == 3
     clock.advance(0.002)
     assert (await leased.hit("k", limit)).allowed
-    assert len(source.leases) == 2  # the rest lapsed: a new lease, smaller (calls lapsed unspent)
-    assert source.leases[1].granted < first
+    assert len(source.leases) == 4  # the rest lapsed: a new lease, smaller (calls lapsed unspent)
+    assert source.leases[3].granted == 4
 
 
 async def test_held_calls_lapse_as_a_full_bucket_refills(clock: ManualClock) -> None:
@@ -153,14 +158,15 @@ async def test_held_calls_lapse_as_a_full_bucket_refills(clock: ManualClock) -> 
     source = Counting(clock)
     leased = LeasedRateLimiter(source, LeaseOptions(max=64, ttl=10.0), clock=clock)
     limit = parse_limit("6400/second")  # a full bucket; the hold is 1/16 of a second
+    for _ in range(7):
+        assert (await leased.hit("k", limit)).allowed
+    assert [grant.granted for grant in source.leases] == [2, 4, 8]  # 7 calls held
+    clock.advance(1 / 16)  # the hold is over, the 14 calls leased are not refilled yet
     assert (await leased.hit("k", limit)).allowed
-    held = source.leases[0].granted - 1
-    clock.advance(1 / 16)  # the hold is over: the refill has given back all but ~1 interval per call
+    assert len(source.leases) == 3
+    clock.advance(14 * limit.interval_ms / 1000)  # the bucket is full again: nothing may be held
     assert (await leased.hit("k", limit)).allowed
-    assert len(source.leases) == 1
-    clock.advance((held + 1) * limit.interval_ms / 1000)  # the bucket is full again: nothing may be held
-    assert (await leased.hit("k", limit)).allowed
-    assert len(source.leases) == 2
+    assert len(source.leases) == 4
 
 
 async def test_at_most_one_fetch_in_flight_and_waiters_share_it(clock: ManualClock) -> None:
@@ -169,7 +175,8 @@ async def test_at_most_one_fetch_in_flight_and_waiters_share_it(clock: ManualClo
     limit = parse_limit("100000/second")
     decisions = await asyncio.gather(*(leased.hit("k", limit) for _ in range(40)))
     assert all(decision.allowed for decision in decisions)
-    assert len(source.leases) <= 3
+    assert [grant.granted for grant in source.leases] == [2, 4, 8, 16, 32]  # each spent at once: doubled
+    assert source.most_in_flight == 1
     for _ in range(200):  # a steady stream: the next lease is fetched before the last one runs out
         assert (await leased.hit("k", limit)).allowed
         await _settle()

@@ -21,17 +21,19 @@ the next ``hold`` of refill as well, which keeps its calls valid that long; from
 takes only what is there, with no hold. Whatever the horizon, held calls lapse after ``ttl``.
 
 **The price: under-admission**, bounded. A replica may refuse while another holds unspent calls
-(at most ``replicas * size``); a lease from a nearly full bucket reserves its ``hold`` of refill,
-so a burst that empties the bucket within that time gets up to ``hold / interval`` calls fewer
-(at most 1/16 of the burst).
+(at most ``size`` per replica and set of checks: with ``scope: both`` each caller's lease holds
+calls of the tool's global bucket too); a lease from a nearly full bucket reserves its ``hold``
+of refill, so a burst that empties the bucket within that time gets up to ``hold / interval``
+calls fewer (at most 1/16 of the burst).
 
 **Sizing.** A lease never takes more than ``max`` nor 1/16 of the smallest burst among its
 limits; below 2 calls (bursts under 32, like ``10/minute``) the checks are not leased at all and
-every hit is exact. The size adapts: it doubles when a lease is spent before it lapses, halves
-when calls lapse unspent (down to 1). Hits of a cost other than 1 are exact. A refusal comes from
-the store, for one call, with the ``retry_after_ms`` the exact limiter would give. When the store
-is unreachable a fetch fails like an exact hit (``DependencyUnavailable``), so the middleware's
-``fail_open`` applies unchanged; calls already held stay valid (they were taken while it answered).
+every hit is exact. The size adapts per set of checks: it starts at 2, doubles when a lease is
+spent before it lapses, halves when calls lapse unspent (down to 1), so a rare caller holds
+little. Hits of a cost other than 1 are exact. A refusal comes from the store, for one call,
+with the ``retry_after_ms`` the exact limiter would give. When the store is unreachable a fetch
+fails like an exact hit (``DependencyUnavailable``), so the middleware's ``fail_open`` applies
+unchanged; calls already held stay valid (they were taken while it answered).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class _Account:
     def __init__(self, checks: Sequence[tuple[str, Limit]], options: LeaseOptions, cap: int) -> None:
         limits = [limit for _, limit in checks]
         self.cap = cap
-        self.size = max(_MIN_CAP, cap // 4)
+        self.size = _MIN_CAP  # grows as leases are spent in time
         self.hold_ms = min(options.ttl * 1000.0, min(limit.period_ms for limit in limits) / SHARE)
         self.intervals = [limit.interval_ms for limit in limits]
         self.key = checks[0][0]
