@@ -217,3 +217,28 @@ async def test_a_policy_value_that_does_not_hash_is_still_enforced(limiter: Memo
     call = make_call({})
     unhashable = Call(call.kind, call.name, call.arguments, call.context, ToolPolicy(rate_limit=["2/minute"]))  # pyright: ignore[reportArgumentType]
     assert await run(mw, unhashable, provider, 3) == [True, True, False]
+
+
+async def test_a_leased_limiter_refuses_like_the_exact_one(clock: ManualClock) -> None:
+    """With ``rate_limit.lease`` the middleware sees the same refusals: scope, limits, and the
+    ``retry_after_ms`` the exact limiter gives on the same bucket."""
+    from mcplane.backends.lease import LeasedRateLimiter
+
+    policy = {"rate_limit": "64/minute", "rate_limit_scope": "both"}
+    store = MemoryRateLimiter(clock=clock)
+    exact, leased, provider = (
+        RateLimitMiddleware(RateLimitOptions(), store),
+        RateLimitMiddleware(RateLimitOptions(), LeasedRateLimiter(store, clock=clock)),
+        Provider(),
+    )
+    admitted = await run(leased, make_call(policy, BOB), provider, 40) + await run(
+        leased, make_call(policy), provider, 40
+    )
+    assert 64 - 2 * 4 <= sum(admitted) <= 64  # the global bucket; two callers' leases may hold back 4 each
+    refusals: list[tuple[int | None, Any]] = []
+    for mw in (leased, exact):
+        with pytest.raises(RateLimited) as info:
+            await mw(make_call(policy), provider)
+        refusals.append((info.value.retry_after_ms, info.value.details))
+    assert refusals[0] == refusals[1]
+    assert refusals[0][1] == {"scope": "global", "limits": ["64/60s"]}
