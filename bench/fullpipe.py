@@ -122,14 +122,15 @@ def plane_config(layers: tuple[str, ...], *, fsync: str = "interval") -> Any:
         tree["guards"] = {"tools": {"*": {"refuse": ["secrets", "private_key"], "mask": ["credentials"]}}}
     if any(layer in layers for layer in RATE_LIMIT_LAYERS):
         redis = "ratelimit-memory" not in layers
-        tree["rate_limit"] = {
+        rate_limit: dict[str, Any] = {
             "backend": "redis" if redis else "memory",
             "default": RATE_LIMIT,
             "scope": "principal",
             "fail_open": False,
         }
         if "ratelimit-lease" in layers:
-            tree["rate_limit"]["lease"] = LEASE
+            rate_limit["lease"] = LEASE
+        tree["rate_limit"] = rate_limit
         if redis:
             from mcplane.secrets import Secret
 
