@@ -227,11 +227,18 @@ async def test_redis_refusal_carries_the_exact_retry_after(redis_client: Redis, 
     assert refused.key == "k"
 
 
-async def test_redis_lease_matches_the_memory_lease(redis_client: Redis, prefix: str) -> None:
-    """The Lua script and ``lease_step`` grant the same calls from the same bucket state."""
+@pytest.fixture(params=["redis_client", "cluster_client"])
+def any_redis(request: pytest.FixtureRequest) -> Redis:
+    """One Redis server, then a Cluster."""
+    client: Redis = request.getfixturevalue(str(request.param))
+    return client
+
+
+async def test_redis_lease_matches_the_memory_lease(any_redis: Redis, prefix: str) -> None:
+    """The Lua script and ``lease_step`` grant the same calls from the same bucket state (one server, Cluster)."""
     clock = ManualClock()
     memory = MemoryRateLimiter(clock=clock)
-    redis = RedisRateLimiter(redis_client, prefix=prefix)
+    redis = RedisRateLimiter(any_redis, prefix=prefix)
     checks = [("{t}:a", parse_limit("640/hour")), ("{t}:b", parse_limit("100/hour"))]
     for want in (10, 50, 50, 1, 5):
         got, expected = await redis.lease(checks, want), await memory.lease(checks, want)
