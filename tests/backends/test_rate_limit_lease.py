@@ -294,3 +294,17 @@ def test_a_lease_needs_the_redis_backend() -> None:
         PlaneConfig.model_validate(
             {"redis_url": "redis://127.0.0.1:6379/0", "rate_limit": {"backend": "redis", "lease": {"max": 0}}}
         )
+
+
+async def test_a_lease_rides_the_hits_pipeline_and_survives_a_script_flush(private_redis: PrivateRedis) -> None:
+    await private_redis.start()
+    client = connect_redis(private_redis.url)
+    try:
+        limiter = RedisRateLimiter(client, prefix="t:")
+        checks = [("k", parse_limit("6400/hour"))]
+        await client.script_flush()  # NOSCRIPT in the pipeline: the lease script is loaded and run again
+        grants = await asyncio.gather(limiter.lease(checks, 8), limiter.hit_all(checks), limiter.lease(checks, 8))
+        assert [grants[0].granted, grants[2].granted] == [8, 8]
+        assert (await limiter.hit_all(checks)).remaining == 6400 - 18
+    finally:
+        await client.aclose()

@@ -210,7 +210,8 @@ def check_client(client: Redis) -> None:
         raise ConfigError("the Redis client for mcplane backends must use decode_responses=False")
 
 
-_Hit = tuple[list[str], list[Any], bytes, "asyncio.Future[Any]"]
+_Hit = tuple[list[str], list[Any], bytes, Any, "asyncio.Future[Any]"]
+"""Keys, arguments, the packed ``EVALSHA``, the script (reloaded on ``NOSCRIPT``), the answer."""
 _Prepared = tuple[list[str], list[str], bytes, bytes]
 _PREPARED_SIZE = 4096
 
@@ -253,7 +254,7 @@ class RedisRateLimiter:
         if self._pipelining:
             packed = head + (_COST_1 if cost == 1 else _bulk(b"%d" % cost)) + tail
             try:
-                answer = await self._queue(redis_keys, [cost, *limit_args], packed)
+                answer = await self._queue(redis_keys, [cost, *limit_args], packed, self._script)
             except Exception:
                 with unavailable(self.component):
                     raise
@@ -263,7 +264,7 @@ class RedisRateLimiter:
         allowed, remaining, retry_after_ms, index = answer
         return Decision(bool(allowed), int(remaining), int(retry_after_ms), checks[int(index) - 1][0])
 
-    def _queue(self, keys: list[str], args: list[Any], packed: bytes) -> asyncio.Future[Any]:
+    def _queue(self, keys: list[str], args: list[Any], packed: bytes, script: Any) -> asyncio.Future[Any]:
         """Wait for the next pipeline (the first hit with nothing in flight schedules it)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests, a restarted app): nothing of the old one survives
@@ -271,7 +272,7 @@ class RedisRateLimiter:
         future: asyncio.Future[Any] = loop.create_future()
         if not self._waiting and self._in_flight is None:
             loop.call_soon(self._send_waiting, loop)
-        self._waiting.append((keys, args, packed, future))
+        self._waiting.append((keys, args, packed, script, future))
         return future
 
     def _send_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -359,9 +360,9 @@ class RedisRateLimiter:
             await pool.release(conn)
 
     async def _call_script(self, hit: _Hit) -> Any:
-        keys, args, _, _ = hit
+        keys, args, _, script, _ = hit
         try:
-            return await self._script(keys=keys, args=args)
+            return await script(keys=keys, args=args)
         except Exception as exc:  # this hit's answer, not the batch's
             return exc
 
@@ -385,8 +386,20 @@ class RedisRateLimiter:
     async def lease(self, checks: Sequence[tuple[str, Limit]], want: int, *, hold_ms: float = 0.0) -> Grant:
         """Take up to ``want`` calls of cost 1 from every check in one script call (``LEASE_LUA``)."""
         redis_keys, limit_args, _, _ = self._prepare(tuple(checks))
-        with unavailable(self.component):
-            answer: Any = await self._lease_script(keys=redis_keys, args=[want, repr(hold_ms), *limit_args])
+        args: list[Any] = [want, repr(hold_ms), *limit_args]
+        answer: Any
+        if self._pipelining:  # in the next pipeline with the hits, as one of them
+            words = [b"EVALSHA", self._lease_script.sha.encode(), b"%d" % len(redis_keys)]
+            words += [key.encode() for key in redis_keys] + [str(arg).encode() for arg in args]
+            packed = b"*%d\r\n" % len(words) + b"".join(_bulk(word) for word in words)
+            try:
+                answer = await self._queue(redis_keys, args, packed, self._lease_script)
+            except Exception:
+                with unavailable(self.component):
+                    raise
+        else:
+            with unavailable(self.component):
+                answer = await self._lease_script(keys=redis_keys, args=args)
         granted, retry_after_ms, index, *horizons_us = (int(value) for value in answer)
         return Grant(granted, tuple(us / 1000.0 for us in horizons_us), retry_after_ms, index - 1)
 
