@@ -22,10 +22,20 @@
 - **Where the I/O runs**: an append that fsyncs, opens a file, rotates, writes a checkpoint or
   waits for another process's ``flock`` runs in a worker thread. Any other append is a few
   non-blocking syscalls and runs inline: a thread hop would cost ten times the write.
+- **The inline lease**: an inline append that takes the ``flock`` (and checks the segment was not
+  rotated by a peer) keeps it for the appends that follow in the same turn of the event loop: it
+  is released at the loop's next iteration (``call_soon``), and an append that finds it held for
+  :data:`LEASE_SECONDS` releases it and takes it again, as an append without a lease would (a
+  peer waiting for it may come first). While held, an append
+  is one ``write``: no peer can append or rotate meanwhile. Anything that goes to a worker
+  thread releases it first. When a peer process is seen holding the lock, the sink stops
+  leasing for :data:`CONTENDED_SECONDS` (one lock per append, as without a lease), so processes
+  that share a log do not hand each other turns of a loop iteration.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -65,6 +75,10 @@ logger = logging.getLogger("mcplane.audit")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 _NONE = Anchor(0, GENESIS, None, None, None)
+LEASE_SECONDS = 0.002
+"""The longest the event loop keeps the log's ``flock`` across inline appends (see the module docstring)."""
+CONTENDED_SECONDS = 1.0
+"""How long a sink appends without a lease after it found another process holding the lock."""
 
 
 def _seconds(text: str | None) -> float | None:
@@ -136,6 +150,10 @@ class JsonlSink:
         self._dirty = False
         self._last_sync = clock()
         self._inline = sys.platform != "win32" and fsync != "always"
+        self._lease_since: float | None = None
+        """When the inline lease on the ``flock`` was taken (``None``: not held)."""
+        self._lease_off_until = float("-inf")
+        """No lease before this time (``clock``): a peer process was seen appending."""
 
     @property
     def description(self) -> str:
@@ -160,6 +178,7 @@ class JsonlSink:
                 records = self._append_sync(batch, inline=True)
                 if records is not None:
                     return records
+            self._end_lease()
             records = await anyio.to_thread.run_sync(self._append_sync, batch)
             assert records is not None  # only an inline append gives up
             return records
@@ -178,6 +197,7 @@ class JsonlSink:
     async def ping(self) -> None:
         """Raise unless the log can be extended now: the file opens and the chain checks out."""
         async with self._lock:
+            self._end_lease()
             await anyio.to_thread.run_sync(self._ping_sync)
 
     def verify_at_start(self) -> str | None:
@@ -197,6 +217,7 @@ class JsonlSink:
         if self._schedule is None or self._schedule.due() is None or self._last is None:
             return
         async with self._lock:
+            self._end_lease()
             await anyio.to_thread.run_sync(self._checkpoint_sync)
 
     async def read_lines(self) -> list[str]:
@@ -205,12 +226,20 @@ class JsonlSink:
 
     async def aclose(self) -> None:
         async with self._lock:
+            self._end_lease()
             await anyio.to_thread.run_sync(self._close_sync)
 
     # ------------------------------------------------------------------ worker-thread side
+    def _end_lease(self) -> None:
+        """Release the inline lease on the ``flock``, if held (on the event loop's thread)."""
+        if self._lease_since is not None:
+            self._lease_since = None
+            self._unlock_sync()
+
     def _lock_sync(self) -> None:
         if sys.platform == "win32":
             return
+        self._end_lease()  # already released by whoever sent this to a worker thread; never left held
         if self._lock_fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.files.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -263,24 +292,56 @@ class JsonlSink:
             fd, lock_fd = self._fd, self._lock_fd
             if fd is None or lock_fd is None or not self._verified:
                 return None
+            since = self._lease_since
+            if since is not None:
+                if self._clock() - since < LEASE_SECONDS:
+                    return self._append_leased(fd, entries)
+                self._end_lease()  # held long enough: taken again below, as a peer waiting for it may be first
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # BlockingIOError: another process is appending
+                self._lease_off_until = self._clock() + CONTENDED_SECONDS
                 return None
+            records = None
             try:
                 opened = os.fstat(fd)  # one fstat: the file's identity and its size (the lock is held)
                 if os.stat(self.path).st_ino != opened.st_ino:
                     return None
-                return self._append_locked(fd, entries, inline=True, size=opened.st_size)
+                records = self._append_locked(fd, entries, inline=True, size=opened.st_size)
+                return records
             except FileNotFoundError:  # rotated away
                 return None
             finally:
-                self._unlock_sync()
+                if records is None or not self._keep_lease():
+                    self._unlock_sync()
         self._lock_sync()
         try:
             return self._append_locked(self._open(), entries, inline=False)
         finally:
             self._unlock_sync()
+
+    def _keep_lease(self) -> bool:
+        """Keep the ``flock`` after an inline append, to be released at the loop's next iteration."""
+        now = self._clock()
+        if now < self._lease_off_until:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an asyncio loop: nothing would release it
+            return False
+        loop.call_soon(self._end_lease)
+        self._lease_since = now
+        return True
+
+    def _append_leased(self, fd: int, entries: list[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+        """An inline append under the lease: no peer appended or rotated since it was taken."""
+        records = None
+        try:
+            records = self._append_locked(fd, entries, inline=True, size=self._size)
+            return records
+        finally:
+            if records is None:  # failed, or something that may block fell due
+                self._end_lease()
 
     def _append_locked(
         self, fd: int, entries: list[Mapping[str, Any]], inline: bool, size: int | None = None
