@@ -94,6 +94,8 @@ class AuditWriter:
         self._buffer: deque[dict[str, Any]] = deque()
         self._lock = anyio.Lock(fast_acquire=True)
         self._queue: list[_Slot] = []
+        self._writing = False
+        """A holder of the lock is writing (a batch, or the buffer in :meth:`flush`)."""
         self._failed_at: float | None = None
         self._append_nowait: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]] | None] | None = getattr(
             sink, "append_nowait", None
@@ -127,16 +129,18 @@ class AuditWriter:
     async def _commit(self, entry: dict[str, Any], *, pending: bool) -> _Slot:
         """Queue the record; whoever holds the lock next writes everything queued by then (group commit)."""
         slot = _Slot(entry, pending)
-        if self._append_nowait is not None and not self._queue and not self._lock.locked() and self._write_nowait(slot):
+        if self._append_nowait is not None and not self._queue and not self._writing and self._write_nowait(slot):
             return slot
         self._queue.append(slot)
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 if not slot.done:  # else an earlier holder wrote it with its own batch
                     batch, self._queue = self._queue, []
+                    self._writing = True
                     try:
                         await self._write_batch(batch)
                     finally:
+                        self._writing = False
                         # Undone only after a BaseException (which this caller raises): the records of
                         # the other callers in the batch go to the next holder of the lock.
                         self._queue[:0] = [queued for queued in batch if not queued.done and queued is not slot]
@@ -193,22 +197,29 @@ class AuditWriter:
         """
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                if self._buffer:
-                    await self._try_write([])
-                elif self._failed_at is not None or self.broken is not None:
-                    try:
-                        with anyio.fail_after(self.options.write_timeout):
-                            await self.sink.ping()
-                    except Exception:
-                        self._failed_at = self.options.clock()
-                    else:
-                        self._failed_at = None
-                        logger.warning("audit: %s recovered", self.sink.description)
-                checkpoint: Callable[[], Awaitable[None]] | None = getattr(self.sink, "checkpoint", None)
-                if checkpoint is not None and self.healthy:
-                    with anyio.move_on_after(self.options.write_timeout):
-                        await checkpoint()
+                self._writing = True
+                try:
+                    await self._flush_locked()
+                finally:
+                    self._writing = False
         return self.healthy
+
+    async def _flush_locked(self) -> None:
+        if self._buffer:
+            await self._try_write([])
+        elif self._failed_at is not None or self.broken is not None:
+            try:
+                with anyio.fail_after(self.options.write_timeout):
+                    await self.sink.ping()
+            except Exception:
+                self._failed_at = self.options.clock()
+            else:
+                self._failed_at = None
+                logger.warning("audit: %s recovered", self.sink.description)
+        checkpoint: Callable[[], Awaitable[None]] | None = getattr(self.sink, "checkpoint", None)
+        if checkpoint is not None and self.healthy:
+            with anyio.move_on_after(self.options.write_timeout):
+                await checkpoint()
 
     async def aclose(self) -> None:
         """Flush what can be flushed, then close the sink."""
