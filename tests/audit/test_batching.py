@@ -206,3 +206,19 @@ async def test_a_failing_append_without_waiting_follows_the_failure_policy(
     assert writer.healthy
     await writer.aclose()
     assert [orjson.loads(line)["n"] for line in path.read_text().splitlines()] == [0, 0, 2]
+
+
+async def test_a_caller_passing_through_the_lock_does_not_stop_appends_without_waiting(
+    tmp_path: Path, thread_hops: list[str]
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    writer = AuditWriter(JsonlSink(path, fsync="never"))
+    await writer.write_pending({"n": 0})  # opens the file: a worker thread
+    # A caller whose record an earlier holder wrote with its batch takes the lock only to see it done:
+    # nothing is queued or being written, so a new record still goes without waiting.
+    async with writer._lock:
+        with anyio.fail_after(5):
+            await writer.write_pending({"n": 1})
+    assert thread_hops == ["_append_sync"]
+    await writer.aclose()
+    assert verify_file(path).count == 2
