@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -83,9 +83,8 @@ class CheckpointOptions:
     default ``<table>_checkpoints``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Anchor:
-    """A record a checkpoint covers: the last one a sink wrote."""
+class Anchor(NamedTuple):
+    """A record a checkpoint covers: the last one a sink wrote (a tuple: the JSONL sink makes one per append)."""
 
     seq: int
     hash: str

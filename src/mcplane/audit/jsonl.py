@@ -150,6 +150,7 @@ class JsonlSink:
         self._dirty = False
         self._last_sync = clock()
         self._inline = sys.platform != "win32" and fsync != "always"
+        self._rotates = rotate_bytes is not None or rotate_interval is not None
         self._lease_since: float | None = None
         """When the inline lease on the ``flock`` was taken (``None``: not held)."""
         self._lease_off_until = float("-inf")
@@ -354,7 +355,7 @@ class JsonlSink:
             size = os.fstat(fd).st_size
         if self._head is None or size != self._size:
             self._load_head(fd, size)
-        rotate = self._rotation_due(fd, size)
+        rotate = self._rotates and self._rotation_due(fd, size)
         schedule = self._schedule
         if inline and (rotate or (schedule is not None and (not self._opened or schedule.due(len(entries))))):
             return None
@@ -376,9 +377,12 @@ class JsonlSink:
         lines.append(b"")
         data = b"\n".join(lines)
         try:
-            _write_all(fd, data)
+            written = os.write(fd, data)
+            if written != len(data):
+                _write_all(fd, memoryview(data)[written:])
             self._dirty = True
-            self._sync(fd, inline)
+            if not inline:  # inline: an fsync that fell due is left to the next append in a thread, or to close
+                self._sync(fd)
         except BaseException:
             self._head, self._size = None, -1
             os.ftruncate(fd, size)  # never leave a torn line behind
@@ -392,7 +396,8 @@ class JsonlSink:
             self._first_time = _time_of(records[0])
         if schedule is not None:
             schedule.add(len(records))
-            reason = schedule.due()
+            # Inline, it was not due a moment ago: one that falls due now is written by the next append.
+            reason = None if inline else schedule.due()
             if reason is not None:
                 self._emit_safely(self._last, reason)
         return records
@@ -573,14 +578,13 @@ class JsonlSink:
             self._first_time = first_time if isinstance(first_time, str) else None
         self._verified, self.broken = True, None
 
-    def _sync(self, fd: int, inline: bool = False) -> None:
+    def _sync(self, fd: int) -> None:
         if self.fsync == "never":
             return
         now = self._clock()
-        if not inline and (self.fsync == "always" or now - self._last_sync >= self.fsync_interval):
+        if self.fsync == "always" or now - self._last_sync >= self.fsync_interval:
             os.fsync(fd)
             self._last_sync, self._dirty = now, False
-        # else (inline): an fsync that fell due is left to the next append in a thread, or to close
 
     def _may_inline(self) -> bool:
         if not self._inline or self._fd is None or not self._verified:

@@ -119,18 +119,20 @@ class AuditWriter:
 
     async def write_pending(self, entry: dict[str, Any]) -> None:
         """Write the record that precedes a call; raise ``DependencyUnavailable`` to refuse the call."""
-        if (await self._commit(entry, pending=True)).refused:
+        refused = self._write_nowait(entry, pending=True)
+        if refused is None:
+            refused = (await self._commit(entry, pending=True)).refused
+        if refused:
             raise DependencyUnavailable("the audit log is unavailable")
 
     async def write_outcome(self, entry: dict[str, Any]) -> None:
         """Write the record that follows a call. Never raises: on failure the record is buffered."""
-        await self._commit(entry, pending=False)
+        if self._write_nowait(entry, pending=False) is None:
+            await self._commit(entry, pending=False)
 
     async def _commit(self, entry: dict[str, Any], *, pending: bool) -> _Slot:
         """Queue the record; whoever holds the lock next writes everything queued by then (group commit)."""
         slot = _Slot(entry, pending)
-        if self._append_nowait is not None and not self._queue and not self._writing and self._write_nowait(slot):
-            return slot
         self._queue.append(slot)
         with anyio.CancelScope(shield=True):
             async with self._lock:
@@ -146,22 +148,25 @@ class AuditWriter:
                         self._queue[:0] = [queued for queued in batch if not queued.done and queued is not slot]
         return slot
 
-    def _write_nowait(self, slot: _Slot) -> bool:
-        """Write the buffer plus this record now if the sink can without blocking; ``False``: it cannot."""
-        assert self._append_nowait is not None
-        if self._resting():
-            return False
+    def _write_nowait(self, entry: dict[str, Any], *, pending: bool) -> bool | None:
+        """Write the buffer plus this record now if nothing is queued or being written and the sink can
+        without blocking: whether the record was refused; ``None``: it cannot (nothing was tried)."""
+        append_nowait = self._append_nowait
+        if append_nowait is None or self._queue or self._writing or (self._failed_at is not None and self._resting()):
+            return None
+        buffer = self._buffer
         try:
-            written = self._append_nowait([*self._buffer, slot.entry])
+            written = append_nowait([*buffer, entry] if buffer else [entry])
         except Exception as exc:
             self._failed_at = self.options.clock()
+            slot = _Slot(entry, pending)
             self._settle([slot], exc)
-            return True
+            return slot.refused
         if written is None:
-            return False
-        self._written()
-        slot.done = True
-        return True
+            return None
+        if buffer or self._failed_at is not None:
+            self._written()
+        return False
 
     async def _write_batch(self, batch: list[_Slot]) -> None:
         """Write the batch; on failure (or while resting) handle each record in order, as if alone."""
