@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, TextContent
 
 from mcplane.audit.chain import canonical, escape_text, sha256_hex
 from mcplane.audit.forwarded import TrustedProxies
@@ -49,6 +49,7 @@ __all__ = [
     "new_call_id",
     "request_facts",
     "result_code",
+    "result_sha256",
     "utc_now",
 ]
 
@@ -191,6 +192,31 @@ def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
         "correlation_id": call.context.correlation_id,
         "session_id": facts.session_id,
     }
+
+
+def _plain_result(result: Any) -> dict[str, Any] | None:
+    """What ``canonical`` writes for a ``CallToolResult`` of plain text blocks (its JSON dump: aliases,
+    no ``None`` fields), built without pydantic's serializer; ``None`` for any other result."""
+    if type(result) is not CallToolResult or result.meta is not None or result.structured_content is not None:
+        return None
+    is_error, result_type = result.is_error, result.result_type
+    if type(is_error) is not bool or type(result_type) is not str:
+        return None
+    blocks: list[dict[str, Any]] = []
+    for block in result.content:
+        if type(block) is not TextContent or block.annotations is not None or block.meta is not None:
+            return None
+        text, kind = block.text, block.type
+        if type(text) is not str or type(kind) is not str:
+            return None
+        blocks.append({"type": kind, "text": text})
+    return {"content": blocks, "isError": is_error, "resultType": result_type}
+
+
+def result_sha256(result: Any) -> str:
+    """SHA-256 of the canonical JSON of a call's result (a plain tool result without a pydantic dump)."""
+    plain = _plain_result(result)
+    return sha256_hex(canonical(result if plain is None else plain))
 
 
 def result_code(result: Any) -> str | None:

@@ -20,8 +20,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mcplane.audit.chain import CHAIN_FIELDS, canonical, sha256_hex
-from mcplane.audit.entry import call_entry, error_code_of, new_call_id, request_facts, result_code, utc_now
+from mcplane.audit.chain import CHAIN_FIELDS
+from mcplane.audit.entry import (
+    call_entry,
+    error_code_of,
+    new_call_id,
+    request_facts,
+    result_code,
+    result_sha256,
+    utc_now,
+)
 from mcplane.audit.forwarded import TrustedProxies
 from mcplane.audit.sink import AuditSink
 from mcplane.audit.writer import AuditOptions, AuditWriter
@@ -58,7 +66,7 @@ class AuditMiddleware:
             await self.writer.write_outcome(_with_notes(outcome, call))
             raise
         code = result_code(result)
-        outcome = _outcome(base, started, code, sha256_hex(canonical(result)))
+        outcome = _outcome(base, started, code, result_sha256(result))
         await self.writer.write_outcome(_with_notes(outcome, call))
         return result
 
