@@ -270,3 +270,20 @@ def test_two_leasing_processes_write_one_chain(tmp_path: Path, rotate_bytes: int
     seen = Counter((r["writer"], r["i"]) for r in records)
     assert all(seen[(w, i)] == 1 for w in ("w0", "w1") for i in range(-1, 600))
     assert check(file_source(tmp_path), None).ok
+
+
+async def test_no_lease_once_another_writer_appended_to_the_log(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "audit.jsonl"
+    lock_path = path.with_name("audit.jsonl.lock")
+    sink = await _opened(path, clock)
+    other = JsonlSink(path, fsync="never")  # another process's sink (its own lock file description)
+    await other.append([{"i": 1}])
+    await other.aclose()
+    assert sink.append_nowait([{"i": 2}]) is not None  # the log grew since this sink's last append
+    assert _free(lock_path)
+    clock.advance(jsonl_module.CONTENDED_SECONDS)
+    assert sink.append_nowait([{"i": 3}]) is not None
+    assert not _free(lock_path)
+    await sink.aclose()
+    assert verify_file(path).count == 4

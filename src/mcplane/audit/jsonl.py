@@ -23,14 +23,14 @@
   waits for another process's ``flock`` runs in a worker thread. Any other append is a few
   non-blocking syscalls and runs inline: a thread hop would cost ten times the write.
 - **The inline lease**: an inline append that takes the ``flock`` (and checks the segment was not
-  rotated by a peer) keeps it for the appends that follow in the same turn of the event loop: it
-  is released at the loop's next iteration (``call_soon``), and an append that finds it held for
-  :data:`LEASE_SECONDS` releases it and takes it again, as an append without a lease would (a
-  peer waiting for it may come first). While held, an append
-  is one ``write``: no peer can append or rotate meanwhile. Anything that goes to a worker
-  thread releases it first. When a peer process is seen holding the lock, the sink stops
-  leasing for :data:`CONTENDED_SECONDS` (one lock per append, as without a lease), so processes
-  that share a log do not hand each other turns of a loop iteration.
+  rotated by a peer) keeps it for the appends that follow in the same turn of the event loop, so
+  each of them is one ``write`` (no peer can append or rotate meanwhile). It is released at the
+  loop's next iteration (``call_soon``) and before anything goes to a worker thread; an append
+  that finds it held for :data:`LEASE_SECONDS` releases it and takes it again. A peer process
+  that wants the lock meanwhile waits until this process's loop gets control back (a tool that
+  blocks the loop makes it wait that long), so once a peer is seen writing the log (holding its
+  lock, or the log grew or was rotated between two of this sink's appends) the sink appends
+  without a lease for :data:`CONTENDED_SECONDS` (one lock per append, as before the lease).
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ FsyncPolicy = Literal["always", "interval", "never"]
 _NONE = Anchor(0, GENESIS, None, None, None)
 LEASE_SECONDS = 0.002
 """The longest the event loop keeps the log's ``flock`` across inline appends (see the module docstring)."""
-CONTENDED_SECONDS = 1.0
-"""How long a sink appends without a lease after it found another process holding the lock."""
+CONTENDED_SECONDS = 10.0
+"""How long a sink appends without a lease after it saw another process write the log (hold its
+lock, append to it or rotate it since this sink's last append)."""
 
 
 def _seconds(text: str | None) -> float | None:
@@ -301,16 +302,20 @@ class JsonlSink:
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # BlockingIOError: another process is appending
-                self._lease_off_until = self._clock() + CONTENDED_SECONDS
+                self._peer_seen()
                 return None
             records = None
             try:
                 opened = os.fstat(fd)  # one fstat: the file's identity and its size (the lock is held)
                 if os.stat(self.path).st_ino != opened.st_ino:
+                    self._peer_seen()  # it rotated the log
                     return None
+                if opened.st_size != self._size and self._size >= 0:
+                    self._peer_seen()  # it appended since this sink did
                 records = self._append_locked(fd, entries, inline=True, size=opened.st_size)
                 return records
             except FileNotFoundError:  # rotated away
+                self._peer_seen()
                 return None
             finally:
                 if records is None or not self._keep_lease():
@@ -320,6 +325,10 @@ class JsonlSink:
             return self._append_locked(self._open(), entries, inline=False)
         finally:
             self._unlock_sync()
+
+    def _peer_seen(self) -> None:
+        """Another process writes this log: no lease for a while (it would make the peer wait a loop turn)."""
+        self._lease_off_until = self._clock() + CONTENDED_SECONDS
 
     def _keep_lease(self) -> bool:
         """Keep the ``flock`` after an inline append, to be released at the loop's next iteration."""
