@@ -35,7 +35,9 @@ PLAIN = [
 ]
 OTHER = [
     CallToolResult(content=[_text("x")], structured_content={"value": "x"}),
-    CallToolResult(content=[_text("x")], meta={"mcplane/error": {"code": "boom"}}, is_error=True),
+    CallToolResult.model_validate(
+        {"content": [{"type": "text", "text": "x"}], "_meta": {"mcplane/error": {"code": "boom"}}, "isError": True}
+    ),
     CallToolResult(content=[TextContent(type="text", text="x", annotations=Annotations(priority=0.5))]),
     CallToolResult(content=[TextContent(type="text", text="x", _meta={"k": 1})]),
     CallToolResult(content=[ImageContent(type="image", data="aGk=", mime_type="image/png")]),

@@ -388,7 +388,7 @@ class JsonlSink:
         try:
             written = os.write(fd, data)
             if written != len(data):
-                _write_all(fd, memoryview(data)[written:])
+                _write_all(fd, data[written:])
             self._dirty = True
             if not inline:  # inline: an fsync that fell due is left to the next append in a thread, or to close
                 self._sync(fd)
