@@ -211,7 +211,8 @@ def test_a_plain_result_skips_the_adapter() -> None:
         def validate_python(self, *args: Any, **kwargs: Any) -> Any:
             raise AssertionError("the adapter ran on a plain result")
 
-    session._call_tool_adapter = Refuses()  # pyright: ignore[reportPrivateUsage]
+    refuses: Any = Refuses()
+    session._call_tool_adapter = refuses  # pyright: ignore[reportPrivateUsage]
     link: Any = SimpleNamespace(sdk=SimpleNamespace(session=session))
     request = Request("tools/call", {"name": "echo"}, "tools/call 'echo'", "echo")
     raw = {"content": [TEXT], "_meta": STAMP, "resultType": "complete"}
