@@ -5,16 +5,29 @@ that carry no key of a later revision, at every revision: for those the gateway 
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import pytest
-from mcp_types import SERVER_INFO_META_KEY
+from mcp.client.extension import ResultClaim
+from mcp.client.session import (
+    ClientSession,
+    _build_call_tool_adapter,  # pyright: ignore[reportPrivateUsage]
+)
+from mcp_types import SERVER_INFO_META_KEY, CallToolResult, Result
 from mcp_types import methods as _methods
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from mcplane.sdk_adapter.client import later_revision_fields, plain_tool_result
+from mcplane.gateway.forward import Request, _shape, without_server_info  # pyright: ignore[reportPrivateUsage]
+from mcplane.sdk_adapter.client import (
+    call_tool_result,
+    later_revision_fields,
+    plain_call_tool_result,
+    plain_tool_result,
+)
 
 VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 TEXT = {"type": "text", "text": "hello"}
@@ -104,3 +117,111 @@ def test_the_result_is_not_changed() -> None:
     before = copy.deepcopy(raw)
     assert plain_tool_result(raw, "2025-11-25") is True
     assert raw == before
+
+
+# --- the plain result built directly (``plain_call_tool_result``) against the session's adapter ---
+
+
+class Pending(Result):
+    """An extension's claimed ``tools/call`` result, to build a session adapter with an extension arm."""
+
+    result_type: Literal["pending"] = "pending"
+    ticket: str = ""
+
+
+async def _never(result: Pending, ctx: Any) -> CallToolResult:  # pragma: no cover - never resolved here
+    raise AssertionError
+
+
+def session_at(version: str, *, claims: bool) -> ClientSession:
+    """A client session as far as reading ``tools/call`` results goes (its adapter and claims)."""
+    session = ClientSession.__new__(ClientSession)
+    active: dict[str, ResultClaim[Any]] = {}
+    if claims and version in MODERN_PROTOCOL_VERSIONS:
+        active["pending"] = ResultClaim(result_type="pending", model=Pending, resolve=_never)
+    session._active_claims = active  # pyright: ignore[reportPrivateUsage]
+    session._call_tool_adapter = _build_call_tool_adapter(active)  # pyright: ignore[reportPrivateUsage]
+    session._negotiated_version = version  # pyright: ignore[reportPrivateUsage]
+    session._tool_output_schemas = {"echo": None}  # pyright: ignore[reportPrivateUsage]
+    session._tool_output_validators = {}  # pyright: ignore[reportPrivateUsage]
+    return session
+
+
+def same_model(built: Any, validated: Any) -> None:
+    """Equal models all the way down: type, values, fields set, extra and private state."""
+    assert type(built) is type(validated)
+    if isinstance(validated, BaseModel):
+        assert built.__dict__.keys() == validated.__dict__.keys()
+        assert built.model_fields_set == validated.model_fields_set
+        assert built.__pydantic_extra__ == validated.__pydantic_extra__
+        assert built.__pydantic_private__ == validated.__pydantic_private__
+        for name in validated.__dict__:
+            same_model(built.__dict__[name], validated.__dict__[name])
+    elif isinstance(validated, list):
+        assert len(built) == len(validated)  # pyright: ignore[reportUnknownArgumentType]
+        for one, other in zip(built, validated, strict=True):  # pyright: ignore[reportUnknownArgumentType]
+            same_model(one, other)
+    else:
+        assert built == validated
+
+
+META_SHAPES: dict[str, dict[str, Any]] = {
+    "only the stamp": {"_meta": STAMP},
+    "the stamp and more": {"_meta": {**STAMP, "a": {"b": 1}}},
+    "no stamp": {"_meta": {"a": 1}},
+    "empty meta": {"_meta": {}},
+    "no meta": {},
+}
+
+
+def plain_shapes() -> list[tuple[str, dict[str, Any]]]:
+    shapes = [(name, raw) for name, (raw, plain) in SHAPES.items() if plain]
+    shapes += [(f"meta: {name}", {"content": [TEXT], "isError": False, **extra}) for name, extra in META_SHAPES.items()]
+    return shapes
+
+
+@pytest.mark.parametrize("claims", [False, True], ids=["core adapter", "extension adapter"])
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(("name", "raw"), plain_shapes(), ids=[name for name, _ in plain_shapes()])
+def test_the_built_result_is_the_adapters_without_the_stamp(
+    name: str, raw: dict[str, Any], version: str, claims: bool
+) -> None:
+    if version in MODERN_PROTOCOL_VERSIONS:
+        raw = {**raw, "resultType": "complete"}
+    session = session_at(version, claims=claims)
+    assert plain_tool_result(raw, version)
+    before = copy.deepcopy(raw)
+    # The old path: the session's adapter, then model_copy without the upstream's stamp.
+    validated = without_server_info(call_tool_result(session, copy.deepcopy(raw)))
+    link: Any = SimpleNamespace(sdk=SimpleNamespace(session=session))
+    request = Request("tools/call", {"name": "echo"}, "tools/call 'echo'", "echo")
+    built = asyncio.run(_shape(link, request, raw))  # pyright: ignore[reportPrivateUsage]
+    assert raw == before  # the raw answer is not changed
+    same_model(built, validated)
+    # What the gateway answers with is the model's dump: the same JSON either way.
+    for options in ({}, {"exclude_unset": True}, {"exclude_none": True}):
+        assert built.model_dump_json(by_alias=True, **options) == validated.model_dump_json(by_alias=True, **options)
+    assert SERVER_INFO_META_KEY not in (built.meta or {})
+
+
+def test_a_plain_result_skips_the_adapter() -> None:
+    session = session_at("2026-07-28", claims=False)
+
+    class Refuses:
+        def validate_python(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the adapter ran on a plain result")
+
+    refuses: Any = Refuses()
+    session._call_tool_adapter = refuses  # pyright: ignore[reportPrivateUsage]
+    link: Any = SimpleNamespace(sdk=SimpleNamespace(session=session))
+    request = Request("tools/call", {"name": "echo"}, "tools/call 'echo'", "echo")
+    raw = {"content": [TEXT], "_meta": STAMP, "resultType": "complete"}
+    result = asyncio.run(_shape(link, request, raw))  # pyright: ignore[reportPrivateUsage]
+    assert isinstance(result, CallToolResult)
+    assert result.meta is None
+    assert result.model_fields_set == {"content", "meta", "result_type"}
+
+
+def test_a_result_type_an_extension_claims_is_left_to_the_adapter() -> None:
+    session = session_at("2026-07-28", claims=True)
+    assert plain_call_tool_result(session, {"content": [TEXT], "resultType": "pending"}) is None

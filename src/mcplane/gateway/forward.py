@@ -69,6 +69,7 @@ from mcplane.sdk_adapter.client import (
     later_revision_fields,
     negotiated_version,
     output_known_valid,
+    plain_call_tool_result,
     plain_tool_result,
     relist_tool,
     send_raw,
@@ -243,7 +244,8 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             if version not in MODERN_PROTOCOL_VERSIONS:
                 raise _invalid(f"{request.what} answered input_required on a 2025-11-25 session")
             return without_server_info(InputRequiredResult.model_validate(raw, by_name=False))
-        if method != "tools/call" or not plain_tool_result(raw, version):  # a plain result passes both
+        plain = method == "tools/call" and plain_tool_result(raw, version)
+        if not plain:  # a plain result passes both
             try:
                 _methods.validate_server_result(method, version, raw)
             except KeyError:
@@ -251,7 +253,10 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
             if not (foreign := later_revision_fields(method, version)).isdisjoint(raw):
                 raw = {key: value for key, value in raw.items() if key not in foreign}
         if method == "tools/call":
-            result = call_tool_result(session, raw)
+            # A plain result is built once, already without the stamp (no adapter pass, no model_copy).
+            result = plain_call_tool_result(session, _raw_without_server_info(raw)) if plain else None
+            if result is None:
+                result = without_server_info(call_tool_result(session, raw))
             if (
                 isinstance(result, CallToolResult)
                 and not result.is_error
@@ -259,7 +264,7 @@ async def _shape(link: Link, request: Request, raw: dict[str, Any]) -> Any:
                 and not output_known_valid(session, request.tool, result)
             ):
                 await session.validate_tool_result(request.tool, result)
-            return without_server_info(result)
+            return result
         model = _RESULTS.get(method)
         return without_server_info(model.model_validate(raw, by_name=False) if model is not None else raw)
     except ValidationError:
@@ -289,6 +294,16 @@ def without_server_info(result: Any) -> Any:
                 body["_meta"] = kept
         return body
     return result
+
+
+def _raw_without_server_info(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw result without the ``serverInfo`` stamp, as :func:`without_server_info` leaves its model:
+    a ``_meta`` left empty is ``None`` (set, as ``model_copy`` sets it), not dropped."""
+    meta: Any = raw.get("_meta")
+    if isinstance(meta, dict) and SERVER_INFO_META_KEY in meta:
+        kept = {key: value for key, value in cast("dict[str, Any]", meta).items() if key != SERVER_INFO_META_KEY}
+        return {**raw, "_meta": kept or None}
+    return raw
 
 
 def _wire(value: Any) -> Any:
