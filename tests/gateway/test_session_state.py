@@ -24,19 +24,16 @@ from mcplane.transports.http import HTTPApp
 from mcplane.transports.session_state import session_state
 from mcplane.transports.sessions import SessionManager
 from tests.conftest import REPO_ROOT
-from tests.e2e.test_replicas import redis_url  # noqa: F401  # pyright: ignore[reportUnusedImport] - the fixture
+from tests.e2e.test_replicas import (
+    ACCEPT,
+    INITIALIZE,
+    LEGACY,
+    redis_url,  # noqa: F401  # pyright: ignore[reportUnusedImport] - the fixture
+)
 from tests.gateway.conftest import UPSTREAM_APP
 from tests.serving import loopback_socket, serve_on
 
 WAIT = 20.0
-ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-LEGACY = {**ACCEPT, "mcp-protocol-version": "2025-11-25"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 
 
 def _gateway(keys: Sequence[str], redis: str | None) -> Plane:

@@ -87,9 +87,8 @@ async def test_modern_connection_after_its_opening_request() -> None:
     assert written[0]["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "streams"
 
 
-async def test_cancelled_hot_call_is_never_answered() -> None:
-    release = anyio.Event()
-    plane = make_plane(release)
+def recording(plane: Plane) -> tuple[StreamFastPath, list[bytes], list[Any]]:
+    """A hot path on ``plane`` that records what it writes and the ids of the calls it finished."""
     written: list[bytes] = []
     done: list[Any] = []
 
@@ -98,6 +97,13 @@ async def test_cancelled_hot_call_is_never_answered() -> None:
 
     hot = StreamFastPath(plane.fast, write)
     hot.on_done = done.append
+    return hot, written, done
+
+
+async def test_cancelled_hot_call_is_never_answered() -> None:
+    release = anyio.Event()
+    plane = make_plane(release)
+    hot, written, done = recording(plane)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             hot.bind(tg)
@@ -112,14 +118,7 @@ async def test_cancelled_hot_call_is_never_answered() -> None:
 
 async def test_a_hot_call_cancelled_before_it_starts_never_runs() -> None:
     plane = make_plane()
-    written: list[bytes] = []
-    done: list[Any] = []
-
-    async def write(payload: bytes) -> None:
-        written.append(payload)
-
-    hot = StreamFastPath(plane.fast, write)
-    hot.on_done = done.append
+    hot, written, done = recording(plane)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             hot.bind(tg)
