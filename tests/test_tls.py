@@ -35,6 +35,7 @@ from mcplane.tls import (
     principal_from_certificate,
     server_context,
 )
+from tests.serving import ReadyServer
 
 NOW = dt.datetime.now(dt.UTC)
 REFUSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError)
@@ -507,16 +508,6 @@ def test_client_contexts_are_cached_per_config(ca: CA, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- HTTPS end to end
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 async def test_the_client_calls_a_plane_over_https_with_mtls(ca: CA, tmp_path: Path) -> None:
     plane = Plane("tls")
 
@@ -531,7 +522,7 @@ async def test_the_client_calls_a_plane_over_https_with_mtls(ca: CA, tmp_path: P
     config = uvicorn.Config(
         plane.http_app(), lifespan="on", log_level="warning", ssl_context_factory=lambda _config, _default: context
     )
-    server = _Server(config)
+    server = ReadyServer(config)
     agent = ca.issue("agent-https", client=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
@@ -663,7 +654,7 @@ async def test_uvicorn_protocols_carry_the_tls_extension(ca: CA, tmp_path: Path,
         ws=ws_class,
         ssl_context_factory=lambda _config, _default: context,
     )
-    server = _Server(config)
+    server = ReadyServer(config)
     agent = ca.issue("agent-ext", client=True)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])

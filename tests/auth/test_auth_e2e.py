@@ -35,6 +35,7 @@ from mcplane.middleware.authorize import AuthorizeMiddleware
 from mcplane.transports.websocket import websocket_client
 from tests.auth.auth_support import AUDIENCE, HS_SECRET, ISSUER, mint
 from tests.conftest import error_of
+from tests.serving import ReadyServer
 
 CONFIG = AuthConfig(resource=AUDIENCE, jwt=JWTConfig(issuer=ISSUER, keys=[StaticKey(secret=SecretStr(HS_SECRET))]))
 POLICY = AccessPolicy(tools={"billing_*": AccessRule(roles=["billing"])})
@@ -56,25 +57,13 @@ def _plane() -> Plane:
     return plane
 
 
-class _Server(uvicorn.Server):
-    """uvicorn that says when it listens (an event, not a polling loop)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @asynccontextmanager
 async def serving() -> AsyncGenerator[str]:
     app = AuthASGI(_plane().http_app(), Authenticator(CONFIG))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio"))
+    server = ReadyServer(uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):

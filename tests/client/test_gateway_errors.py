@@ -28,6 +28,7 @@ from mcplane.client import Client, RetryPolicy
 from mcplane.client._connection import gateway_failure
 from tests.client.conftest import FakeSleep
 from tests.conftest import ServerProcess
+from tests.serving import ReadyServer
 
 HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 SERVER_ERROR = orjson.dumps(
@@ -83,21 +84,11 @@ class Proxy:
         await send({"type": "http.response.body", "body": answer.content})
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @asynccontextmanager
 async def running_proxy(client_server: ServerProcess) -> AsyncGenerator[Proxy]:
     """(A context manager, not a fixture: uvicorn's task group must be left in the task that entered it.)"""
     proxy = Proxy(client_server.url)
-    server = _Server(uvicorn.Config(proxy, lifespan="off", log_level="warning"))
+    server = ReadyServer(uvicorn.Config(proxy, lifespan="off", log_level="warning"))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         proxy.port = sock.getsockname()[1]

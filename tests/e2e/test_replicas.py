@@ -44,6 +44,7 @@ from mcplane.transports.http import HTTPApp
 from mcplane.transports.sealing import SessionClaims, SessionSealer
 from mcplane.transports.tier.headers import HEADERS_KEY
 from tests.backends.harness import redis_answers
+from tests.serving import ReadyServer
 
 REDIS_URL = os.environ.get("MCPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -126,22 +127,12 @@ def build_plane(
     return plane
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
 @asynccontextmanager
 async def serve(app: HTTPApp) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
+    server = ReadyServer(uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5))
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])

@@ -22,18 +22,9 @@ from mcplane.errors import ConfigError
 from mcplane.gateway import Gateway, parse_gateway_config
 from tests.auth.auth_support import AUDIENCE, HS_SECRET, ISSUER, mint
 from tests.conftest import REPO_ROOT, ServerProcess, start_server
+from tests.serving import ReadyServer
 
 AUTH = {"resource": AUDIENCE, "jwt": {"issuer": ISSUER, "keys": [{"secret": HS_SECRET}]}}
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ async def gateway(upstreams: dict[str, Any]) -> AsyncGenerator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(plane.http_app(), lifespan="on", log_level="warning"))
+    server = ReadyServer(uvicorn.Config(plane.http_app(), lifespan="on", log_level="warning"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(20):

@@ -25,6 +25,7 @@ from mcplane.config import HTTPSection
 from mcplane.tls import client_context, server_context
 from mcplane.transports.read_timeouts import timed_http_protocol
 from mcplane.transports.tls_scope import tls_protocols
+from tests.serving import ReadyServer
 from tests.test_tls import CA
 
 TIMEOUT = 1.0
@@ -61,16 +62,6 @@ class App:
                 break
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"got %d" % len(body)})
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = anyio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
 
 
 @dataclass
@@ -112,7 +103,7 @@ async def serving(http: str, tls: bool, ca: CA, tmp_path: Path) -> AsyncGenerato
         timeout_keep_alive=600,  # only the read timeouts under test cut connections here
         ssl_context_factory=factory if tls else None,
     )
-    server = _Server(config)
+    server = ReadyServer(config)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         async with anyio.create_task_group() as tg:
