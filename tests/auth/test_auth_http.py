@@ -251,3 +251,47 @@ async def test_lifespan_passes_through(inner: Inner, clock: FakeClock) -> None:
 
 async def _never(*_: Any) -> Any:
     raise AssertionError("not expected")
+
+
+async def test_a_remembered_bearer_value_skips_the_header_parse_but_not_the_clock(
+    inner: Inner, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP tier decides a lone ``Authorization`` header by its bytes: the same principal
+    object every time, no header mapping built, and still refused once the token expires."""
+    authenticator = Authenticator(_config(), clock=clock)
+    general: list[object] = []
+    real = Authenticator.authenticate
+
+    async def counting(self: Authenticator, *args: Any, **kwargs: Any) -> Any:
+        general.append(args)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Authenticator, "authenticate", counting)
+    app = AuthASGI(inner, authenticator)
+    token = mint(HS_SECRET, "HS256", sub="alice", exp=int(clock.now) + 60)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        for _ in range(3):
+            response = await client.post("/mcp", headers={"authorization": f"Bearer {token}"}, json={})
+            assert response.status_code == 200
+        assert general == []
+        first = inner.scopes[0][SCOPE_KEY]
+        assert all(scope[SCOPE_KEY] is first for scope in inner.scopes)
+        clock.now += 60 + 30  # past exp and the leeway
+        expired = await client.post("/mcp", headers={"authorization": f"Bearer {token}"}, json={})
+        assert expired.status_code == 401
+        assert _error(expired)["data"]["details"]["reason"] == "expired"
+        # Other credentials still take the general way.
+        assert (await client.get("/mcp/", headers={"x-api-key": KEY})).status_code == 200
+        both = await client.post("/mcp", headers={"authorization": f"Bearer {token}", "x-api-key": KEY}, json={})
+        assert _error(both)["data"]["details"]["reason"] == "invalid_token"
+    assert len(general) == 2
+
+
+async def test_an_api_key_header_named_authorization_keeps_the_general_way(inner: Inner) -> None:
+    app = AuthASGI(inner, Authenticator(_config(api_key_header="Authorization")))
+    token = mint(HS_SECRET, "HS256")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        for _ in range(2):
+            response = await client.post("/mcp", headers={"authorization": f"Bearer {token}"}, json={})
+            assert response.status_code == 401  # the same header is a token and a key at once
+            assert _error(response)["data"]["details"]["reason"] == "invalid_token"

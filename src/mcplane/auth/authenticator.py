@@ -32,10 +32,13 @@ from mcplane.auth.certificates import CertificateAuthenticator
 from mcplane.auth.claims import principal_from_claims
 from mcplane.auth.config import AuthConfig, JWTConfig
 from mcplane.auth.errors import AuthenticationFailed
-from mcplane.auth.tokens import JWTVerifier, looks_like_jwt
+from mcplane.auth.tokens import VERIFIED_CACHE_SIZE, JWTVerifier, VerifiedToken, looks_like_jwt
 from mcplane.context import ANONYMOUS, Principal
 
 __all__ = ["Authenticator", "principal_from_env"]
+
+REMEMBERED_HEADERS = VERIFIED_CACHE_SIZE
+"""``Authorization`` header values whose bearer JWT verified, remembered per :class:`Authenticator`."""
 
 
 class Authenticator:
@@ -64,6 +67,7 @@ class Authenticator:
         self.certificates: CertificateAuthenticator | None = None
         if config.client_certificate is not None:
             self.certificates = CertificateAuthenticator(config.client_certificate)
+        self._headers: dict[bytes, tuple[JWTVerifier, VerifiedToken]] = {}
 
     async def authenticate(self, headers: Mapping[str, str], *, certificate: str | None = None) -> Principal:
         """The caller's principal, or :class:`~mcplane.auth.errors.AuthenticationFailed`.
@@ -98,6 +102,45 @@ class Authenticator:
 
     async def verify_bearer(self, token: str) -> Principal:
         """A bearer value (a JWT, or an API key when allowed) → principal."""
+        verifier = self._jwt_verifier(token)
+        if verifier is not None:
+            return (await self._verified_jwt(verifier, token)).principal
+        if self.config.api_keys_in_bearer and len(self.api_keys) > 0:
+            return self.api_keys.verify(token)
+        raise AuthenticationFailed("invalid_token")
+
+    async def authenticate_bearer_header(self, authorization: bytes) -> Principal:
+        """What :meth:`authenticate` makes of a request whose one credential is this (raw)
+        ``Authorization`` header value, when no client certificate is configured.
+
+        A value whose bearer JWT verified is remembered (at most :data:`REMEMBERED_HEADERS`, the
+        oldest dropped first): the same bytes again skip the parsing and go straight to the
+        token's checks of the moment (its key still trusted, ``exp``/``nbf`` against the clock).
+        """
+        known = self._headers.get(authorization)
+        if known is not None:
+            verifier, verified = known
+            if verifier.still_holds(verified):  # raises expired / not_yet_valid, as verify would
+                return verified.principal
+            del self._headers[authorization]  # the key no longer vouches for it: all the way again
+        value = authorization.decode("latin-1")
+        if self.certificates is not None:  # not this method's case: decided as a request without a certificate
+            return await self.authenticate({"authorization": value})
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("invalid_token")
+        token = token.strip()
+        verifier = self._jwt_verifier(token)
+        if verifier is None:
+            return await self.verify_bearer(token)
+        verified = await self._verified_jwt(verifier, token)
+        if len(self._headers) >= REMEMBERED_HEADERS:
+            del self._headers[next(iter(self._headers))]  # the oldest
+        self._headers[authorization] = (verifier, verified)
+        return verified.principal
+
+    def _jwt_verifier(self, token: str) -> JWTVerifier | None:
+        """The verifier :meth:`verify_bearer` hands ``token`` to (``None``: an API key or nothing)."""
         use_api_key = self.config.api_keys_in_bearer and len(self.api_keys) > 0
         verifier = self.jwt
         if (
@@ -107,14 +150,15 @@ class Authenticator:
         ):
             verifier = self.issued  # the routing peek decides nothing: the verifier checks everything
         if verifier is not None and (looks_like_jwt(token) or not use_api_key):
-            verified = await verifier.verified(token)
-            principal = verified.principal
-            if principal is None:  # first sight of this token: the claims are checked and mapped once
-                principal = verified.principal = principal_from_claims(verified.claims, verifier.config.claims)
-            return principal
-        if use_api_key:
-            return self.api_keys.verify(token)
-        raise AuthenticationFailed("invalid_token")
+            return verifier
+        return None
+
+    @staticmethod
+    async def _verified_jwt(verifier: JWTVerifier, token: str) -> VerifiedToken:
+        verified = await verifier.verified(token)
+        if verified.principal is None:  # first sight of this token: the claims are checked and mapped once
+            verified.principal = principal_from_claims(verified.claims, verifier.config.claims)
+        return verified
 
 
 def _issuer_of(token: str) -> str | None:

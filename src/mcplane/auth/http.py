@@ -88,6 +88,11 @@ class AuthASGI:
             paths.add(METADATA_PATH + urlsplit(self.config.resource).path.rstrip("/"))
         self.metadata_paths = frozenset(paths)
         self._credential_names = _wanted_headers(self.config)
+        self._by_header = authenticator.certificates is None and not any(
+            (config.api_key_header or "").lower() == "authorization" for config in (self.config, authenticator.config)
+        )
+        """Whether a request whose one credential is ``Authorization`` is decided by that header's
+        bytes alone (no client certificate configured, and the API-key header is another one)."""
         self._identities: dict[int, tuple[Principal, AuthenticatedUser, AuthCredentials]] = {}
         """The SDK's view (``scope["user"]``/``["auth"]``) of recent principals, which repeat: the
         authenticator hands out the same (immutable) principal for a token it has verified."""
@@ -105,10 +110,14 @@ class AuthASGI:
             await self.app(scope, receive, send)
             return
         try:
-            certificate = peer_certificate_pem(scope) if self.authenticator.certificates is not None else None
-            principal = await self.authenticator.authenticate(
-                _credential_headers(scope, self._credential_names), certificate=certificate
-            )
+            authorization = self._bearer_header(scope) if self._by_header else None
+            if authorization is not None:
+                principal = await self.authenticator.authenticate_bearer_header(authorization)
+            else:
+                certificate = peer_certificate_pem(scope) if self.authenticator.certificates is not None else None
+                principal = await self.authenticator.authenticate(
+                    _credential_headers(scope, self._credential_names), certificate=certificate
+                )
         except MCPlaneError as error:
             if self.on_refused is not None:
                 status = 401 if isinstance(error, Unauthenticated) else (503 if error.retryable else 500)
@@ -129,6 +138,18 @@ class AuthASGI:
             await self.app(scope, receive, send)
         finally:
             current_principal.reset(token)
+
+    def _bearer_header(self, scope: Scope) -> bytes | None:
+        """The raw ``Authorization`` value when it is the request's one credential header, else ``None``."""
+        found: bytes | None = None
+        wanted = self._credential_names
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.lower()
+            if name in wanted:
+                if found is not None or name != b"authorization":
+                    return None  # a repeated header, or another credential: decided the whole way
+                found = raw_value
+        return found
 
     def _identity(self, principal: Principal) -> tuple[AuthenticatedUser, AuthCredentials]:
         known = self._identities.get(id(principal))

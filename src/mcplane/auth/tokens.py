@@ -115,12 +115,7 @@ class JWTVerifier:
         keep what they derive from it on :attr:`VerifiedToken.principal`."""
         known = self._verified.get(token)
         if known is not None:
-            if self._still_trusted(known):
-                now, leeway = self._clock(), self.config.leeway  # as _check_times, on the kept dates
-                if now - leeway >= known.exp:
-                    raise AuthenticationFailed("expired")
-                if known.nbf is not None and known.nbf > now + leeway:
-                    raise AuthenticationFailed("not_yet_valid")
+            if self.still_holds(known):
                 return known
             del self._verified[token]
         if len(token) > self.config.max_token_bytes or not looks_like_jwt(token):
@@ -148,6 +143,19 @@ class JWTVerifier:
             del self._verified[next(iter(self._verified))]  # the oldest
         self._verified[token] = entry
         return entry
+
+    def still_holds(self, known: VerifiedToken) -> bool:
+        """Whether a token this verifier verified is still good as it stands: ``True`` while its
+        key is trusted and its dates hold (raises ``expired``/``not_yet_valid`` at this moment's
+        clock), ``False`` when its key no longer vouches for it (verify it again)."""
+        if not self._still_trusted(known):
+            return False
+        now, leeway = self._clock(), self.config.leeway  # as _check_times, on the kept dates
+        if now - leeway >= known.exp:
+            raise AuthenticationFailed("expired")
+        if known.nbf is not None and known.nbf > now + leeway:
+            raise AuthenticationFailed("not_yet_valid")
+        return True
 
     def _still_trusted(self, entry: VerifiedToken) -> bool:
         if entry.static:
