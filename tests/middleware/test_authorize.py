@@ -215,3 +215,39 @@ def test_arguments_too_deep_for_the_interpreter_never_reach_it(tmp_path: Path) -
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "invalid_arguments"), done.stderr[-2000:]
+
+
+async def test_a_roles_verdict_is_remembered_per_principal_tool_and_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without attribute rules the verdict is a function of (principal, kind, name, code policy):
+    each is worked out once, and every call still gets the verdict ``decide`` gives."""
+    admin_only = ToolPolicy.from_mapping({"roles": ["admin"]})
+    admin = Principal("ada", roles=frozenset({"admin"}))
+    cases = [
+        (principal, kind, name, code, POLICY.decide(principal, kind, name, code).allowed)
+        for principal in (BILLING, ANONYMOUS, admin)
+        for kind in ("tool", "resource")
+        for name in ("billing_charge", "delete_all")
+        for code in (ToolPolicy.from_mapping({}), admin_only)
+    ]
+    assert {case[-1] for case in cases} == {True, False}
+    checks: list[object] = []
+    real = AccessPolicy.role_allows
+
+    def counting(self: AccessPolicy, principal: Principal, kind: Any, name: str, code: Any = None) -> bool:
+        checks.append((principal, kind, name, code))
+        return real(self, principal, kind, name, code)
+
+    monkeypatch.setattr(AccessPolicy, "role_allows", counting)
+    middleware = AuthorizeMiddleware(POLICY)
+    for _ in range(3):
+        for principal, kind, name, code, allowed in cases:
+            call = Call(kind, name, {}, Context(principal=principal), code)
+            if allowed:
+                assert await middleware(call, _provider) == f"ran {name}"
+            else:
+                with pytest.raises(Forbidden):
+                    await middleware(call, _provider)
+    assert len(checks) == len(cases)
+    # Another principal object for the same caller (a new token) is decided afresh.
+    await middleware(_call("billing_charge", Principal("bea", roles=frozenset({"billing"}))), _provider)
+    assert len(checks) == len(cases) + 1

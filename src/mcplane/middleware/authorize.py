@@ -35,12 +35,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mcplane.audit.forwarded import TrustedProxies
-    from mcplane.context import Context
+    from mcplane.context import Context, Principal
     from mcplane.observability.metrics import Metrics
+    from mcplane.tool_policy import ToolPolicy
 
 __all__ = ["AuthorizeMiddleware"]
 
 logger = logging.getLogger("mcplane.authorize")
+
+_VERDICTS_SIZE = 4096
+"""Roles/scopes verdicts remembered per middleware (tool names come from clients: bounded)."""
 
 
 class AuthorizeMiddleware:
@@ -61,11 +65,29 @@ class AuthorizeMiddleware:
         self.limits = ArgumentLimits(max_nodes=limits.max_nodes, max_depth=min(limits.max_depth, MAX_ARGUMENT_DEPTH))
         self.proxies = proxies or TrustedProxies()
         self.metrics = metrics
+        self._verdicts: dict[tuple[int, str, str, int], tuple[Principal, ToolPolicy, bool]] = {}
+        """Recent roles/scopes verdicts (the policy is immutable; principals and tool policies are
+        handed out as the same objects for the same caller and tool, so they repeat)."""
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         context = call.context
         principal = context.principal
         policy = self.policy
+        if not policy.rules:  # roles and scopes alone: a verdict per (principal, kind, name, code policy)
+            code = call.policy
+            key = (id(principal), call.kind, call.name, id(code))
+            known = self._verdicts.get(key)
+            if known is not None and known[0] is principal and known[1] is code:
+                allowed = known[2]
+            else:
+                allowed = policy.role_allows(principal, call.kind, call.name, code)
+                verdicts = self._verdicts
+                if len(verdicts) >= _VERDICTS_SIZE:
+                    del verdicts[next(iter(verdicts))]  # the oldest
+                verdicts[key] = (principal, code, allowed)  # holding both keeps their ids unique
+            if not allowed:
+                raise Forbidden(f"not allowed to use {call.kind} {call.name!r}", details={"kind": call.kind})
+            return await call_next(call)
         facts: CallFacts | None = None
         applicable = policy.rules_for(call.kind, call.name) if policy.rules else ()
         if applicable:
