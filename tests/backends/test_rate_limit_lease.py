@@ -183,6 +183,36 @@ async def test_at_most_one_fetch_in_flight_and_waiters_share_it(clock: ManualClo
     assert len(source.leases) < 20
 
 
+@pytest.mark.parametrize("seed", range(4))
+async def test_taking_a_held_call_decides_as_hit_all(clock: ManualClock, seed: int) -> None:
+    """``take_held`` (then ``hit_all`` when it says no) admits the same calls at the same times as
+    ``hit_all`` alone, leases the same, and never waits: the middleware's short way."""
+    rng = random.Random(seed)
+    limit = parse_limit(rng.choice(["640/minute", "100/second", "6400/second"]))
+    plain = LeasedRateLimiter(Counting(clock), LeaseOptions(max=16, ttl=0.5), clock=clock)
+    short = LeasedRateLimiter(Counting(clock), LeaseOptions(max=16, ttl=0.5), clock=clock)
+    kept = (("k", limit),)  # the middleware passes the same tuple every time
+    plain_admitted: list[bool] = []
+    short_admitted: list[bool] = []
+    held_admitted = 0
+    for _ in range(400):
+        clock.advance(rng.choice([0.0, 0.0, 0.001, 0.01, 0.2]))
+        checks = kept if rng.random() < 0.8 else (("k", limit),)  # now and then an equal, other tuple
+        plain_admitted.append((await plain.hit_all(checks)).allowed)
+        if short.take_held(checks):
+            held_admitted += 1
+            short_admitted.append(True)
+        else:
+            short_admitted.append((await short.hit_all(checks)).allowed)
+        await _settle()
+    assert short_admitted == plain_admitted
+    assert isinstance(plain.source, Counting)
+    assert isinstance(short.source, Counting)
+    assert short.source.leases == plain.source.leases
+    assert held_admitted > 100
+    assert not short.take_held((("never-seen", limit),))
+
+
 async def test_other_costs_are_exact(clock: ManualClock) -> None:
     source = Counting(clock)
     leased = LeasedRateLimiter(source, clock=clock)

@@ -22,7 +22,7 @@ from mcplane.middleware.validate import ArgumentLimits
 from mcplane.notes import notes_of
 from mcplane.observability.logs import EVENT_KEY
 from mcplane.observability.metrics import Metrics
-from mcplane.pipeline import Call, Pipeline
+from mcplane.pipeline import Call, CallKind, Pipeline
 from mcplane.tool_policy import ToolPolicy
 
 POLICY = AccessPolicy(default="deny", tools={"billing_*": AccessRule(roles=["billing"])})
@@ -217,15 +217,18 @@ def test_arguments_too_deep_for_the_interpreter_never_reach_it(tmp_path: Path) -
     assert (done.returncode, done.stdout.strip()) == (0, "invalid_arguments"), done.stderr[-2000:]
 
 
+KINDS: tuple[CallKind, ...] = ("tool", "resource")
+
+
 async def test_a_roles_verdict_is_remembered_per_principal_tool_and_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without attribute rules the verdict is a function of (principal, kind, name, code policy):
     each is worked out once, and every call still gets the verdict ``decide`` gives."""
     admin_only = ToolPolicy.from_mapping({"roles": ["admin"]})
     admin = Principal("ada", roles=frozenset({"admin"}))
-    cases = [
+    cases: list[tuple[Principal, CallKind, str, ToolPolicy, bool]] = [
         (principal, kind, name, code, POLICY.decide(principal, kind, name, code).allowed)
         for principal in (BILLING, ANONYMOUS, admin)
-        for kind in ("tool", "resource")
+        for kind in KINDS
         for name in ("billing_charge", "delete_all")
         for code in (ToolPolicy.from_mapping({}), admin_only)
     ]

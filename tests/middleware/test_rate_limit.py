@@ -242,3 +242,24 @@ async def test_a_leased_limiter_refuses_like_the_exact_one(clock: ManualClock) -
         refusals.append((info.value.retry_after_ms, info.value.details))
     assert refusals[0] == refusals[1]
     assert refusals[0][1] == {"scope": "global", "limits": ["64/60s"]}
+
+
+async def test_a_held_leased_call_is_spent_without_a_hit(clock: ManualClock) -> None:
+    """A call the lease already holds is admitted by ``take_held`` alone (no ``hit_all``, no
+    decision built); the calls admitted are the same as through ``hit_all``."""
+    from mcplane.backends.lease import LeasedRateLimiter
+
+    class Hits(LeasedRateLimiter):
+        hits = 0
+
+        async def hit_all(self, checks: Any, *, cost: int = 1) -> Any:
+            self.hits += 1
+            return await super().hit_all(checks, cost=cost)
+
+    policy = {"rate_limit": "6400/minute"}
+    limiter = Hits(MemoryRateLimiter(clock=clock), clock=clock)
+    mw, provider = RateLimitMiddleware(RateLimitOptions(), limiter), Provider()
+    assert await run(mw, make_call(policy), provider, 300) == [True] * 300
+    assert limiter.hits < 30  # about one per lease (sizes 2, 4, ... 64), not one per call
+    exact = RateLimitMiddleware(RateLimitOptions(), MemoryRateLimiter(clock=clock))
+    assert await run(exact, make_call(policy), Provider(), 300) == [True] * 300

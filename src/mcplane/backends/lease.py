@@ -167,6 +167,9 @@ class LeasedRateLimiter:
         self.options = options or LeaseOptions()
         self._clock = clock
         self._accounts: dict[tuple[tuple[str, Limit], ...], _Account | None] = {}
+        self._known: dict[int, tuple[tuple[tuple[str, Limit], ...], _Account]] = {}
+        """Accounts by the identity of the checks tuple a caller passes again and again (the
+        rate-limit middleware keeps one per tool and caller): no hashing of the limits."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def hit(self, key: str, limit: Limit, *, cost: int = 1) -> Decision:
@@ -179,6 +182,7 @@ class LeasedRateLimiter:
         except KeyError:
             if len(self._accounts) >= _ACCOUNTS_SIZE:
                 del self._accounts[next(iter(self._accounts))]  # the oldest (its held calls are let go)
+                self._known.clear()
             account = self._accounts[ident] = self._account(ident)
         if account is None or cost != 1:
             return await self.source.hit_all(checks, cost=cost)
@@ -188,6 +192,28 @@ class LeasedRateLimiter:
         if held < account.size >> 2 and account.fetch is None:
             self._start_fetch(account, ident)
         return Decision(True, held, 0, account.key)
+
+    def take_held(self, checks: tuple[tuple[str, Limit], ...]) -> bool:
+        """Spend one held call of ``checks`` (cost 1) at once, as :meth:`hit_all` would: ``True``
+        when one was held (the call is admitted); ``False`` when none was (or the checks are not
+        leased, or not seen yet): then :meth:`hit_all` decides, waiting for a lease or the store."""
+        known = self._known.get(id(checks))
+        if known is not None and known[0] is checks:
+            account = known[1]
+        else:
+            found = self._accounts.get(checks)
+            if found is None:
+                return False
+            account = found
+            if len(self._known) >= _ACCOUNTS_SIZE:
+                self._known.clear()
+            self._known[id(checks)] = (checks, account)  # holding the tuple keeps its id unique
+        held = account.take(self._clock() * 1000.0)
+        if held is None:
+            return False
+        if held < account.size >> 2 and account.fetch is None:
+            self._start_fetch(account, checks)
+        return True
 
     async def reset(self, key: str, limit: Limit) -> None:
         for ident, account in self._accounts.items():

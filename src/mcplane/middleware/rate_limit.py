@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcplane.backends.keys import tag_for
+from mcplane.backends.lease import LeasedRateLimiter
 from mcplane.backends.rate_limit import Limit, RateLimiter, parse_limits
 from mcplane.errors import ConfigError, DependencyUnavailable, RateLimited
 from mcplane.pipeline import Call, CallNext
@@ -102,6 +103,8 @@ class RateLimitMiddleware:
         self.backend = backend
         self._default_scopes = resolve_scopes(options.scope, field="rate_limit scope")
         self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._take_held = backend.take_held if isinstance(backend, LeasedRateLimiter) else None
+        """A leased limiter's call already held is spent without a coroutine or a ``Decision``."""
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         policy = call.policy
@@ -120,6 +123,9 @@ class RateLimitMiddleware:
                 self._plans[ident] = plan
         checks, keys, limits = plan
         if not checks:
+            return await call_next(call)
+        take_held = self._take_held
+        if take_held is not None and take_held(checks):
             return await call_next(call)
         try:
             decision = await self.backend.hit_all(checks)
