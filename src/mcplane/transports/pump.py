@@ -28,9 +28,22 @@ from mcplane.sdk_adapter.streams import create_context_streams
 from mcplane.transports.framing import PARSE_ERROR_FRAME, decode_value, encode_message
 from mcplane.transports.stream_fast import StreamFastPath
 
-__all__ = ["FrameReader", "FrameWriter", "StreamPump", "Unanswered"]
+__all__ = ["Decoded", "FrameReader", "FrameWriter", "StreamPump", "Unanswered"]
 
-FrameReader = Callable[[], Awaitable[str | bytes | None]]
+
+class Decoded:
+    """A frame :meth:`StreamPump.take_now` decoded and the hot path did not take: the rest of its
+    :meth:`StreamPump.take` is still to do."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_UNPARSABLE = object()
+
+FrameReader = Callable[[], Awaitable["str | bytes | Decoded | None"]]
 """The next frame of the input, or ``None`` once the input has ended (the reader knows why)."""
 
 FrameWriter = Callable[[str], Awaitable[None]]
@@ -86,17 +99,32 @@ class StreamPump:
             while (frame := await read()) is not None:
                 await self.take(frame)
 
-    async def take(self, frame: str | bytes) -> None:
-        """Route one frame: an error answer, the hot path, or the SDK server."""
+    def take_now(self, frame: str | bytes) -> Decoded | None:
+        """The part of :meth:`take` that never waits: decode ``frame`` and offer it to the hot path.
+
+        ``None`` when the hot path took it; otherwise what to hand to :meth:`take` for the rest
+        (an error answer or the SDK server). A transport that calls this as the bytes arrive
+        starts a hot-path call without a hop through its reading task.
+        """
         try:
             raw = orjson.loads(frame)
         except orjson.JSONDecodeError:
-            await self.write(PARSE_ERROR_FRAME)
-            return
+            return Decoded(_UNPARSABLE)
         if self.legacy_ready is False and isinstance(raw, dict):
             self._learn_era(cast("dict[str, Any]", raw))
         if self.hot is not None and self.hot.offer(raw):
             self.unanswered.add_id(raw["id"])
+            return None
+        return Decoded(raw)
+
+    async def take(self, frame: str | bytes | Decoded) -> None:
+        """Route one frame: an error answer, the hot path, or the SDK server."""
+        left = frame if isinstance(frame, Decoded) else self.take_now(frame)
+        if left is None:
+            return
+        raw = left.value
+        if raw is _UNPARSABLE:
+            await self.write(PARSE_ERROR_FRAME)
             return
         decoded = decode_value(raw)
         if isinstance(decoded, str):

@@ -13,6 +13,7 @@ import os
 import select
 import stat
 import sys
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO, Any, cast
@@ -24,7 +25,7 @@ from mcplane.errors import ConfigError, MCPlaneError
 from mcplane.fastpath import FastPath
 from mcplane.sdk_adapter.mcpserver import lowlevel_server, subscription_bus
 from mcplane.transports.framing import error_frame
-from mcplane.transports.pump import StreamPump
+from mcplane.transports.pump import Decoded, StreamPump
 
 __all__ = ["serve_stdio", "stdio_streams"]
 
@@ -34,6 +35,143 @@ DRAIN_SECONDS = 5.0
 EOF_GRACE_SECONDS = 30.0
 """How long, after the end of input, requests already read may take to be answered."""
 TOO_LARGE_FRAME = error_frame(None, -32600, "message too large", "invalid_request")
+
+_TOO_LARGE = object()
+"""A line over the limit was dropped: answer it with ``TOO_LARGE_FRAME``."""
+
+
+class _Failed:
+    """Taking a line as it arrived raised: the reading task raises it (the transport fails, as
+    it would had the reading task taken the line itself)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class Lines(asyncio.Protocol):
+    """The input cut into lines as its bytes arrive (newline-delimited, blank lines skipped).
+
+    Once ``direct`` is set, a complete line is given to ``take_now`` (the pump's
+    :meth:`~mcplane.transports.pump.StreamPump.take_now`) in the callback that read it: a
+    hot-path call starts in the loop iteration its bytes arrived in, without waking a reading
+    task first. What ``take_now`` leaves (anything for the SDK server, an error answer), and
+    every line after it until the reading task has caught up, waits for that task (:meth:`next`),
+    so lines are still taken in the order they came. A line longer than ``limit`` bytes is
+    dropped up to its newline and answered ``message too large``. Reading pauses while more than
+    twice ``limit`` bytes wait, and resumes once no more than ``limit`` do.
+    """
+
+    def __init__(self, limit: int, take_now: Callable[[bytes], Decoded | None]) -> None:
+        self.limit = limit
+        self.take_now = take_now
+        self.direct = False
+        self.eof = False
+        self._partial = bytearray()
+        self._discarding = False
+        self._waiting: deque[tuple[object, int]] = deque()
+        self._queued = 0
+        self._busy = False
+        self._paused = False
+        self._transport: asyncio.ReadTransport | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.ReadTransport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.eof:
+            return
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if self._discarding:
+                self._discarding = False
+                self._put(_TOO_LARGE, 0)
+            elif self._partial:
+                self._partial += memoryview(data)[start:end]
+                line = bytes(self._partial)
+                self._partial.clear()
+                self._line(line)
+            else:
+                self._line(data[start:end])
+            start = end + 1
+        if start < len(data) and not self._discarding:
+            self._partial += memoryview(data)[start:]
+            if len(self._partial) > self.limit:
+                self._partial.clear()
+                self._discarding = True
+
+    def eof_received(self) -> bool | None:
+        self.feed_eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self.eof:
+            self._put(_Failed(exc), 0)
+        self.feed_eof()
+
+    def feed_eof(self) -> None:
+        """End the input: a last line without its newline is still taken."""
+        if self.eof:
+            return
+        if self._discarding:
+            self._discarding = False
+            self._put(_TOO_LARGE, 0)
+        elif self._partial:
+            line = bytes(self._partial)
+            self._partial.clear()
+            self._line(line)
+        self.eof = True
+        self._wake()
+
+    def _line(self, line: bytes) -> None:
+        if len(line) > self.limit:
+            self._put(_TOO_LARGE, 0)
+        elif not line.strip():
+            return
+        elif self.direct and not self._busy and not self._waiting:
+            try:
+                left = self.take_now(line)
+            except Exception as exc:
+                self._put(_Failed(exc), 0)
+                return
+            if left is not None:
+                self._put(left, len(line))
+        else:
+            self._put(line, len(line))
+
+    def _put(self, item: object, size: int) -> None:
+        self._waiting.append((item, size))
+        self._queued += size
+        if self._queued > 2 * self.limit and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def next(self) -> object:
+        """The next item for the reading task: a line, a decoded frame, a marker; ``None`` at the end."""
+        self._busy = False
+        while not self._waiting:
+            if self.eof:
+                return None
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+        item, size = self._waiting.popleft()
+        self._queued -= size
+        if self._paused and self._queued <= self.limit and self._transport is not None and not self.eof:
+            self._paused = False
+            self._transport.resume_reading()
+        self._busy = True
+        return item
+
 
 AddSink = Callable[[Callable[[dict[str, Any]], Awaitable[Any]]], Callable[[], None]]
 """Registers a connection's notification writer with the plane's bus; returns its remover."""
@@ -67,12 +205,6 @@ async def stdio_streams(
         os.dup2(2, 1)
         stdout = os.fdopen(private, "wb", buffering=0, closefd=False)
     source = stdin if stdin is not None else sys.stdin.buffer if sys.stdin is not None else None
-    loop = asyncio.get_running_loop()
-    lines = asyncio.StreamReader(limit=max_line_bytes, loop=loop)
-    kind = _input_kind(source)
-    pipe = await _connect_stdin(source, lines) if kind == "loop" and source is not None else None
-    if kind == "none":
-        lines.feed_eof()  # no standard input at all (descriptor 0 closed): at its end already
     out = stdout
 
     async def write_line(text: str) -> None:
@@ -84,25 +216,27 @@ async def stdio_streams(
         _write_all(out, payload + b"\n")
 
     pump = StreamPump(write_line, write_fast, fast=fast, principal=principal)
+    lines = Lines(max_line_bytes, pump.take_now)
+    kind = _input_kind(source)
+    pipe = await _connect_stdin(source, lines) if kind == "loop" and source is not None else None
+    if kind == "none":
+        lines.feed_eof()  # no standard input at all (descriptor 0 closed): at its end already
     remove_sink = add_sink(pump.notify_legacy) if add_sink is not None else None
 
-    async def read_line() -> bytes | None:
+    async def read_line() -> bytes | Decoded | None:
         while True:
-            try:
-                line = await lines.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                line = exc.partial
-                if not line.strip():
-                    # End of input. Requests already read are answered before the
-                    # protocol layer sees the end (it would abandon them unanswered).
-                    await pump.unanswered.settled(EOF_GRACE_SECONDS)
-                    return None
-            except asyncio.LimitOverrunError:
-                await _discard_line(lines)
+            item = await lines.next()
+            if item is None:
+                # End of input. Requests already read are answered before the
+                # protocol layer sees the end (it would abandon them unanswered).
+                await pump.unanswered.settled(EOF_GRACE_SECONDS)
+                return None
+            if item is _TOO_LARGE:
                 await write_line(TOO_LARGE_FRAME)
                 continue
-            if line.strip():
-                return line
+            if isinstance(item, _Failed):
+                raise item.error
+            return cast("bytes | Decoded", item)
 
     written_all = anyio.Event()
     # The writer outlives a cancelled caller (SIGTERM, a cancelled scope) long enough to drain.
@@ -124,6 +258,7 @@ async def stdio_streams(
     try:
         async with anyio.create_task_group() as tg:
             pump.bind(tg)
+            lines.direct = True  # the hot path can start calls now: take lines as they arrive
             if kind == "thread" and source is not None:
                 tg.start_soon(_feed_from_file, source, lines)
             if stop is not None:
@@ -169,20 +304,20 @@ def _input_kind(source: IO[bytes] | None) -> str:
     return "thread"
 
 
-async def _connect_stdin(stdin: IO[bytes], reader: asyncio.StreamReader) -> asyncio.BaseTransport:
+async def _connect_stdin(stdin: IO[bytes], lines: Lines) -> asyncio.BaseTransport:
     """Read a pipe, socket or terminal through the event loop."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), stdin)
+    transport, _ = await loop.connect_read_pipe(lambda: lines, stdin)
     return transport
 
 
-async def _feed_from_file(stdin: IO[bytes], reader: asyncio.StreamReader) -> None:
+async def _feed_from_file(stdin: IO[bytes], lines: Lines) -> None:
     fd = stdin.fileno()
     while chunk := await anyio.to_thread.run_sync(os.read, fd, 65536):
-        if getattr(reader, "_eof", False):  # the input was stopped (``stop``) while reading
+        if lines.eof:  # the input was stopped (``stop``) while reading
             return
-        reader.feed_data(chunk)
-    reader.feed_eof()
+        lines.data_received(chunk)
+    lines.feed_eof()
 
 
 def _write_all(out: IO[bytes], data: bytes) -> None:
@@ -199,18 +334,6 @@ def _write_all(out: IO[bytes], data: bytes) -> None:
         view = view[written or 0 :]
         select.select([], [out.fileno()], [])
     out.flush()
-
-
-async def _discard_line(reader: asyncio.StreamReader) -> None:
-    """Drop the rest of an over-long line: everything up to and including the next newline."""
-    while True:
-        try:
-            await reader.readuntil(b"\n")
-            return
-        except asyncio.LimitOverrunError as exc:
-            await reader.readexactly(exc.consumed)
-        except asyncio.IncompleteReadError:
-            return
 
 
 async def serve_stdio(plane: Any, *, stop: anyio.Event | None = None) -> None:
