@@ -1,0 +1,117 @@
+"""One write per fixed-length HTTP answer: the response head goes out with the body's first bytes.
+
+uvicorn's httptools protocol writes a response's status line and headers when the app sends
+``http.response.start`` and the body when it sends ``http.response.body``: two ``write`` system
+calls, two TCP segments, and a client that wakes up for the head only to wait again for the
+body. An answer that declares its ``Content-Length`` (every JSON answer here: the hot path's,
+the SDK's JSON responses, the tier's refusals) cannot be used by the client before its body
+anyway, so :func:`one_write_http_protocol` holds such a head back and writes it together with
+the body, in one ``write``. The bytes on the wire are the same, in the same order.
+
+What is not held: a head without ``Content-Length`` (chunked: SSE streams, whose first event
+may come much later), a ``HEAD`` answer's (it has no body to wait for) and ``100 Continue``.
+A held head is written, at the latest, when the next ``send`` of the response ends (whatever it
+did, even when it raised) or when the response's connection is closed.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
+
+__all__ = ["one_write_http_protocol"]
+
+
+class _HeldHead:
+    """The connection's transport as one response's cycle sees it: writes made while ``holding``
+    wait and go out joined with the next write (or at :meth:`flush`, or before a close)."""
+
+    __slots__ = ("_held", "holding", "transport")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.holding = False
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if self.holding:
+            self._held = data if held is None else held + data
+            return
+        if held is not None:
+            self._held = None
+            data = held + data
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+@functools.cache
+def _one_write_cycle(base: type[Any]) -> type[Any]:
+    """``base`` (uvicorn's httptools ``RequestResponseCycle``) holding back a fixed-length head."""
+
+    async def send(self: Any, message: Any) -> None:
+        transport: _HeldHead = self.transport
+        if not self.response_started and message["type"] == "http.response.start":
+            transport.holding = True
+            try:
+                await base.send(self, message)
+            finally:
+                transport.holding = False
+            if self.chunked_encoding is not False or self.scope["method"] == "HEAD":
+                transport.flush()  # no body to wait for, or one that may take its time
+            return
+        try:
+            await base.send(self, message)
+        finally:
+            transport.flush()
+
+    return type(f"OneWrite{base.__name__}", (base,), {"__module__": __name__, "send": send})
+
+
+@functools.cache
+def _one_write_protocol(base: type[Any], cycle: type[Any]) -> type[Any]:
+    one_write = _one_write_cycle(cycle)
+
+    def on_headers_complete(self: Any) -> None:
+        before = self.cycle
+        base.on_headers_complete(self)
+        made = self.cycle
+        if made is not before and made is not None and type(made) is cycle:
+            made.__class__ = one_write
+            made.transport = _HeldHead(made.transport)
+
+    return type(
+        f"OneWrite{base.__name__}", (base,), {"__module__": __name__, "on_headers_complete": on_headers_complete}
+    )
+
+
+def one_write_http_protocol(http: str | type[Any]) -> type[Any] | str:
+    """uvicorn's ``http=`` protocol (a name as its ``Config`` takes it, or a class) answering a
+    fixed-length response in one write; anything but the httptools protocol is returned as it is."""
+    base = import_from_string(HTTP_PROTOCOLS.get(http, http)) if isinstance(http, str) else http
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+    except ImportError:  # httptools is not installed: uvicorn serves with h11
+        return http
+    if not (isinstance(base, type) and issubclass(base, HttpToolsProtocol)):
+        return http
+    return _one_write_protocol(base, RequestResponseCycle)
