@@ -287,3 +287,74 @@ def test_the_timeouts_are_configured_in_the_http_section() -> None:
         HTTPSection.model_validate({"header_timeout": 0})
     with pytest.raises(ValueError, match="positive"):
         timed_http_protocol("h11", header_timeout=0)
+
+
+class _Recording:
+    """A transport that keeps what is written (no socket)."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+        self.grew = anyio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+        self.grew.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_the_header_timer_runs_only_for_headers_that_are_not_all_here(http: str) -> None:
+    """A request whose headers come in one piece arms no header timer (it would be cancelled at
+    once); one whose headers are split arms it with its first bytes, and the body timer follows."""
+    armed: list[str] = []
+    timed = timed_http_protocol(http, header_timeout=WAIT, body_timeout=WAIT)
+
+    class Spy(timed):  # type: ignore[misc,valid-type]
+        def _arm(self, seconds: float, phase: str) -> None:
+            armed.append(phase)
+            super()._arm(seconds, phase)
+
+    app = App()
+    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=Spy)
+    config.load()
+    protocol = Spy(config=config, server_state=uvicorn.server.ServerState(), app_state={})
+    transport = _Recording()
+    protocol.connection_made(transport)
+    assert armed == ["idle"]
+
+    async def answered(count: int) -> None:
+        with anyio.fail_after(WAIT):
+            while transport.written.count(b"got ") < count:
+                transport.grew = anyio.Event()
+                await transport.grew.wait()
+
+    request = b"POST /x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3\r\n\r\nabc"
+    protocol.data_received(request)  # the first request: the idle timer covers its headers
+    await answered(1)
+    protocol.data_received(request)  # a kept-alive connection's next request, whole
+    await answered(2)
+    assert armed == ["idle"]
+    assert protocol._timer is None
+    protocol.data_received(request[:20])  # headers in two pieces, then the body in two
+    assert armed == ["idle", "headers"]
+    protocol.data_received(request[20:-2])
+    assert armed == ["idle", "headers", "body"]
+    protocol.data_received(request[-2:])
+    await answered(3)
+    assert armed == ["idle", "headers", "body"]
+    assert protocol._timer is None
+    assert not transport.closed
+    protocol.connection_lost(None)

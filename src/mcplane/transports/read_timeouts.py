@@ -102,15 +102,25 @@ class _ReadTimeouts:
         self._arm(self.header_timeout, "idle")  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
+        starting = False
         if self._phase == "idle":
             self._phase = "headers"  # same timer: the time since the connection opened counts
         elif self._timer is None and not self._reading_body():
-            self._arm(self.header_timeout, "headers")  # the first bytes of a new request
+            # The first bytes of a new request: its header timer starts with them, once they are
+            # parsed, and only if its headers are not all here (most requests come in one piece).
+            self._phase = "headers"
+            starting = True
         if self._phase == "headers" and self._over_header_limits(data):
             self._refuse_headers()  # the parser never sees these bytes
             return
+        seen = self._seen
         super().data_received(data)  # type: ignore[misc]
         self._observe()
+        if starting and self._timer is None:
+            if self._seen is seen and not self._upgraded() and not self.transport.is_closing():
+                self._arm(self.header_timeout, "headers")
+            elif self._phase == "headers":
+                self._phase = None
 
     def _over_header_limits(self, data: bytes) -> bool:
         """Count the header bytes and lines of the request being received, up to its blank line."""
