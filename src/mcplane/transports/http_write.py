@@ -10,8 +10,8 @@ the body, in one ``write``. The bytes on the wire are the same, in the same orde
 
 What is not held: a head without ``Content-Length`` (chunked: SSE streams, whose first event
 may come much later), a ``HEAD`` answer's (it has no body to wait for) and ``100 Continue``.
-A held head is written, at the latest, when the next ``send`` of the response ends (whatever it
-did, even when it raised) or when the response's connection is closed.
+A held head goes out with the response's next write, or before its connection is closed (an app
+that fails half-way); a client that went away in between gets nothing more, as before.
 """
 
 from __future__ import annotations
@@ -26,35 +26,38 @@ __all__ = ["one_write_http_protocol"]
 
 
 class _HeldHead:
-    """The connection's transport as one response's cycle sees it: writes made while ``holding``
-    wait and go out joined with the next write (or at :meth:`flush`, or before a close)."""
+    """The connection's transport as one response's cycle sees it: the head of a fixed-length
+    answer waits and goes out joined with the next write (or before a close)."""
 
-    __slots__ = ("_held", "holding", "transport")
+    __slots__ = ("_cycle", "_held", "_started", "transport")
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, cycle: Any) -> None:
         self.transport = transport
-        self.holding = False
+        self._cycle = cycle
+        self._started = False
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
         held = self._held
-        if self.holding:
-            self._held = data if held is None else held + data
-            return
         if held is not None:
             self._held = None
-            data = held + data
+            self.transport.write(held + data)
+            return
+        if not self._started:
+            cycle = self._cycle
+            if cycle.response_started:  # the cycle writes its head (before it, only ``100 Continue``)
+                self._started = True
+                if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
+                    self._held = data
+                    return
         self.transport.write(data)
 
-    def flush(self) -> None:
+    def close(self) -> None:
         held = self._held
         if held is not None:
             self._held = None
             if not self.transport.is_closing():
                 self.transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
         self.transport.close()
 
     def is_closing(self) -> bool:
@@ -65,39 +68,13 @@ class _HeldHead:
 
 
 @functools.cache
-def _one_write_cycle(base: type[Any]) -> type[Any]:
-    """``base`` (uvicorn's httptools ``RequestResponseCycle``) holding back a fixed-length head."""
-
-    async def send(self: Any, message: Any) -> None:
-        transport: _HeldHead = self.transport
-        if not self.response_started and message["type"] == "http.response.start":
-            transport.holding = True
-            try:
-                await base.send(self, message)
-            finally:
-                transport.holding = False
-            if self.chunked_encoding is not False or self.scope["method"] == "HEAD":
-                transport.flush()  # no body to wait for, or one that may take its time
-            return
-        try:
-            await base.send(self, message)
-        finally:
-            transport.flush()
-
-    return type(f"OneWrite{base.__name__}", (base,), {"__module__": __name__, "send": send})
-
-
-@functools.cache
-def _one_write_protocol(base: type[Any], cycle: type[Any]) -> type[Any]:
-    one_write = _one_write_cycle(cycle)
-
+def _one_write_protocol(base: type[Any]) -> type[Any]:
     def on_headers_complete(self: Any) -> None:
         before = self.cycle
         base.on_headers_complete(self)
         made = self.cycle
-        if made is not before and made is not None and type(made) is cycle:
-            made.__class__ = one_write
-            made.transport = _HeldHead(made.transport)
+        if made is not before and made is not None:
+            made.transport = _HeldHead(made.transport, made)
 
     return type(
         f"OneWrite{base.__name__}", (base,), {"__module__": __name__, "on_headers_complete": on_headers_complete}
@@ -109,9 +86,9 @@ def one_write_http_protocol(http: str | type[Any]) -> type[Any] | str:
     fixed-length response in one write; anything but the httptools protocol is returned as it is."""
     base = import_from_string(HTTP_PROTOCOLS.get(http, http)) if isinstance(http, str) else http
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # httptools is not installed: uvicorn serves with h11
         return http
     if not (isinstance(base, type) and issubclass(base, HttpToolsProtocol)):
         return http
-    return _one_write_protocol(base, RequestResponseCycle)
+    return _one_write_protocol(base)
