@@ -358,3 +358,48 @@ async def test_the_header_timer_runs_only_for_headers_that_are_not_all_here(http
     assert protocol._timer is None
     assert not transport.closed
     protocol.connection_lost(None)
+
+
+def _reference_over_header_limits(counter: Any, data: bytes) -> bool:
+    """The header count as it was first written (both blank lines searched in the whole chunk)."""
+    tail = counter._header_tail + data
+    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := tail.find(blank)) >= 0]
+    end = min(ends) - len(counter._header_tail) if ends else len(data)
+    counter._header_bytes += end
+    counter._header_lines += data.count(b"\n", 0, end)
+    over = counter._header_bytes > counter.max_header_bytes or counter._header_lines > counter.max_headers + 1
+    if ends:
+        counter._header_bytes = counter._header_lines = 0
+        counter._header_tail = b""
+    else:
+        counter._header_tail = tail[-3:]
+    return over
+
+
+def test_the_header_count_agrees_with_a_search_of_the_whole_chunk() -> None:
+    """Every request split every way (CRLF, bare LF, mixed; bodies with blank lines of either kind)
+    counts the same bytes and lines, and reaches the same verdict, as searching the whole chunk."""
+    from mcplane.transports.read_timeouts import _ReadTimeouts
+
+    heads = [
+        b"POST /mcp HTTP/1.1\r\nhost: a\r\ncontent-length: 9\r\n\r\n",
+        b"POST /mcp HTTP/1.1\nhost: a\ncontent-length: 9\n\n",
+        b"POST /mcp HTTP/1.1\r\nhost: a\n\r\n",
+        b"POST /mcp HTTP/1.1\r\nhost: a\r\n\n",
+        b"GET / HTTP/1.1\r\n" + b"x-many: 1\r\n" * 120 + b"\r\n",
+    ]
+    bodies = [b"", b"a\n\nb\r\n\r\nc", b"\n\n\n\n", b"\r\n\r\n", b"plain body"]
+    for head in heads:
+        for body in bodies:
+            request = head + body + head  # a pipelined second request starts in the same bytes
+            for cut in range(len(request) + 1):
+                chunks = [request[:cut], request[cut:]]
+                ours, theirs = _ReadTimeouts(), _ReadTimeouts()
+                for counter in (ours, theirs):
+                    counter.max_headers = 100
+                    counter.max_header_bytes = 1000
+                for chunk in chunks:
+                    verdict = ours._over_header_limits(chunk)
+                    assert verdict == _reference_over_header_limits(theirs, chunk), (request, cut)
+                    state = (ours._header_bytes, ours._header_lines, ours._header_tail)
+                    assert state == (theirs._header_bytes, theirs._header_lines, theirs._header_tail), (request, cut)

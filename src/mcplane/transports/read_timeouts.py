@@ -125,8 +125,12 @@ class _ReadTimeouts:
     def _over_header_limits(self, data: bytes) -> bool:
         """Count the header bytes and lines of the request being received, up to its blank line."""
         tail = self._header_tail + data
-        ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := tail.find(blank)) >= 0]
-        end = min(ends) - len(self._header_tail) if ends else len(data)
+        # The first blank line: CRLF CRLF, or LF LF (which can only end it sooner if it starts
+        # before the CRLF CRLF's second LF; the body after it is not searched).
+        crlf = tail.find(b"\r\n\r\n")
+        lf = tail.find(b"\n\n", 0, crlf + 3) if crlf >= 0 else tail.find(b"\n\n")
+        ends = lf >= 0 or crlf >= 0
+        end = (lf + 2 if lf >= 0 else crlf + 4) - len(self._header_tail) if ends else len(data)
         self._header_bytes += end
         self._header_lines += data.count(b"\n", 0, end)
         over = self._header_bytes > self.max_header_bytes or self._header_lines > self.max_headers + 1
