@@ -7,6 +7,8 @@ Continue``, an app failing half-way) as soon as uvicorn does."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -220,3 +222,34 @@ def test_composes_with_the_read_timeouts() -> None:
 
 def test_other_protocols_are_left_as_they_are() -> None:
     assert one_write_http_protocol("h11") == "h11"
+
+
+async def test_an_answered_cycle_is_freed_without_the_collector() -> None:
+    """The held-head transport lets go of its cycle once the head is written: no reference cycle
+    is left behind per request for the garbage collector to find."""
+    answered = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await json_answer(scope, receive, send)
+        answered.set()
+
+    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=ONE_WRITE)
+    config.load()
+    protocol = ONE_WRITE(config=config, server_state=ServerState(), app_state={})
+    transport = Recording()
+    protocol.connection_made(transport)
+    gc.disable()
+    try:
+        protocol.data_received(post(b"1"))
+        cycle = weakref.ref(protocol.cycle)
+        await asyncio.wait_for(answered.wait(), WAIT)
+        for task in list(protocol.tasks):
+            await asyncio.wait_for(task, WAIT)
+        answered.clear()
+        protocol.data_received(post(b"2"))  # the protocol lets go of the first cycle for the second
+        await asyncio.wait_for(answered.wait(), WAIT)
+        assert cycle() is None
+    finally:
+        gc.enable()
+        protocol.connection_lost(None)
+    assert len(transport.writes) == 2

@@ -29,12 +29,12 @@ class _HeldHead:
     """The connection's transport as one response's cycle sees it: the head of a fixed-length
     answer waits and goes out joined with the next write (or before a close)."""
 
-    __slots__ = ("_cycle", "_held", "_started", "transport")
+    __slots__ = ("_cycle", "_held", "transport")
 
     def __init__(self, transport: Any, cycle: Any) -> None:
         self.transport = transport
         self._cycle = cycle
-        self._started = False
+        """The cycle, until it writes its head (then let go: the cycle holds this object)."""
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
@@ -43,13 +43,12 @@ class _HeldHead:
             self._held = None
             self.transport.write(held + data)
             return
-        if not self._started:
-            cycle = self._cycle
-            if cycle.response_started:  # the cycle writes its head (before it, only ``100 Continue``)
-                self._started = True
-                if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
-                    self._held = data
-                    return
+        cycle = self._cycle
+        if cycle is not None and cycle.response_started:  # its head (before it, only ``100 Continue``)
+            self._cycle = None
+            if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
+                self._held = data
+                return
         self.transport.write(data)
 
     def close(self) -> None:
@@ -63,8 +62,8 @@ class _HeldHead:
     def is_closing(self) -> bool:
         return self.transport.is_closing()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+    # No ``__getattr__`` fallback to the transport: a class with one has every attribute read
+    # of its instances taken off the interpreter's fast path. uvicorn's cycle uses only these three.
 
 
 @functools.cache
