@@ -287,3 +287,119 @@ def test_the_timeouts_are_configured_in_the_http_section() -> None:
         HTTPSection.model_validate({"header_timeout": 0})
     with pytest.raises(ValueError, match="positive"):
         timed_http_protocol("h11", header_timeout=0)
+
+
+class _Recording:
+    """A transport that keeps what is written (no socket)."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+        self.grew = anyio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+        self.grew.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_the_header_timer_runs_only_for_headers_that_are_not_all_here(http: str) -> None:
+    """A request whose headers come in one piece arms no header timer (it would be cancelled at
+    once); one whose headers are split arms it with its first bytes, and the body timer follows."""
+    armed: list[str] = []
+    timed = timed_http_protocol(http, header_timeout=WAIT, body_timeout=WAIT)
+
+    class Spy(timed):  # type: ignore[misc,valid-type]
+        def _arm(self, seconds: float, phase: str) -> None:
+            armed.append(phase)
+            super()._arm(seconds, phase)
+
+    app = App()
+    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=Spy)
+    config.load()
+    protocol = Spy(config=config, server_state=uvicorn.server.ServerState(), app_state={})
+    transport = _Recording()
+    protocol.connection_made(transport)
+    assert armed == ["idle"]
+
+    async def answered(count: int) -> None:
+        with anyio.fail_after(WAIT):
+            while transport.written.count(b"got ") < count:
+                transport.grew = anyio.Event()
+                await transport.grew.wait()
+
+    request = b"POST /x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3\r\n\r\nabc"
+    protocol.data_received(request)  # the first request: the idle timer covers its headers
+    await answered(1)
+    protocol.data_received(request)  # a kept-alive connection's next request, whole
+    await answered(2)
+    assert armed == ["idle"]
+    assert protocol._timer is None
+    protocol.data_received(request[:20])  # headers in two pieces, then the body in two
+    assert armed == ["idle", "headers"]
+    protocol.data_received(request[20:-2])
+    assert armed == ["idle", "headers", "body"]
+    protocol.data_received(request[-2:])
+    await answered(3)
+    assert armed == ["idle", "headers", "body"]
+    assert protocol._timer is None
+    assert not transport.closed
+    protocol.connection_lost(None)
+
+
+def _reference_over_header_limits(counter: Any, data: bytes) -> bool:
+    """The header count as it was first written (both blank lines searched in the whole chunk)."""
+    tail = counter._header_tail + data
+    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := tail.find(blank)) >= 0]
+    end = min(ends) - len(counter._header_tail) if ends else len(data)
+    counter._header_bytes += end
+    counter._header_lines += data.count(b"\n", 0, end)
+    over = counter._header_bytes > counter.max_header_bytes or counter._header_lines > counter.max_headers + 1
+    if ends:
+        counter._header_bytes = counter._header_lines = 0
+        counter._header_tail = b""
+    else:
+        counter._header_tail = tail[-3:]
+    return over
+
+
+def test_the_header_count_agrees_with_a_search_of_the_whole_chunk() -> None:
+    """Every request split every way (CRLF, bare LF, mixed; bodies with blank lines of either kind)
+    counts the same bytes and lines, and reaches the same verdict, as searching the whole chunk."""
+    from mcplane.transports.read_timeouts import _ReadTimeouts
+
+    heads = [
+        b"POST /mcp HTTP/1.1\r\nhost: a\r\ncontent-length: 9\r\n\r\n",
+        b"POST /mcp HTTP/1.1\nhost: a\ncontent-length: 9\n\n",
+        b"POST /mcp HTTP/1.1\r\nhost: a\n\r\n",
+        b"POST /mcp HTTP/1.1\r\nhost: a\r\n\n",
+        b"GET / HTTP/1.1\r\n" + b"x-many: 1\r\n" * 120 + b"\r\n",
+    ]
+    bodies = [b"", b"a\n\nb\r\n\r\nc", b"\n\n\n\n", b"\r\n\r\n", b"plain body"]
+    for head in heads:
+        for body in bodies:
+            request = head + body + head  # a pipelined second request starts in the same bytes
+            for cut in range(len(request) + 1):
+                chunks = [request[:cut], request[cut:]]
+                ours, theirs = _ReadTimeouts(), _ReadTimeouts()
+                for counter in (ours, theirs):
+                    counter.max_headers = 100
+                    counter.max_header_bytes = 1000
+                for chunk in chunks:
+                    verdict = ours._over_header_limits(chunk)
+                    assert verdict == _reference_over_header_limits(theirs, chunk), (request, cut)
+                    state = (ours._header_bytes, ours._header_lines, ours._header_tail)
+                    assert state == (theirs._header_bytes, theirs._header_lines, theirs._header_tail), (request, cut)

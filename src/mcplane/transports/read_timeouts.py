@@ -102,21 +102,35 @@ class _ReadTimeouts:
         self._arm(self.header_timeout, "idle")  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
+        starting = False
         if self._phase == "idle":
             self._phase = "headers"  # same timer: the time since the connection opened counts
         elif self._timer is None and not self._reading_body():
-            self._arm(self.header_timeout, "headers")  # the first bytes of a new request
+            # The first bytes of a new request: its header timer starts with them, once they are
+            # parsed, and only if its headers are not all here (most requests come in one piece).
+            self._phase = "headers"
+            starting = True
         if self._phase == "headers" and self._over_header_limits(data):
             self._refuse_headers()  # the parser never sees these bytes
             return
+        seen = self._seen
         super().data_received(data)  # type: ignore[misc]
         self._observe()
+        if starting and self._timer is None:
+            if self._seen is seen and not self._upgraded() and not self.transport.is_closing():
+                self._arm(self.header_timeout, "headers")
+            elif self._phase == "headers":
+                self._phase = None
 
     def _over_header_limits(self, data: bytes) -> bool:
         """Count the header bytes and lines of the request being received, up to its blank line."""
         tail = self._header_tail + data
-        ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := tail.find(blank)) >= 0]
-        end = min(ends) - len(self._header_tail) if ends else len(data)
+        # The first blank line: CRLF CRLF, or LF LF (which can only end it sooner if it starts
+        # before the CRLF CRLF's second LF; the body after it is not searched).
+        crlf = tail.find(b"\r\n\r\n")
+        lf = tail.find(b"\n\n", 0, crlf + 3) if crlf >= 0 else tail.find(b"\n\n")
+        ends = lf >= 0 or crlf >= 0
+        end = (lf + 2 if lf >= 0 else crlf + 4) - len(self._header_tail) if ends else len(data)
         self._header_bytes += end
         self._header_lines += data.count(b"\n", 0, end)
         over = self._header_bytes > self.max_header_bytes or self._header_lines > self.max_headers + 1

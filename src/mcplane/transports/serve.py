@@ -203,6 +203,7 @@ def serve_http(
     from mcplane.observability import Lifecycle
     from mcplane.observability.logs import install_server_log_filters
     from mcplane.transports.http import HTTPApp, HTTPOptions
+    from mcplane.transports.http_write import one_write_http_protocol
     from mcplane.transports.read_timeouts import timed_http_protocol
 
     install_server_log_filters()
@@ -220,7 +221,7 @@ def serve_http(
     sock = sock or bind_socket(host, port)
     section = plane.config.http
     http: Any = timed_http_protocol(
-        _best_http(),
+        one_write_http_protocol(_best_http()),
         header_timeout=section.header_timeout,
         body_timeout=section.body_timeout,
         max_header_bytes=section.max_header_bytes,
