@@ -194,10 +194,51 @@ def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
     }
 
 
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN_NODES = 256
+"""Structured content with more values than this is left to pydantic's dump (a walk in Python costs more)."""
+
+
+def _plain_json(value: dict[Any, Any]) -> bool:
+    """``value`` is made of ``dict`` (``str`` keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None``
+    only (exact types, at most :data:`_PLAIN_NODES` values): pydantic's JSON dump of it is itself, but for
+    non-finite floats, which it writes as ``None`` and orjson as ``null``: the same bytes."""
+    scalars = _PLAIN_SCALARS
+    for key, child in value.items():  # the common case: one flat object
+        if type(key) is not str:
+            return False
+        if type(child) not in scalars:
+            break
+    else:
+        return len(value) <= _PLAIN_NODES
+    stack: list[Any] = [value]
+    budget = _PLAIN_NODES
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        kind = type(node)
+        if kind is dict:
+            for key in node:
+                if type(key) is not str:
+                    return False
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind not in scalars:
+            return False
+    return True
+
+
 def _plain_result(result: Any) -> dict[str, Any] | None:
-    """What ``canonical`` writes for a ``CallToolResult`` of plain text blocks (its JSON dump: aliases,
-    no ``None`` fields), built without pydantic's serializer; ``None`` for any other result."""
-    if type(result) is not CallToolResult or result.meta is not None or result.structured_content is not None:
+    """What ``canonical`` writes for a ``CallToolResult`` of plain text blocks and, optionally, plain
+    structured content (its JSON dump: aliases, no ``None`` fields), built without pydantic's
+    serializer; ``None`` for any other result."""
+    if type(result) is not CallToolResult or result.meta is not None:
+        return None
+    structured = result.structured_content
+    if structured is not None and (type(structured) is not dict or not _plain_json(structured)):
         return None
     is_error, result_type = result.is_error, result.result_type
     if type(is_error) is not bool or type(result_type) is not str:
@@ -210,7 +251,9 @@ def _plain_result(result: Any) -> dict[str, Any] | None:
         if type(text) is not str or type(kind) is not str:
             return None
         blocks.append({"type": kind, "text": text})
-    return {"content": blocks, "isError": is_error, "resultType": result_type}
+    if structured is None:
+        return {"content": blocks, "isError": is_error, "resultType": result_type}
+    return {"content": blocks, "structuredContent": structured, "isError": is_error, "resultType": result_type}
 
 
 def result_sha256(result: Any) -> str:
