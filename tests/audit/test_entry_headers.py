@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import uuid
 from typing import Any
 
@@ -75,3 +77,22 @@ def test_call_ids_are_random_version_4_uuids_in_32_hex_digits() -> None:
     for call_id in ids:
         varying |= int(call_id, 16) ^ int(next(iter(ids)), 16)
     assert varying == ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork")
+def test_a_forked_child_does_not_reuse_the_call_ids_its_parent_made() -> None:
+    new_call_id()  # the parent holds ids made in advance
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_call_id().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    ours = {new_call_id() for _ in range(300)}
+    assert re.fullmatch(r"[0-9a-f]{32}", child)
+    assert child not in ours

@@ -99,12 +99,33 @@ def utc_now() -> str:
     return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
 
 
+_ID_BATCH = 256
+"""Call ids made from one ``os.urandom`` read."""
+_ids: list[str] = []
+"""Call ids made and not handed out yet (emptied in a forked child, which must not reuse its parent's)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.clear)
+
+
+def _more_ids() -> None:
+    raw = bytearray(os.urandom(16 * _ID_BATCH))
+    for at in range(0, len(raw), 16):
+        raw[at + 6] = (raw[at + 6] & 0x0F) | 0x40  # version 4
+        raw[at + 8] = (raw[at + 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    _ids.extend([text[at : at + 32] for at in range(0, len(text), 32)])
+
+
 def new_call_id() -> str:
-    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    return raw.hex()
+    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``.
+
+    The random bytes are read for :data:`_ID_BATCH` ids at a time (one ``getrandom`` call each).
+    """
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:  # none left (or another thread took the last one)
+            _more_ids()
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str:
