@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RequestFacts",
     "bounded_text",
+    "call_base",
     "call_entry",
     "error_code_of",
     "new_call_id",
@@ -171,6 +172,10 @@ def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
         if raw_name in _FACT_HEADERS:
             exact[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
             continue
+        if raw_name.islower():  # as ASGI servers send them: no other spelling of a fact header
+            if raw_name == _FORWARDED_FOR:
+                forwarded.append(raw_value.decode("latin-1"))
+            continue
         lowered = raw_name.lower()
         if lowered == _FORWARDED_FOR:
             forwarded.append(raw_value.decode("latin-1"))
@@ -179,22 +184,27 @@ def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     return ({**loose, **exact} if loose else exact), ",".join(forwarded)
 
 
-def request_facts(context: Context, proxies: TrustedProxies = _NO_PROXIES) -> RequestFacts:
-    """The request facts of ``context``; ``proxies``: whose ``X-Forwarded-For`` to believe."""
+def _facts(context: Context, proxies: TrustedProxies) -> tuple[str, str, str, str]:
+    """Client IP, user agent, trace id and session id of ``context`` (see :func:`request_facts`)."""
     scope = context.scope
     session_id = bounded_text(str(context.session_id or ""), _MAX_SESSION)
     if scope is None:
         headers = context.headers
         if headers is None:
-            return RequestFacts(session_id=session_id)
+            return "", "", "", session_id
         trace = _trace_id(_header(headers, "traceparent")) or _trace_id(context.request_meta.get("traceparent"))
-        return RequestFacts("", _header(headers, "user-agent"), trace, session_id)
+        return "", _header(headers, "user-agent"), trace, session_id
     found, forwarded_for = _scope_headers(scope)
     peer = scope.get("client")
     host = peer[0] if isinstance(peer, list | tuple) and peer else None
     client_ip = bounded_text(proxies.client_ip(str(host), forwarded_for)) if host else ""
     trace = _trace_id(found.get("traceparent")) or _trace_id(context.request_meta.get("traceparent"))
-    return RequestFacts(client_ip, bounded_text(found.get("user-agent", "")), trace, session_id)
+    return client_ip, bounded_text(found.get("user-agent", "")), trace, session_id
+
+
+def request_facts(context: Context, proxies: TrustedProxies = _NO_PROXIES) -> RequestFacts:
+    """The request facts of ``context``; ``proxies``: whose ``X-Forwarded-For`` to believe."""
+    return RequestFacts(*_facts(context, proxies))
 
 
 def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
@@ -212,6 +222,28 @@ def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
         "trace_id": facts.trace_id,
         "correlation_id": call.context.correlation_id,
         "session_id": facts.session_id,
+    }
+
+
+def call_base(call: Call, call_id: str, proxies: TrustedProxies = _NO_PROXIES) -> dict[str, Any]:
+    """``call_entry(call, call_id, request_facts(call.context, proxies))``, without the ``RequestFacts``
+    in between (what the audit slot builds per call)."""
+    context = call.context
+    client_ip, user_agent, trace_id, session_id = _facts(context, proxies)
+    principal = context.principal
+    tenant = principal.tenant
+    return {
+        "call_id": call_id,
+        "subject": bounded_text(principal.subject),
+        "tenant": None if tenant is None else bounded_text(tenant),
+        "kind": call.kind,
+        "name": _name(call.name),
+        "args_sha256": sha256_hex(canonical(dict(call.arguments))),
+        "client_ip": client_ip,
+        "user_agent": user_agent,
+        "trace_id": trace_id,
+        "correlation_id": context.correlation_id,
+        "session_id": session_id,
     }
 
 
