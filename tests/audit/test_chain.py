@@ -185,8 +185,12 @@ def test_seal_line_is_seal_and_its_canonical_line(entry: dict[str, Any], prev: s
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.just(GENESIS) | st.just("hash"),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from(["hash", "a", "z", "prev_hash", "v"]) | st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["hash", "a", "z", "prev_hash", "v"]) | st.text(max_size=6), children, max_size=3
+        )
+    ),
     max_leaves=16,
 )
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from mcplane import Context, Principal
 from mcplane.audit.entry import _scope_headers, bounded_text, call_base, call_entry, new_call_id, request_facts
-from mcplane.pipeline import Call
 from mcplane.audit.forwarded import TrustedProxies
+from mcplane.pipeline import Call
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -119,7 +119,16 @@ def _scope_headers_by_lowering_each(scope: dict[str, Any]) -> tuple[dict[str, st
 
 
 _NAMES = st.sampled_from(
-    [b"user-agent", b"User-Agent", b"traceparent", b"TraceParent", b"x-forwarded-for", b"X-Forwarded-For", b"host", b"123"]
+    [
+        b"user-agent",
+        b"User-Agent",
+        b"traceparent",
+        b"TraceParent",
+        b"x-forwarded-for",
+        b"X-Forwarded-For",
+        b"host",
+        b"123",
+    ]
 ) | st.binary(max_size=12)
 
 

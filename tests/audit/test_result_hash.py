@@ -103,7 +103,9 @@ def test_plain_structured_content_hashes_as_the_dump(structured: dict[str, Any],
         st.text(max_size=8),
         st.recursive(
             _JSON | st.binary() | st.tuples(st.integers()) | st.frozensets(st.integers(), max_size=3),
-            lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+            lambda children: (
+                st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+            ),
             max_leaves=12,
         ),
         max_size=4,
