@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from mcplane.audit import GENESIS, canonical, record_hash, seal, verify_lines
-from mcplane.audit.chain import MAX_DEPTH, escape_text
+from mcplane.audit.chain import MAX_DEPTH, escape_text, seal_line
 
 
 def _nest(levels: int, leaf: Any = None) -> list[Any]:
@@ -158,3 +160,57 @@ def test_seal_hashes_the_canonical_record_without_its_hash(entry: dict[str, Any]
     line = canonical(record)
     assert line == orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
     assert record_hash(orjson.loads(line)) == record["hash"]
+
+
+SEAL_LINE_ENTRIES: list[dict[str, Any]] = [
+    *PLAIN_ENTRIES,
+    {"x": 1},  # every key after "hash": it is the first member
+    {"a": 1},  # every entry key before "hash"
+    {"guards": {"hash": GENESIS}, "name": "a nested placeholder"},  # the placeholder twice: encoded twice
+    {"note": '"hash":"' + GENESIS + '"'},  # its text inside a string: escaped, not a member
+    {"prev": GENESIS, "value": "\ud800", "big": 2**70},  # the fallback encoding
+    *({"value": value} for value in HOSTILE.values()),
+]
+
+
+@pytest.mark.parametrize("prev", [GENESIS, "f" * 64])
+@pytest.mark.parametrize("entry", SEAL_LINE_ENTRIES)
+def test_seal_line_is_seal_and_its_canonical_line(entry: dict[str, Any], prev: str) -> None:
+    record, line = seal_line(entry, 3, prev)
+    sealed = seal(entry, 3, prev)
+    assert record == sealed
+    assert list(record) == list(sealed)
+    assert line == canonical(sealed)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.just(GENESIS) | st.just("hash"),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["hash", "a", "z", "prev_hash", "v"]) | st.text(max_size=6), children, max_size=3
+        )
+    ),
+    max_leaves=16,
+)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=10).filter(lambda key: key not in {"v", "seq", "prev_hash", "hash"}), _JSON, max_size=6
+    ),
+    st.integers(min_value=1, max_value=2**63),
+    st.sampled_from([GENESIS, "a" * 64]),
+)
+def test_seal_line_matches_seal_on_any_entry(entry: dict[str, Any], seq: int, prev: str) -> None:
+    record, line = seal_line(entry, seq, prev)
+    sealed = seal(entry, seq, prev)
+    assert record == sealed
+    assert line == canonical(sealed)
+    assert record_hash(orjson.loads(line)) == record["hash"]
+
+
+def test_seal_line_refuses_chain_fields() -> None:
+    for field in ("v", "seq", "prev_hash", "hash"):
+        with pytest.raises(ValueError, match="chain fields"):
+            seal_line({field: 1}, 1, GENESIS)

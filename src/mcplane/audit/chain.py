@@ -53,6 +53,7 @@ __all__ = [
     "escape_text",
     "record_hash",
     "seal",
+    "seal_line",
     "sha256_hex",
 ]
 
@@ -323,3 +324,33 @@ def seal(entry: Mapping[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
     record: dict[str, Any] = {**entry, "v": FORMAT_VERSION, "seq": seq, "prev_hash": prev_hash}
     record["hash"] = sha256_hex(canonical(record))  # record_hash(record): it has no "hash" yet
     return record
+
+
+_HASH_SLOT = b'"hash":"' + GENESIS.encode() + b'"'
+_HASH_AT = len(b'"hash":"')
+
+
+def seal_line(entry: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[dict[str, Any], bytes]:
+    """``seal(entry, seq, prev_hash)`` and its canonical form (the stored line), from one encoding.
+
+    The record is encoded once with a placeholder hash (:data:`GENESIS`) in its sorted place; the
+    bytes without that member are the canonical form the hash covers (keys sorted, so removing one
+    member leaves the others as they were), and the hash then takes the placeholder's place. When
+    the placeholder's text occurs more than once (a nested ``"hash"`` of 64 zeros), both are
+    encoded as :func:`seal` does.
+    """
+    if "v" in entry or "seq" in entry or "prev_hash" in entry or "hash" in entry:
+        raise ValueError(f"an audit entry may not set chain fields: {sorted(CHAIN_FIELDS.intersection(entry))}")
+    record: dict[str, Any] = {**entry, "v": FORMAT_VERSION, "seq": seq, "prev_hash": prev_hash, "hash": GENESIS}
+    line = canonical(record)
+    at = line.find(_HASH_SLOT)
+    if at > 0 and line.find(_HASH_SLOT, at + 1) < 0:
+        end = at + len(_HASH_SLOT)
+        # Never the last member ("prev_hash", "seq" and "v" sort after it): the comma after it goes with it.
+        body = line[:at] + line[end + 1 :]
+        digest = sha256_hex(body)
+        record["hash"] = digest
+        return record, line[: at + _HASH_AT] + digest.encode() + line[at + _HASH_AT + 64 :]
+    del record["hash"]
+    record["hash"] = sha256_hex(canonical(record))
+    return record, canonical(record)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RequestFacts",
     "bounded_text",
+    "call_base",
     "call_entry",
     "error_code_of",
     "new_call_id",
@@ -99,12 +100,33 @@ def utc_now() -> str:
     return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
 
 
+_ID_BATCH = 256
+"""Call ids made from one ``os.urandom`` read."""
+_ids: list[str] = []
+"""Call ids made and not handed out yet (emptied in a forked child, which must not reuse its parent's)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.clear)
+
+
+def _more_ids() -> None:
+    raw = bytearray(os.urandom(16 * _ID_BATCH))
+    for at in range(0, len(raw), 16):
+        raw[at + 6] = (raw[at + 6] & 0x0F) | 0x40  # version 4
+        raw[at + 8] = (raw[at + 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    _ids.extend([text[at : at + 32] for at in range(0, len(text), 32)])
+
+
 def new_call_id() -> str:
-    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    return raw.hex()
+    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex`` without building a ``UUID``.
+
+    The random bytes are read for :data:`_ID_BATCH` ids at a time (one ``getrandom`` call each).
+    """
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:  # none left (or another thread took the last one)
+            _more_ids()
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str:
@@ -150,6 +172,10 @@ def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
         if raw_name in _FACT_HEADERS:
             exact[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
             continue
+        if raw_name.islower():  # as ASGI servers send them: no other spelling of a fact header
+            if raw_name == _FORWARDED_FOR:
+                forwarded.append(raw_value.decode("latin-1"))
+            continue
         lowered = raw_name.lower()
         if lowered == _FORWARDED_FOR:
             forwarded.append(raw_value.decode("latin-1"))
@@ -158,22 +184,27 @@ def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     return ({**loose, **exact} if loose else exact), ",".join(forwarded)
 
 
-def request_facts(context: Context, proxies: TrustedProxies = _NO_PROXIES) -> RequestFacts:
-    """The request facts of ``context``; ``proxies``: whose ``X-Forwarded-For`` to believe."""
+def _facts(context: Context, proxies: TrustedProxies) -> tuple[str, str, str, str]:
+    """Client IP, user agent, trace id and session id of ``context`` (see :func:`request_facts`)."""
     scope = context.scope
     session_id = bounded_text(str(context.session_id or ""), _MAX_SESSION)
     if scope is None:
         headers = context.headers
         if headers is None:
-            return RequestFacts(session_id=session_id)
+            return "", "", "", session_id
         trace = _trace_id(_header(headers, "traceparent")) or _trace_id(context.request_meta.get("traceparent"))
-        return RequestFacts("", _header(headers, "user-agent"), trace, session_id)
+        return "", _header(headers, "user-agent"), trace, session_id
     found, forwarded_for = _scope_headers(scope)
     peer = scope.get("client")
     host = peer[0] if isinstance(peer, list | tuple) and peer else None
     client_ip = bounded_text(proxies.client_ip(str(host), forwarded_for)) if host else ""
     trace = _trace_id(found.get("traceparent")) or _trace_id(context.request_meta.get("traceparent"))
-    return RequestFacts(client_ip, bounded_text(found.get("user-agent", "")), trace, session_id)
+    return client_ip, bounded_text(found.get("user-agent", "")), trace, session_id
+
+
+def request_facts(context: Context, proxies: TrustedProxies = _NO_PROXIES) -> RequestFacts:
+    """The request facts of ``context``; ``proxies``: whose ``X-Forwarded-For`` to believe."""
+    return RequestFacts(*_facts(context, proxies))
 
 
 def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
@@ -194,10 +225,73 @@ def call_entry(call: Call, call_id: str, facts: RequestFacts) -> dict[str, Any]:
     }
 
 
+def call_base(call: Call, call_id: str, proxies: TrustedProxies = _NO_PROXIES) -> dict[str, Any]:
+    """``call_entry(call, call_id, request_facts(call.context, proxies))``, without the ``RequestFacts``
+    in between (what the audit slot builds per call)."""
+    context = call.context
+    client_ip, user_agent, trace_id, session_id = _facts(context, proxies)
+    principal = context.principal
+    tenant = principal.tenant
+    return {
+        "call_id": call_id,
+        "subject": bounded_text(principal.subject),
+        "tenant": None if tenant is None else bounded_text(tenant),
+        "kind": call.kind,
+        "name": _name(call.name),
+        "args_sha256": sha256_hex(canonical(dict(call.arguments))),
+        "client_ip": client_ip,
+        "user_agent": user_agent,
+        "trace_id": trace_id,
+        "correlation_id": context.correlation_id,
+        "session_id": session_id,
+    }
+
+
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_PLAIN_NODES = 256
+"""Structured content with more values than this is left to pydantic's dump (a walk in Python costs more)."""
+
+
+def _plain_json(value: dict[Any, Any]) -> bool:
+    """``value`` is made of ``dict`` (``str`` keys), ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None``
+    only (exact types, at most :data:`_PLAIN_NODES` values): pydantic's JSON dump of it is itself, but for
+    non-finite floats, which it writes as ``None`` and orjson as ``null``: the same bytes."""
+    scalars = _PLAIN_SCALARS
+    for key, child in value.items():  # the common case: one flat object
+        if type(key) is not str:
+            return False
+        if type(child) not in scalars:
+            break
+    else:
+        return len(value) <= _PLAIN_NODES
+    stack: list[Any] = [value]
+    budget = _PLAIN_NODES
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        kind = type(node)
+        if kind is dict:
+            for key in node:
+                if type(key) is not str:
+                    return False
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind not in scalars:
+            return False
+    return True
+
+
 def _plain_result(result: Any) -> dict[str, Any] | None:
-    """What ``canonical`` writes for a ``CallToolResult`` of plain text blocks (its JSON dump: aliases,
-    no ``None`` fields), built without pydantic's serializer; ``None`` for any other result."""
-    if type(result) is not CallToolResult or result.meta is not None or result.structured_content is not None:
+    """What ``canonical`` writes for a ``CallToolResult`` of plain text blocks and, optionally, plain
+    structured content (its JSON dump: aliases, no ``None`` fields), built without pydantic's
+    serializer; ``None`` for any other result."""
+    if type(result) is not CallToolResult or result.meta is not None:
+        return None
+    structured = result.structured_content
+    if structured is not None and (type(structured) is not dict or not _plain_json(structured)):
         return None
     is_error, result_type = result.is_error, result.result_type
     if type(is_error) is not bool or type(result_type) is not str:
@@ -210,7 +304,9 @@ def _plain_result(result: Any) -> dict[str, Any] | None:
         if type(text) is not str or type(kind) is not str:
             return None
         blocks.append({"type": kind, "text": text})
-    return {"content": blocks, "isError": is_error, "resultType": result_type}
+    if structured is None:
+        return {"content": blocks, "isError": is_error, "resultType": result_type}
+    return {"content": blocks, "structuredContent": structured, "isError": is_error, "resultType": result_type}
 
 
 def result_sha256(result: Any) -> str:

@@ -50,7 +50,7 @@ import anyio.to_thread
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mcplane.audit.chain import GENESIS, canonical, seal
+from mcplane.audit.chain import GENESIS, canonical, seal_line
 from mcplane.audit.checkpoint import (
     RECENT,
     Anchor,
@@ -379,10 +379,10 @@ class JsonlSink:
         records: list[dict[str, Any]] = []
         lines: list[bytes] = []
         for entry in entries:
-            record = seal(entry, seq + 1, prev)
+            record, line = seal_line(entry, seq + 1, prev)
             seq, prev = record["seq"], record["hash"]
             records.append(record)
-            lines.append(canonical(record))
+            lines.append(line)
         lines.append(b"")
         data = b"\n".join(lines)
         try:

@@ -22,10 +22,9 @@ from typing import Any
 
 from mcplane.audit.chain import CHAIN_FIELDS
 from mcplane.audit.entry import (
-    call_entry,
+    call_base,
     error_code_of,
     new_call_id,
-    request_facts,
     result_code,
     result_sha256,
     utc_now,
@@ -46,8 +45,7 @@ class AuditMiddleware:
         self.proxies = TrustedProxies.everyone() if options.trust_forwarded else TrustedProxies(options.trusted_proxies)
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
-        facts = request_facts(call.context, self.proxies)
-        base = call_entry(call, new_call_id(), facts)
+        base = call_base(call, new_call_id(), self.proxies)
         await self.writer.write_pending(
             {
                 **base,
