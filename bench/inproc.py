@@ -8,12 +8,20 @@ confirmed by ``run.py``. Run it twice, once with another checkout first on ``PYT
 
     python bench/inproc.py --layers auth,authz,ratelimit,audit --calls 20000
     PYTHONPATH=/path/to/other/src python bench/inproc.py --layers ...
+
+``--gateway`` drives a gateway Plane instead (``Gateway.from_config``, as
+``servers/gateway_server.py`` builds it) whose upstream is the bench's echo Plane served by
+uvicorn in a subprocess: the CPU per call is then the gateway's alone (the upstream's is in the
+other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +32,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "servers"))
 
 
-async def _drive(app: Any, scope: dict[str, Any], bodies: list[bytes], concurrency: int) -> list[int]:
+async def _drive(
+    app: Any, scope: dict[str, Any], bodies: list[bytes], concurrency: int, answers: list[bytes] | None = None
+) -> list[int]:
     statuses: list[int] = []
 
     async def one(body: bytes) -> None:
@@ -41,6 +51,8 @@ async def _drive(app: Any, scope: dict[str, Any], bodies: list[bytes], concurren
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
+            elif answers is not None and message["type"] == "http.response.body":
+                answers.append(message.get("body", b""))
 
         await app(dict(scope), receive, send)
 
@@ -54,14 +66,59 @@ async def _drive(app: Any, scope: dict[str, Any], bodies: list[bytes], concurren
     return statuses
 
 
+class _LoopCount(asyncio.SelectorEventLoop):
+    """An asyncio loop that counts its iterations (each is one wake-up: a select and its callbacks)."""
+
+    count = 0
+
+    def _run_once(self) -> None:
+        _LoopCount.count += 1
+        super()._run_once()  # pyright: ignore[reportAttributeAccessIssue]
+
+
+@contextlib.contextmanager
+def _upstream() -> Any:
+    """The bench's echo Plane under uvicorn in a subprocess; yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "servers" / "mcplane_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise SystemExit(f"the upstream did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _gateway_plane(upstream: str) -> Any:
+    import yaml
+    from gateway_server import gateway_yaml
+
+    from mcplane.gateway import Gateway
+
+    return Gateway.from_config(yaml.safe_load(gateway_yaml(upstream)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="", help="as servers/mcplane_server.py --layers")
     parser.add_argument("--fsync", default="interval")
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--warm", type=int, default=2000, help="calls before the measured ones")
     parser.add_argument("--profile", help="write a cProfile of the measured calls to this path")
+    parser.add_argument("--gateway", action="store_true", help="a gateway Plane in front of an echo Plane upstream")
+    parser.add_argument("--wakeups", action="store_true", help="also count event-loop iterations per call")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(_upstream()) if args.gateway else None
+        _main(args, upstream)
+
+
+def _main(args: argparse.Namespace, upstream: str | None) -> None:
 
     import fullpipe
     import orjson
@@ -81,6 +138,8 @@ def main() -> None:
         """Echo the text back."""
         return text
 
+    if upstream is not None:
+        plane = _gateway_plane(upstream)
     with fullpipe.pipeline_env():
         if args.layers:
             plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
@@ -91,13 +150,13 @@ def main() -> None:
             (b"content-type", b"application/json"),
             (b"mcp-protocol-version", PROTOCOL_MODERN.encode()),
             (b"mcp-method", b"tools/call"),
-            (b"mcp-name", b"echo"),
+            (b"mcp-name", b"bench__echo" if upstream is not None else b"echo"),
         ]
         if "auth" in args.layers:
             headers.append((b"authorization", b"Bearer " + fullpipe.mint_token().encode()))
-        template = modern_call()
+        template = modern_call("bench__echo" if upstream is not None else "echo")
         bodies = [template % (i, i) for i in range(args.calls)]
-        warm = [template % (i, i) for i in range(2000)]
+        warm = [template % (i, i) for i in range(args.warm)]
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -116,8 +175,21 @@ def main() -> None:
 
         async def run() -> None:
             async with app.running():
-                statuses = await _drive(app, scope, warm, args.concurrency)
+                if upstream is not None:  # the upstream connects in the background
+                    from mcplane.gateway import Gateway
+
+                    provider = Gateway.provider_of(plane)
+                    deadline = time.monotonic() + 600
+                    while not all(u.healthy() and u.catalog.tools for u in provider.upstreams.values()):
+                        if time.monotonic() > deadline:
+                            raise SystemExit("the upstream did not connect")
+                        await asyncio.sleep(0.05)
+                answers: list[bytes] = []
+                statuses = await _drive(app, scope, warm, args.concurrency, answers)
                 assert set(statuses) == {200}, statuses[:5]
+                sample = b"".join(answers[:4])
+                assert b'"t1' in sample, sample[:300]
+                assert b'"isError":true' not in sample, sample[:300]
                 if settle_heap is not None:
                     settle_heap()  # as the served process does once it is ready
                 profiler = None
@@ -126,9 +198,14 @@ def main() -> None:
 
                     profiler = cProfile.Profile()
                     profiler.enable()
+                iterations = _LoopCount.count
+                times = os.times()
                 cpu, wall = time.process_time(), time.perf_counter()
                 statuses = await _drive(app, scope, bodies, args.concurrency)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                iterations = _LoopCount.count - iterations
+                times = os.times()[:2], times[:2]
+                user, system = (now - then for now, then in zip(*times, strict=True))
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(args.profile)
@@ -140,11 +217,20 @@ def main() -> None:
                             "calls": len(bodies),
                             "cpu_us_per_call": round(cpu / len(bodies) * 1e6, 1),
                             "wall_us_per_call": round(wall / len(bodies) * 1e6, 1),
+                            "user_us_per_call": round(user / len(bodies) * 1e6, 1),
+                            "sys_us_per_call": round(system / len(bodies) * 1e6, 1),
+                            **(
+                                {"loop_iterations_per_call": round(iterations / len(bodies), 2)} if args.wakeups else {}
+                            ),
                         }
                     ).decode()
                 )
 
-        uvloop.run(run())
+        if args.wakeups:  # asyncio's own loop, its iterations counted (uvloop's cannot be)
+            with asyncio.Runner(loop_factory=_LoopCount) as runner:
+                runner.run(run())
+        else:
+            uvloop.run(run())
 
 
 if __name__ == "__main__":

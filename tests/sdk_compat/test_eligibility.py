@@ -125,3 +125,33 @@ async def test_sdk_middleware_turns_the_hot_path_off_unless_it_is_the_sdks_own(
     compared = await answers_of(make, era, [_call()])
     assert compared.fast == compared.sdk
     assert compared.served == served
+
+
+class _CountingSchema(dict[str, Any]):
+    """A schema that counts how often its ``repr`` is taken."""
+
+    reprs = 0
+
+    def __repr__(self) -> str:
+        type(self).reprs += 1
+        return super().__repr__()
+
+
+@pytest.mark.parametrize(
+    ("schema", "mapped"),
+    [
+        ({"type": "object", "properties": {"text": {"type": "string"}}}, False),
+        ({"type": "object", "properties": {"where": {"type": "string", "x-mcp-header": "Region"}}}, True),
+        ({"type": "object", "description": "mentions x-mcp-header in a value"}, True),
+        (None, False),
+    ],
+)
+def test_header_mapped_is_read_once_per_schema(schema: dict[str, Any] | None, mapped: bool) -> None:
+    """A provider's tool is asked on every hot-path call: the schema is read once, the verdict the same."""
+    from mcplane.sdk_adapter.eligibility import header_mapped
+
+    counted = _CountingSchema(schema) if schema is not None else None
+    _CountingSchema.reprs = 0
+    assert [header_mapped(counted) for _ in range(3)] == [mapped] * 3
+    assert _CountingSchema.reprs == (1 if counted is not None else 0)
+    assert header_mapped(_CountingSchema(schema) if schema is not None else None) is mapped  # a new object: read again

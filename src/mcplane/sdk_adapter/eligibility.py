@@ -71,9 +71,27 @@ def read_alike(body: bytes) -> bool:
     return len(body) - len(body.translate(None, _DIGITS)) < 20 or _LONG_NUMBER.search(body) is None
 
 
+_MAPPED: dict[int, tuple[Any, bool]] = {}
+"""Per input schema (by identity, the schema kept so its id is not reused): :func:`header_mapped`'s verdict."""
+_MAPPED_MAX = 1024
+
+
 def header_mapped(schema: Any) -> bool:
-    """Whether an input schema maps arguments to ``Mcp-Param`` headers (``x-mcp-header``)."""
-    return "x-mcp-header" in repr(schema)
+    """Whether an input schema maps arguments to ``Mcp-Param`` headers (``x-mcp-header``).
+
+    Asked on every hot-path call of a provider's tool (a gateway's), whose schema can be large: the
+    verdict is kept per schema object (a changed catalog brings new schema objects; none is
+    changed in place), so the schema's ``repr`` is taken once, not once per call.
+    """
+    entry = _MAPPED.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    mapped = "x-mcp-header" in repr(schema)
+    if schema is not None:
+        if len(_MAPPED) >= _MAPPED_MAX:
+            _MAPPED.clear()
+        _MAPPED[id(schema)] = (schema, mapped)
+    return mapped
 
 
 def tool_qualifies(tool: Tool) -> bool:
