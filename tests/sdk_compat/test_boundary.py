@@ -43,6 +43,7 @@ SDK_PRIVATE = frozenset(
         "_discard_session",
         "_admit_session",
         "_requests_in_flight",
+        "_handle_request",
         "_idle_timeout",
         "_request_streams",
         # mcp.client.session.ClientSession, mcp.client.Client

@@ -4,14 +4,23 @@ ends), and only a live session of the caller's takes the hot path."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
 import pytest
 
 from mcplane import Plane
-from mcplane.sdk_adapter.sessions import open_sessions
+from mcplane.sdk_adapter.sessions import (
+    IdleClock,
+    SDKSessionTransport,
+    hold_idle_clock,
+    open_sessions,
+    release_idle_clock,
+)
+from mcplane.sdk_adapter.sessions import idle_deadline as deadline_of
 from tests.sdk_compat.wire import WAIT, HTTPPeer, answers_of, http_peer, tool_call
 
 
@@ -52,9 +61,7 @@ def idle_deadline(peer: HTTPPeer) -> float:
     manager = peer.app._manager  # pyright: ignore[reportPrivateUsage]
     assert manager is not None
     assert peer.session is not None
-    idle = open_sessions(manager)[peer.session].idle_scope
-    assert idle is not None
-    return idle.deadline
+    return deadline_of(open_sessions(manager)[peer.session])
 
 
 async def idle_clock_story(fast: bool) -> list[Any]:
@@ -114,3 +121,138 @@ async def test_a_session_call_takes_the_hot_path_only_after_the_handshake() -> N
     )
     assert compared.fast == compared.sdk
     assert compared.served == 3
+
+
+@pytest.mark.parametrize("fast", [True, False])
+async def test_a_session_call_arms_no_loop_timer_for_the_idle_clock(fast: bool) -> None:
+    """A call only counts itself and notes when it ended: the session's one idle timer, armed when
+    its first request ended, is not made and cancelled again per call (the SDK's path neither)."""
+    async with http_peer(gated_plane(Gate()), fast=fast, modern=False) as peer:
+        manager = peer.app._manager  # pyright: ignore[reportPrivateUsage]
+        assert manager is not None
+        assert peer.session is not None
+        transport = open_sessions(manager)[peer.session]
+        assert isinstance(transport, SDKSessionTransport)
+        assert transport.idle_clock is not None
+        owners = {id(transport.idle_scope), id(transport.idle_clock)}
+        loop = asyncio.get_running_loop()
+        armed: list[object] = []
+        call_at = loop.call_at
+
+        def watched(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            if id(getattr(callback, "__self__", None)) in owners:
+                armed.append(callback)
+            return call_at(when, callback, *args, **kwargs)
+
+        loop.call_at = watched  # type: ignore[method-assign]
+        try:
+            for request_id in range(1, 6):
+                answer = await peer.call(tool_call("echo", {"text": "hi"}, request_id=request_id))
+                assert answer.body is not None
+                assert "result" in answer.body
+        finally:
+            del loop.call_at
+        assert armed == []
+        assert math.isfinite(deadline_of(transport))
+        assert peer.served() == (5 if fast else 0)
+
+
+class FakeTimer:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """The event loop as an :class:`IdleClock` uses it: a clock set by the test, timers it fires."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.timers: list[FakeTimer] = []
+        self.armed = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeTimer:
+        self.armed += 1
+        timer = FakeTimer(when, callback)
+        self.timers.append(timer)
+        return timer
+
+    def pending(self) -> int:
+        return sum(not timer.cancelled for timer in self.timers)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, firing the timers due on the way, in order."""
+        end = self.now + seconds
+        while due := sorted((t for t in self.timers if not t.cancelled and t.when <= end), key=lambda t: t.when):
+            timer = due[0]
+            self.timers.remove(timer)
+            self.now = timer.when
+            timer.callback()
+        self.now = end
+
+
+def idle_session(timeout: float) -> tuple[SDKSessionTransport, anyio.CancelScope, FakeLoop]:
+    """A session's transport with its idle clock on a :class:`FakeLoop` (the test's own loop runs it)."""
+    transport = SDKSessionTransport(mcp_session_id="s", idle_timeout=timeout)
+    loop = FakeLoop()
+    scope = transport.idle_scope = anyio.CancelScope()
+    transport.idle_clock = IdleClock(transport, scope, timeout, cast("asyncio.AbstractEventLoop", loop))
+    return transport, scope, loop
+
+
+def one_request(transport: SDKSessionTransport) -> None:
+    assert hold_idle_clock(transport)
+    release_idle_clock(transport)
+
+
+async def test_an_idle_session_is_dropped_when_its_idle_period_runs_out_not_later() -> None:
+    transport, scope, loop = idle_session(60.0)
+    one_request(transport)  # the opening request: the countdown starts, one timer
+    assert (loop.armed, deadline_of(transport)) == (1, 1060.0)
+    loop.advance(10)
+    for _ in range(100):
+        one_request(transport)
+    assert loop.armed == 1  # calls arm nothing
+    assert deadline_of(transport) == 1070.0
+    loop.advance(59.9)  # the timer fired at 1060 and re-armed itself for the rest of the period
+    assert not scope.cancel_called
+    assert loop.armed == 2
+    loop.advance(0.1)
+    assert scope.cancel_called  # at 1070: the timeout after the last request ended
+    assert loop.now == 1070.0
+    assert not hold_idle_clock(transport)  # ending: the SDK answers such a request itself
+
+
+async def test_a_request_in_flight_holds_the_session_however_long_it_runs() -> None:
+    transport, scope, loop = idle_session(60.0)
+    one_request(transport)
+    loop.advance(30)
+    assert hold_idle_clock(transport)  # e.g. an open GET stream
+    assert deadline_of(transport) == math.inf
+    loop.advance(600)
+    assert not scope.cancel_called
+    assert loop.pending() == 0  # left unarmed while held
+    release_idle_clock(transport)
+    assert deadline_of(transport) == 1690.0
+    loop.advance(59.9)
+    assert not scope.cancel_called
+    loop.advance(0.1)
+    assert scope.cancel_called
+
+
+async def test_a_stopped_idle_clock_arms_nothing() -> None:
+    transport, scope, loop = idle_session(60.0)
+    one_request(transport)
+    assert hold_idle_clock(transport)
+    clock = transport.idle_clock
+    assert clock is not None
+    clock.stop()  # the session ended (DELETE) with a request in flight
+    release_idle_clock(transport)
+    assert loop.pending() == 0
+    loop.advance(120)
+    assert not scope.cancel_called

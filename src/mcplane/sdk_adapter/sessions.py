@@ -11,19 +11,28 @@ up, check its owner, hold its idle clock) without reaching into either class.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.streamable_http import GET_STREAM_KEY, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.message import SessionMessage
+from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from mcplane.sdk_adapter.streams import ReadStream, WriteStream
 
 __all__ = [
+    "IdleClock",
     "SDKSessionManager",
     "SDKSessionTransport",
     "hold_idle_clock",
+    "idle_deadline",
     "open_sessions",
     "park_if_idle",
     "release_idle_clock",
@@ -45,7 +54,8 @@ def hold_idle_clock(transport: StreamableHTTPServerTransport) -> bool:
     """Suspend the session's idle countdown for one request, as the SDK's ``handle_request`` does.
 
     False when the idle period already ran out (the session is ending: the SDK answers such a
-    request itself). Every True must be paired with :func:`release_idle_clock`.
+    request itself). Every True must be paired with :func:`release_idle_clock`. On a
+    :class:`SDKSessionTransport` with its :class:`IdleClock` this only counts the request.
     """
     idle = transport.idle_scope
     if idle is None or transport._idle_timeout is None:  # pyright: ignore[reportPrivateUsage]
@@ -53,7 +63,8 @@ def hold_idle_clock(transport: StreamableHTTPServerTransport) -> bool:
     if idle.cancel_called:
         return False
     transport._requests_in_flight += 1  # pyright: ignore[reportPrivateUsage]
-    idle.deadline = math.inf
+    if not isinstance(transport, SDKSessionTransport) or transport.idle_clock is None:
+        idle.deadline = math.inf
     return True
 
 
@@ -65,7 +76,79 @@ def release_idle_clock(transport: StreamableHTTPServerTransport) -> None:
         return
     transport._requests_in_flight -= 1  # pyright: ignore[reportPrivateUsage]
     if not transport._requests_in_flight:  # pyright: ignore[reportPrivateUsage]
-        idle.deadline = anyio.current_time() + idle_timeout
+        clock = transport.idle_clock if isinstance(transport, SDKSessionTransport) else None
+        if clock is None:
+            idle.deadline = anyio.current_time() + idle_timeout
+        else:
+            clock.restart()
+
+
+def idle_deadline(transport: StreamableHTTPServerTransport) -> float:
+    """When the session's idle period runs out if nothing happens before (the event loop's clock;
+    ``math.inf``: a request is in flight, or none has ended yet, or it has no idle timeout)."""
+    idle = transport.idle_scope
+    if idle is None or transport._idle_timeout is None:  # pyright: ignore[reportPrivateUsage]
+        return math.inf
+    clock = transport.idle_clock if isinstance(transport, SDKSessionTransport) else None
+    if clock is None:
+        return idle.deadline
+    return clock.deadline(transport._requests_in_flight)  # pyright: ignore[reportPrivateUsage]
+
+
+class IdleClock:
+    """A session's idle countdown behind one event-loop timer that lives as long as the session.
+
+    The SDK's transport suspends its idle scope's deadline while a request is in flight and sets it
+    again when the last one ends; on asyncio each of those makes or cancels a loop timer, i.e. two
+    per request. Here a request that ends only notes the time (:meth:`restart`). The timer, armed
+    for the end of the idle period when it is not armed already, looks when it fires: a request
+    in flight, and it is left unarmed (the end of that request arms it); the period restarted
+    since, and it is armed again for the new end; else the period ran out and the idle scope is
+    cancelled, when the scope's own deadline would have been.
+    """
+
+    __slots__ = ("_idle_since", "_loop", "_scope", "_stopped", "_timeout", "_timer", "_transport")
+
+    def __init__(
+        self,
+        transport: StreamableHTTPServerTransport,
+        scope: anyio.CancelScope,
+        timeout: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._transport = transport
+        self._scope = scope
+        self._timeout = timeout
+        self._loop = loop
+        self._idle_since = math.inf
+        self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
+
+    def restart(self) -> None:
+        """The last request in flight ended: the idle period starts now."""
+        now = self._idle_since = self._loop.time()
+        if self._timer is None and not self._stopped:
+            self._timer = self._loop.call_at(now + self._timeout, self._fire)
+
+    def deadline(self, in_flight: int) -> float:
+        return math.inf if in_flight else self._idle_since + self._timeout
+
+    def stop(self) -> None:
+        """The session ends: disarm the timer (for good)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._scope.cancel_called or self._transport._requests_in_flight:  # pyright: ignore[reportPrivateUsage]
+            return
+        due = self._idle_since + self._timeout
+        if self._loop.time() >= due:
+            self._scope.cancel()
+        else:
+            self._timer = self._loop.call_at(due, self._fire)
 
 
 def park_if_idle(transport: StreamableHTTPServerTransport) -> bool:
@@ -81,7 +164,41 @@ def park_if_idle(transport: StreamableHTTPServerTransport) -> bool:
 
 
 class SDKSessionTransport(StreamableHTTPServerTransport):
-    """The SDK's transport, with whether its standalone GET stream is open here."""
+    """The SDK's transport, with whether its standalone GET stream is open here, and its idle
+    countdown kept by an :class:`IdleClock` on asyncio (elsewhere by the idle scope's deadline,
+    as the SDK keeps it): every request, the SDK's and the hot path's, holds it the same way."""
+
+    idle_clock: IdleClock | None = None
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self,
+    ) -> AsyncGenerator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
+        async with super().connect() as streams:
+            idle, timeout = self.idle_scope, self._idle_timeout
+            clock = None
+            if idle is not None and timeout is not None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # another event loop than asyncio's (trio): the scope's deadline
+                    loop = None
+                if loop is not None:
+                    clock = self.idle_clock = IdleClock(self, idle, timeout, loop)
+            try:
+                yield streams
+            finally:
+                if clock is not None:
+                    clock.stop()
+
+    async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The SDK's ``handle_request``, its idle bookkeeping done by :func:`hold_idle_clock`."""
+        if not hold_idle_clock(self):  # the idle period ran out: the SDK answers as terminated
+            await super().handle_request(scope, receive, send)
+            return
+        try:
+            await self._handle_request(scope, receive, send)
+        finally:
+            release_idle_clock(self)
 
     @property
     def has_standalone_stream(self) -> bool:
