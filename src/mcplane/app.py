@@ -55,6 +55,8 @@ class Provider(Protocol):
 
     The plane consults its providers, in the order added, for names it has no local definition
     of; their calls run through the same pipeline. See :class:`mcplane.gateway.UpstreamProvider`.
+    A provider whose tools change while serving calls :meth:`Plane.providers_changed`: the plane
+    keeps the policies and sources it found until then.
     """
 
     def owns(self, kind: CallKind, name: str) -> bool:
@@ -141,6 +143,7 @@ class Plane:
         self.pipeline.serve_over(self.layers.pipeline)
         self._policies: dict[str, ToolPolicy] = {}
         self._sources: dict[str, ToolSource] = {}
+        self._provided: dict[str, ToolSource] = {}  # providers' tool sources found, until a catalog changes
         self._merged: dict[str, ToolPolicy] = {}
         self._dependencies: dict[str, Dependency] = {}
         self._open: dict[str, Any] = {}
@@ -366,10 +369,12 @@ class Plane:
             raise ConfigError("add providers before the plane starts")
         self.providers.append(provider)
         self._merged.clear()
+        self._provided.clear()
 
     def providers_changed(self) -> None:
-        """A provider's catalog changed: forget merged policies (they include the provider's)."""
+        """A provider's catalog changed: forget merged policies and the sources found (they include the provider's)."""
         self._merged.clear()
+        self._provided.clear()
         if self.catalog_view is not None:
             self.catalog_view.catalog_changed()
 
@@ -393,7 +398,13 @@ class Plane:
         """What the tool is: the decorator's schema and annotations, or its provider's."""
         source = self._sources.get(tool)
         if source is None:
-            source = next((s for provider in self.providers if (s := provider.source(tool)) is not None), EMPTY_SOURCE)
+            source = self._provided.get(tool)
+            if source is None:
+                source = next(
+                    (s for provider in self.providers if (s := provider.source(tool)) is not None), EMPTY_SOURCE
+                )
+                if source is not EMPTY_SOURCE:  # a name no provider serves is asked again (it may come)
+                    self._provided[tool] = source
         return source
 
     @property
