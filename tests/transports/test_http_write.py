@@ -9,47 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from mcplane.transports.http_write import one_write_http_protocol
 from mcplane.transports.read_timeouts import timed_http_protocol
+from tests.transports.wire import App, Recording, connect
 
 WAIT = 30.0
-
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-class Recording:
-    """A transport that records every ``write`` (and the close) instead of sending."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "written after the close"
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def set_protocol(self, protocol: Any) -> None: ...
 
 
 def post(body: bytes, *extra: bytes, method: bytes = b"POST") -> bytes:
@@ -71,11 +40,7 @@ async def drive(protocol_class: Any, app: App, *requests: bytes, answers: int) -
             if completed >= answers:
                 done.set()
 
-    config = uvicorn.Config(counting, lifespan="off", log_level="critical", http=protocol_class)
-    config.load()
-    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
-    transport = Recording()
-    protocol.connection_made(transport)
+    protocol, transport = connect(protocol_class, counting)
     for request in requests:
         protocol.data_received(request)
     await asyncio.wait_for(done.wait(), WAIT)
@@ -123,7 +88,9 @@ async def no_answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await receive()
 
 
-ONE_WRITE = one_write_http_protocol("httptools")
+_ONE_WRITE = one_write_http_protocol("httptools")
+assert isinstance(_ONE_WRITE, type)
+ONE_WRITE: type[Any] = _ONE_WRITE
 
 CASES: dict[str, tuple[App, tuple[bytes, ...], int]] = {
     "json": (json_answer, (post(b'{"a":1}'),), 1),
@@ -201,11 +168,8 @@ async def test_100_continue_is_written_at_once() -> None:
         looked.set()
         receiving.cancel()
 
-    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=ONE_WRITE)
-    config.load()
-    protocol = ONE_WRITE(config=config, server_state=ServerState(), app_state={})
-    transports.append(Recording())
-    protocol.connection_made(transports[0])
+    protocol, transport = connect(ONE_WRITE, app)
+    transports.append(transport)
     protocol.data_received(
         b"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-length: 2\r\nexpect: 100-continue\r\n\r\n"
     )
@@ -233,11 +197,7 @@ async def test_an_answered_cycle_is_freed_without_the_collector() -> None:
         await json_answer(scope, receive, send)
         answered.set()
 
-    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=ONE_WRITE)
-    config.load()
-    protocol = ONE_WRITE(config=config, server_state=ServerState(), app_state={})
-    transport = Recording()
-    protocol.connection_made(transport)
+    protocol, transport = connect(ONE_WRITE, app)
     gc.disable()
     try:
         protocol.data_received(post(b"1"))

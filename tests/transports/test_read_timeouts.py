@@ -27,6 +27,7 @@ from mcplane.transports.read_timeouts import timed_http_protocol
 from mcplane.transports.tls_scope import tls_protocols
 from tests.serving import ReadyServer
 from tests.test_tls import CA
+from tests.transports.wire import connect
 
 TIMEOUT = 1.0
 """The configured header and body timeouts (short: each test waits for them to pass)."""
@@ -289,32 +290,6 @@ def test_the_timeouts_are_configured_in_the_http_section() -> None:
         timed_http_protocol("h11", header_timeout=0)
 
 
-class _Recording:
-    """A transport that keeps what is written (no socket)."""
-
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-        self.grew = anyio.Event()
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-        self.grew.set()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
 @pytest.mark.parametrize("http", ["h11", "httptools"])
 async def test_the_header_timer_runs_only_for_headers_that_are_not_all_here(http: str) -> None:
     """A request whose headers come in one piece arms no header timer (it would be cancelled at
@@ -328,11 +303,7 @@ async def test_the_header_timer_runs_only_for_headers_that_are_not_all_here(http
             super()._arm(seconds, phase)
 
     app = App()
-    config = uvicorn.Config(app, lifespan="off", log_level="critical", http=Spy)
-    config.load()
-    protocol = Spy(config=config, server_state=uvicorn.server.ServerState(), app_state={})
-    transport = _Recording()
-    protocol.connection_made(transport)
+    protocol, transport = connect(Spy, app)
     assert armed == ["idle"]
 
     async def answered(count: int) -> None:
