@@ -3,6 +3,9 @@
 # (requirements/test-py311-linux.txt) into .venv, then mcplane itself; installs Node 22 and the
 # pinned outside clients and harnesses (scripts/install-test-deps.sh); then runs ruff, pyright
 # and pytest. Extra arguments go to pytest (for example: bash scripts/test.sh -k websocket).
+# pytest runs test files in parallel worker processes (pytest-xdist, one file per worker at a
+# time): as many as the machine has CPUs, at most 4; MCPLANE_TEST_WORKERS sets another number
+# (0: everything in one process).
 # MCPLANE_VENV and MCPLANE_LOCK choose another environment and lock (scripts/test-newest.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,4 +27,6 @@ echo "== ruff"
 echo "== pyright"
 "$venv/bin/pyright" --pythonpath "$venv/bin/python"
 echo "== pytest"
-"$venv/bin/pytest" "$@"
+workers="${MCPLANE_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
+if [ "$workers" -gt 4 ]; then workers=4; fi
+"$venv/bin/pytest" -n "$workers" --dist loadfile "$@"

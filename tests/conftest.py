@@ -23,7 +23,9 @@ TESTS_DIR = REPO_ROOT / "tests"
 E2E_APP = TESTS_DIR / "e2e" / "plane_app.py"
 QUICKSTART = REPO_ROOT / "examples" / "quickstart" / "server.py"
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0
+"""How long a server subprocess may take to answer /health: generous, since test files run in
+parallel and a loaded machine imports slowly (only a server that never comes up waits this long)."""
 STOP_TIMEOUT = 15.0
 
 

@@ -73,7 +73,11 @@ async def test_the_header_name_is_configurable() -> None:
     assert await _reason(auth, {"x-api-key": KEY}) == "missing_token"
 
 
-@pytest.mark.parametrize("presented", ["mcp_wrong", KEY + "x", KEY[:-1], "", "k" * 600, "ключ-🔑"])
+@pytest.mark.parametrize(
+    "presented",
+    ["mcp_wrong", KEY + "x", KEY[:-1], "", "k" * 600, "ключ-🔑"],
+    ids=["other", "longer", "shorter", "empty", "huge", "unicode"],  # the key is random: stable ids
+)
 async def test_wrong_keys_are_invalid(presented: str) -> None:
     assert await _reason(Authenticator(_config()), {"x-api-key": presented}) == "invalid_token"
 
