@@ -54,6 +54,7 @@ __all__ = [
     "record_hash",
     "seal",
     "seal_line",
+    "seal_parts",
     "sha256_hex",
 ]
 
@@ -354,3 +355,26 @@ def seal_line(entry: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[dict[
     del record["hash"]
     record["hash"] = sha256_hex(canonical(record))
     return record, canonical(record)
+
+
+_SEQ_MAX = 2**63 - 1
+"""The highest ``seq`` :func:`seal_parts` writes (orjson writes integers up to 64 bits; nothing gets near)."""
+
+
+def seal_parts(head: str, middle: str, rest: str, tail: str, seq: int, prev_hash: str) -> tuple[str, bytes] | None:
+    """The hash and the stored line (newline included) of a record given as its canonical text cut at its chain
+    members, or ``None`` when ``seq`` or ``prev_hash`` are not ones it writes (the caller then seals a mapping).
+
+    The record's canonical form is ``head`` + ``"hash":"…",`` + ``middle`` + ``"prev_hash":"…",`` + ``rest``
+    + ``"seq":…,`` + ``tail``: ``head`` starts with ``{`` and ends with ``{`` or ``,``, ``middle`` and ``rest``
+    are whole members each followed by a comma, ``tail`` holds the members after ``seq`` (``"v"`` among them)
+    and the closing ``}``. The caller answers for those parts being exactly what :func:`canonical` writes
+    for them; this adds the chain members as :func:`seal_line` does: the same line, the same hash. A
+    ``prev_hash`` that is not 64 ASCII letters and digits (a head read from a file someone edited), which
+    orjson might escape, is left to :func:`seal_line`, which writes whatever it is as orjson does.
+    """
+    if not (0 < seq <= _SEQ_MAX and len(prev_hash) == 64 and prev_hash.isascii() and prev_hash.isalnum()):
+        return None
+    after = f'{middle}"prev_hash":"{prev_hash}",{rest}"seq":{seq},{tail}'
+    digest = sha256_hex((head + after).encode())
+    return digest, f'{head}"hash":"{digest}",{after}\n'.encode()

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, TextContent
 
@@ -46,6 +47,7 @@ __all__ = [
     "bounded_text",
     "call_base",
     "call_entry",
+    "call_text",
     "error_code_of",
     "new_call_id",
     "request_facts",
@@ -245,6 +247,39 @@ def call_base(call: Call, call_id: str, proxies: TrustedProxies = _NO_PROXIES) -
         "correlation_id": context.correlation_id,
         "session_id": session_id,
     }
+
+
+_CUTS = (',"kind":', ',"session_id":', ',"subject":', ',"trace_id":')
+
+
+def call_text(base: Mapping[str, Any]) -> tuple[str, str, str, str, str] | None:
+    """The canonical text of :func:`call_base`'s fields, cut where a record's other members sort between
+    them: ``args_sha256`` … ``correlation_id`` (with the record's opening ``{``), ``kind`` and ``name``,
+    ``session_id``, ``subject`` and ``tenant``, ``trace_id`` and ``user_agent`` (each but the last with its
+    comma). ``None`` when a value is not text (or ``None``) or orjson refuses it: the caller then encodes the
+    whole record as :func:`~mcplane.audit.chain.canonical` does.
+
+    Each member's bytes in a canonical record are its bytes here (orjson writes a string the same
+    wherever it is), and with only strings and ``null`` as values a quote outside a string is a
+    delimiter, so each cut is found where the member starts.
+    """
+    if type(base["kind"]) is not str or type(base["correlation_id"]) is not str:
+        return None  # the only two fields not made text here (the others are, see call_base)
+    try:
+        text = orjson.dumps(base, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in the correlation id
+        return None
+    kind_at = text.find(_CUTS[0]) + 1
+    session_at = text.find(_CUTS[1], kind_at) + 1
+    subject_at = text.find(_CUTS[2], session_at) + 1
+    trace_at = text.find(_CUTS[3], subject_at) + 1
+    return (
+        text[:kind_at],
+        text[kind_at:session_at],
+        text[session_at:subject_at],
+        text[subject_at:trace_at],
+        text[trace_at:-1],
+    )
 
 
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
