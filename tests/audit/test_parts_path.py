@@ -563,3 +563,20 @@ async def test_records_queued_behind_a_write_keep_the_plain_path_off(tmp_path: P
     writer._queue.clear()  # pyright: ignore[reportPrivateUsage]
     assert r.sink.parts == [False, True]  # the first call's: the log's "open" checkpoint, then the outcome
     await r.audit.aclose()
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9 - 1))
+def test_utc_now_is_the_iso_text_of_the_wall_clock(now: int) -> None:
+    import datetime as dt
+
+    import mcplane.audit.entry as entry_module
+
+    real = entry_module.time
+    entry_module.time = SimpleNamespace(time_ns=lambda: now)  # pyright: ignore[reportAttributeAccessIssue]
+    try:
+        text = entry_module.utc_now()
+    finally:
+        entry_module.time = real
+    second, nanos = divmod(now, 10**9)
+    expected = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 10**6:03d}Z"
+    assert text == expected

@@ -88,18 +88,22 @@ _second: list[Any] = [None, ""]
 """The last whole second :func:`utc_now` formatted, and its text up to the seconds."""
 
 
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
+"""The text after the seconds, per millisecond."""
+
+
 def utc_now() -> str:
     """UTC ISO 8601 with milliseconds: ``2026-05-01T12:00:00.123Z``.
 
-    Two per call: the text up to the seconds is formatted once per second and kept.
+    Two per call: the text up to the seconds is formatted once per second and kept, the rest
+    looked up.
     """
-    now = time.time_ns()
-    second, nanos = divmod(now, 1_000_000_000)
+    second, nanos = divmod(time.time_ns(), 1_000_000_000)
     cached = _second
     if cached[0] != second:
         cached[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         cached[0] = second
-    return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
+    return cached[1] + _MILLIS[nanos // 1_000_000]
 
 
 _ID_BATCH = 256

@@ -90,13 +90,16 @@ class AuditMiddleware:
         try:
             result = await call_next(call)
         except BaseException as exc:
-            await self._write_outcome(call, base, shared, started, error_code_of(exc, call.kind), "")
+            outcome = self._outcome_nowait(call, base, shared, started, error_code_of(exc, call.kind), "")
+            if outcome is not None:
+                await writer.write_outcome(outcome)
             raise
-        code = result_code(result)
-        await self._write_outcome(call, base, shared, started, code, result_sha256(result))
+        outcome = self._outcome_nowait(call, base, shared, started, result_code(result), result_sha256(result))
+        if outcome is not None:
+            await writer.write_outcome(outcome)
         return result
 
-    async def _write_outcome(
+    def _outcome_nowait(
         self,
         call: Call,
         base: dict[str, Any],
@@ -104,7 +107,8 @@ class AuditMiddleware:
         started: float,
         code: str | None,
         result_hash: str,
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Write the outcome record on the plain path if it can be; else the record to write (``None``: done)."""
         now = utc_now()
         duration = round((time.perf_counter() - started) * 1000, 3)
         notes = notes_of(call.context)
@@ -126,15 +130,15 @@ class AuditMiddleware:
                 failure = exc
             if failure is not None:
                 writer.failed_nowait(_outcome(base, now, code, result_hash, duration), failure, pending=False)
-                return
+                return None
             if written:
-                return
+                return None
         outcome = _outcome(base, now, code, result_hash, duration)
         if notes:
             outcome.update(
                 {key: value for key, value in notes.items() if key not in outcome and key not in CHAIN_FIELDS}
             )
-        await self.writer.write_outcome(outcome)
+        return outcome
 
     async def aclose(self) -> None:
         """Flush buffered records and close the sink (call at shutdown)."""
