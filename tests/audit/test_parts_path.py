@@ -580,3 +580,29 @@ def test_utc_now_is_the_iso_text_of_the_wall_clock(now: int) -> None:
     second, nanos = divmod(now, 10**9)
     expected = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 10**6:03d}Z"
     assert text == expected
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        b"user-agent",
+        b"User-Agent",
+        b"traceparent",
+        b"TRACEPARENT",
+        b"x-forwarded-for",
+        b"X-Forwarded-For",
+        b"host",
+        b"1",
+    ]
+)
+
+
+@given(headers=st.lists(st.tuples(_HEADER_NAMES | st.binary(max_size=6), st.binary(max_size=12)), max_size=8))
+def test_the_header_dict_reads_what_the_header_scan_reads(headers: list[tuple[bytes, bytes]]) -> None:
+    from mcplane.audit.entry import (
+        _scan_headers,  # pyright: ignore[reportPrivateUsage]
+        _scope_headers,  # pyright: ignore[reportPrivateUsage]
+    )
+
+    scope = {"headers": headers}
+    assert _scope_headers(scope) == _scan_headers(scope)
+    assert _scope_headers({"headers": tuple(headers)}) == _scan_headers(scope)

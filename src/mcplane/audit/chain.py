@@ -54,6 +54,7 @@ __all__ = [
     "record_hash",
     "seal",
     "seal_line",
+    "plain_hash",
     "seal_parts",
     "sha256_hex",
 ]
@@ -373,8 +374,18 @@ def seal_parts(head: str, middle: str, rest: str, tail: str, seq: int, prev_hash
     ``prev_hash`` that is not 64 ASCII letters and digits (a head read from a file someone edited), which
     orjson might escape, is left to :func:`seal_line`, which writes whatever it is as orjson does.
     """
-    if not (0 < seq <= _SEQ_MAX and len(prev_hash) == 64 and prev_hash.isascii() and prev_hash.isalnum()):
+    if not (0 < seq <= _SEQ_MAX and (prev_hash is _last_digest[0] or plain_hash(prev_hash))):
         return None
     after = f'{middle}"prev_hash":"{prev_hash}",{rest}"seq":{seq},{tail}'
     digest = sha256_hex((head + after).encode())
+    _last_digest[0] = digest
     return digest, f'{head}"hash":"{digest}",{after}\n'.encode()
+
+
+_last_digest: list[str | None] = [None]
+"""The hash :func:`seal_parts` made last: the next record's ``prev_hash`` is usually that object, known plain."""
+
+
+def plain_hash(value: str) -> bool:
+    """``value`` is 64 ASCII letters and digits: text orjson writes as it is."""
+    return len(value) == 64 and value.isascii() and value.isalnum()

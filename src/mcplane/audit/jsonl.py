@@ -75,6 +75,8 @@ logger = logging.getLogger("mcplane.audit")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 _NONE = Anchor(0, GENESIS, None, None, None)
+_anchor = tuple.__new__
+"""``_anchor(Anchor, (…))``: an ``Anchor`` without its ``__new__``'s Python frame."""
 LEASE_SECONDS = 0.002
 """The longest the event loop keeps the log's ``flock`` across inline appends (see the module docstring)."""
 CONTENDED_SECONDS = 10.0
@@ -151,6 +153,7 @@ class JsonlSink:
         self._dirty = False
         self._last_sync = clock()
         self._inline = sys.platform != "win32" and fsync != "always"
+        self._interval = fsync == "interval"
         self._rotates = rotate_bytes is not None or rotate_interval is not None
         self._lease_since: float | None = None
         """When the inline lease on the ``flock`` was taken (``None``: not held)."""
@@ -212,7 +215,7 @@ class JsonlSink:
         if fd is None or not self._inline or not self._verified or self._lock.locked():
             return False
         now = self._clock()
-        if self.fsync == "interval" and now - self._last_sync >= self.fsync_interval:
+        if self._interval and now - self._last_sync >= self.fsync_interval:
             return False
         since = self._lease_since
         if since is not None and now - since < LEASE_SECONDS:
@@ -261,7 +264,7 @@ class JsonlSink:
             self._segment = (seq, _seconds(time))
         segment = self._segment
         end = size + len(line)
-        self._head = self._last = Anchor(seq, digest, segment[0] if segment is not None else None, end, time)
+        self._head = self._last = _anchor(Anchor, (seq, digest, segment[0] if segment is not None else None, end, time))
         self._size, self._seen = end, seq
         if self._first_time is None and seq == 1:
             self._first_time = time
