@@ -51,10 +51,10 @@ __all__ = [
     "MAX_DEPTH",
     "canonical",
     "escape_text",
+    "plain_hash",
     "record_hash",
     "seal",
     "seal_line",
-    "plain_hash",
     "seal_parts",
     "sha256_hex",
 ]

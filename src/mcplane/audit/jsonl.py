@@ -31,6 +31,10 @@
   blocks the loop makes it wait that long), so once a peer is seen writing the log (holding its
   lock, or the log grew or was rotated between two of this sink's appends) the sink appends
   without a lease for :data:`CONTENDED_SECONDS` (one lock per append, as before the lease).
+- **Records given as text** (:meth:`JsonlSink.append_parts_nowait`): the audit slot's plain calls
+  hand over each record as its canonical text without the chain members; the sink adds them and
+  writes the line as an inline append would, or declines whenever that append would do more than
+  one ``write`` (the caller then appends the record as a mapping).
 """
 
 from __future__ import annotations
