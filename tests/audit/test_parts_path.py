@@ -5,6 +5,7 @@ and the plain path taken exactly when it may be."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import fcntl
 import os
 import tempfile
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 
+import mcplane.audit.entry as entry_module
 import mcplane.middleware.audit as audit_module
 from mcplane import Context, Forbidden, Principal
 from mcplane.audit import AuditOptions, JsonlSink, verify_file
@@ -567,10 +569,6 @@ async def test_records_queued_behind_a_write_keep_the_plain_path_off(tmp_path: P
 
 @given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9 - 1))
 def test_utc_now_is_the_iso_text_of_the_wall_clock(now: int) -> None:
-    import datetime as dt
-
-    import mcplane.audit.entry as entry_module
-
     real = entry_module.time
     entry_module.time = SimpleNamespace(time_ns=lambda: now)  # pyright: ignore[reportAttributeAccessIssue]
     try:
@@ -598,11 +596,7 @@ _HEADER_NAMES = st.sampled_from(
 
 @given(headers=st.lists(st.tuples(_HEADER_NAMES | st.binary(max_size=6), st.binary(max_size=12)), max_size=8))
 def test_the_header_dict_reads_what_the_header_scan_reads(headers: list[tuple[bytes, bytes]]) -> None:
-    from mcplane.audit.entry import (
-        _scan_headers,  # pyright: ignore[reportPrivateUsage]
-        _scope_headers,  # pyright: ignore[reportPrivateUsage]
-    )
-
     scope = {"headers": headers}
-    assert _scope_headers(scope) == _scan_headers(scope)
-    assert _scope_headers({"headers": tuple(headers)}) == _scan_headers(scope)
+    scanned = entry_module._scan_headers(scope)  # pyright: ignore[reportPrivateUsage]
+    assert entry_module._scope_headers(scope) == scanned  # pyright: ignore[reportPrivateUsage]
+    assert entry_module._scope_headers({"headers": tuple(headers)}) == scanned  # pyright: ignore[reportPrivateUsage]
