@@ -51,9 +51,11 @@ __all__ = [
     "MAX_DEPTH",
     "canonical",
     "escape_text",
+    "plain_hash",
     "record_hash",
     "seal",
     "seal_line",
+    "seal_parts",
     "sha256_hex",
 ]
 
@@ -354,3 +356,36 @@ def seal_line(entry: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[dict[
     del record["hash"]
     record["hash"] = sha256_hex(canonical(record))
     return record, canonical(record)
+
+
+_SEQ_MAX = 2**63 - 1
+"""The highest ``seq`` :func:`seal_parts` writes (orjson writes integers up to 64 bits; nothing gets near)."""
+
+
+def seal_parts(head: str, middle: str, rest: str, tail: str, seq: int, prev_hash: str) -> tuple[str, bytes] | None:
+    """The hash and the stored line (newline included) of a record given as its canonical text cut at its chain
+    members, or ``None`` when ``seq`` or ``prev_hash`` are not ones it writes (the caller then seals a mapping).
+
+    The record's canonical form is ``head`` + ``"hash":"…",`` + ``middle`` + ``"prev_hash":"…",`` + ``rest``
+    + ``"seq":…,`` + ``tail``: ``head`` starts with ``{`` and ends with ``{`` or ``,``, ``middle`` and ``rest``
+    are whole members each followed by a comma, ``tail`` holds the members after ``seq`` (``"v"`` among them)
+    and the closing ``}``. The caller answers for those parts being exactly what :func:`canonical` writes
+    for them; this adds the chain members as :func:`seal_line` does: the same line, the same hash. A
+    ``prev_hash`` that is not 64 ASCII letters and digits (a head read from a file someone edited), which
+    orjson might escape, is left to :func:`seal_line`, which writes whatever it is as orjson does.
+    """
+    if not (0 < seq <= _SEQ_MAX and (prev_hash is _last_digest[0] or plain_hash(prev_hash))):
+        return None
+    after = f'{middle}"prev_hash":"{prev_hash}",{rest}"seq":{seq},{tail}'
+    digest = sha256_hex((head + after).encode())
+    _last_digest[0] = digest
+    return digest, f'{head}"hash":"{digest}",{after}\n'.encode()
+
+
+_last_digest: list[str | None] = [None]
+"""The hash :func:`seal_parts` made last: the next record's ``prev_hash`` is usually that object, known plain."""
+
+
+def plain_hash(value: str) -> bool:
+    """``value`` is 64 ASCII letters and digits: text orjson writes as it is."""
+    return len(value) == 64 and value.isascii() and value.isalnum()

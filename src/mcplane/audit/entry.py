@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, CallToolResult, TextContent
 
@@ -46,6 +47,7 @@ __all__ = [
     "bounded_text",
     "call_base",
     "call_entry",
+    "call_text",
     "error_code_of",
     "new_call_id",
     "request_facts",
@@ -86,18 +88,22 @@ _second: list[Any] = [None, ""]
 """The last whole second :func:`utc_now` formatted, and its text up to the seconds."""
 
 
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
+"""The text after the seconds, per millisecond."""
+
+
 def utc_now() -> str:
     """UTC ISO 8601 with milliseconds: ``2026-05-01T12:00:00.123Z``.
 
-    Two per call: the text up to the seconds is formatted once per second and kept.
+    Two per call: the text up to the seconds is formatted once per second and kept, the rest
+    looked up.
     """
-    now = time.time_ns()
-    second, nanos = divmod(now, 1_000_000_000)
+    second, nanos = divmod(time.time_ns(), 1_000_000_000)
     cached = _second
     if cached[0] != second:
         cached[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         cached[0] = second
-    return f"{cached[1]}.{nanos // 1_000_000:03d}Z"
+    return cached[1] + _MILLIS[nanos // 1_000_000]
 
 
 _ID_BATCH = 256
@@ -161,6 +167,28 @@ _FORWARDED_FOR = b"x-forwarded-for"
 
 
 def _scope_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """The headers a record uses (see :func:`_scan_headers`). When the names are distinct and all
+    lower-case (as ASGI servers send them), read from a ``dict`` of them, made in C, instead."""
+    raw = scope.get("headers", ())
+    if type(raw) is list:
+        by_name: dict[bytes, bytes] = {}
+        try:
+            by_name = dict(raw)
+            plain = len(by_name) == len(raw) and b"".join(by_name).islower()
+        except (TypeError, ValueError):  # not pairs of bytes: the scan says what it makes of them
+            plain = False
+        if plain:
+            exact: dict[str, str] = {}
+            for name in _FACT_HEADERS:
+                value = by_name.get(name)
+                if value is not None:
+                    exact[name.decode("latin-1")] = value.decode("latin-1")
+            forwarded = by_name.get(_FORWARDED_FOR)
+            return exact, "" if forwarded is None else forwarded.decode("latin-1")
+    return _scan_headers(scope)
+
+
+def _scan_headers(scope: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     """The headers a record uses, read in one pass over the scope's raw headers (where
     ``context.headers`` comes from), by lower-case name: of ``traceparent`` and ``user-agent``
     an exact lower-case name wins over another spelling, the last copy over earlier ones (as in
@@ -245,6 +273,39 @@ def call_base(call: Call, call_id: str, proxies: TrustedProxies = _NO_PROXIES) -
         "correlation_id": context.correlation_id,
         "session_id": session_id,
     }
+
+
+_CUTS = (',"kind":', ',"session_id":', ',"subject":', ',"trace_id":')
+
+
+def call_text(base: Mapping[str, Any]) -> tuple[str, str, str, str, str] | None:
+    """The canonical text of :func:`call_base`'s fields, cut where a record's other members sort between
+    them: ``args_sha256`` … ``correlation_id`` (with the record's opening ``{``), ``kind`` and ``name``,
+    ``session_id``, ``subject`` and ``tenant``, ``trace_id`` and ``user_agent`` (each but the last with its
+    comma). ``None`` when a value is not text (or ``None``) or orjson refuses it: the caller then encodes the
+    whole record as :func:`~mcplane.audit.chain.canonical` does.
+
+    Each member's bytes in a canonical record are its bytes here (orjson writes a string the same
+    wherever it is), and with only strings and ``null`` as values a quote outside a string is a
+    delimiter, so each cut is found where the member starts.
+    """
+    if type(base["kind"]) is not str or type(base["correlation_id"]) is not str:
+        return None  # the only two fields not made text here (the others are, see call_base)
+    try:
+        text = orjson.dumps(base, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in the correlation id
+        return None
+    kind_at = text.find(_CUTS[0]) + 1
+    session_at = text.find(_CUTS[1], kind_at) + 1
+    subject_at = text.find(_CUTS[2], session_at) + 1
+    trace_at = text.find(_CUTS[3], subject_at) + 1
+    return (
+        text[:kind_at],
+        text[kind_at:session_at],
+        text[session_at:subject_at],
+        text[subject_at:trace_at],
+        text[trace_at:-1],
+    )
 
 
 _PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})

@@ -31,6 +31,10 @@
   blocks the loop makes it wait that long), so once a peer is seen writing the log (holding its
   lock, or the log grew or was rotated between two of this sink's appends) the sink appends
   without a lease for :data:`CONTENDED_SECONDS` (one lock per append, as before the lease).
+- **Records given as text** (:meth:`JsonlSink.append_parts_nowait`): the audit slot's plain calls
+  hand over each record as its canonical text without the chain members; the sink adds them and
+  writes the line as an inline append would, or declines whenever that append would do more than
+  one ``write`` (the caller then appends the record as a mapping).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import anyio.to_thread
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mcplane.audit.chain import GENESIS, canonical, seal_line
+from mcplane.audit.chain import GENESIS, canonical, seal_line, seal_parts
 from mcplane.audit.checkpoint import (
     RECENT,
     Anchor,
@@ -75,6 +79,8 @@ logger = logging.getLogger("mcplane.audit")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 _NONE = Anchor(0, GENESIS, None, None, None)
+_anchor = tuple.__new__
+"""``_anchor(Anchor, (…))``: an ``Anchor`` without its ``__new__``'s Python frame."""
 LEASE_SECONDS = 0.002
 """The longest the event loop keeps the log's ``flock`` across inline appends (see the module docstring)."""
 CONTENDED_SECONDS = 10.0
@@ -151,6 +157,7 @@ class JsonlSink:
         self._dirty = False
         self._last_sync = clock()
         self._inline = sys.platform != "win32" and fsync != "always"
+        self._interval = fsync == "interval"
         self._rotates = rotate_bytes is not None or rotate_interval is not None
         self._lease_since: float | None = None
         """When the inline lease on the ``flock`` was taken (``None``: not held)."""
@@ -195,6 +202,114 @@ class JsonlSink:
         if self._lock.locked() or not self._may_inline():
             return None
         return self._append_sync(list(entries), inline=True)
+
+    def append_parts_nowait(self, head: str, middle: str, rest: str, tail: str, time: str) -> bool:
+        """Append one record given as its canonical text cut at its chain members (see
+        :func:`~mcplane.audit.chain.seal_parts`; ``time``: its ``time``) right now, on the caller's
+        thread, as the one ``write`` of a plain inline append; ``False`` (nothing written, nothing
+        changed) whenever :meth:`append_nowait` would not append or its append would do more than
+        that: the chain's head must be read again (a peer appended), a rotation or a checkpoint is
+        due, the log's first checkpoint (``open``) is still to be written, the head is not one
+        ``seal_parts`` writes after. Raises like :meth:`append` on failure.
+
+        The same bookkeeping as :meth:`_append_locked`'s (the head, the size, the segment, the
+        checkpoint schedule, the lease), so this and :meth:`append` extend one chain in any order.
+        """
+        fd = self._fd
+        if fd is None or not self._inline or not self._verified or self._lock.locked():
+            return False
+        now = self._clock()
+        if self._interval and now - self._last_sync >= self.fsync_interval:
+            return False
+        since = self._lease_since
+        if since is not None and now - since < LEASE_SECONDS:
+            size, fresh = self._size, False
+        else:
+            if since is not None:
+                self._end_lease()  # held long enough: taken again, as a peer waiting for it may be first
+            taken = self._lock_inline(fd)
+            if taken is None:
+                return False
+            size, fresh = taken, True
+        anchor = self._head
+        schedule = self._schedule
+        sealed = None
+        seq = 0
+        try:
+            if not (
+                anchor is None
+                or size != self._size
+                or (self._rotates and self._rotation_due(fd, size))
+                or (schedule is not None and (not self._opened or schedule.due(1)))
+            ):
+                seq = anchor.seq + 1
+                sealed = seal_parts(head, middle, rest, tail, seq, anchor.hash)
+        except BaseException:  # reading the segment's first line for the rotation test failed
+            self._release_inline(fresh)
+            raise
+        if sealed is None:  # left to the general path, which does what this one does not
+            if fresh:
+                self._unlock_sync()
+            return False
+        digest, line = sealed
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                _write_all(fd, line[written:])
+            self._dirty = True
+        except BaseException:
+            self._head, self._size = None, -1
+            try:
+                os.ftruncate(fd, size)  # never leave a torn line behind
+            finally:
+                self._release_inline(fresh)
+            raise
+        if size == 0:
+            self._segment = (seq, _seconds(time))
+        segment = self._segment
+        end = size + len(line)
+        self._head = self._last = _anchor(Anchor, (seq, digest, segment[0] if segment is not None else None, end, time))
+        self._size, self._seen = end, seq
+        if self._first_time is None and seq == 1:
+            self._first_time = time
+        if schedule is not None:
+            schedule.add(1)  # it was not due with this record: one that falls due now is written by the next append
+        if fresh and not self._keep_lease():
+            self._unlock_sync()
+        return True
+
+    def _release_inline(self, fresh: bool) -> None:
+        """After a failed inline append: the ``flock`` it took (``fresh``), else the lease it used."""
+        if fresh:
+            self._unlock_sync()
+        else:
+            self._end_lease()
+
+    def _lock_inline(self, fd: int) -> int | None:
+        """Take the ``flock`` without waiting and check ``fd`` is still the active segment: its size, the
+        lock held; ``None``: not taken (another process holds it, or rotated the log)."""
+        lock_fd = self._lock_fd
+        if lock_fd is None:
+            return None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: another process is appending
+            self._peer_seen()
+            return None
+        try:
+            opened = os.fstat(fd)
+            if os.stat(self.path).st_ino == opened.st_ino:
+                if opened.st_size != self._size and self._size >= 0:
+                    self._peer_seen()  # it appended since this sink did
+                return opened.st_size
+        except FileNotFoundError:  # rotated away
+            pass
+        except BaseException:
+            self._unlock_sync()
+            raise
+        self._peer_seen()  # it rotated the log
+        self._unlock_sync()
+        return None
 
     async def ping(self) -> None:
         """Raise unless the log can be extended now: the file opens and the chain checks out."""

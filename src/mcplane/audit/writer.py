@@ -33,7 +33,9 @@ handled record by record, in order, exactly as if each had been written alone.
 **Without waiting**: a sink that can append without blocking (:meth:`JsonlSink.append_nowait
 <mcplane.audit.jsonl.JsonlSink.append_nowait>` between fsyncs) is written to at once, in the
 caller's turn of the event loop, when nothing is queued or being written: no lock, no timeout
-scope, no thread. Whenever it cannot, the record takes the path above.
+scope, no thread. Whenever it cannot, the record takes the path above. The audit slot hands such a
+sink a plain call's records already encoded (:meth:`AuditWriter.append_parts_nowait`): the same
+conditions, the same line, the same failure policy.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ class AuditWriter:
         self._append_nowait: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]] | None] | None = getattr(
             sink, "append_nowait", None
         )
+        self._append_parts: Callable[[str, str, str, str, str], bool] | None = getattr(
+            sink, "append_parts_nowait", None
+        )
 
     @property
     def buffered(self) -> int:
@@ -129,6 +134,32 @@ class AuditWriter:
         """Write the record that follows a call. Never raises: on failure the record is buffered."""
         if self._write_nowait(entry, pending=False) is None:
             await self._commit(entry, pending=False)
+
+    @property
+    def takes_parts(self) -> bool:
+        """The sink can append a record given as its canonical text (:meth:`append_parts_nowait`)."""
+        return self._append_parts is not None
+
+    def append_parts_nowait(self, head: str, middle: str, rest: str, tail: str, time: str) -> bool:
+        """Write one record given as its canonical text cut at its chain members (see
+        :func:`~mcplane.audit.chain.seal_parts`) now, when nothing is buffered, queued or being written,
+        the sink has not failed and can without blocking: whether it was written. ``False``: nothing was
+        tried; write the record with :meth:`write_pending` / :meth:`write_outcome`. Raises the sink's
+        failure: hand the record to :meth:`failed_nowait`."""
+        append = self._append_parts
+        if append is None or self._queue or self._writing or self._buffer or self._failed_at is not None:
+            return False
+        return append(head, middle, rest, tail, time)
+
+    def failed_nowait(self, entry: dict[str, Any], error: Exception, *, pending: bool) -> None:
+        """The record :meth:`append_parts_nowait` failed to write, handled as :meth:`write_pending` /
+        :meth:`write_outcome` handle a failed write; raises ``DependencyUnavailable`` if a ``pending``
+        record is refused."""
+        self._failed_at = self.options.clock()
+        slot = _Slot(entry, pending)
+        self._settle([slot], error)
+        if slot.refused:
+            raise DependencyUnavailable("the audit log is unavailable")
 
     async def _commit(self, entry: dict[str, Any], *, pending: bool) -> _Slot:
         """Queue the record; whoever holds the lock next writes everything queued by then (group commit)."""

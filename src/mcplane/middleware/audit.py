@@ -13,6 +13,16 @@ Building a record cannot fail, whatever the call's arguments or name (see
 The outcome record also carries what the layers inside noted for the call (:mod:`mcplane.notes`:
 the rule that denied it as ``denied_by``, what an output guard found as ``guards`` and
 ``guard_action``), names and counts only; a note never replaces a field the record already has.
+
+**The plain call's path**: when the sink takes records as canonical text (the JSONL sink,
+:meth:`~mcplane.audit.writer.AuditWriter.append_parts_nowait`), the call's shared fields are
+encoded once (:func:`~mcplane.audit.entry.call_text`) and each record is written as that text
+with its own few members spliced in, straight to the sink's one ``write`` under its inline lease:
+no record mapping, no second encoding. The lines and hashes are the ones the mapping would give
+(``tests/audit/test_parts_path.py``). Whenever that path cannot be taken (a value that is not
+plain text, notes on the outcome, records queued or buffered, a failed sink, an fsync, rotation or
+checkpoint due, a lock held elsewhere), the record is built as a mapping and written by
+:meth:`~mcplane.audit.writer.AuditWriter.write_pending` / ``write_outcome`` as before.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mcplane.audit.chain import CHAIN_FIELDS
+import orjson
+
+from mcplane.audit.chain import CHAIN_FIELDS, FORMAT_VERSION
 from mcplane.audit.entry import (
     call_base,
+    call_text,
     error_code_of,
     new_call_id,
     result_code,
@@ -37,6 +50,12 @@ from mcplane.pipeline import Call, CallNext
 
 __all__ = ["AuditMiddleware"]
 
+_PENDING_HEAD = '"duration_ms":null,"error_code":null,'
+_PENDING_REST = '"result_sha256":"",'
+_VERSION = f',"v":{FORMAT_VERSION}}}'
+_DURATION_TEXT = 1e15
+"""Below this a duration's ``repr`` is what orjson writes for it."""
+
 
 class AuditMiddleware:
     def __init__(self, sink: AuditSink, options: AuditOptions | None = None) -> None:
@@ -45,47 +64,112 @@ class AuditMiddleware:
         self.proxies = TrustedProxies.everyone() if options.trust_forwarded else TrustedProxies(options.trusted_proxies)
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
+        writer = self.writer
         base = call_base(call, new_call_id(), self.proxies)
-        await self.writer.write_pending(
-            {
-                **base,
-                "time": utc_now(),
-                "status": "pending",
-                "error_code": None,
-                "result_sha256": "",
-                "duration_ms": None,
-            }
-        )
+        shared = call_text(base) if writer.takes_parts else None
+        now = utc_now()
+        written = False
+        if shared is not None:
+            failure = None
+            try:
+                written = writer.append_parts_nowait(
+                    shared[0] + _PENDING_HEAD,
+                    shared[1],
+                    _PENDING_REST,
+                    f'{shared[2]}"status":"pending",{shared[3]}"time":"{now}",{shared[4]}{_VERSION}',
+                    now,
+                )
+            except Exception as exc:
+                failure = exc
+            if failure is not None:
+                writer.failed_nowait(_pending(base, now), failure, pending=True)  # raises if refused
+                written = True
+        if not written:
+            await writer.write_pending(_pending(base, now))
         started = time.perf_counter()
         try:
             result = await call_next(call)
         except BaseException as exc:
-            outcome = _outcome(base, started, error_code_of(exc, call.kind), "")
-            await self.writer.write_outcome(_with_notes(outcome, call))
+            outcome = self._outcome_nowait(call, base, shared, started, error_code_of(exc, call.kind), "")
+            if outcome is not None:
+                await writer.write_outcome(outcome)
             raise
-        code = result_code(result)
-        outcome = _outcome(base, started, code, result_sha256(result))
-        await self.writer.write_outcome(_with_notes(outcome, call))
+        outcome = self._outcome_nowait(call, base, shared, started, result_code(result), result_sha256(result))
+        if outcome is not None:
+            await writer.write_outcome(outcome)
         return result
+
+    def _outcome_nowait(
+        self,
+        call: Call,
+        base: dict[str, Any],
+        shared: tuple[str, str, str, str, str] | None,
+        started: float,
+        code: str | None,
+        result_hash: str,
+    ) -> dict[str, Any] | None:
+        """Write the outcome record on the plain path if it can be; else the record to write (``None``: done)."""
+        now = utc_now()
+        duration = round((time.perf_counter() - started) * 1000, 3)
+        notes = notes_of(call.context)
+        code_text = "null" if code is None else _text(code)
+        if shared is not None and not notes and code_text is not None:
+            writer = self.writer
+            failure = None
+            written = False
+            try:
+                written = writer.append_parts_nowait(
+                    f'{shared[0]}"duration_ms":{_number(duration)},"error_code":{code_text},',
+                    shared[1],
+                    f'"result_sha256":"{result_hash}",',
+                    f'{shared[2]}"status":"{"ok" if code is None else "error"}",{shared[3]}"time":"{now}",'
+                    f"{shared[4]}{_VERSION}",
+                    now,
+                )
+            except Exception as exc:
+                failure = exc
+            if failure is not None:
+                writer.failed_nowait(_outcome(base, now, code, result_hash, duration), failure, pending=False)
+                return None
+            if written:
+                return None
+        outcome = _outcome(base, now, code, result_hash, duration)
+        if notes:
+            outcome.update(
+                {key: value for key, value in notes.items() if key not in outcome and key not in CHAIN_FIELDS}
+            )
+        return outcome
 
     async def aclose(self) -> None:
         """Flush buffered records and close the sink (call at shutdown)."""
         await self.writer.aclose()
 
 
-def _with_notes(outcome: dict[str, Any], call: Call) -> dict[str, Any]:
-    notes = notes_of(call.context)
-    if notes:
-        outcome.update({key: value for key, value in notes.items() if key not in outcome and key not in CHAIN_FIELDS})
-    return outcome
+def _number(value: float) -> str:
+    """What orjson writes for a duration."""
+    return repr(value) if 0.0 <= value < _DURATION_TEXT else orjson.dumps(value).decode()
 
 
-def _outcome(base: dict[str, Any], started: float, code: str | None, result_sha256: str) -> dict[str, Any]:
+def _text(value: Any) -> str | None:
+    """What orjson writes for an error code, if it is text it writes as it is."""
+    if type(value) is not str:
+        return None
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate: escaped by canonical's repair, on the general path
+        return None
+
+
+def _pending(base: dict[str, Any], now: str) -> dict[str, Any]:
+    return {**base, "time": now, "status": "pending", "error_code": None, "result_sha256": "", "duration_ms": None}
+
+
+def _outcome(base: dict[str, Any], now: str, code: str | None, result_hash: str, duration: float) -> dict[str, Any]:
     return {
         **base,
-        "time": utc_now(),
+        "time": now,
         "status": "ok" if code is None else "error",
         "error_code": code,
-        "result_sha256": result_sha256,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "result_sha256": result_hash,
+        "duration_ms": duration,
     }
