@@ -6,6 +6,7 @@ process's default), so counts start at zero.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -191,6 +192,38 @@ async def test_the_audit_layers_sink_is_counted(metrics: Metrics, tmp_path: Any)
     async with plane.lifespan():
         audit: Any = plane.pipeline.get("audit")
         assert isinstance(audit.writer.sink, CountingAuditSink)
+
+
+async def test_audit_writes_that_fail_without_waiting_are_counted(
+    metrics: Metrics, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink's inline appends (the writer's way when nothing is queued) count their failures
+    as ``append`` does, although the metrics wrap the sink after the writer was built."""
+    plane = make_plane({"audit": {"path": str(tmp_path / "audit.jsonl"), "fsync": "never"}})
+    async with plane.lifespan(), Client(plane.sdk) as client:
+        assert not (await client.call_tool("add", {"a": 1, "b": 2})).is_error
+        assert value(metrics, "mcplane_audit_sink_errors_total") == 0
+
+        def failing_write(fd: int, data: Any) -> int:
+            raise OSError(5, "I/O error")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "write", failing_write)
+            refused = await client.call_tool("add", {"a": 1, "b": 2})
+        assert refused.is_error
+        assert value(metrics, "mcplane_audit_sink_errors_total") == 1
+
+
+def test_the_counting_sink_offers_only_the_inline_appends_its_sink_has(metrics: Metrics, tmp_path: Any) -> None:
+    class Plain:
+        description = "plain"
+
+    counted = CountingAuditSink(Plain(), metrics.audit_sink_errors)  # pyright: ignore[reportArgumentType]
+    assert getattr(counted, "append_nowait", None) is None
+    assert getattr(counted, "append_parts_nowait", None) is None
+    jsonl = CountingAuditSink(JsonlSink(str(tmp_path / "audit.jsonl")), metrics.audit_sink_errors)
+    assert callable(getattr(jsonl, "append_nowait", None))
+    assert callable(getattr(jsonl, "append_parts_nowait", None))
 
 
 def test_counter_sync_adds_only_the_growth(metrics: Metrics) -> None:

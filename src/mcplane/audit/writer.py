@@ -99,6 +99,16 @@ class AuditWriter:
         self._writing = False
         """A holder of the lock is writing (a batch, or the buffer in :meth:`flush`)."""
         self._failed_at: float | None = None
+
+    @property
+    def sink(self) -> AuditSink:
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: AuditSink) -> None:
+        """The sink, and its ways to append without waiting (taken again when the sink is replaced,
+        e.g. by a wrapper that counts its failures, so every write goes through the replacement)."""
+        self._sink = sink
         self._append_nowait: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]] | None] | None = getattr(
             sink, "append_nowait", None
         )

@@ -372,6 +372,24 @@ class CountingAuditSink:
     def __init__(self, inner: AuditSink, counter: Counter) -> None:
         self.inner = inner
         self._counter = counter
+        # The inner sink's ways to append without waiting, counted too (only those it has: the
+        # writer looks for them by name).
+        for name in ("append_nowait", "append_parts_nowait"):
+            method = getattr(inner, name, None)
+            if method is not None:
+                setattr(self, name, self._counted(method))
+
+    def _counted(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        counter = self._counter
+
+        def counted(*args: Any) -> Any:
+            try:
+                return method(*args)
+            except Exception:
+                counter.inc()
+                raise
+
+        return counted
 
     @property
     def description(self) -> str:
