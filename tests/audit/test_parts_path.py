@@ -383,6 +383,14 @@ class Rig:
     def lines(self) -> list[dict[str, Any]]:
         return _lines(self.sink.path.read_bytes())
 
+    async def ways(self, step: Step) -> tuple[list[bool], int]:
+        """After a first call: how ``step``'s records were written (plain-path appends, mapping appends)."""
+        await self.call()
+        self.sink.parts.clear()
+        self.sink.mappings = 0
+        await self.call(step)
+        return self.sink.parts, self.sink.mappings
+
 
 def rig(tmp_path: Path, options: AuditOptions | None = None, **sink_options: Any) -> Rig:
     clock = ManualClock()
@@ -420,22 +428,14 @@ async def test_the_plain_path_takes_the_lock_when_no_lease_is_held(tmp_path: Pat
 
 async def test_notes_send_the_outcome_the_general_way(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    await r.call()
-    r.sink.parts.clear()
-    r.sink.mappings = 0
-    await r.call(Step(notes={"denied_by": "rule"}))
-    assert (r.sink.parts, r.sink.mappings) == ([True], 1)
+    assert await r.ways(Step(notes={"denied_by": "rule"})) == ([True], 1)
     assert r.lines()[-1]["denied_by"] == "rule"
     await r.audit.aclose()
 
 
 async def test_a_correlation_id_that_is_not_text_sends_both_records_the_general_way(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    await r.call()
-    r.sink.parts.clear()
-    r.sink.mappings = 0
-    await r.call(Step(correlation_id=7))
-    assert (r.sink.parts, r.sink.mappings) == ([], 2)
+    assert await r.ways(Step(correlation_id=7)) == ([], 2)
     await r.audit.aclose()
 
 
