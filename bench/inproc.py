@@ -93,6 +93,13 @@ def _upstream() -> Any:
         process.wait(10)
 
 
+def _instrument(on: bool) -> None:
+    """Switch callgrind's instrumentation of this process on or off (``callgrind_control -i``)."""
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True, capture_output=True
+    )
+
+
 def _gateway_plane(upstream: str) -> Any:
     import yaml
     from gateway_server import gateway_yaml
@@ -110,7 +117,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warm", type=int, default=2000, help="calls before the measured ones")
     parser.add_argument("--profile", help="write a cProfile of the measured calls to this path")
+    parser.add_argument(
+        "--profile-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="the profile's clock: wall time, or this process's CPU time (a socket write that wakes the "
+        "upstream then counts only its own cost)",
+    )
     parser.add_argument("--gateway", action="store_true", help="a gateway Plane in front of an echo Plane upstream")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="under valgrind --tool=callgrind --instr-atstart=no: instrument the measured calls only",
+    )
     parser.add_argument("--wakeups", action="store_true", help="also count event-loop iterations per call")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -195,14 +214,20 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
                 if args.profile:
                     import cProfile
 
-                    profiler = cProfile.Profile()
+                    profiler = (
+                        cProfile.Profile(time.process_time) if args.profile_clock == "cpu" else cProfile.Profile()
+                    )
                     profiler.enable()
+                if args.callgrind:
+                    _instrument(True)
                 iterations = _LoopCount.count
                 times = os.times()
                 cpu, wall = time.process_time(), time.perf_counter()
                 statuses = await _drive(app, scope, bodies, args.concurrency)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 iterations = _LoopCount.count - iterations
+                if args.callgrind:
+                    _instrument(False)
                 times = os.times()[:2], times[:2]
                 user, system = (now - then for now, then in zip(*times, strict=True))
                 if profiler is not None:
