@@ -2,14 +2,19 @@
 
 * an endpoint's callers in flight are kept by identity: two callers' contexts compare equal as
   pydantic models, and the one that ends must take out its own, not the first equal one;
+* a raw pool connection keeps one read timer for all its waits (on a fake clock: made once over
+  five exchanges, a later wait still gets its whole period, an early tick re-arms, a closed
+  connection drops it).
 """
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from mcplane import Plane
 from mcplane.gateway.config import UpstreamConfig
@@ -80,3 +85,200 @@ def test_forget_takes_out_only_the_context_itself() -> None:
     callers = list(contexts[:2])
     _forget(callers, plane.make_context(None, None))  # an equal context not in the list: nothing goes
     assert [id(c) for c in callers] == [id(c) for c in contexts[:2]]
+
+
+# ----------------------------------------------------------------- the raw pool's read timer
+class _Clock:
+    """A loop stand-in for a :class:`~mcplane.gateway.pool._Connection`: its own clock, its timers
+    recorded (fired by the test), futures from the running loop."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.armed: list[tuple[float, Any, _Handle]] = []
+        self.made = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def create_future(self) -> Any:
+        return asyncio.get_running_loop().create_future()
+
+    def call_at(self, when: float, callback: Any) -> _Handle:
+        self.made += 1
+        handle = _Handle()
+        self.armed.append((when, callback, handle))
+        return handle
+
+    def fire(self, now: float) -> None:
+        """Move the clock to ``now`` and run the timers due by then (as the loop would)."""
+        self.now = now
+        due = [entry for entry in self.armed if entry[0] <= now and not entry[2].cancelled]
+        self.armed = [entry for entry in self.armed if entry not in due and not entry[2].cancelled]
+        for _, callback, _ in due:
+            callback()
+
+    def pending(self) -> list[float]:
+        return [when for when, _, handle in self.armed if not handle.cancelled]
+
+
+class _Handle:
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def abort(self) -> None:
+        pass
+
+
+def _connection(clock: _Clock) -> Any:
+    from mcplane.gateway.pool import _Connection  # pyright: ignore[reportPrivateUsage]
+
+    conn = _Connection(clock)  # pyright: ignore[reportArgumentType]
+    conn.transport = _Transport()  # pyright: ignore[reportAttributeAccessIssue]
+    return conn
+
+
+_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+async def _exchange(conn: Any, answer: Any) -> bytes:
+    """One request on ``conn``: its head awaited while ``answer()`` feeds the response; the body."""
+    conn.send(b"POST / HTTP/1.1\r\n\r\n")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer)
+        await conn.head()
+    return await conn.read()
+
+
+async def test_one_read_timer_serves_every_wait_of_a_connection() -> None:
+    from mcplane.gateway.pool import READ_TIMEOUT
+
+    clock = _Clock()
+    conn = _connection(clock)
+    for second in range(5):
+        clock.now = float(second)
+
+        async def answer() -> None:
+            await anyio.lowlevel.checkpoint()
+            conn.data_received(_ANSWER)
+
+        with anyio.fail_after(WAIT):
+            assert await _exchange(conn, answer) == b"{}"
+    assert clock.made == 1  # armed by the first wait, kept (a timer per wait made five)
+    assert clock.pending() == [READ_TIMEOUT]
+    clock.fire(READ_TIMEOUT)  # fires with no wait in progress: nothing happens, nothing is re-armed
+    assert conn.error is None
+    assert clock.pending() == []
+
+
+async def test_a_wait_times_out_its_full_period_after_it_began_though_the_timer_was_armed_earlier() -> None:
+    import httpx2
+
+    from mcplane.gateway.pool import READ_TIMEOUT
+
+    clock = _Clock()
+    conn = _connection(clock)
+
+    async def quick() -> None:
+        await anyio.lowlevel.checkpoint()
+        conn.data_received(_ANSWER)
+
+    with anyio.fail_after(WAIT):
+        await _exchange(conn, quick)  # at 0: the timer is armed for READ_TIMEOUT
+    clock.now = 100.0
+    outcome: list[BaseException] = []
+
+    async def slow() -> None:
+        await anyio.lowlevel.checkpoint()
+        clock.fire(READ_TIMEOUT)  # the first wait's deadline: this wait has 100 s left, re-armed for them
+        assert conn.error is None
+        assert clock.pending() == [100.0 + READ_TIMEOUT]
+        clock.fire(100.0 + READ_TIMEOUT - 0.001)  # not yet
+        assert conn.error is None
+        clock.fire(100.0 + READ_TIMEOUT)
+
+    conn.send(b"POST / HTTP/1.1\r\n\r\n")
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow)
+            try:
+                await conn.head()
+            except httpx2.ReadTimeout as exc:
+                outcome.append(exc)
+    assert len(outcome) == 1
+    assert str(outcome[0]) == "timed out waiting for the upstream's response"
+
+
+async def test_an_early_tick_of_the_timer_sets_it_again_for_the_deadline() -> None:
+    import httpx2
+
+    from mcplane.gateway.pool import READ_TIMEOUT
+
+    clock = _Clock()
+    conn = _connection(clock)
+    conn.send(b"POST / HTTP/1.1\r\n\r\n")
+    failed: list[BaseException] = []
+
+    async def ticks() -> None:
+        await anyio.lowlevel.checkpoint()
+        (when, callback, _), *_ = clock.armed
+        assert when == READ_TIMEOUT
+        clock.armed.clear()
+        clock.now = READ_TIMEOUT - 0.0005  # a loop may run a timer up to its clock's resolution early
+        callback()
+        assert conn.error is None
+        assert clock.pending() == [READ_TIMEOUT]
+        clock.fire(READ_TIMEOUT)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticks)
+            try:
+                await conn.head()
+            except httpx2.ReadTimeout as exc:
+                failed.append(exc)
+    assert len(failed) == 1
+
+
+async def test_a_closed_connection_drops_its_read_timer() -> None:
+    import httpx2
+
+    clock = _Clock()
+    conn = _connection(clock)
+
+    async def answer() -> None:
+        await anyio.lowlevel.checkpoint()
+        conn.data_received(_ANSWER)
+
+    with anyio.fail_after(WAIT):
+        await _exchange(conn, answer)
+    assert clock.pending() != []
+    conn.abort()
+    assert clock.pending() == []
+    assert conn.timer is None
+    other = _connection(clock)
+    other.send(b"POST / HTTP/1.1\r\n\r\n")
+
+    async def lost() -> None:
+        await anyio.lowlevel.checkpoint()
+        other.data_received(b"HTTP/1.1 200 OK\r\n")
+        other.connection_lost(None)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lost)
+            try:
+                await other.head()
+            except httpx2.RemoteProtocolError:  # the peer closed mid-answer: what matters here is the timer
+                pass
+    assert other.timer is None
+    assert clock.pending() == []
