@@ -4,7 +4,10 @@
   pydantic models, and the one that ends must take out its own, not the first equal one;
 * a raw pool connection keeps one read timer for all its waits (on a fake clock: made once over
   five exchanges, a later wait still gets its whole period, an early tick re-arms, a closed
-  connection drops it).
+  connection drops it);
+* the lean lane keeps a request head per session and stamp: byte for byte the head built afresh
+  (Hypothesis: odd names, cases and values, CR/LF and non-Latin-1 refused alike), no header dict
+  built for a call like an earlier one, bounded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcplane import Plane
 from mcplane.gateway.config import UpstreamConfig
@@ -282,3 +288,81 @@ async def test_a_closed_connection_drops_its_read_timer() -> None:
                 pass
     assert other.timer is None
     assert clock.pending() == []
+
+
+# ----------------------------------------------------------------- the lean lane's kept request heads
+_header_names = st.sampled_from(
+    ["mcp-protocol-version", "mcp-method", "mcp-name", "accept", "Content-Type", "MCP-Name", "mcp-param-region", "x-a"]
+)
+_header_values = st.text(max_size=12) | st.sampled_from(["2026-07-28", "tools/call", "=?base64?w6k=?=", "é", "a\r\nb"])
+
+
+def _lane_and_pool() -> tuple[Any, Any]:
+    from mcplane.gateway.lean import LeanLane
+    from mcplane.gateway.pool import Pool
+
+    lane = LeanLane("http://127.0.0.1:9/mcp")
+    lane._client_headers = {  # pyright: ignore[reportPrivateUsage]
+        "user-agent": ("User-Agent", "ua/1"),
+        "accept": ("Accept", "*/*"),
+        "x-upstream-key": ("X-Upstream-Key", "k"),
+    }
+    return lane, Pool("http://127.0.0.1:9/mcp", None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.dictionaries(_header_names, _header_values, max_size=5),
+            st.booleans(),
+            st.sampled_from([None, "s1", "s2"]),
+            st.integers(min_value=0, max_value=1 << 24),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_kept_head_is_the_head_built_afresh(calls: list[tuple[dict[str, str], bool, str | None, int]]) -> None:
+    """Byte for byte what the general path builds (the request's header dict merged with the
+    client's, then the head), ``None`` alike (CR, LF, non-Latin-1), on first sight and when kept."""
+    lane, pool = _lane_and_pool()
+    for stamped, modern, session, length in [*calls, *calls]:
+        lane.session_id = session
+        general = lane._prefix_with(pool, lane._headers(modern, stamped), length)  # pyright: ignore[reportPrivateUsage]
+        assert lane._kept_head(pool, modern, dict(stamped), length) == general  # pyright: ignore[reportPrivateUsage]
+
+
+def test_a_call_like_an_earlier_one_builds_no_header_dict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcplane.gateway import lean
+
+    lane, pool = _lane_and_pool()
+    built: list[dict[str, str]] = []
+    general = lean.LeanLane._headers  # pyright: ignore[reportPrivateUsage]
+
+    def counted(self: Any, modern: bool, stamped: dict[str, str]) -> dict[str, str]:
+        headers = general(self, modern, stamped)
+        built.append(headers)
+        return headers
+
+    monkeypatch.setattr(lean.LeanLane, "_headers", counted)
+    stamp = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "echo"}
+    heads = {lane._kept_head(pool, True, dict(stamp), n) for n in (10, 10, 11, 12)}  # pyright: ignore[reportPrivateUsage]
+    assert len(heads) == 3
+    assert len(built) == 1
+    lane._kept_head(pool, True, {**stamp, "mcp-name": "other"}, 10)  # pyright: ignore[reportPrivateUsage]
+    assert len(built) == 2
+    lane.session_id = "s9"  # a session matters to a 2025-11-25 call only
+    lane._kept_head(pool, True, dict(stamp), 10)  # pyright: ignore[reportPrivateUsage]
+    assert len(built) == 2
+    lane._kept_head(pool, False, dict(stamp), 10)  # pyright: ignore[reportPrivateUsage]
+    assert len(built) == 3
+
+
+def test_kept_heads_are_bounded() -> None:
+    from mcplane.gateway.lean import _MAX_HEADS  # pyright: ignore[reportPrivateUsage]
+
+    lane, pool = _lane_and_pool()
+    for index in range(_MAX_HEADS * 2 + 3):
+        lane._kept_head(pool, True, {"mcp-name": f"t{index}"}, 1)  # pyright: ignore[reportPrivateUsage]
+        assert len(lane._heads) <= _MAX_HEADS  # pyright: ignore[reportPrivateUsage]
