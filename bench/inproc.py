@@ -100,13 +100,17 @@ def _instrument(on: bool) -> None:
     )
 
 
-def _gateway_plane(upstream: str) -> Any:
+def _gateway_plane(upstream: str, probe_interval: float | None = None) -> Any:
     import yaml
     from gateway_server import gateway_yaml
 
     from mcplane.gateway import Gateway
 
-    return Gateway.from_config(yaml.safe_load(gateway_yaml(upstream)))
+    config = yaml.safe_load(gateway_yaml(upstream))
+    if probe_interval is not None:  # the upstream's health probe (a tools/list) out of the measured calls
+        for upstream_config in config["upstreams"].values():
+            upstream_config["health_check"] = {"interval": probe_interval}
+    return Gateway.from_config(config)
 
 
 def main() -> None:
@@ -129,6 +133,11 @@ def main() -> None:
         "--callgrind",
         action="store_true",
         help="under valgrind --tool=callgrind --instr-atstart=no: instrument the measured calls only",
+    )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        help="with --gateway: seconds between the upstream's health probes (a long one keeps them out of a count)",
     )
     parser.add_argument("--wakeups", action="store_true", help="also count event-loop iterations per call")
     args = parser.parse_args()
@@ -158,7 +167,7 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
         return text
 
     if upstream is not None:
-        plane = _gateway_plane(upstream)
+        plane = _gateway_plane(upstream, args.probe_interval)
     with fullpipe.pipeline_env():
         if args.layers:
             plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
