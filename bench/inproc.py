@@ -12,7 +12,13 @@ confirmed by ``run.py``. Run it twice, once with another checkout first on ``PYT
 ``--gateway`` drives a gateway Plane instead (``Gateway.from_config``, as
 ``servers/gateway_server.py`` builds it) whose upstream is the bench's echo Plane served by
 uvicorn in a subprocess: the CPU per call is then the gateway's alone (the upstream's is in the
-other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``.
+other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``;
+``--probe-interval`` moves the upstream's health probe out of the measured calls.
+
+Instruction counts: run under ``valgrind --tool=callgrind --instr-atstart=no`` with
+``--callgrind`` (only the measured calls are instrumented) and take the difference of two runs
+with different ``--calls``. ``--profile-clock cpu`` makes ``--profile`` count this process's CPU
+time instead of wall time (a socket write then counts only its own cost, not the upstream's run).
 """
 
 from __future__ import annotations
