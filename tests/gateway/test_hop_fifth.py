@@ -366,3 +366,25 @@ def test_kept_heads_are_bounded() -> None:
     for index in range(_MAX_HEADS * 2 + 3):
         lane._kept_head(pool, True, {"mcp-name": f"t{index}"}, 1)  # pyright: ignore[reportPrivateUsage]
         assert len(lane._heads) <= _MAX_HEADS  # pyright: ignore[reportPrivateUsage]
+
+
+async def test_a_lowered_read_timeout_rearms_the_timer_for_the_earlier_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mcplane.gateway import pool
+
+    clock = _Clock()
+    conn = _connection(clock)
+
+    async def quick() -> None:
+        await anyio.lowlevel.checkpoint()
+        conn.data_received(_ANSWER)
+
+    with anyio.fail_after(WAIT):
+        await _exchange(conn, quick)
+    assert clock.pending() == [pool.READ_TIMEOUT]
+    monkeypatch.setattr(pool, "READ_TIMEOUT", 5.0)
+    clock.now = 10.0
+    with anyio.fail_after(WAIT):
+        await _exchange(conn, quick)
+    assert clock.pending() == [15.0]  # never later than the wait's own deadline

@@ -84,6 +84,8 @@ class _Connection(asyncio.Protocol):
         """When the wait in progress times out (the loop's clock; infinite while none is)."""
         self.timer: asyncio.TimerHandle | None = None
         """The connection's one read timer: armed by the first wait, kept across waits (see :meth:`_wait`)."""
+        self.armed_at = math.inf
+        """When :attr:`timer` fires."""
 
     # ---------------------------------------------------------------- the loop's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,21 +171,25 @@ class _Connection(asyncio.Protocol):
         if self.loop.time() >= self.deadline:
             self._timed_out()
         else:  # a later wait than the one that armed it (or an early tick): its own deadline
+            self.armed_at = self.deadline
             self.timer = self.loop.call_at(self.deadline, self._check_time)
 
     async def _wait(self) -> None:
         """Until the loop feeds the connection something; at most :data:`READ_TIMEOUT` (then
         ``ReadTimeout``). One timer serves every wait of the connection: a wait sets its deadline
-        and arms the timer only when none is armed, and a timer that fires before the deadline of
-        the wait then in progress sets itself for it (a loop timer made and cancelled per wait cost
-        more than the rest of the wait)."""
+        and arms the timer only when none is armed (or one armed for later), and a timer that
+        fires before the deadline of the wait then in progress sets itself for it (a loop timer
+        made and cancelled per wait cost more than the rest of the wait)."""
         if self.error is not None:
             raise self.error
         loop = self.loop
         waiter = self.waiter = loop.create_future()
-        self.deadline = loop.time() + READ_TIMEOUT
-        if self.timer is None:
-            self.timer = loop.call_at(self.deadline, self._check_time)
+        deadline = self.deadline = loop.time() + READ_TIMEOUT
+        if self.timer is None or self.armed_at > deadline:  # (later only if READ_TIMEOUT was lowered)
+            if self.timer is not None:
+                self.timer.cancel()
+            self.armed_at = deadline
+            self.timer = loop.call_at(deadline, self._check_time)
         try:
             await waiter
         finally:
