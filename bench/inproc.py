@@ -13,7 +13,10 @@ confirmed by ``run.py``. Run it twice, once with another checkout first on ``PYT
 ``servers/gateway_server.py`` builds it) whose upstream is the bench's echo Plane served by
 uvicorn in a subprocess: the CPU per call is then the gateway's alone (the upstream's is in the
 other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``;
-``--probe-interval`` moves the upstream's health probe out of the measured calls.
+``--probe-interval`` moves the upstream's health probe out of the measured calls;
+``--in-memory now|later`` answers the gateway's upstream requests from memory (the pool's
+connection fed the echo's answer at once, or a loop turn later) so no socket or other process
+is in the figure.
 
 Instruction counts: run under ``valgrind --tool=callgrind --instr-atstart=no`` with
 ``--callgrind`` (only the measured calls are instrumented) and take the difference of two runs
@@ -27,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -99,6 +103,61 @@ def _upstream() -> Any:
         process.wait(10)
 
 
+class _AnsweringTransport:
+    """A raw pool connection's transport that answers each request at once, as the echo upstream
+    would (``--in-memory``): the gateway's pool, parser, lane, forward and hot path run, no socket."""
+
+    _ID = re.compile(rb'"id":(\d+)')
+    _TEXT = re.compile(rb'"text":"([^"\\]*)"')
+    _RESULT = (
+        b'{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s"}],'
+        b'"structuredContent":{"result":"%s"},"isError":false,"resultType":"complete",'
+        b'"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"bench","version":"0.1.0"}}}}'
+    )
+
+    def __init__(self, conn: Any, later: bool) -> None:
+        self.conn, self.later = conn, later
+
+    def write(self, data: bytes) -> None:
+        request_id, text = self._ID.search(data), self._TEXT.search(data)
+        assert request_id is not None, data[:300]
+        assert text is not None, data[:300]
+        body = self._RESULT % (request_id[1], text[1], text[1])
+        answer = (
+            b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Dec 2026 00:00:00 GMT\r\nserver: uvicorn\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        if self.later:  # the answer comes a loop turn later: the call suspends, as on a socket
+            asyncio.get_running_loop().call_soon(self.conn.data_received, answer)
+        else:
+            self.conn.data_received(answer)
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _in_memory(provider: Any, later: bool) -> None:
+    """Put one connection answering in memory in each lean lane's raw pool (``--in-memory``)."""
+    from mcplane.gateway.pool import _Connection  # pyright: ignore[reportPrivateUsage]
+
+    for upstream in provider.upstreams.values():
+        for endpoint in upstream.endpoints:
+            for modern in (True, False):
+                link = endpoint.link(modern_caller=modern)
+                lane = link.lane if link is not None else None
+                if lane is None or lane.pool is None:
+                    raise SystemExit("--in-memory needs the lean lane's raw pool")
+                conn = _Connection(asyncio.get_running_loop())
+                conn.transport = _AnsweringTransport(conn, later)  # pyright: ignore[reportAttributeAccessIssue]
+                lane.pool.idle[:] = [conn]
+
+
 def _instrument(on: bool) -> None:
     """Switch callgrind's instrumentation of this process on or off (``callgrind_control -i``)."""
     subprocess.run(
@@ -144,6 +203,12 @@ def main() -> None:
         "--probe-interval",
         type=float,
         help="with --gateway: seconds between the upstream's health probes (a long one keeps them out of a count)",
+    )
+    parser.add_argument(
+        "--in-memory",
+        choices=("now", "later"),
+        help="with --gateway: the upstream's answers come from memory (at once, or a loop turn later), "
+        "not the socket: the gateway's own CPU alone",
     )
     parser.add_argument("--wakeups", action="store_true", help="also count event-loop iterations per call")
     args = parser.parse_args()
@@ -218,6 +283,8 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
                         if time.monotonic() > deadline:
                             raise SystemExit("the upstream did not connect")
                         await asyncio.sleep(0.05)
+                    if args.in_memory:
+                        _in_memory(provider, args.in_memory == "later")
                 answers: list[bytes] = []
                 statuses = await _drive(app, scope, warm, args.concurrency, answers)
                 assert set(statuses) == {200}, statuses[:5]
