@@ -12,7 +12,16 @@ confirmed by ``run.py``. Run it twice, once with another checkout first on ``PYT
 ``--gateway`` drives a gateway Plane instead (``Gateway.from_config``, as
 ``servers/gateway_server.py`` builds it) whose upstream is the bench's echo Plane served by
 uvicorn in a subprocess: the CPU per call is then the gateway's alone (the upstream's is in the
-other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``.
+other process), the caller's envelope the bench's 2026-07-28 call of ``bench__echo``;
+``--probe-interval`` moves the upstream's health probe out of the measured calls;
+``--in-memory now|later`` answers the gateway's upstream requests from memory (the pool's
+connection fed the echo's answer at once, or a loop turn later) so no socket or other process
+is in the figure.
+
+Instruction counts: run under ``valgrind --tool=callgrind --instr-atstart=no`` with
+``--callgrind`` (only the measured calls are instrumented) and take the difference of two runs
+with different ``--calls``. ``--profile-clock cpu`` makes ``--profile`` count this process's CPU
+time instead of wall time (a socket write then counts only its own cost, not the upstream's run).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -93,13 +103,79 @@ def _upstream() -> Any:
         process.wait(10)
 
 
-def _gateway_plane(upstream: str) -> Any:
+class _AnsweringTransport:
+    """A raw pool connection's transport that answers each request at once, as the echo upstream
+    would (``--in-memory``): the gateway's pool, parser, lane, forward and hot path run, no socket."""
+
+    _ID = re.compile(rb'"id":(\d+)')
+    _TEXT = re.compile(rb'"text":"([^"\\]*)"')
+    _RESULT = (
+        b'{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s"}],'
+        b'"structuredContent":{"result":"%s"},"isError":false,"resultType":"complete",'
+        b'"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"bench","version":"0.1.0"}}}}'
+    )
+
+    def __init__(self, conn: Any, later: bool) -> None:
+        self.conn, self.later = conn, later
+
+    def write(self, data: bytes) -> None:
+        request_id, text = self._ID.search(data), self._TEXT.search(data)
+        assert request_id is not None, data[:300]
+        assert text is not None, data[:300]
+        body = self._RESULT % (request_id[1], text[1], text[1])
+        answer = (
+            b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Dec 2026 00:00:00 GMT\r\nserver: uvicorn\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        if self.later:  # the answer comes a loop turn later: the call suspends, as on a socket
+            asyncio.get_running_loop().call_soon(self.conn.data_received, answer)
+        else:
+            self.conn.data_received(answer)
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _in_memory(provider: Any, later: bool) -> None:
+    """Put one connection answering in memory in each lean lane's raw pool (``--in-memory``)."""
+    from mcplane.gateway.pool import _Connection  # pyright: ignore[reportPrivateUsage]
+
+    for upstream in provider.upstreams.values():
+        for endpoint in upstream.endpoints:
+            for modern in (True, False):
+                link = endpoint.link(modern_caller=modern)
+                lane = link.lane if link is not None else None
+                if lane is None or lane.pool is None:
+                    raise SystemExit("--in-memory needs the lean lane's raw pool")
+                conn = _Connection(asyncio.get_running_loop())
+                conn.transport = _AnsweringTransport(conn, later)  # pyright: ignore[reportAttributeAccessIssue]
+                lane.pool.idle[:] = [conn]
+
+
+def _instrument(on: bool) -> None:
+    """Switch callgrind's instrumentation of this process on or off (``callgrind_control -i``)."""
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True, capture_output=True
+    )
+
+
+def _gateway_plane(upstream: str, probe_interval: float | None = None) -> Any:
     import yaml
     from gateway_server import gateway_yaml
 
     from mcplane.gateway import Gateway
 
-    return Gateway.from_config(yaml.safe_load(gateway_yaml(upstream)))
+    config = yaml.safe_load(gateway_yaml(upstream))
+    if probe_interval is not None:  # the upstream's health probe (a tools/list) out of the measured calls
+        for upstream_config in config["upstreams"].values():
+            upstream_config["health_check"] = {"interval": probe_interval}
+    return Gateway.from_config(config)
 
 
 def main() -> None:
@@ -110,7 +186,30 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warm", type=int, default=2000, help="calls before the measured ones")
     parser.add_argument("--profile", help="write a cProfile of the measured calls to this path")
+    parser.add_argument(
+        "--profile-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="the profile's clock: wall time, or this process's CPU time (a socket write that wakes the "
+        "upstream then counts only its own cost)",
+    )
     parser.add_argument("--gateway", action="store_true", help="a gateway Plane in front of an echo Plane upstream")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="under valgrind --tool=callgrind --instr-atstart=no: instrument the measured calls only",
+    )
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        help="with --gateway: seconds between the upstream's health probes (a long one keeps them out of a count)",
+    )
+    parser.add_argument(
+        "--in-memory",
+        choices=("now", "later"),
+        help="with --gateway: the upstream's answers come from memory (at once, or a loop turn later), "
+        "not the socket: the gateway's own CPU alone",
+    )
     parser.add_argument("--wakeups", action="store_true", help="also count event-loop iterations per call")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -139,7 +238,7 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
         return text
 
     if upstream is not None:
-        plane = _gateway_plane(upstream)
+        plane = _gateway_plane(upstream, args.probe_interval)
     with fullpipe.pipeline_env():
         if args.layers:
             plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
@@ -184,6 +283,8 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
                         if time.monotonic() > deadline:
                             raise SystemExit("the upstream did not connect")
                         await asyncio.sleep(0.05)
+                    if args.in_memory:
+                        _in_memory(provider, args.in_memory == "later")
                 answers: list[bytes] = []
                 statuses = await _drive(app, scope, warm, args.concurrency, answers)
                 assert set(statuses) == {200}, statuses[:5]
@@ -195,14 +296,20 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
                 if args.profile:
                     import cProfile
 
-                    profiler = cProfile.Profile()
+                    profiler = (
+                        cProfile.Profile(time.process_time) if args.profile_clock == "cpu" else cProfile.Profile()
+                    )
                     profiler.enable()
+                if args.callgrind:
+                    _instrument(True)
                 iterations = _LoopCount.count
                 times = os.times()
                 cpu, wall = time.process_time(), time.perf_counter()
                 statuses = await _drive(app, scope, bodies, args.concurrency)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 iterations = _LoopCount.count - iterations
+                if args.callgrind:
+                    _instrument(False)
                 times = os.times()[:2], times[:2]
                 user, system = (now - then for now, then in zip(*times, strict=True))
                 if profiler is not None:

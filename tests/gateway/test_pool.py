@@ -384,26 +384,41 @@ async def test_a_proxy_from_the_environment_keeps_httpx(monkeypatch: pytest.Monk
 
 
 def test_the_lane_request_head_is_the_merged_head_each_time() -> None:
-    """The lean lane keeps request heads by the call's headers: the same bytes as building them
-    afresh, a value only ``httpx`` should judge refused every time, a caller's identity never kept."""
+    """The lean lane keeps request heads by the session and the stamp's headers: the same bytes as
+    building them afresh, a value only ``httpx`` should judge refused every time, a caller's
+    identity never kept."""
     from mcplane.gateway.identity import call_headers
     from mcplane.gateway.lean import LeanLane
+    from mcplane.sdk_adapter.transport import BASE_HEADERS
 
     lane = LeanLane("http://127.0.0.1:9/mcp")
     lane._client_headers = {"user-agent": ("User-Agent", "ua/1"), "accept": ("Accept", "*/*")}  # pyright: ignore[reportPrivateUsage]
+    lane.session_id = "s1"
     p = Pool("http://127.0.0.1:9/mcp", None)
-    headers = {"accept": "application/json", "mcp-session-id": "s1"}
-    expected = p.head([("User-Agent", "ua/1"), ("accept", "application/json"), ("mcp-session-id", "s1")], 12)
+    stamped = {"mcp-protocol-version": "2025-11-25"}
+    expected = p.head(
+        [
+            ("User-Agent", "ua/1"),
+            *BASE_HEADERS.items(),
+            ("mcp-session-id", "s1"),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        12,
+    )
     for _ in range(2):
-        assert lane._raw_head(p, dict(headers), 12) == expected  # pyright: ignore[reportPrivateUsage]
-    assert lane._raw_head(p, dict(headers), 7) == expected.replace(b"length: 12", b"length: 7")  # pyright: ignore[reportPrivateUsage]
+        assert lane._kept_head(p, False, dict(stamped), 12) == expected  # pyright: ignore[reportPrivateUsage]
+    assert lane._kept_head(p, False, dict(stamped), 7) == expected.replace(b"length: 12", b"length: 7")  # pyright: ignore[reportPrivateUsage]
+    modern = lane._kept_head(p, True, dict(stamped), 12)  # pyright: ignore[reportPrivateUsage]
+    assert modern == expected.replace(b"mcp-session-id: s1\r\n", b"")  # a 2026-07-28 call carries no session
+    lane.session_id = "s2"  # a new session: its own head
+    assert lane._kept_head(p, False, dict(stamped), 12) == expected.replace(b"s1", b"s2")  # pyright: ignore[reportPrivateUsage]
     for _ in range(2):
-        assert lane._raw_head(p, {"x-bad": "a\r\nb"}, 1) is None  # pyright: ignore[reportPrivateUsage]
-        assert lane._raw_head(p, {"x-wide": "é€"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+        assert lane._kept_head(p, True, {"x-bad": "a\r\nb"}, 1) is None  # pyright: ignore[reportPrivateUsage]
+        assert lane._kept_head(p, True, {"x-wide": "é€"}, 1) is None  # pyright: ignore[reportPrivateUsage]
     kept = len(lane._heads)  # pyright: ignore[reportPrivateUsage]
     token = call_headers.set({"authorization": "Bearer caller"})
     try:
-        head = lane._raw_head(p, {**headers, "authorization": "Bearer caller"}, 1)  # pyright: ignore[reportPrivateUsage]
+        head = lane._prefix_with(p, lane._headers(True, dict(stamped)), 1)  # pyright: ignore[reportPrivateUsage]
     finally:
         call_headers.reset(token)
     assert head is not None

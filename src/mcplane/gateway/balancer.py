@@ -30,6 +30,17 @@ class Balancer:
         """The endpoint for the next attempt, preferring ones not in ``avoid`` (tried already); ``None``
         when no endpoint can take a call."""
         count = len(endpoints)
+        if count == 1:  # one replica, the usual configuration: what :meth:`_among` picks, without its lists
+            only = endpoints[0]
+            if not only.can_take():
+                return None
+            self._next = 0
+            return only
+        return self._among(endpoints, avoid)
+
+    def _among(self, endpoints: Sequence[C], avoid: Collection[C]) -> C | None:
+        """:meth:`pick`, for any number of endpoints."""
+        count = len(endpoints)
         if count == 0:
             return None
         start = self._next % count

@@ -105,6 +105,7 @@ _FIRST_ID = 1 << 40
 """Request ids of the lane count from here: never one of the SDK's (counting from 0) on a shared session."""
 _MAX_HEADS = 256
 """Request heads a lane keeps (calls differ by tool name, caller identity headers)."""
+_NO_HEADERS: dict[str, str] = {}
 _NOT_SENT_RAW = frozenset({"host", "content-length", "transfer-encoding", "accept-encoding"})
 """Headers of the ``httpx`` client the raw pool writes itself or leaves out (it asks for no compression)."""
 
@@ -129,8 +130,9 @@ class LeanLane:
         self._on_list_changed = on_list_changed
         self._ids = itertools.count(_FIRST_ID)
         self._client_headers: dict[str, tuple[str, str]] = {}
-        self._heads: dict[tuple[tuple[str, str], ...], bytes | None] = {}
-        """Request heads (without ``Content-Length``) by the call's headers; ``None``: not for the raw pool."""
+        self._heads: dict[tuple[str | None, tuple[tuple[str, str], ...]], bytes | None] = {}
+        """Request heads (without ``Content-Length``) by the 2025-11-25 session and the stamp's headers
+        (calls without identity headers); ``None``: not for the raw pool."""
 
     @asynccontextmanager
     async def transport(self, headers: dict[str, str] | None, tls: ssl.SSLContext | None) -> AsyncGenerator[Any]:
@@ -179,22 +181,14 @@ class LeanLane:
         if http is None:
             raise HandOver
         modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
-        stamped: dict[str, str] = dict(options.get("headers") or {})
-        headers = dict(BASE_HEADERS)
-        if not modern and self.session_id is not None:
-            headers["mcp-session-id"] = self.session_id
-        if (pinned := stamped.get(MCP_PROTOCOL_VERSION_HEADER)) is not None:
-            headers[MCP_PROTOCOL_VERSION_HEADER] = pinned
-        headers.update(stamped)
-        if (identity := call_headers.get()) is not None:
-            headers.update(identity)
+        stamped: dict[str, str] = options.get("headers") or _NO_HEADERS
         request_id = next(self._ids)
         if progress is not None:
             data["params"].setdefault("_meta", {})["progressToken"] = request_id
         body = request_body(request_id, data)
         pending = _Pending(request_id, progress)
         try:
-            message = await self._exchange(http, client, body, headers, pending)
+            message = await self._exchange(http, client, body, modern, stamped, pending)
         except anyio.get_cancelled_exc_class():
             if not modern and self.session_id is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_TIMEOUT):
@@ -213,29 +207,52 @@ class LeanLane:
         return raw  # pyright: ignore[reportUnknownVariableType]
 
     async def _exchange(
-        self, http: httpx2.AsyncClient, client: SDKClient, body: bytes, headers: dict[str, str], pending: _Pending
+        self,
+        http: httpx2.AsyncClient,
+        client: SDKClient,
+        body: bytes,
+        modern: bool,
+        stamped: dict[str, str],
+        pending: _Pending,
     ) -> dict[str, Any]:
         """POST the request; the JSON-RPC response for it (or the transport's stand-in error)."""
         pool = self.pool
-        if pool is not None and (head := self._raw_head(pool, headers, len(body))) is not None:
-            return await self._exchange_raw(pool, http, client, head, body, pending)
+        if pool is not None:
+            if call_headers.get() is None:
+                head = self._kept_head(pool, modern, stamped, len(body))
+            else:  # a caller's credentials: not kept past its call
+                head = self._prefix_with(pool, self._headers(modern, stamped), len(body))
+            if head is not None:
+                return await self._exchange_raw(pool, http, client, head, body, pending)
+        headers = self._headers(modern, stamped)
         async with http.stream("POST", self.url, content=body, headers=headers) as response:
             content_type = response.headers.get("content-type", "").lower()
             return await self._answer(
                 http, client, response.status_code, content_type, response.aread, response.aiter_lines, pending
             )
 
-    def _raw_head(self, pool: Pool, headers: dict[str, str], length: int) -> bytes | None:
-        """The request head for the raw pool: the client's headers overridden by the call's, as
-        ``httpx`` merges them; ``None`` when a value is one ``httpx`` should judge (CR, LF, non-Latin-1)."""
-        if call_headers.get() is not None:  # a caller's credentials: not kept past its call
-            return self._prefix_with(pool, headers, length)
-        key = tuple(headers.items())
+    def _headers(self, modern: bool, stamped: dict[str, str]) -> dict[str, str]:
+        """The request's own headers: the base ones, the 2025-11-25 session, the stamp's, the caller's identity."""
+        headers = dict(BASE_HEADERS)
+        if not modern and self.session_id is not None:
+            headers["mcp-session-id"] = self.session_id
+        if (pinned := stamped.get(MCP_PROTOCOL_VERSION_HEADER)) is not None:
+            headers[MCP_PROTOCOL_VERSION_HEADER] = pinned
+        headers.update(stamped)
+        if (identity := call_headers.get()) is not None:
+            headers.update(identity)
+        return headers
+
+    def _kept_head(self, pool: Pool, modern: bool, stamped: dict[str, str], length: int) -> bytes | None:
+        """:meth:`_prefix_with` of a call without identity headers, its prefix kept per session and
+        stamp (what :meth:`_headers` is made of then): a call like an earlier one builds no header
+        dict and no head of its own."""
+        key = (None if modern else self.session_id, tuple(stamped.items()))
         heads = self._heads
         if key in heads:
             prefix = heads[key]
         else:
-            prefix = self._prefix(pool, headers)
+            prefix = self._prefix(pool, self._headers(modern, stamped))
             if len(heads) >= _MAX_HEADS:
                 heads.clear()
             heads[key] = prefix

@@ -5,7 +5,9 @@ The lean lane's POSTs (:mod:`mcplane.gateway.lean`) go out here instead of throu
 bounded number of connections per endpoint and reuses idle ones last-in first-out. A connection
 goes back to the pool only when its response was read to the end and neither side asked to close
 it; on any error, a partial read or a cancelled exchange it is closed. An idle connection the
-upstream closed is noticed before the next request goes out on it and replaced.
+upstream closed is noticed before the next request goes out on it and replaced. A read that waits
+longer than :data:`READ_TIMEOUT` fails; one loop timer per connection keeps that limit for all its
+waits (none is made or cancelled per request).
 
 Failures are raised as the ``httpx`` transport errors the ``httpx`` lane raises for the same
 failure (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``RemoteProtocolError``,
@@ -18,6 +20,7 @@ answers ``None`` then.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -77,6 +80,12 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
+        self.deadline = math.inf
+        """When the wait in progress times out (the loop's clock; infinite while none is)."""
+        self.timer: asyncio.TimerHandle | None = None
+        """The connection's one read timer: armed by the first wait, kept across waits (see :meth:`_wait`)."""
+        self.armed_at = math.inf
+        """When :attr:`timer` fires."""
 
     # ---------------------------------------------------------------- the loop's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,6 +110,7 @@ class _Connection(asyncio.Protocol):
 
     def _ended(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if self.head_done and not self.done and self.to_eof and exc is None:
             self.done = True  # a body that runs to the end of the connection
         elif not self.done and self.error is None:
@@ -152,18 +162,46 @@ class _Connection(asyncio.Protocol):
         self._fail(httpx2.ReadTimeout("timed out waiting for the upstream's response"))
         self._wake()
 
+    def _check_time(self) -> None:
+        """The read timer fired: time out the wait in progress if its deadline has passed; else set
+        the timer for that deadline; with no wait in progress, leave it unarmed (the next wait arms it)."""
+        self.timer = None
+        if self.waiter is None:
+            return
+        if self.loop.time() >= self.deadline:
+            self._timed_out()
+        else:  # a later wait than the one that armed it (or an early tick): its own deadline
+            self.armed_at = self.deadline
+            self.timer = self.loop.call_at(self.deadline, self._check_time)
+
     async def _wait(self) -> None:
+        """Until the loop feeds the connection something; at most :data:`READ_TIMEOUT` (then
+        ``ReadTimeout``). One timer serves every wait of the connection: a wait sets its deadline
+        and arms the timer only when none is armed (or one armed for later), and a timer that
+        fires before the deadline of the wait then in progress sets itself for it (a loop timer
+        made and cancelled per wait cost more than the rest of the wait)."""
         if self.error is not None:
             raise self.error
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(READ_TIMEOUT, self._timed_out)
+        loop = self.loop
+        waiter = self.waiter = loop.create_future()
+        deadline = self.deadline = loop.time() + READ_TIMEOUT
+        if self.timer is None or self.armed_at > deadline:  # (later only if READ_TIMEOUT was lowered)
+            if self.timer is not None:
+                self.timer.cancel()
+            self.armed_at = deadline
+            self.timer = loop.call_at(deadline, self._check_time)
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
+            self.deadline = math.inf
         if self.error is not None:
             raise self.error
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def send(self, data: bytes) -> None:
         self.status, self.headers, self.head_done, self.done, self.received = 0, {}, False, False, False
@@ -229,6 +267,7 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.abort()
 

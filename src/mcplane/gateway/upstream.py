@@ -337,7 +337,7 @@ class Upstream:
             raise _Retryable(self._lost(what)) from None
         finally:
             endpoint.in_flight -= 1
-            endpoint.callers.remove(ctx)
+            _forget(endpoint.callers, ctx)
             current_caller.reset(caller_token)
             if headers_token is not None:
                 call_headers.reset(headers_token)
@@ -381,6 +381,20 @@ _STAND_INS: tuple[tuple[int, str, str], ...] = (
     (INVALID_REQUEST, "Unexpected content type", "invalid_response"),
     (INVALID_REQUEST, "server answered a request with 202", "invalid_response"),
 )
+
+
+def _forget(callers: list[Context], ctx: Context) -> None:
+    """Take ``ctx`` itself out of an endpoint's callers in flight. Not ``list.remove``: contexts are
+    pydantic models, and two callers' contexts compare equal field by field (mcplane's own state is
+    in slots pydantic does not compare), so ``remove`` would take out the first *equal* one, another
+    caller's, and compare each one before it at a pydantic ``__eq__`` apiece."""
+    if callers and callers[-1] is ctx:  # the latest call to start (c=1: the only one)
+        callers.pop()
+        return
+    for index, held in enumerate(callers):
+        if held is ctx:
+            del callers[index]
+            return
 
 
 def _stand_in(exc: MCPError) -> str | None:
