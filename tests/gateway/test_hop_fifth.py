@@ -18,12 +18,15 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcplane import Plane
+from mcplane.gateway import pool
 from mcplane.gateway.config import UpstreamConfig
+from mcplane.gateway.pool import READ_TIMEOUT, _Connection  # pyright: ignore[reportPrivateUsage]
 from mcplane.gateway.upstream import Upstream, _forget  # pyright: ignore[reportPrivateUsage]
 
 WAIT = 10.0
@@ -146,14 +149,35 @@ class _Transport:
 
 
 def _connection(clock: _Clock) -> Any:
-    from mcplane.gateway.pool import _Connection  # pyright: ignore[reportPrivateUsage]
-
     conn = _Connection(clock)  # pyright: ignore[reportArgumentType]
     conn.transport = _Transport()  # pyright: ignore[reportAttributeAccessIssue]
     return conn
 
 
 _ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+def _answering(conn: Any) -> Any:
+    """What feeds ``conn`` a whole answer, one checkpoint after its request went out."""
+
+    async def answer() -> None:
+        await anyio.lowlevel.checkpoint()
+        conn.data_received(_ANSWER)
+
+    return answer
+
+
+async def _head_while(conn: Any, driver: Any, expected: type[BaseException]) -> list[BaseException]:
+    """Await ``conn``'s answer head while ``driver()`` runs beside it: the ``expected`` errors it raised."""
+    raised: list[BaseException] = []
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(driver)
+            try:
+                await conn.head()
+            except expected as exc:
+                raised.append(exc)
+    return raised
 
 
 async def _exchange(conn: Any, answer: Any) -> bytes:
@@ -166,19 +190,12 @@ async def _exchange(conn: Any, answer: Any) -> bytes:
 
 
 async def test_one_read_timer_serves_every_wait_of_a_connection() -> None:
-    from mcplane.gateway.pool import READ_TIMEOUT
-
     clock = _Clock()
     conn = _connection(clock)
     for second in range(5):
         clock.now = float(second)
-
-        async def answer() -> None:
-            await anyio.lowlevel.checkpoint()
-            conn.data_received(_ANSWER)
-
         with anyio.fail_after(WAIT):
-            assert await _exchange(conn, answer) == b"{}"
+            assert await _exchange(conn, _answering(conn)) == b"{}"
     assert clock.made == 1  # armed by the first wait, kept (a timer per wait made five)
     assert clock.pending() == [READ_TIMEOUT]
     clock.fire(READ_TIMEOUT)  # fires with no wait in progress: nothing happens, nothing is re-armed
@@ -187,21 +204,11 @@ async def test_one_read_timer_serves_every_wait_of_a_connection() -> None:
 
 
 async def test_a_wait_times_out_its_full_period_after_it_began_though_the_timer_was_armed_earlier() -> None:
-    import httpx2
-
-    from mcplane.gateway.pool import READ_TIMEOUT
-
     clock = _Clock()
     conn = _connection(clock)
-
-    async def quick() -> None:
-        await anyio.lowlevel.checkpoint()
-        conn.data_received(_ANSWER)
-
     with anyio.fail_after(WAIT):
-        await _exchange(conn, quick)  # at 0: the timer is armed for READ_TIMEOUT
+        await _exchange(conn, _answering(conn))  # at 0: the timer is armed for READ_TIMEOUT
     clock.now = 100.0
-    outcome: list[BaseException] = []
 
     async def slow() -> None:
         await anyio.lowlevel.checkpoint()
@@ -213,26 +220,15 @@ async def test_a_wait_times_out_its_full_period_after_it_began_though_the_timer_
         clock.fire(100.0 + READ_TIMEOUT)
 
     conn.send(b"POST / HTTP/1.1\r\n\r\n")
-    with anyio.fail_after(WAIT):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(slow)
-            try:
-                await conn.head()
-            except httpx2.ReadTimeout as exc:
-                outcome.append(exc)
+    outcome = await _head_while(conn, slow, httpx2.ReadTimeout)
     assert len(outcome) == 1
     assert str(outcome[0]) == "timed out waiting for the upstream's response"
 
 
 async def test_an_early_tick_of_the_timer_sets_it_again_for_the_deadline() -> None:
-    import httpx2
-
-    from mcplane.gateway.pool import READ_TIMEOUT
-
     clock = _Clock()
     conn = _connection(clock)
     conn.send(b"POST / HTTP/1.1\r\n\r\n")
-    failed: list[BaseException] = []
 
     async def ticks() -> None:
         await anyio.lowlevel.checkpoint()
@@ -245,28 +241,14 @@ async def test_an_early_tick_of_the_timer_sets_it_again_for_the_deadline() -> No
         assert clock.pending() == [READ_TIMEOUT]
         clock.fire(READ_TIMEOUT)
 
-    with anyio.fail_after(WAIT):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticks)
-            try:
-                await conn.head()
-            except httpx2.ReadTimeout as exc:
-                failed.append(exc)
-    assert len(failed) == 1
+    assert len(await _head_while(conn, ticks, httpx2.ReadTimeout)) == 1
 
 
 async def test_a_closed_connection_drops_its_read_timer() -> None:
-    import httpx2
-
     clock = _Clock()
     conn = _connection(clock)
-
-    async def answer() -> None:
-        await anyio.lowlevel.checkpoint()
-        conn.data_received(_ANSWER)
-
     with anyio.fail_after(WAIT):
-        await _exchange(conn, answer)
+        await _exchange(conn, _answering(conn))
     assert clock.pending() != []
     conn.abort()
     assert clock.pending() == []
@@ -279,13 +261,7 @@ async def test_a_closed_connection_drops_its_read_timer() -> None:
         other.data_received(b"HTTP/1.1 200 OK\r\n")
         other.connection_lost(None)
 
-    with anyio.fail_after(WAIT):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lost)
-            try:
-                await other.head()
-            except httpx2.RemoteProtocolError:  # the peer closed mid-answer: what matters here is the timer
-                pass
+    await _head_while(other, lost, httpx2.RemoteProtocolError)  # closed mid-answer: what matters is the timer
     assert other.timer is None
     assert clock.pending() == []
 
@@ -371,15 +347,9 @@ def test_kept_heads_are_bounded() -> None:
 async def test_a_lowered_read_timeout_rearms_the_timer_for_the_earlier_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mcplane.gateway import pool
-
     clock = _Clock()
     conn = _connection(clock)
-
-    async def quick() -> None:
-        await anyio.lowlevel.checkpoint()
-        conn.data_received(_ANSWER)
-
+    quick = _answering(conn)
     with anyio.fail_after(WAIT):
         await _exchange(conn, quick)
     assert clock.pending() == [pool.READ_TIMEOUT]
