@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import uvicorn
@@ -44,9 +44,10 @@ async def serve_on(
     *,
     lifespan: Literal["on", "off"] = "off",
     force_exit: bool = False,
+    http: Any = "auto",
 ) -> AsyncGenerator[None]:
-    """Serve ``app`` on ``sock`` (closed afterwards) until the block ends."""
-    server = ReadyServer(uvicorn.Config(app, lifespan=lifespan, log_level="warning"))
+    """Serve ``app`` on ``sock`` (closed afterwards) until the block ends (``http``: uvicorn's protocol)."""
+    server = ReadyServer(uvicorn.Config(app, lifespan=lifespan, log_level="warning", http=http))
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
@@ -63,9 +64,9 @@ async def serve_on(
 
 @asynccontextmanager
 async def serving(
-    app: ASGIApp, *, lifespan: Literal["on", "off"] = "off", force_exit: bool = False
+    app: ASGIApp, *, lifespan: Literal["on", "off"] = "off", force_exit: bool = False, http: Any = "auto"
 ) -> AsyncGenerator[str]:
     """``app`` served on a free loopback port for the block; yields its base URL."""
     sock, base = loopback_socket()
-    async with serve_on(sock, app, lifespan=lifespan, force_exit=force_exit):
+    async with serve_on(sock, app, lifespan=lifespan, force_exit=force_exit, http=http):
         yield base

@@ -34,6 +34,7 @@ from mcplane.context import ANONYMOUS, Principal
 from mcplane.jsonrpc import error_envelope
 from mcplane.sdk_adapter.eligibility import read_alike
 from mcplane.sdk_adapter.sessions import hold_idle_clock, open_sessions, release_idle_clock, session_owner
+from mcplane.transports.http_write import on_disconnect
 
 if TYPE_CHECKING:
     from mcplane.transports.http import HTTPApp
@@ -235,10 +236,15 @@ async def interruptible(
 def _until_disconnect(receive: Receive) -> Callable[[Interruption], Callable[[], None]]:
     """Arms an interruption to fire when ``receive`` says ``http.disconnect`` (the client went away).
 
-    One future watches ``receive`` while the call is suspended; none is made for a call that never is.
+    Served by mcplane's own uvicorn protocol, the connection calls back when it is lost
+    (:func:`~mcplane.transports.http_write.on_disconnect`: no task); elsewhere one future watches
+    ``receive`` while the call is suspended. Neither is set up for a call that never suspends.
     """
 
     def arm(interruption: Interruption) -> Callable[[], None]:
+        stop = on_disconnect(receive, interruption.cancel)
+        if stop is not None:
+            return stop
         watcher = asyncio.ensure_future(receive())
 
         def gone(done: asyncio.Future[Any]) -> None:

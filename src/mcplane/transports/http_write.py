@@ -12,17 +12,26 @@ What is not held: a head without ``Content-Length`` (chunked: SSE streams, whose
 may come much later), a ``HEAD`` answer's (it has no body to wait for) and ``100 Continue``.
 A held head goes out with the response's next write, or before its connection is closed (an app
 that fails half-way); a client that went away in between gets nothing more, as before.
+
+The same protocol tells the hot path when a request's client goes away without a task reading
+``receive`` in the meantime (:func:`on_disconnect`): a cycle it made calls back from the
+protocol's ``connection_lost`` exactly when uvicorn marks it disconnected (what its ``receive``
+would then have answered with ``http.disconnect``).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
-__all__ = ["one_write_http_protocol"]
+__all__ = ["on_disconnect", "one_write_http_protocol"]
+
+_LOST = "mcplane_lost"
+"""The attribute a cycle of the one-write protocol carries: what to call when its client goes away."""
 
 
 class _HeldHead:
@@ -74,10 +83,45 @@ def _one_write_protocol(base: type[Any]) -> type[Any]:
         made = self.cycle
         if made is not before and made is not None:
             made.transport = _HeldHead(made.transport, made)
+            setattr(made, _LOST, None)
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        cycle = self.cycle
+        base.connection_lost(self, exc)
+        if cycle is not None and cycle.disconnected:
+            lost = getattr(cycle, _LOST, None)
+            if lost is not None:
+                setattr(cycle, _LOST, None)
+                lost()
 
     return type(
-        f"OneWrite{base.__name__}", (base,), {"__module__": __name__, "on_headers_complete": on_headers_complete}
+        f"OneWrite{base.__name__}",
+        (base,),
+        {"__module__": __name__, "on_headers_complete": on_headers_complete, "connection_lost": connection_lost},
     )
+
+
+def on_disconnect(receive: Any, gone: Callable[[], None]) -> Callable[[], None] | None:
+    """When ``receive`` is a request's own on a connection of the one-write protocol: call ``gone``
+    once that request's client goes away (now, if it has already) and return what stops that; else
+    ``None`` (the caller watches ``receive`` itself). A watch needs no task: uvicorn's
+    ``connection_lost`` calls back, for the request it marks disconnected."""
+    cycle = getattr(receive, "__self__", None)
+    if cycle is None or _LOST not in getattr(cycle, "__dict__", ()):
+        return None
+    if cycle.disconnected:
+        gone()
+        return _nothing
+    setattr(cycle, _LOST, gone)
+
+    def stop() -> None:
+        setattr(cycle, _LOST, None)
+
+    return stop
+
+
+def _nothing() -> None:
+    pass
 
 
 def one_write_http_protocol(http: str | type[Any]) -> type[Any] | str:
