@@ -358,10 +358,16 @@ async def test_an_idle_session_is_dropped_and_adopted_again_unless_its_get_strea
         assert (await _post(http, port, LIST_TOOLS, streaming)).status_code == 200
 
 
-def _request_scopes() -> int:
-    """HTTP request scopes still alive (the tier stores the decoded headers in each)."""
+def _request_scopes(port: int) -> int:
+    """HTTP request scopes of the server on ``port`` still alive (the tier stores the decoded
+    headers in each; scopes another test left to the collector in this process do not count)."""
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, dict) and HEADERS_KEY in o)
+    return sum(1 for o in gc.get_objects() if isinstance(o, dict) and HEADERS_KEY in o and _serves(o, port))
+
+
+def _serves(scope: dict[Any, Any], port: int) -> bool:
+    server = scope.get("server")
+    return isinstance(server, tuple) and len(server) == 2 and server[1] == port  # pyright: ignore[reportUnknownArgumentType]
 
 
 async def test_an_idle_session_keeps_no_request_alive() -> None:
@@ -375,7 +381,12 @@ async def test_an_idle_session_keeps_no_request_alive() -> None:
             for session in sessions:
                 assert (await _post(http, port, initialized, session)).status_code == 202
             assert (await _post(http, port, LIST_TOOLS, sessions[0])).status_code == 200
-        await _wait_for(lambda: _request_scopes() == 0)
+            url = f"http://127.0.0.1:{port}/mcp"
+            get = {"accept": "text/event-stream", "mcp-protocol-version": "2025-11-25", "mcp-session-id": sessions[1]}
+            async with http.stream("GET", url, headers=get) as stream:
+                assert stream.status_code == 200
+                assert _request_scopes(port) >= 1, "an open GET stream's request is alive, and counted"
+        await _wait_for(lambda: _request_scopes(port) == 0)
         manager = app._manager
         assert manager is not None
         assert all(session in manager._server_instances for session in sessions)
