@@ -7,6 +7,8 @@ a task watches ``receive`` for ``http.disconnect``. Both cancel the call the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,36 +90,40 @@ async def never_answers(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await anyio.sleep_forever()
 
 
-async def test_the_callback_fires_once_for_the_request_the_connection_marks_disconnected() -> None:
-    protocol, _ = connect(ONE_WRITE, never_answers)
+@contextmanager
+def watched_request(protocol_class: Any) -> Iterator[tuple[Any, Callable[[], None] | None, list[str]]]:
+    """A connection of ``protocol_class`` with one request in flight (its app never answers), watched by
+    ``on_disconnect``: the protocol, what stops the watch, and what the watch was called back with."""
+    protocol, _ = connect(protocol_class, never_answers)
     protocol.data_received(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
     gone: list[str] = []
-    stop = on_disconnect(protocol.cycle.receive, lambda: gone.append("gone"))
-    assert stop is not None
-    assert gone == []
-    protocol.connection_lost(None)
-    protocol.connection_lost(None)  # told twice: called back once
-    assert gone == ["gone"]
-    stop()  # after the fact: nothing
-    assert gone == ["gone"]
-    late: list[str] = []
-    assert on_disconnect(protocol.cycle.receive, lambda: late.append("gone")) is not None
-    assert late == ["gone"], "a request already disconnected is called back at once"
-    for task in list(protocol.tasks):
-        task.cancel()
+    try:
+        yield protocol, on_disconnect(protocol.cycle.receive, lambda: gone.append("gone")), gone
+    finally:
+        for task in list(protocol.tasks):
+            task.cancel()
+
+
+async def test_the_callback_fires_once_for_the_request_the_connection_marks_disconnected() -> None:
+    with watched_request(ONE_WRITE) as (protocol, stop, gone):
+        assert stop is not None
+        assert gone == []
+        protocol.connection_lost(None)
+        protocol.connection_lost(None)  # told twice: called back once
+        assert gone == ["gone"]
+        stop()  # after the fact: nothing
+        assert gone == ["gone"]
+        late: list[str] = []
+        assert on_disconnect(protocol.cycle.receive, lambda: late.append("gone")) is not None
+        assert late == ["gone"], "a request already disconnected is called back at once"
 
 
 async def test_a_stopped_watch_is_not_called_back() -> None:
-    protocol, _ = connect(ONE_WRITE, never_answers)
-    protocol.data_received(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
-    gone: list[str] = []
-    stop = on_disconnect(protocol.cycle.receive, lambda: gone.append("gone"))
-    assert stop is not None
-    stop()
-    protocol.connection_lost(None)
-    assert gone == []
-    for task in list(protocol.tasks):
-        task.cancel()
+    with watched_request(ONE_WRITE) as (protocol, stop, gone):
+        assert stop is not None
+        stop()
+        protocol.connection_lost(None)
+        assert gone == []
 
 
 async def test_other_receives_are_left_to_a_watcher() -> None:
@@ -125,8 +131,5 @@ async def test_other_receives_are_left_to_a_watcher() -> None:
         return {"type": "http.disconnect"}
 
     assert on_disconnect(receive, lambda: None) is None
-    protocol, _ = connect(HttpToolsProtocol, never_answers)  # uvicorn's own protocol: its cycles are not ours
-    protocol.data_received(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
-    assert on_disconnect(protocol.cycle.receive, lambda: None) is None
-    for task in list(protocol.tasks):
-        task.cancel()
+    with watched_request(HttpToolsProtocol) as (_, stop, _):  # uvicorn's own protocol: its cycles are not ours
+        assert stop is None

@@ -406,32 +406,21 @@ class JsonlSink:
         block (reopening a rotated file, another process holding the lock, an fsync, rotation or
         checkpoint that fell due)."""
         if inline:
-            fd, lock_fd = self._fd, self._lock_fd
-            if fd is None or lock_fd is None or not self._verified:
+            fd = self._fd
+            if fd is None or self._lock_fd is None or not self._verified:
                 return None
             since = self._lease_since
             if since is not None:
                 if self._clock() - since < LEASE_SECONDS:
                     return self._append_leased(fd, entries)
                 self._end_lease()  # held long enough: taken again below, as a peer waiting for it may be first
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # BlockingIOError: another process is appending
-                self._peer_seen()
+            size = self._lock_inline(fd)
+            if size is None:
                 return None
             records = None
             try:
-                opened = os.fstat(fd)  # one fstat: the file's identity and its size (the lock is held)
-                if os.stat(self.path).st_ino != opened.st_ino:
-                    self._peer_seen()  # it rotated the log
-                    return None
-                if opened.st_size != self._size and self._size >= 0:
-                    self._peer_seen()  # it appended since this sink did
-                records = self._append_locked(fd, entries, inline=True, size=opened.st_size)
+                records = self._append_locked(fd, entries, inline=True, size=size)
                 return records
-            except FileNotFoundError:  # rotated away
-                self._peer_seen()
-                return None
             finally:
                 if records is None or not self._keep_lease():
                     self._unlock_sync()

@@ -28,6 +28,7 @@ checkpoint due, a lock held elsewhere), the record is built as a mapping and wri
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -70,20 +71,17 @@ class AuditMiddleware:
         now = utc_now()
         written = False
         if shared is not None:
-            failure = None
-            try:
-                written = writer.append_parts_nowait(
+            written = self._write_parts(
+                (
                     shared[0] + _PENDING_HEAD,
                     shared[1],
                     _PENDING_REST,
                     f'{shared[2]}"status":"pending",{shared[3]}"time":"{now}",{shared[4]}{_VERSION}',
-                    now,
-                )
-            except Exception as exc:
-                failure = exc
-            if failure is not None:
-                writer.failed_nowait(_pending(base, now), failure, pending=True)  # raises if refused
-                written = True
+                ),
+                now,
+                lambda: _pending(base, now),
+                pending=True,
+            )
         if not written:
             await writer.write_pending(_pending(base, now))
         started = time.perf_counter()
@@ -113,32 +111,44 @@ class AuditMiddleware:
         duration = round((time.perf_counter() - started) * 1000, 3)
         notes = notes_of(call.context)
         code_text = "null" if code is None else _text(code)
-        if shared is not None and not notes and code_text is not None:
-            writer = self.writer
-            failure = None
-            written = False
-            try:
-                written = writer.append_parts_nowait(
+        if (
+            shared is not None
+            and not notes
+            and code_text is not None
+            and self._write_parts(
+                (
                     f'{shared[0]}"duration_ms":{_number(duration)},"error_code":{code_text},',
                     shared[1],
                     f'"result_sha256":"{result_hash}",',
                     f'{shared[2]}"status":"{"ok" if code is None else "error"}",{shared[3]}"time":"{now}",'
                     f"{shared[4]}{_VERSION}",
-                    now,
-                )
-            except Exception as exc:
-                failure = exc
-            if failure is not None:
-                writer.failed_nowait(_outcome(base, now, code, result_hash, duration), failure, pending=False)
-                return None
-            if written:
-                return None
+                ),
+                now,
+                lambda: _outcome(base, now, code, result_hash, duration),
+                pending=False,
+            )
+        ):
+            return None
         outcome = _outcome(base, now, code, result_hash, duration)
         if notes:
             outcome.update(
                 {key: value for key, value in notes.items() if key not in outcome and key not in CHAIN_FIELDS}
             )
         return outcome
+
+    def _write_parts(
+        self, parts: tuple[str, str, str, str], now: str, record: Callable[[], dict[str, Any]], *, pending: bool
+    ) -> bool:
+        """Write a record given as its canonical text on the plain path: whether it was written, or its
+        failed write handed to the writer's failure policy (``record()``: the record as a mapping;
+        raises ``DependencyUnavailable`` if a ``pending`` record is refused). ``False``: not tried."""
+        try:
+            return self.writer.append_parts_nowait(*parts, now)
+        except Exception as exc:
+            failure = exc
+        # Outside the ``except``: a refusal is raised as the general path raises it, with no context.
+        self.writer.failed_nowait(record(), failure, pending=pending)
+        return True
 
     async def aclose(self) -> None:
         """Flush buffered records and close the sink (call at shutdown)."""
