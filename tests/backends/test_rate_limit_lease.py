@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from mcplane.backends import Decision, Limit, ManualClock, MemoryRateLimiter, parse_limit
-from mcplane.backends.lease import LeasedRateLimiter, LeaseOptions
+from mcplane.backends.lease import MAX_FETCHES, LeasedRateLimiter, LeaseOptions
 from mcplane.backends.rate_limit import Grant
 from mcplane.backends.redis import RedisRateLimiter, connect_redis
 from mcplane.errors import DependencyUnavailable
@@ -181,6 +181,36 @@ async def test_at_most_one_fetch_in_flight_and_waiters_share_it(clock: ManualClo
         assert (await leased.hit("k", limit)).allowed
         await _settle()
     assert len(source.leases) < 20
+
+
+async def test_calls_faster_than_a_round_trip_find_the_next_lease_there(clock: ManualClock) -> None:
+    """32 callers, each with a call every loop turn (as at concurrency 32), a fetch two loop turns:
+    one lease of 64 per round trip cannot keep up, so once the pace is known the next leases are
+    fetched ahead and no call waits for one; the calls held and the fetches stay bounded."""
+    source = Counting(clock)
+    leased = LeasedRateLimiter(source, LeaseOptions(max=64), clock=clock)
+    checks = (("k", parse_limit("1000000/second")),)
+    waited = [0, 0]  # while the lease grows and the pace is learnt; after
+    most_held = 0
+
+    async def caller() -> None:
+        nonlocal most_held
+        for turn in range(100):
+            if not leased.take_held(checks):  # what the middleware does
+                waited[turn >= 30] += 1
+                assert (await leased.hit_all(checks)).allowed
+            account = leased._accounts[checks]  # pyright: ignore[reportPrivateUsage]
+            assert account is not None
+            most_held = max(most_held, sum(lease.left for lease in account.leases))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(caller() for _ in range(32)))
+    assert waited[0] > 0
+    assert waited[1] == 0
+    assert most_held <= 4 * 64
+    assert source.most_in_flight <= MAX_FETCHES
+    assert all(grant.granted <= 64 for grant in source.leases)
+    assert sum(grant.granted for grant in source.leases) <= 32 * 100 + 4 * 64  # no more than the calls took
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -4,8 +4,13 @@
 or :class:`~mcplane.backends.rate_limit.MemoryRateLimiter` in tests). For a set of checks it takes
 up to ``size`` calls in ONE atomic step (one Redis script call): every bucket's TAT advances by
 that many emission intervals, or by as many as fit. The calls are then spent from process memory,
-with no round trip; when a lease runs low the next one is fetched in the background (at most one
-fetch in flight per set of checks), and a call that finds no calls left waits for that fetch.
+with no round trip; when a lease runs low the next one is fetched in the background, and a call
+that finds no calls left waits for the oldest fetch in flight (or starts one). "Low" is fewer
+than a quarter of a lease; or, when more than that came in while the last fetch was in flight,
+fewer than twice as many as came in (counting the calls the fetches in flight will bring): calls
+that arrive faster than one lease per round trip have the next leases fetched ahead, up to
+:data:`MAX_FETCHES` in flight per set of checks, instead of waiting for the store every other
+lease.
 
 **No over-admission, ever.** Let ``X`` be a bucket's calls left in the store and ``H`` the calls
 held by all replicas. The exact limiter is a token bucket of ``burst`` calls; leasing keeps
@@ -21,10 +26,11 @@ the next ``hold`` of refill as well, which keeps its calls valid that long; from
 takes only what is there, with no hold. Whatever the horizon, held calls lapse after ``ttl``.
 
 **The price: under-admission**, bounded. A replica may refuse while another holds unspent calls
-(at most ``size`` per replica and set of checks: with ``scope: both`` each caller's lease holds
-calls of the tool's global bucket too); a lease from a nearly full bucket reserves its ``hold``
-of refill, so a burst that empties the bucket within that time gets up to ``hold / interval``
-calls fewer (at most 1/16 of the burst).
+(per replica and set of checks at most ``size``, or, for calls arriving faster than a lease per
+round trip, what they take in two round trips, never more than ``MAX_FETCHES + 1`` leases; with
+``scope: both`` each caller's lease holds calls of the tool's global bucket too); a lease from a
+nearly full bucket reserves its ``hold`` of refill, so a burst that empties the bucket within
+that time gets up to ``hold / interval`` calls fewer (at most 1/16 of the burst).
 
 **Sizing.** A lease never takes more than ``max`` nor 1/16 of the smallest burst among its
 limits; below 2 calls (bursts under 32, like ``10/minute``) the checks are not leased at all and
@@ -55,6 +61,8 @@ SHARE = 16
 _MIN_CAP = 2
 """Checks whose lease could not hold this many calls are not leased (every hit exact)."""
 _ACCOUNTS_SIZE = 4096
+MAX_FETCHES = 4
+"""Most fetches in flight per set of checks (one, unless calls come in faster than a lease a round trip)."""
 
 
 class LeaseSource(Protocol):
@@ -118,9 +126,9 @@ class _Lease:
 
 
 class _Account:
-    """One set of checks: its leases (oldest first), the next lease's size, the fetch in flight."""
+    """One set of checks: its leases (oldest first), the next lease's size, the fetches in flight."""
 
-    __slots__ = ("cap", "fetch", "hold_ms", "intervals", "key", "leases", "size")
+    __slots__ = ("asked", "cap", "fetches", "hold_ms", "intervals", "key", "lead", "leases", "pending", "size")
 
     def __init__(self, checks: Sequence[tuple[str, Limit]], options: LeaseOptions, cap: int) -> None:
         limits = [limit for _, limit in checks]
@@ -130,7 +138,23 @@ class _Account:
         self.intervals = [limit.interval_ms for limit in limits]
         self.key = checks[0][0]
         self.leases: deque[_Lease] = deque()
-        self.fetch: asyncio.Task[Grant] | None = None
+        self.fetches: deque[asyncio.Task[Grant]] = deque()
+        """Oldest first."""
+        self.pending = 0
+        """Calls the fetches in flight asked for."""
+        self.asked = 0
+        """Calls asked for so far (each once, held or waited for)."""
+        self.lead = 0
+        """Calls asked for while the last fetch to answer was in flight."""
+
+    def low(self, held: int) -> bool:
+        """Whether to fetch another lease now, with ``held`` calls left (see the module's docstring)."""
+        if len(self.fetches) >= MAX_FETCHES:
+            return False
+        quarter, lead = self.size >> 2, self.lead
+        if lead <= quarter:  # one lease per round trip is enough
+            return not self.pending and held < quarter
+        return held + self.pending < min(2 * lead, MAX_FETCHES * self.size)
 
     def take(self, now: float) -> int | None:
         """Spend one held call: the calls still held after it, or ``None`` when none was left."""
@@ -186,10 +210,11 @@ class LeasedRateLimiter:
             account = self._accounts[ident] = self._account(ident)
         if account is None or cost != 1:
             return await self.source.hit_all(checks, cost=cost)
+        account.asked += 1
         held = account.take(self._clock() * 1000.0)
         if held is None:
             return await self._wait(account, ident)
-        if held < account.size >> 2 and account.fetch is None:
+        if account.low(held):
             self._start_fetch(account, ident)
         return Decision(True, held, 0, account.key)
 
@@ -210,8 +235,9 @@ class LeasedRateLimiter:
             self._known[id(checks)] = (checks, account)  # holding the tuple keeps its id unique
         held = account.take(self._clock() * 1000.0)
         if held is None:
-            return False
-        if held < account.size >> 2 and account.fetch is None:
+            return False  # hit_all decides, and counts the call as asked for
+        account.asked += 1
+        if account.low(held):
             self._start_fetch(account, checks)
         return True
 
@@ -228,11 +254,13 @@ class LeasedRateLimiter:
         return _Account(checks, self.options, cap) if cap >= _MIN_CAP else None
 
     async def _wait(self, account: _Account, checks: tuple[tuple[str, Limit], ...]) -> Decision:
-        """No call held: wait for the fetch in flight (or start one), then take from it or refuse."""
+        """No call held: wait for the oldest fetch in flight (or start one), then take from it or refuse."""
         while True:
-            fetch = account.fetch
-            if fetch is None or fetch.get_loop() is not asyncio.get_running_loop():
-                fetch = self._start_fetch(account, checks)
+            fetches = account.fetches
+            if fetches and fetches[0].get_loop() is not asyncio.get_running_loop():
+                fetches.clear()  # another event loop's (tests, a restarted app): never answers here
+                account.pending = 0
+            fetch = fetches[0] if fetches else self._start_fetch(account, checks)
             grant = await asyncio.shield(fetch)  # a caller that gives up leaves the lease to the others
             held = account.take(self._clock() * 1000.0)
             if held is not None:
@@ -241,19 +269,29 @@ class LeasedRateLimiter:
                 return Decision(False, 0, grant.retry_after_ms, checks[grant.index][0])
 
     def _start_fetch(self, account: _Account, checks: tuple[tuple[str, Limit], ...]) -> asyncio.Task[Grant]:
-        task = account.fetch = asyncio.get_running_loop().create_task(self._fetch(account, checks))
+        want = account.size
+        task = asyncio.get_running_loop().create_task(self._fetch(account, checks, want, account.asked))
+        account.fetches.append(task)
+        account.pending += want
         task.add_done_callback(_retrieve)
         return task
 
-    async def _fetch(self, account: _Account, checks: tuple[tuple[str, Limit], ...]) -> Grant:
+    async def _fetch(self, account: _Account, checks: tuple[tuple[str, Limit], ...], want: int, asked: int) -> Grant:
+        """``asked``: the account's calls asked for when this fetch started."""
         sent = self._clock() * 1000.0
         try:
-            grant = await self.source.lease(checks, account.size, hold_ms=account.hold_ms)
+            grant = await self.source.lease(checks, want, hold_ms=account.hold_ms)
             account.add(grant, sent, self.options.ttl * 1000.0)
+            account.lead = account.asked - asked
             return grant
         finally:
-            if account.fetch is asyncio.current_task():
-                account.fetch = None
+            task = asyncio.current_task()
+            fetches = account.fetches
+            for i, fetch in enumerate(fetches):
+                if fetch is task:
+                    del fetches[i]
+                    account.pending -= want
+                    break
 
 
 def _retrieve(task: asyncio.Task[Grant]) -> None:
