@@ -178,3 +178,41 @@ async def test_a_killed_connection_is_replaced_by_the_next_batch(redis_url: str,
         await killer.delete(*[key async for key in killer.scan_iter(match=prefix + "*")])
         await client.aclose()
         await killer.aclose()
+
+
+async def test_a_hit_is_sent_in_the_loop_turn_after_its_own(
+    redis_client: Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline's task is started by the hit that finds nothing queued: its first step, in the
+    next turn of the loop, takes the turn's hits and writes them (no callback turn before the task)."""
+    import asyncio
+
+    limiter = RedisRateLimiter(redis_client, prefix=prefix)
+    loop = asyncio.get_running_loop()
+    turn = 0
+    ticking = True
+    sent_at: list[int] = []
+
+    def tick() -> None:  # once per turn of the loop
+        nonlocal turn
+        turn += 1
+        if ticking:
+            loop.call_soon(tick)
+
+    real = limiter._round_trip  # pyright: ignore[reportPrivateUsage]
+
+    async def recorded(packed: bytes, count: int) -> list[Any]:
+        sent_at.append(turn)
+        return await real(packed, count)
+
+    monkeypatch.setattr(limiter, "_round_trip", recorded)
+    loop.call_soon(tick)
+    await asyncio.sleep(0)
+    for _ in range(3):
+        start = turn
+        hits = [asyncio.ensure_future(limiter.hit(f"k{i}", parse_limit("100/second"))) for i in range(3)]
+        decisions = await asyncio.gather(*hits)
+        assert all(decision.allowed for decision in decisions)
+        assert sent_at[-1] - start <= 2  # the hits' own turn (their tasks' first step), then the pipeline's
+    ticking = False
+    assert len(sent_at) == 3  # one round trip per turn's three hits

@@ -271,17 +271,22 @@ class RedisRateLimiter:
             self._loop, self._waiting, self._in_flight = loop, [], None
         future: asyncio.Future[Any] = loop.create_future()
         if not self._waiting and self._in_flight is None:
-            loop.call_soon(self._send_waiting, loop)
+            self._send_waiting(loop)
         self._waiting.append((keys, args, packed, script, future))
         return future
 
     def _send_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the task that sends the next pipeline: at its first step, in the loop's next turn, it
+        takes every hit queued until then. Its own task: a caller that gives up (cancellation) must
+        not take the others' answers with it."""
+        task = self._in_flight = loop.create_task(self._run_waiting(loop))
+        task.add_done_callback(lambda done: self._sent(loop, done))
+
+    async def _run_waiting(self, loop: asyncio.AbstractEventLoop) -> BaseException | None:
         batch, self._waiting = self._waiting, []
         if not batch or loop is not self._loop:
-            return
-        # Its own task: a caller that gives up (cancellation) must not take the others' answers with it.
-        task = self._in_flight = loop.create_task(self._run_batch(batch))
-        task.add_done_callback(lambda done: self._sent(loop, done))
+            return None
+        return await self._run_batch(batch)
 
     def _sent(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[BaseException | None]) -> None:
         if loop is not self._loop or self._in_flight is not task:
