@@ -598,6 +598,24 @@ def rerun_noisy(args: argparse.Namespace, source: Path) -> int:
     return 1 if any(not _clean(r) for r in rows) else 0
 
 
+LOCAL_OPTIONS = ("--out-dir", "--results", "--audit-dir")
+"""Where a run writes, not what it measures: left out of the command a report shows."""
+
+
+def shown_command(argv: list[str]) -> str:
+    """The command line a report names: ``argv`` without :data:`LOCAL_OPTIONS` and their values."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LOCAL_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in LOCAL_OPTIONS)):
+            shown.append(arg)
+    return " ".join(["python bench/run.py", *shown])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
@@ -614,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    command = "python bench/run.py" + ("".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])))
+    command = shown_command(argv if argv is not None else sys.argv[1:])
     meta = {
         "command": command,
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
