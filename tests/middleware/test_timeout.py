@@ -179,3 +179,66 @@ async def test_a_short_deadline_fires_while_a_longer_one_is_watched() -> None:
             group.start_soon(long_call)
             group.start_soon(short_call)
     assert outcomes == {"short": "timeout", "long": "long done"}
+
+
+async def test_the_slot_looks_neither_the_backend_nor_the_watchdog_up_again_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each call still runs in a cancel scope of anyio's own (asyncio) class, bounded by the loop's one
+    watchdog; the scope's class and the watchdog are found once, not per call (``anyio.CancelScope()``
+    asks which library runs, and the watchdogs are kept by weak reference)."""
+    import asyncio
+
+    from mcplane.middleware import timeout
+
+    middleware = TimeoutMiddleware(default_timeout=30)
+    scopes: list[Any] = []
+
+    async def record_scope(call: Call) -> str:
+        scopes.append(anyio.CancelScope())  # what the tool would open: nested in the slot's
+        return "done"
+
+    assert await middleware(_call(), record_scope) == "done"  # the loop's watchdog is made
+    made: list[Any] = []
+    real_scope = anyio.CancelScope
+
+    class Counting:
+        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+            made.append(args)
+            return real_scope(*args, **kwargs)
+
+    looked_up: list[Any] = []
+
+    class Watchdogs(dict[Any, Any]):
+        def get(self, key: Any, default: Any = None) -> Any:
+            looked_up.append(key)
+            return super().get(key, default)
+
+    monkeypatch.setattr(timeout.anyio, "CancelScope", Counting)
+    monkeypatch.setattr(timeout, "_watchdogs", Watchdogs(timeout._watchdogs))  # pyright: ignore[reportPrivateUsage]
+    for _ in range(5):
+        assert await middleware(_call(), record_scope) == "done"
+    assert len(made) == 5  # the tool's own five, none of the slot's
+    assert looked_up == []
+    watchdog = timeout._watchdog()  # pyright: ignore[reportPrivateUsage]
+    assert watchdog is not None
+    assert watchdog.loop is asyncio.get_running_loop()
+    assert isinstance(watchdog.scope(), real_scope)
+    with pytest.raises(Timeout):  # still cancelled by its deadline
+        await middleware(_call(timeout=TINY), _never)
+
+
+def test_each_event_loop_has_its_own_watchdog() -> None:
+    import asyncio
+
+    from mcplane.middleware import timeout
+
+    async def current() -> Any:
+        return timeout._watchdog()  # pyright: ignore[reportPrivateUsage]
+
+    first, second = asyncio.run(current()), asyncio.run(current())
+    assert first is not None
+    assert second is not None
+    assert first is not second
+    assert first.loop is not second.loop
+    assert timeout._watchdog() is None  # pyright: ignore[reportPrivateUsage]  # no loop running

@@ -13,8 +13,9 @@ On asyncio the deadline is kept by one timer per event loop (:class:`_Watchdog`)
 the call's cancel scope: a scope with a deadline schedules and cancels a loop timer of its own
 per call, which cost more than the rest of the slot. The call still runs in its own
 ``anyio.CancelScope`` (so cancellation from outside, and scopes the tool opens, nest as before);
-the watchdog cancels that scope when its deadline passes, as the scope's own timer would.
-Elsewhere (trio) the scope keeps its deadline itself.
+the watchdog cancels that scope when its deadline passes, as the scope's own timer would. The
+scope's class (the one ``anyio.CancelScope()`` gives on asyncio) and the loop's watchdog are
+found once, not per call. Elsewhere (trio) the scope keeps its deadline itself.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ class _Watchdog:
     deadline it was set for, and when it fires it sets itself for the earliest one left).
     """
 
-    __slots__ = ("__weakref__", "_at", "_handle", "_loop", "_scopes")
+    __slots__ = ("__weakref__", "_at", "_handle", "_scopes", "loop", "scope")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
+        self.scope: type[anyio.CancelScope] = type(anyio.CancelScope())
+        """The class ``anyio.CancelScope()`` makes on this loop (asyncio's), made without looking the
+        backend up again for every call (``anyio.CancelScope()`` asks which library runs, per call)."""
         self._scopes: dict[anyio.CancelScope, float] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._at = math.inf
@@ -56,24 +60,24 @@ class _Watchdog:
             if self._handle is not None:
                 self._handle.cancel()
             self._at = at
-            self._handle = self._loop.call_at(at, self._fire)
+            self._handle = self.loop.call_at(at, self._fire)
 
     def clock(self) -> float:
         """The loop's clock (what :meth:`watch` takes; anyio's ``current_time`` on asyncio)."""
-        return self._loop.time()
+        return self.loop.time()
 
     def forget(self, scope: anyio.CancelScope) -> None:
         self._scopes.pop(scope, None)
 
     def _fire(self) -> None:
         self._handle, self._at = None, math.inf
-        now = self._loop.time()
+        now = self.loop.time()
         due = [scope for scope, at in self._scopes.items() if at <= now]
         for scope in due:
             del self._scopes[scope]
         if self._scopes:
             earliest = min(self._scopes.values())
-            self._at, self._handle = earliest, self._loop.call_at(earliest, self._fire)
+            self._at, self._handle = earliest, self.loop.call_at(earliest, self._fire)
         for scope in due:
             scope.cancel()
 
@@ -81,15 +85,24 @@ class _Watchdog:
 _watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = weakref.WeakKeyDictionary()
 
 
+_latest: _Watchdog | None = None
+"""The watchdog :func:`_watchdog` gave last: the usual answer, found without a weak reference's lookup."""
+
+
 def _watchdog() -> _Watchdog | None:
     """The running asyncio loop's watchdog (``None``: not on asyncio)."""
+    global _latest
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
+    latest = _latest
+    if latest is not None and latest.loop is loop:
+        return latest
     watchdog = _watchdogs.get(loop)
     if watchdog is None:
         watchdog = _watchdogs[loop] = _Watchdog(loop)
+    _latest = watchdog
     return watchdog
 
 
@@ -120,7 +133,7 @@ class TimeoutMiddleware:
             with anyio.CancelScope(deadline=_to_anyio_clock(deadline)):
                 return await call_next(call)
         else:
-            scope = anyio.CancelScope()
+            scope = watchdog.scope()
             watchdog.watch(scope, watchdog.clock() + (deadline - time.monotonic()))
             try:
                 with scope:
