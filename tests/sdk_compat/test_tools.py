@@ -33,6 +33,10 @@ class Pair(TypedDict):
     right: int
 
 
+class Loud(str):
+    """A ``str`` of another class, as a tool may return one."""
+
+
 def make_plane() -> Plane:
     plane = Plane("tools-compat")
 
@@ -43,6 +47,18 @@ def make_plane() -> Plane:
     @plane.tool()
     def add(a: int, b: int = 2) -> int:
         return a + b
+
+    @plane.tool()
+    async def short(text: str) -> Annotated[str, Field(max_length=3)]:
+        return text
+
+    @plane.tool()
+    async def mislabeled(n: int) -> str:
+        return n  # type: ignore[return-value]
+
+    @plane.tool()
+    async def subclassed(text: str) -> str:
+        return Loud(text)
 
     @plane.tool()
     async def total(values: list[int], scale: float = 1.0) -> float:
@@ -127,6 +143,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("add", {"a": 1.5}),
     ("total", {"values": [1, 2, 3]}),
     ("total", {"values": "[1, 2, 3]", "scale": "2"}),  # a JSON array inside a string
+    ("echo", {"text": ""}),
+    ("echo", {"text": "\ud800 lone, \x00 nul, \u2028 and \U0001f600"}),
+    ("short", {"text": "abc"}),
+    ("short", {"text": "abcd"}),  # longer than its return annotation allows: refused as the SDK refuses it
+    ("mislabeled", {"n": 3}),
+    ("subclassed", {"text": "s"}),
     ("total", {"values": "[1, 2"}),  # not JSON: left for the model to refuse
     ("total", {"values": "[" * 5000 + "]" * 5000}),  # JSON the parser refuses
     ("point", {"p": {"x": 1}}),
@@ -259,3 +281,56 @@ async def test_the_plane_runs_local_tools_through_their_invokers() -> None:
     assert calls == [{"text": "x"}]
     assert isinstance(result, CallToolResult)
     assert result.structured_content == {"result": "x"}
+
+
+async def test_a_plain_text_result_is_wrapped_without_the_output_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``str`` returned for a plain ``-> str`` is ``{"result": text}`` without validating it again (what the
+    SDK's validation and dump give back, see the cases above); a constrained return still goes through it."""
+    plane = make_plane()
+    context = plane.make_context(None, None)
+    used: list[str] = []
+    real = Invoker._output_adapter  # pyright: ignore[reportPrivateUsage]
+
+    def watched(self: Invoker, metadata: Any, output_model: Any) -> Any:
+        used.append(self.tool.name)
+        return real(self, metadata, output_model)
+
+    monkeypatch.setattr(Invoker, "_output_adapter", watched)
+    for name, text in (("echo", "hi"), ("short", "abc"), ("subclassed", "s")):
+        tool = local_tool(plane.sdk, name)
+        assert tool is not None
+        invoker = invoker_for(plane.sdk, tool)
+        assert invoker is not None
+        result = await invoker({"text": text}, context)
+        assert isinstance(result, CallToolResult)
+        assert result.structured_content == {"result": text}
+    assert used == ["short", "subclassed"]
+
+
+def test_only_the_sdks_plain_text_wrapper_is_taken_as_one() -> None:
+    from pydantic import ConfigDict, create_model, field_validator
+
+    from mcplane.sdk_adapter.tools import _plain_text_wrapper  # pyright: ignore[reportPrivateUsage]
+
+    plane = make_plane()
+    outputs = {name: local_tool(plane.sdk, name) for name in ("echo", "short", "aliased", "structured", "point")}
+    taken = {
+        name: tool is not None and _plain_text_wrapper(tool.fn_metadata.output_model) for name, tool in outputs.items()
+    }
+    assert taken == {"echo": True, "short": False, "aliased": True, "structured": False, "point": False}
+
+    class Stripped(BaseModel):
+        model_config = ConfigDict(str_strip_whitespace=True)
+        result: str
+
+    class Checked(BaseModel):
+        result: str
+
+        @field_validator("result")
+        @classmethod
+        def upper(cls, value: str) -> str:
+            return value.upper()
+
+    aliased = create_model("Aliased", result=(str, Field(alias="r")))
+    two = create_model("Two", result=(str, ...), other=(int, 0))
+    assert not any(_plain_text_wrapper(model) for model in (Stripped, Checked, aliased, two, str, None))

@@ -64,6 +64,37 @@ class _ArgShape:
         """``model_dump_one_level``'s (field, key) pairs (``None``: the model overrides it)."""
 
 
+_TEXT_CONFIG = ("str_strip_whitespace", "str_to_lower", "str_to_upper", "str_min_length", "str_max_length")
+
+
+def _plain_text_wrapper(model: Any) -> bool:
+    """``model`` is the wrapper the SDK makes for a ``str`` return (one ``result: str`` field, no
+    constraint, alias, validator, serializer or text setting): validating ``{"result": text}`` with
+    it and dumping the model in JSON mode gives ``{"result": text}`` back for any ``str`` text."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    fields = model.model_fields
+    info = fields.get("result")
+    if len(fields) != 1 or info is None or info.annotation is not str or info.metadata:
+        return False
+    if info.alias or info.validation_alias or info.serialization_alias or model.model_computed_fields:
+        return False
+    decorators = model.__pydantic_decorators__
+    if any(
+        (
+            decorators.validators,
+            decorators.field_validators,
+            decorators.root_validators,
+            decorators.model_validators,
+            decorators.field_serializers,
+            decorators.model_serializers,
+        )
+    ):
+        return False
+    config = model.model_config
+    return not any(config.get(key) for key in _TEXT_CONFIG)
+
+
 def _pre_parse(data: dict[str, Any], parsed: frozenset[str]) -> dict[str, Any]:
     """``FuncMetadata.pre_parse_json``: only a copy when some value is parsed."""
     new_data = data
@@ -84,12 +115,13 @@ def _pre_parse(data: dict[str, Any], parsed: frozenset[str]) -> dict[str, Any]:
 class Invoker:
     """Runs one registered tool as ``Tool.run(arguments, context, convert_result=True)`` does."""
 
-    __slots__ = ("_adapter", "_shape", "tool")
+    __slots__ = ("_adapter", "_shape", "_text_output", "tool")
 
     def __init__(self, tool: Tool) -> None:
         self.tool = tool
         self._shape: _ArgShape | None = None
         self._adapter: tuple[Any, TypeAdapter[Any]] | None = None
+        self._text_output: tuple[Any, bool] | None = None
 
     def _validate(self, metadata: FuncMetadata, arguments: dict[str, Any]) -> dict[str, Any]:
         model = metadata.arg_model
@@ -108,6 +140,13 @@ class Invoker:
             cached = self._adapter = (output_model, adapter)
         return cached[1]
 
+    def _wraps_text(self, output_model: Any) -> bool:
+        """Whether ``output_model`` is the SDK's wrapper of a plain ``str`` return (remembered per model)."""
+        known = self._text_output
+        if known is None or known[0] is not output_model:
+            known = self._text_output = (output_model, _plain_text_wrapper(output_model))
+        return known[1]
+
     def _convert(self, metadata: FuncMetadata, result: Any) -> CallToolResult | InputRequiredResult:
         """``FuncMetadata.convert_result``."""
         if isinstance(result, InputRequiredResult):
@@ -123,6 +162,8 @@ class Invoker:
         if output_model is None:
             return CallToolResult(content=content)
         if metadata.wrap_output:
+            if type(result) is str and self._wraps_text(output_model):
+                return CallToolResult(content=content, structured_content={"result": result})
             result = {"result": result}
         adapter = self._output_adapter(metadata, output_model)
         validated = adapter.validate_python(result, by_alias=True, by_name=True)
