@@ -253,27 +253,12 @@ class JsonlSink:
             return False
         digest, line = sealed
         try:
-            written = os.write(fd, line)
-            if written != len(line):
-                _write_all(fd, line[written:])
-            self._dirty = True
+            self._write_data(fd, line, size, sync=False)
         except BaseException:
-            self._head, self._size = None, -1
-            try:
-                os.ftruncate(fd, size)  # never leave a torn line behind
-            finally:
-                self._release_inline(fresh)
+            self._release_inline(fresh)
             raise
-        if size == 0:
-            self._segment = (seq, _seconds(time))
-        segment = self._segment
-        end = size + len(line)
-        self._head = self._last = _anchor(Anchor, (seq, digest, segment[0] if segment is not None else None, end, time))
-        self._size, self._seen = end, seq
-        if self._first_time is None and seq == 1:
-            self._first_time = time
-        if schedule is not None:
-            schedule.add(1)  # it was not due with this record: one that falls due now is written by the next append
+        # It was not due with this record: one that falls due now is written by the next append.
+        self._advance(size, size + len(line), seq, time, seq, digest, time, 1)
         if fresh and not self._keep_lease():
             self._unlock_sync()
         return True
@@ -489,31 +474,61 @@ class JsonlSink:
             lines.append(line)
         lines.append(b"")
         data = b"\n".join(lines)
+        # Inline: an fsync that fell due is left to the next append in a thread, or to close.
+        self._write_data(fd, data, size, sync=not inline)
+        first = records[0]
+        last = self._advance(
+            size, size + len(data), first["seq"], _time_of(first), seq, prev, _time_of(records[-1]), len(records)
+        )
+        if schedule is not None:
+            # Inline, it was not due a moment ago: one that falls due now is written by the next append.
+            reason = None if inline else schedule.due()
+            if reason is not None:
+                self._emit_safely(last, reason)
+        return records
+
+    def _write_data(self, fd: int, data: bytes, size: int, *, sync: bool) -> None:
+        """Write ``data`` (whole lines) at the end of the active segment, ``size`` bytes long before it, and
+        fsync it if ``sync``; on failure the file is cut back to ``size`` (never a torn line) and the head
+        is read again by the next append."""
         try:
             written = os.write(fd, data)
             if written != len(data):
                 _write_all(fd, data[written:])
             self._dirty = True
-            if not inline:  # inline: an fsync that fell due is left to the next append in a thread, or to close
+            if sync:
                 self._sync(fd)
         except BaseException:
             self._head, self._size = None, -1
-            os.ftruncate(fd, size)  # never leave a torn line behind
+            os.ftruncate(fd, size)
             raise
+
+    def _advance(
+        self,
+        size: int,
+        end: int,
+        first_seq: int,
+        first_time: str | None,
+        seq: int,
+        digest: str,
+        time: str | None,
+        count: int,
+    ) -> Anchor:
+        """After ``count`` records (``first_seq`` … ``seq``, the last with hash ``digest`` and ``time``) were
+        written to a segment ``size`` bytes long, now ``end``: the head, the size, the segment, the
+        checkpoint schedule; the new head."""
         if size == 0:
-            self._segment = (records[0]["seq"], _seconds(_time_of(records[0])))
-        segment = self._segment[0] if self._segment is not None else None
-        self._head = self._last = Anchor(seq, prev, segment, size + len(data), _time_of(records[-1]))
-        self._size, self._seen = size + len(data), seq
-        if self._first_time is None and records[0]["seq"] == 1:
-            self._first_time = _time_of(records[0])
-        if schedule is not None:
-            schedule.add(len(records))
-            # Inline, it was not due a moment ago: one that falls due now is written by the next append.
-            reason = None if inline else schedule.due()
-            if reason is not None:
-                self._emit_safely(self._last, reason)
-        return records
+            self._segment = (first_seq, _seconds(first_time))
+        segment = self._segment
+        head = self._head = self._last = _anchor(
+            Anchor, (seq, digest, segment[0] if segment is not None else None, end, time)
+        )
+        self._size, self._seen = end, seq
+        if self._first_time is None and first_seq == 1:
+            self._first_time = first_time
+        if self._schedule is not None:
+            self._schedule.add(count)
+        return head
 
     def _load_head(self, fd: int, size: int) -> None:
         """Read the chain's head: the active segment's last record, else the newest sealed segment's."""
