@@ -27,11 +27,16 @@ Layers (``--layers`` of the server, comma separated):
                result scanned (it finds nothing in the echoed text)
 ``abac``       a CEL rule on ``echo`` (``size(args.text) <= 1000 || "<role>-admin" in principal.roles``):
                compiled once, evaluated per call (it always holds)
+``audit-floor``      not mcplane's audit: :class:`FloorAudit` in the audit slot, the least any audit slot
+               that writes a chained ``pending`` record before a call and its outcome record after must
+               do (two hashed, chained lines of ≈ 650 bytes, one ``write`` each); a lower bound, not a log
+``audit-floor-one``  the same with one record per call, written after it (the least of that shape)
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -41,6 +46,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ISSUER = "https://issuer.bench.mcplane.invalid"
 AUDIENCE = "https://bench.mcplane.invalid/mcp"
@@ -56,7 +63,19 @@ ENV_SUBJECT = "MCPLANE_BENCH_SUBJECT"
 ENV_AUDIT_DIR = "MCPLANE_BENCH_AUDIT_DIR"
 ENV_REDIS_URL = "MCPLANE_BENCH_REDIS_URL"
 
-LAYERS = ("auth", "authz", "ratelimit", "ratelimit-memory", "ratelimit-lease", "audit", "guards", "abac")
+LAYERS = (
+    "auth",
+    "authz",
+    "ratelimit",
+    "ratelimit-memory",
+    "ratelimit-lease",
+    "audit",
+    "guards",
+    "abac",
+    "audit-floor",
+    "audit-floor-one",
+)
+FLOOR_LAYERS = ("audit-floor", "audit-floor-one")
 RATE_LIMIT_LAYERS = ("ratelimit", "ratelimit-memory", "ratelimit-lease")
 LEASE = {"max": 64, "ttl": "1s"}
 FSYNC_POLICIES = ("always", "interval", "never")
@@ -94,6 +113,8 @@ def parse_layers(value: str) -> tuple[str, ...]:
         raise ValueError("abac needs authz (its CEL rule sits on the authorization section)")
     if sum(layer in layers for layer in RATE_LIMIT_LAYERS) > 1:
         raise ValueError("choose one of ratelimit (redis), ratelimit-memory and ratelimit-lease")
+    if sum(layer in layers for layer in ("audit", *FLOOR_LAYERS)) > 1:
+        raise ValueError("choose one of audit, audit-floor and audit-floor-one (they take the same slot)")
     return layers
 
 
@@ -139,6 +160,70 @@ def plane_config(layers: tuple[str, ...], *, fsync: str = "interval") -> Any:
         audit_dir = Path(os.environ.get(ENV_AUDIT_DIR) or tempfile.gettempdir())
         tree["audit"] = {"sink": "file", "path": str(audit_dir / f"audit-{os.getpid()}.jsonl"), "fsync": fsync}
     return PlaneConfig.model_validate(tree)
+
+
+# ----------------------------------------------------------------------------- the audit floor (server side)
+_FLOOR_USER_AGENT = "python-httpx/0.28.1"
+"""A user agent of the load generator's length: the floor's records are as long as the real ones."""
+
+
+class FloorAudit:
+    """A lower bound of the audit slot's cost, for the bench only: **not an audit log**.
+
+    What any audit slot must do at the least per call when it writes a ``pending`` record before
+    the call and an outcome record after it (``records=2``), or one record after it
+    (``records=1``), each chained by SHA-256 to the one before: hash the arguments and the result,
+    make each record's line (the same members as mcplane's, of the same length, with fixed text
+    where a real record reads the request), hash it with the previous hash and append it with one
+    ``write``. Nothing else: no request facts (client IP, user agent, trace, session), no
+    canonical encoding, bounding or escaping of names, no lock, lease, rotation, checkpoint,
+    failure policy, error mapping or wall-clock time. A real audit slot of the same shape costs at
+    least this; ``run.py``'s ``mcplane-floor`` variants put it in place of mcplane's to show what
+    is left for the other layers.
+    """
+
+    def __init__(self, path: Path, *, records: int) -> None:
+        if records not in (1, 2):
+            raise ValueError("records is 1 or 2")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._pending = records == 2
+        self._prev = "0" * 64
+        self._seq = 0
+
+    def _append(self, text: str) -> None:
+        self._seq += 1
+        body = f'{text}"prev_hash":"{self._prev}","seq":{self._seq},"v":1'
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        self._prev = digest
+        os.write(self._fd, f'{body},"hash":"{digest}"}}\n'.encode())
+
+    async def __call__(self, call: Any, call_next: Any) -> Any:
+        context = call.context
+        args = hashlib.sha256(orjson.dumps(call.arguments, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        shared = (
+            f'{{"args_sha256":"{args}","call_id":"{self._seq:032x}","client_ip":"127.0.0.1",'
+            f'"correlation_id":"{context.correlation_id}","kind":"{call.kind}","name":"{call.name}",'
+            f'"session_id":"","subject":"{context.principal.subject}","tenant":null,"trace_id":"",'
+            f'"user_agent":"{_FLOOR_USER_AGENT}","time":"2026-01-01T00:00:00.000Z",'
+        )
+        started = time.perf_counter()
+        if self._pending:
+            self._append(f'{shared}"duration_ms":null,"error_code":null,"result_sha256":"","status":"pending",')
+        result = await call_next(call)
+        texts = [getattr(block, "text", "") for block in getattr(result, "content", ())]
+        digest = hashlib.sha256(orjson.dumps(texts)).hexdigest()
+        duration = round((time.perf_counter() - started) * 1000, 3)
+        self._append(f'{shared}"duration_ms":{duration},"error_code":null,"result_sha256":"{digest}","status":"ok",')
+        return result
+
+
+def install_floor(plane: Any, layers: tuple[str, ...]) -> None:
+    """Put :class:`FloorAudit` in ``plane``'s audit slot if ``layers`` asks for it."""
+    for layer in FLOOR_LAYERS:
+        if layer in layers:
+            audit_dir = Path(os.environ.get(ENV_AUDIT_DIR) or tempfile.gettempdir())
+            records = 1 if layer == "audit-floor-one" else 2
+            plane.pipeline.set("audit", FloorAudit(audit_dir / f"floor-{os.getpid()}.log", records=records))
 
 
 # ----------------------------------------------------------------------------- per run (runner side)

@@ -241,7 +241,9 @@ def _main(args: argparse.Namespace, upstream: str | None) -> None:
         plane = _gateway_plane(upstream, args.probe_interval)
     with fullpipe.pipeline_env():
         if args.layers:
-            plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
+            layers = fullpipe.parse_layers(args.layers)
+            plane.configure(fullpipe.plane_config(layers, fsync=args.fsync))
+            fullpipe.install_floor(plane, layers)
         app = HTTPApp(plane, HTTPOptions(**plane.config.http_options()))
         headers = [
             (b"host", b"127.0.0.1:8000"),

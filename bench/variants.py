@@ -189,6 +189,38 @@ VARIANTS += (
         base="mcplane-full",
         adds="+ output guards + CEL rule",
     ),
+    # The audit floor (not in a plain run: `--servers mcplane,mcplane-full-lease,mcplane-floor,mcplane-floor-one`):
+    # the leased full pipeline with mcplane's audit slot replaced by `fullpipe.FloorAudit`, the least an audit
+    # slot of that shape must do per call. Not an audit log; it bounds what the 0.7x target leaves.
+    _layered(
+        "mcplane-floor",
+        "full",
+        "auth,authz,ratelimit-lease,audit-floor",
+        "`Plane` + auth + authorization + leased Redis rate limit + the audit floor (two chained records per call, "
+        "one `write` each, nothing else; not an audit log)",
+        default=False,
+        base="mcplane-full-lease",
+        adds="the audit floor instead of mcplane's audit slot",
+    ),
+    _layered(
+        "mcplane-floor-one",
+        "full",
+        "auth,authz,ratelimit-lease,audit-floor-one",
+        "`Plane` + auth + authorization + leased Redis rate limit + the one-record audit floor (one chained "
+        "record per call, after it; not an audit log)",
+        default=False,
+        base="mcplane-floor",
+        adds="one floor record per call instead of two",
+    ),
+    _layered(
+        "mcplane-no-audit",
+        "full",
+        "auth,authz,ratelimit-lease",
+        "`Plane` + auth + authorization + leased Redis rate limit, no audit slot",
+        default=False,
+        base="mcplane",
+        adds="the full pipeline's layers but audit",
+    ),
     # The layer sweep (`--sweep`): one layer at a time, cumulatively, then audit and the Redis round trip alone.
     _layered("mcplane+auth", "layer", "auth", "`Plane` + JWT HS256 auth", base="mcplane", adds="+ auth (JWT HS256)"),
     _layered(

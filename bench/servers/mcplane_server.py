@@ -59,7 +59,9 @@ def main() -> None:
     if args.layers:
         import fullpipe
 
-        plane.configure(fullpipe.plane_config(fullpipe.parse_layers(args.layers), fsync=args.fsync))
+        layers = fullpipe.parse_layers(args.layers)
+        plane.configure(fullpipe.plane_config(layers, fsync=args.fsync))
+        fullpipe.install_floor(plane, layers)
     if args.observability:
         import observe
 
