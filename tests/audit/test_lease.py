@@ -1,7 +1,8 @@
 """The JSONL sink's inline lease: the ``flock`` taken by an inline append is kept for the appends of
-the same event-loop turn (one ``write`` each), released at the loop's next iteration, after
-``LEASE_SECONDS``, before any worker-thread hop, and not kept while a peer process appends; two
-processes leasing against each other, one rotating, still write one chain."""
+the next ``LEASE_SECONDS``, in this event-loop turn and later ones (one ``write`` each), released by a
+loop timer, by an append that finds it held that long, before any worker-thread hop and at close,
+and not kept while a peer process appends; two processes leasing against each other, one rotating,
+still write one chain."""
 
 from __future__ import annotations
 
@@ -76,23 +77,86 @@ async def _opened(path: Path, clock: ManualClock | None = None, fsync: jsonl_mod
     return sink
 
 
-async def test_appends_in_one_loop_turn_take_the_lock_once_and_the_next_iteration_releases_it(
+def _lease_ends(sink: JsonlSink, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set each time ``sink`` ends its lease (installed before the lease is taken, so its timer calls it)."""
+    ended = asyncio.Event()
+    end = sink._end_lease
+
+    def end_and_tell() -> None:
+        end()
+        ended.set()
+
+    monkeypatch.setattr(sink, "_end_lease", end_and_tell)
+    return ended
+
+
+async def test_appends_take_the_lock_once_in_a_lease_that_outlives_the_loop_turn_and_a_timer_releases_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "audit.jsonl"
+    lock_path = path.with_name("audit.jsonl.lock")
     sink = await _opened(path)
+    ended = _lease_ends(sink, monkeypatch)
     calls = Syscalls(monkeypatch)
     for i in range(1, 6):
         assert sink.append_nowait([{"i": i}]) is not None
     # One acquisition (flock, the rotation check's stat and fstat), then a write per record.
     assert (calls.flock, calls.stat, calls.fstat) == ([fcntl.LOCK_EX | fcntl.LOCK_NB], 1, 1)
-    assert not _free(path.with_name("audit.jsonl.lock"))  # held across the turn: no peer appends between
-    await asyncio.sleep(0)  # one iteration of the loop: the release scheduled with the lease runs first
+    assert not _free(lock_path)  # held across the turn: no peer appends between
+    await asyncio.sleep(0)  # the loop's next iterations: the lease is still held (its ManualClock stands still)
+    await asyncio.sleep(0)
+    assert not ended.is_set()
+    assert not _free(lock_path)
+    calls.clear()  # (``_free`` took the lock's flock too)
+    assert sink.append_nowait([{"i": 6}]) is not None  # a later turn's append: one write, no lock taken
+    assert (calls.flock, calls.stat, calls.fstat) == ([], 0, 0)
+    with anyio.fail_after(10):
+        await ended.wait()  # the loop's timer, LEASE_SECONDS after the lease was taken
     assert calls.flock[-1] == fcntl.LOCK_UN
-    assert _free(path.with_name("audit.jsonl.lock"))
+    assert _free(lock_path)
     await sink.aclose()
     report = verify_file(path)
-    assert (report.ok, report.count) == (True, 6), report.render()
+    assert (report.ok, report.count) == (True, 7), report.render()
+
+
+async def test_a_released_lease_leaves_no_timer_and_a_stale_timer_releases_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock()
+    path = tmp_path / "audit.jsonl"
+    sink = await _opened(path, clock)
+    ended = _lease_ends(sink, monkeypatch)
+    assert sink.append_nowait([{"i": 1}]) is not None
+    first = sink._lease_timer
+    assert first is not None
+    assert sink._lease_since is not None
+    clock.advance(2 * jsonl_module.LEASE_SECONDS)  # the loop was busy: the next append ends the lease itself
+    assert sink.append_nowait([{"i": 2}]) is not None
+    assert first.cancelled()  # the first lease's timer cannot end the second lease
+    second = sink._lease_timer
+    assert second is not None
+    assert second is not first
+    assert not second.cancelled()
+    ended.clear()  # (set when the second append ended the first lease)
+    with anyio.fail_after(10):
+        await ended.wait()  # the second lease's timer
+    assert sink._lease_since is None
+    assert sink._lease_timer is None
+    assert _free(path.with_name("audit.jsonl.lock"))
+    await sink.aclose()
+    assert verify_file(path).count == 3
+
+
+async def test_aclose_releases_the_lease_and_cancels_its_timer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    sink = await _opened(path)
+    assert sink.append_nowait([{"i": 1}]) is not None
+    timer = sink._lease_timer
+    assert timer is not None
+    await sink.aclose()
+    assert timer.cancelled()
+    assert sink._lease_since is None
+    assert _free(path.with_name("audit.jsonl.lock"))
 
 
 async def test_a_lease_held_for_lease_seconds_is_taken_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,6 +50,21 @@ class CountingSink(JsonlSink):
         """What each ``append_parts_nowait`` answered (``True``: written)."""
         self.mappings = 0
         """Records handed to ``append_nowait`` / ``append`` (the general path)."""
+        self.lease_ended = asyncio.Event()
+        """Set each time the inline lease ends (its loop timer, or a release before a worker thread)."""
+
+    def _end_lease(self) -> None:
+        held = self._lease_since is not None
+        super()._end_lease()
+        if held:
+            self.lease_ended.set()
+
+    async def lease_over(self) -> None:
+        """Wait (at most 10 s) until no inline lease is held: the lease's timer has run."""
+        with anyio.fail_after(10):
+            while self._lease_since is not None:
+                self.lease_ended.clear()
+                await self.lease_ended.wait()
 
     def append_parts_nowait(self, head: str, middle: str, rest: str, tail: str, time: str) -> bool:
         written = super().append_parts_nowait(head, middle, rest, tail, time)
@@ -415,14 +430,13 @@ async def test_a_plain_call_writes_both_records_on_the_plain_path(tmp_path: Path
 async def test_the_plain_path_takes_the_lock_when_no_lease_is_held(tmp_path: Path) -> None:
     r = rig(tmp_path)
     await r.call()
-    await asyncio.sleep(0)  # the loop's next iteration ends the lease
+    await r.sink.lease_over()  # the lease's timer ends it
     assert r.sink._lease_since is None  # pyright: ignore[reportPrivateUsage]
     r.sink.parts.clear()
     await r.call()
     assert r.sink.parts == [True, True]
     assert r.sink._lease_since is not None  # pyright: ignore[reportPrivateUsage]
-    await asyncio.sleep(0)
-    assert r.sink._lease_since is None  # pyright: ignore[reportPrivateUsage]
+    await r.sink.lease_over()
     await r.audit.aclose()
 
 
@@ -461,7 +475,7 @@ async def test_a_due_fsync_or_checkpoint_or_rotation_is_left_to_the_general_path
 async def test_a_lock_held_elsewhere_or_a_peers_append_is_left_to_the_general_path(tmp_path: Path) -> None:
     r = rig(tmp_path, checkpoints=None)
     await r.call()
-    await asyncio.sleep(0)
+    await r.sink.lease_over()
     peer = os.open(r.sink.files.lock_path, os.O_RDWR)
     try:
         fcntl.flock(peer, fcntl.LOCK_EX)
@@ -475,7 +489,7 @@ async def test_a_lock_held_elsewhere_or_a_peers_append_is_left_to_the_general_pa
         assert r.sink.mappings >= 1
     finally:
         os.close(peer)
-    await asyncio.sleep(0)
+    await r.sink.lease_over()
     # A peer appends a record of its own between two of this sink's appends: read it, link after it.
     other = JsonlSink(r.sink.path, fsync="never", checkpoints=None)
     await other.append([{"peer": True}])

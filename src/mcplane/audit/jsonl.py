@@ -23,14 +23,18 @@
   waits for another process's ``flock`` runs in a worker thread. Any other append is a few
   non-blocking syscalls and runs inline: a thread hop would cost ten times the write.
 - **The inline lease**: an inline append that takes the ``flock`` (and checks the segment was not
-  rotated by a peer) keeps it for the appends that follow in the same turn of the event loop, so
-  each of them is one ``write`` (no peer can append or rotate meanwhile). It is released at the
-  loop's next iteration (``call_soon``) and before anything goes to a worker thread; an append
-  that finds it held for :data:`LEASE_SECONDS` releases it and takes it again. A peer process
-  that wants the lock meanwhile waits until this process's loop gets control back (a tool that
-  blocks the loop makes it wait that long), so once a peer is seen writing the log (holding its
-  lock, or the log grew or was rotated between two of this sink's appends) the sink appends
-  without a lease for :data:`CONTENDED_SECONDS` (one lock per append, as before the lease).
+  rotated by a peer) keeps it for the appends that follow within :data:`LEASE_SECONDS`, in this
+  loop turn and the next ones, so each of them is one ``write`` (no peer can append or rotate
+  meanwhile). A timer of the event loop releases it :data:`LEASE_SECONDS` after it was taken; it
+  is also released before anything goes to a worker thread, and an append that finds it held for
+  :data:`LEASE_SECONDS` (the loop was too busy to run the timer) releases it and takes it again.
+  Taking it is four syscalls (``flock``, ``fstat``, ``stat``, and the release's ``flock``), which a
+  served process pays per call when a call comes each loop turn or so; the lease spreads them over
+  the calls of :data:`LEASE_SECONDS`. A peer process that wants the lock meanwhile waits at most
+  that long, or until this process's loop gets control back (a tool that blocks the loop makes it
+  wait that long), so once a peer is seen writing the log (holding its lock, or the log grew or was
+  rotated between two of this sink's appends) the sink appends without a lease for
+  :data:`CONTENDED_SECONDS` (one lock per append, as before the lease).
 - **Records given as text** (:meth:`JsonlSink.append_parts_nowait`): the audit slot's plain calls
   hand over each record as its canonical text without the chain members; the sink adds them and
   writes the line as an inline append would, or declines whenever that append would do more than
@@ -161,6 +165,8 @@ class JsonlSink:
         self._rotates = rotate_bytes is not None or rotate_interval is not None
         self._lease_since: float | None = None
         """When the inline lease on the ``flock`` was taken (``None``: not held)."""
+        self._lease_timer: asyncio.TimerHandle | None = None
+        """The loop's timer that releases the lease."""
         self._lease_off_until = float("-inf")
         """No lease before this time (``clock``): a peer process was seen appending."""
 
@@ -336,6 +342,10 @@ class JsonlSink:
         """Release the inline lease on the ``flock``, if held (on the event loop's thread)."""
         if self._lease_since is not None:
             self._lease_since = None
+            timer = self._lease_timer
+            if timer is not None:
+                self._lease_timer = None
+                timer.cancel()
             self._unlock_sync()
 
     def _lock_sync(self) -> None:
@@ -420,7 +430,7 @@ class JsonlSink:
         self._lease_off_until = self._clock() + CONTENDED_SECONDS
 
     def _keep_lease(self) -> bool:
-        """Keep the ``flock`` after an inline append, to be released at the loop's next iteration."""
+        """Keep the ``flock`` after an inline append, to be released by a loop timer :data:`LEASE_SECONDS` on."""
         now = self._clock()
         if now < self._lease_off_until:
             return False
@@ -428,7 +438,7 @@ class JsonlSink:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on an asyncio loop: nothing would release it
             return False
-        loop.call_soon(self._end_lease)
+        self._lease_timer = loop.call_later(LEASE_SECONDS, self._end_lease)
         self._lease_since = now
         return True
 
