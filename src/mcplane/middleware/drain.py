@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from mcplane.errors import DependencyUnavailable
+from mcplane.middleware.timeout import cancel_scope
 from mcplane.pipeline import Call, CallNext
 
 __all__ = ["CUT_SHORT", "SHUTTING_DOWN", "DrainGate"]
@@ -55,7 +56,7 @@ class DrainGate:
             return await call_next(call)
         if self.draining:
             raise DependencyUnavailable(SHUTTING_DOWN, retry_after_ms=1000)
-        scope = anyio.CancelScope()
+        scope = cancel_scope()  # anyio.CancelScope(), its class found once per loop
         self._running.add(scope)
         token = _inside_call.set(True)
         try:

@@ -16,6 +16,7 @@ per call, which cost more than the rest of the slot. The call still runs in its 
 the watchdog cancels that scope when its deadline passes, as the scope's own timer would. The
 scope's class (the one ``anyio.CancelScope()`` gives on asyncio) and the loop's watchdog are
 found once, not per call. Elsewhere (trio) the scope keeps its deadline itself.
+:func:`cancel_scope` makes such a scope for other slots (``drain``) the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import anyio
 from mcplane.errors import DeadlineExceeded, Timeout
 from mcplane.pipeline import Call, CallNext
 
-__all__ = ["TimeoutMiddleware"]
+__all__ = ["TimeoutMiddleware", "cancel_scope"]
 
 
 class _Watchdog:
@@ -104,6 +105,13 @@ def _watchdog() -> _Watchdog | None:
         watchdog = _watchdogs[loop] = _Watchdog(loop)
     _latest = watchdog
     return watchdog
+
+
+def cancel_scope() -> anyio.CancelScope:
+    """``anyio.CancelScope()`` without asking per call which async library runs: on asyncio a scope of
+    the class the loop's watchdog found once; elsewhere ``anyio.CancelScope()``."""
+    watchdog = _watchdog()
+    return anyio.CancelScope() if watchdog is None else watchdog.scope()
 
 
 class TimeoutMiddleware:
