@@ -10,10 +10,11 @@ import pytest
 
 from mcplane.context import Context
 from mcplane.errors import DependencyUnavailable
-from mcplane.middleware import drain, timeout
+from mcplane.middleware import timeout
 from mcplane.middleware.drain import CUT_SHORT, DrainGate
 from mcplane.pipeline import Call
 from mcplane.tool_policy import ToolPolicy
+from tests.middleware.scopes import count_cancel_scopes
 
 
 def _call() -> Call:
@@ -32,14 +33,7 @@ async def test_the_gate_makes_no_anyio_cancel_scope_per_call_and_still_cuts_call
         return "done"
 
     assert await gate(_call(), done) == "done"  # the loop's watchdog (and its scope class) is found
-    made: list[Any] = []
-
-    class Counting:
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            made.append(args)
-            return real_scope(*args, **kwargs)
-
-    monkeypatch.setattr(drain.anyio, "CancelScope", Counting)
+    made = count_cancel_scopes(monkeypatch)
     for _ in range(5):
         assert await gate(_call(), done) == "done"
     assert made == []  # none asked of anyio
@@ -68,15 +62,8 @@ async def test_the_gate_makes_no_anyio_cancel_scope_per_call_and_still_cuts_call
 
 async def test_without_an_asyncio_watchdog_the_scope_is_anyio_s_own(monkeypatch: pytest.MonkeyPatch) -> None:
     """Off asyncio (no loop watchdog: trio), :func:`~mcplane.middleware.timeout.cancel_scope` asks anyio."""
-    made: list[Any] = []
     real_scope = anyio.CancelScope
-
-    class Counting:
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            made.append(args)
-            return real_scope(*args, **kwargs)
-
     monkeypatch.setattr(timeout, "_watchdog", lambda: None)
-    monkeypatch.setattr(timeout.anyio, "CancelScope", Counting)
+    made = count_cancel_scopes(monkeypatch)
     assert isinstance(timeout.cancel_scope(), real_scope)
     assert made == [()]

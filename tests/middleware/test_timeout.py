@@ -13,6 +13,7 @@ from mcplane.errors import DeadlineExceeded, Timeout
 from mcplane.middleware.timeout import TimeoutMiddleware
 from mcplane.pipeline import Call
 from mcplane.tool_policy import ToolPolicy
+from tests.middleware.scopes import count_cancel_scopes
 
 TINY = 0.05
 
@@ -199,14 +200,7 @@ async def test_the_slot_looks_neither_the_backend_nor_the_watchdog_up_again_per_
         return "done"
 
     assert await middleware(_call(), record_scope) == "done"  # the loop's watchdog is made
-    made: list[Any] = []
     real_scope = anyio.CancelScope
-
-    class Counting:
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-            made.append(args)
-            return real_scope(*args, **kwargs)
-
     looked_up: list[Any] = []
 
     class Watchdogs(dict[Any, Any]):
@@ -214,7 +208,7 @@ async def test_the_slot_looks_neither_the_backend_nor_the_watchdog_up_again_per_
             looked_up.append(key)
             return super().get(key, default)
 
-    monkeypatch.setattr(timeout.anyio, "CancelScope", Counting)
+    made = count_cancel_scopes(monkeypatch)
     monkeypatch.setattr(timeout, "_watchdogs", Watchdogs(timeout._watchdogs))  # pyright: ignore[reportPrivateUsage]
     for _ in range(5):
         assert await middleware(_call(), record_scope) == "done"
