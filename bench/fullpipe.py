@@ -23,6 +23,7 @@ Layers (``--layers`` of the server, comma separated):
 ``ratelimit-lease``   the Redis limit with a leased allowance, ``lease: {max: 64, ttl: 1s}``: calls are
                taken from Redis in batches and spent in process (one script call per lease)
 ``audit``      ``audit: {sink: file, fsync: <--fsync>}`` into the run's temporary directory
+``audit-one``  the same with ``pending: false``: one record per call, its outcome
 ``guards``     ``guards: {tools: {"*": {refuse: [secrets, private_key], mask: [credentials]}}}``: every
                result scanned (it finds nothing in the echoed text)
 ``abac``       a CEL rule on ``echo`` (``size(args.text) <= 1000 || "<role>-admin" in principal.roles``):
@@ -70,6 +71,7 @@ LAYERS = (
     "ratelimit-memory",
     "ratelimit-lease",
     "audit",
+    "audit-one",
     "guards",
     "abac",
     "audit-floor",
@@ -113,8 +115,8 @@ def parse_layers(value: str) -> tuple[str, ...]:
         raise ValueError("abac needs authz (its CEL rule sits on the authorization section)")
     if sum(layer in layers for layer in RATE_LIMIT_LAYERS) > 1:
         raise ValueError("choose one of ratelimit (redis), ratelimit-memory and ratelimit-lease")
-    if sum(layer in layers for layer in ("audit", *FLOOR_LAYERS)) > 1:
-        raise ValueError("choose one of audit, audit-floor and audit-floor-one (they take the same slot)")
+    if sum(layer in layers for layer in ("audit", "audit-one", *FLOOR_LAYERS)) > 1:
+        raise ValueError("choose one of audit, audit-one, audit-floor and audit-floor-one (they take the same slot)")
     return layers
 
 
@@ -156,9 +158,11 @@ def plane_config(layers: tuple[str, ...], *, fsync: str = "interval") -> Any:
             from mcplane.secrets import Secret
 
             tree["redis_url"] = Secret(os.environ.get(ENV_REDIS_URL, DEFAULT_REDIS_URL))
-    if "audit" in layers:
+    if "audit" in layers or "audit-one" in layers:
         audit_dir = Path(os.environ.get(ENV_AUDIT_DIR) or tempfile.gettempdir())
         tree["audit"] = {"sink": "file", "path": str(audit_dir / f"audit-{os.getpid()}.jsonl"), "fsync": fsync}
+        if "audit-one" in layers:
+            tree["audit"]["pending"] = False
     return PlaneConfig.model_validate(tree)
 
 

@@ -189,6 +189,16 @@ VARIANTS += (
         base="mcplane-full",
         adds="+ output guards + CEL rule",
     ),
+    _layered(
+        "mcplane-full-one",
+        "full",
+        FULL.replace("ratelimit", "ratelimit-lease").replace("audit", "audit-one"),
+        FULL_DESCRIPTION.format("`interval`")
+        + " with a leased allowance and one audit record per call (`audit.pending: false`)",
+        default=True,
+        base="mcplane-full-lease",
+        adds="+ one audit record per call",
+    ),
     # The audit floor (not in a plain run: `--servers mcplane,mcplane-full-lease,mcplane-floor,mcplane-floor-one`):
     # the leased full pipeline with mcplane's audit slot replaced by `fullpipe.FloorAudit`, the least an audit
     # slot of that shape must do per call. Not an audit log; it bounds what the 0.7x target leaves.

@@ -276,6 +276,8 @@ class AuditSection(_Section):
     dsn: Secret | None = None
     table: str = "mcplane_audit"
     fail_open: bool = False
+    pending: bool = True
+    """A ``pending`` record before each call and its outcome after; ``False``: one record per call, its outcome."""
     trust_forwarded: bool = False
     """Deprecated: believes ``X-Forwarded-For`` from every peer; list your proxies in ``http.trusted_proxies``."""
     rotate_bytes: int | None = Field(default=104_857_600, gt=0)

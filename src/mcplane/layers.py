@@ -277,6 +277,7 @@ def audit_layer(config: PlaneConfig, layers: Layers, backends: Opening) -> Audit
         )
     options = AuditOptions(
         fail_open=section.fail_open,
+        pending=section.pending,
         trusted_proxies=tuple(config.http.trusted_proxies),
         trust_forwarded=section.trust_forwarded,
     )

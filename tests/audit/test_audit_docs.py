@@ -9,11 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
+import yaml
+from mcp_types import CallToolResult, TextContent
 
-from mcplane.audit import CheckpointOptions, JsonlSink
+from mcplane import Context, Forbidden, Principal
+from mcplane.audit import CheckpointOptions, JsonlSink, verify_lines
 from mcplane.config import PlaneConfig
 from mcplane.errors import ConfigError
+from mcplane.pipeline import Call
 from mcplane.stack import build_pipeline
 from tests.conftest import REPO_ROOT
 
@@ -74,3 +79,27 @@ async def test_the_quoted_refusal_is_what_mcplane_says(tmp_path: Path) -> None:
     said = f"mcplane: error: {refused.value.message}"
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     assert re.sub(stamp, "T", said) == re.sub(stamp, "T", quoted)
+
+
+async def test_one_record_per_call_as_the_snippet_configures_it(tmp_path: Path) -> None:
+    [snippet] = [block for block in re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S) if "pending: false" in block]
+    tree = yaml.safe_load(snippet)
+    tree["audit"]["path"] = str(tmp_path / "audit.jsonl")
+    layers = build_pipeline(PlaneConfig.model_validate(tree), {})
+
+    async def provider(call: Call) -> CallToolResult:
+        if call.arguments.get("fail"):
+            raise Forbidden("not this one")
+        return CallToolResult(content=[TextContent(type="text", text="done")])
+
+    chain = layers.pipeline.compose(provider)
+    try:
+        for fail in (False, True):
+            await chain(Call("tool", "pay", {"fail": fail}, Context(principal=Principal("alice"))))
+    finally:
+        await layers.aclose()
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert verify_lines(lines).ok
+    records = [orjson.loads(line) for line in lines]
+    assert [(r["status"], r["error_code"]) for r in records] == [("ok", None), ("error", "forbidden")]
+    assert records[0]["call_id"] != records[1]["call_id"]

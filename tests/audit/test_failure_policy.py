@@ -253,3 +253,100 @@ async def test_flush_pings_a_failed_sink_so_readiness_sees_it_recover(flaky: Fla
     assert audit.writer.healthy
     assert _error_code(await chain(_call(2))) is None  # no waiting out the retry interval
     assert tool.runs == 1
+
+
+# ---------------------------------------------------------------- one record per call (``pending=False``)
+def _statuses(lines: list[str]) -> list[tuple[str, str]]:
+    return [(record["status"], record["correlation_id"]) for record in map(orjson.loads, lines)]
+
+
+async def test_one_record_per_call_writes_only_the_outcome(flaky: FlakySink) -> None:
+    audit, tool, chain = _chain(flaky, AuditOptions(pending=False))
+    for n in (1, 2):
+        assert _error_code(await chain(_call(n))) is None
+    lines = await flaky.read_lines()
+    assert verify_lines(lines).ok
+    assert _statuses(lines) == [("ok", "c1"), ("ok", "c2")]
+    assert flaky.attempts == 2  # one write per call
+    assert tool.runs == 2
+    assert audit.writer.healthy
+
+
+async def test_one_record_per_call_fail_closed_refuses_the_calls_after_a_failed_write(
+    flaky: FlakySink, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit, tool, chain = _chain(flaky, AuditOptions(pending=False, retry_interval=0))
+    flaky.down = True
+    with caplog.at_level(logging.ERROR, logger="mcplane.audit"):
+        first = await chain(_call(1))  # nothing said the log was down: it runs, its outcome is kept
+        second = await chain(_call(2))  # the sink is tried again (no retry interval), still down: refused
+    assert _error_code(first) is None
+    assert _error_code(second) == "dependency_unavailable"
+    assert tool.runs == 1
+    assert audit.writer.buffered == 1
+    [(kept_hash, kept), (_, refused)] = _logged(caplog)
+    assert (kept["status"], kept["correlation_id"]) == ("ok", "c1")
+    assert (refused["status"], refused["error_code"], refused["correlation_id"]) == (
+        "error",
+        "dependency_unavailable",
+        "c2",
+    )
+    assert "call refused" in caplog.records[-1].getMessage()
+    flaky.down = False
+    assert _error_code(await chain(_call(3))) is None  # the kept outcome goes first, then this call's
+    lines = await flaky.read_lines()
+    assert verify_lines(lines).ok
+    assert _statuses(lines) == [("ok", "c1"), ("ok", "c3")]
+    assert _content_hash(lines[0]) == kept_hash
+    assert tool.runs == 2
+    assert audit.writer.healthy
+
+
+async def test_one_record_per_call_refuses_without_touching_a_resting_sink(flaky: FlakySink) -> None:
+    clock = ManualClock()
+    _, tool, chain = _chain(flaky, AuditOptions(pending=False, retry_interval=5.0, clock=clock))
+    flaky.down = True
+    assert _error_code(await chain(_call(1))) is None  # runs; its outcome is kept
+    assert flaky.attempts == 1
+    flaky.down = False
+    assert _error_code(await chain(_call(2))) == "dependency_unavailable"
+    assert flaky.attempts == 1  # refused without waiting on the sink
+    clock.advance(5.0)
+    assert _error_code(await chain(_call(3))) is None  # tried again: the kept outcome, then this call's
+    assert tool.runs == 2
+    assert _statuses(await flaky.read_lines()) == [("ok", "c1"), ("ok", "c3")]
+
+
+async def test_one_record_per_call_fail_open_runs_calls_until_the_buffer_is_full(flaky: FlakySink) -> None:
+    audit, tool, chain = _chain(flaky, AuditOptions(pending=False, fail_open=True, buffer_size=2, retry_interval=0))
+    flaky.down = True
+    for n in (1, 2):
+        assert _error_code(await chain(_call(n))) is None
+    assert audit.writer.buffered == 2
+    assert _error_code(await chain(_call(3))) == "dependency_unavailable"
+    assert tool.runs == 2
+    flaky.down = False
+    assert _error_code(await chain(_call(4))) is None
+    assert _statuses(await flaky.read_lines()) == [("ok", "c1"), ("ok", "c2"), ("ok", "c4")]
+
+
+async def test_one_record_per_call_refuses_calls_on_a_broken_chain(
+    flaky: FlakySink, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenSink(FlakySink):
+        broken: str | None = "record 6 missing"
+
+        async def ping(self) -> None:
+            self.attempts += 1
+            if self.broken is not None:
+                raise ConnectionError(self.broken)
+
+    sink = BrokenSink(flaky.inner)
+    _, tool, chain = _chain(sink, AuditOptions(pending=False, retry_interval=0))
+    with caplog.at_level(logging.ERROR, logger="mcplane.audit"):
+        assert _error_code(await chain(_call(1))) == "dependency_unavailable"
+    assert tool.runs == 0
+    assert "audit chain broken: record 6 missing" in caplog.records[-1].getMessage()
+    sink.broken = None  # repaired
+    assert _error_code(await chain(_call(2))) is None
+    assert tool.runs == 1

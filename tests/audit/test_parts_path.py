@@ -208,13 +208,15 @@ async def drive(sink: Any, steps: Sequence[Step], options: AuditOptions | None =
     await audit.aclose()
 
 
-def both_ways(directory: Path, steps: Sequence[Step], fixed: Fixed, **options: Any) -> tuple[bytes, CountingSink]:
+def both_ways(
+    directory: Path, steps: Sequence[Step], fixed: Fixed, audit: AuditOptions | None = None, **options: Any
+) -> tuple[bytes, CountingSink]:
     """The log the steps leave through the plain path and through the general path: the same bytes."""
     logs: list[bytes] = []
     plain = CountingSink(directory / "plain" / "audit.jsonl", fsync="interval", checkpoints=CHECKPOINTS, **options)
     for sink in (plain, GeneralSink(JsonlSink(directory / "general" / "audit.jsonl", fsync="interval", **options))):
         fixed.__init__()
-        anyio.run(drive, sink, steps)
+        anyio.run(drive, sink, steps, audit)
     for name in ("plain", "general"):
         files = sorted((directory / name).glob("audit*.jsonl"))  # the sealed segments, then the active one
         logs.append(b"".join(path.read_bytes() for path in files))
@@ -273,6 +275,16 @@ def test_the_plain_path_and_the_general_path_write_the_same_log(tmp_path: Path, 
     assert not all(plain.parts) or plain.parts.count(True) < len(records)
     noted = records[17]
     assert (noted["denied_by"], noted["guard_action"], noted["status"]) == ("rule", "mask", "ok")
+
+
+def test_one_record_per_call_writes_the_same_log_on_both_paths(tmp_path: Path, fixed: Fixed) -> None:
+    options = AuditOptions(trusted_proxies=("10.0.0.0/8",), pending=False)
+    data, plain = both_ways(tmp_path, HOSTILE_STEPS, fixed, options)
+    records = _lines(data)
+    assert len(records) == len(HOSTILE_STEPS)
+    assert "pending" not in {record["status"] for record in records}
+    assert len({record["call_id"] for record in records}) == len(HOSTILE_STEPS)
+    assert plain.parts.count(True) > len(HOSTILE_STEPS) // 2
 
 
 def test_a_long_run_of_plain_calls_writes_the_same_log(tmp_path: Path, fixed: Fixed) -> None:

@@ -1,7 +1,8 @@
 """The failure policy between the audit middleware and a sink, and the retry buffer.
 
 Each call is written twice: a ``pending`` record **before** the call runs and an outcome record
-(``ok`` / ``error``) after it, linked by ``call_id``.
+(``ok`` / ``error``) after it, linked by ``call_id``; or, with ``AuditOptions.pending=False``,
+once: its outcome record.
 
 - **Fail closed** (default): if the ``pending`` record cannot be written, the call is refused with
   ``dependency_unavailable`` and never runs; so nothing ever acts without a durable trace of the
@@ -18,6 +19,12 @@ Each call is written twice: a ``pending`` record **before** the call runs and an
 - **Outcomes** (both modes): the call has already run, so its result is returned whatever
   happens; an outcome that cannot be written is logged at ERROR and buffered (outcomes may exceed
   ``buffer_size`` by at most the number of calls in flight).
+- **One record per call** (``pending=False``): there is no ``pending`` record to refuse, so
+  :meth:`AuditWriter.admit` refuses a call before it runs while the log is known to be
+  unavailable: a write failed and none has succeeded since, records wait for retry, or the chain
+  is broken (after ``retry_interval`` it tries the sink again first, as a ``pending`` write
+  would). Fail open runs the call while the buffer has room. A sink that fails unnoticed lets a
+  call run; its outcome is then buffered like any other, and the calls after it are refused.
 
 Every write first retries the buffered records, in order, in the same batch, so the chain keeps
 the order in which things happened. After a failure the sink is not tried again on the call path
@@ -73,6 +80,8 @@ class AuditOptions:
     trust_forwarded: bool = False
     """Deprecated (``audit.trust_forwarded``): believe ``X-Forwarded-For`` from every peer."""
     clock: Callable[[], float] = time.monotonic
+    pending: bool = True
+    """Write a ``pending`` record before each call (``audit.pending``); ``False``: only its outcome."""
 
 
 class _Slot:
@@ -139,6 +148,21 @@ class AuditWriter:
             refused = (await self._commit(entry, pending=True)).refused
         if refused:
             raise DependencyUnavailable("the audit log is unavailable")
+
+    async def admit(self, record: Callable[[], Mapping[str, Any]]) -> None:
+        """Before a call that gets no ``pending`` record: raise ``DependencyUnavailable`` to refuse it
+        when a ``pending`` record would have been refused, i.e. the log is not :attr:`healthy` (after the
+        ``retry_interval`` the sink is tried again first, by :meth:`flush`) and fail-open has no room.
+        ``record()``: what the refused call's record would have said, logged at ERROR."""
+        if self.healthy:
+            return
+        if not self._resting() and await self.flush():
+            return
+        if self.options.fail_open and len(self._buffer) < self.options.buffer_size:
+            return
+        broken = self.broken
+        self._log_refused(record(), f"audit chain broken: {broken}" if broken is not None else None)
+        raise DependencyUnavailable("the audit log is unavailable")
 
     async def write_outcome(self, entry: dict[str, Any]) -> None:
         """Write the record that follows a call. Never raises: on failure the record is buffered."""
@@ -316,7 +340,7 @@ class AuditWriter:
             content.decode(),
         )
 
-    def _log_refused(self, entry: Mapping[str, Any], error: BaseException | None) -> None:
+    def _log_refused(self, entry: Mapping[str, Any], error: BaseException | str | None) -> None:
         content = canonical(entry)
         logger.error(
             "audit record not written to %s (%s); call refused (dependency_unavailable): sha256=%s record=%s",
@@ -327,7 +351,9 @@ class AuditWriter:
         )
 
 
-def _describe(error: BaseException | None) -> str:
+def _describe(error: BaseException | str | None) -> str:
+    if isinstance(error, str):
+        return error
     if error is None:
         return "sink failed recently; retrying after the retry interval"
     if isinstance(error, TimeoutError):

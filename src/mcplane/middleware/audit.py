@@ -7,6 +7,11 @@ or ``error`` with the code of a raised exception (``Forbidden`` from authorize, 
 crash, a cancellation), which it re-raises unchanged. See :mod:`mcplane.audit.writer` for what
 happens when the sink fails and :mod:`mcplane.audit.entry` for what a record holds.
 
+With ``audit.pending: false`` (:attr:`AuditOptions.pending`) it writes the outcome record only:
+one record per call, half the writes. What that gives up: a call that never ends (the process is
+killed while it runs) leaves no trace, and a log that fails unnoticed lets one call act before
+the slot knows (:meth:`~mcplane.audit.writer.AuditWriter.admit` refuses the calls after it).
+
 Building a record cannot fail, whatever the call's arguments or name (see
 :mod:`mcplane.audit.chain`), so every call that reaches this slot has its records.
 
@@ -46,6 +51,7 @@ from mcplane.audit.entry import (
 from mcplane.audit.forwarded import TrustedProxies
 from mcplane.audit.sink import AuditSink
 from mcplane.audit.writer import AuditOptions, AuditWriter
+from mcplane.errors import DependencyUnavailable
 from mcplane.notes import notes_of
 from mcplane.pipeline import Call, CallNext
 
@@ -63,27 +69,31 @@ class AuditMiddleware:
         self.options = options = options or AuditOptions()
         self.writer = AuditWriter(sink, options)
         self.proxies = TrustedProxies.everyone() if options.trust_forwarded else TrustedProxies(options.trusted_proxies)
+        self._pending = options.pending
 
     async def __call__(self, call: Call, call_next: CallNext) -> Any:
         writer = self.writer
         base = call_base(call, new_call_id(), self.proxies)
         shared = call_text(base) if writer.takes_parts else None
-        now = utc_now()
-        written = False
-        if shared is not None:
-            written = self._write_parts(
-                (
-                    shared[0] + _PENDING_HEAD,
-                    shared[1],
-                    _PENDING_REST,
-                    f'{shared[2]}"status":"pending",{shared[3]}"time":"{now}",{shared[4]}{_VERSION}',
-                ),
-                now,
-                lambda: _pending(base, now),
-                pending=True,
-            )
-        if not written:
-            await writer.write_pending(_pending(base, now))
+        if self._pending:
+            now = utc_now()
+            written = False
+            if shared is not None:
+                written = self._write_parts(
+                    (
+                        shared[0] + _PENDING_HEAD,
+                        shared[1],
+                        _PENDING_REST,
+                        f'{shared[2]}"status":"pending",{shared[3]}"time":"{now}",{shared[4]}{_VERSION}',
+                    ),
+                    now,
+                    lambda: _pending(base, now),
+                    pending=True,
+                )
+            if not written:
+                await writer.write_pending(_pending(base, now))
+        elif not writer.healthy:
+            await writer.admit(lambda: _outcome(base, utc_now(), DependencyUnavailable.code, "", 0.0))
         started = time.perf_counter()
         try:
             result = await call_next(call)
