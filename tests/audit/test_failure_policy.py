@@ -350,3 +350,40 @@ async def test_one_record_per_call_refuses_calls_on_a_broken_chain(
     sink.broken = None  # repaired
     assert _error_code(await chain(_call(2))) is None
     assert tool.runs == 1
+
+
+async def test_one_record_per_call_calls_waiting_on_a_retry_take_its_verdict(tmp_path: Path) -> None:
+    class SlowFlakySink(FlakySink):
+        """Fails while ``down``, each try only once ``go`` is set: callers queue behind the first try."""
+
+        def __init__(self, inner: AuditSink) -> None:
+            super().__init__(inner)
+            self.go = anyio.Event()
+
+        async def append(self, entries: Any) -> list[dict[str, Any]]:
+            await self.go.wait()
+            return await super().append(entries)
+
+    clock = ManualClock()
+    sink = SlowFlakySink(JsonlSink(tmp_path / "audit.jsonl"))
+    _, tool, chain = _chain(sink, AuditOptions(pending=False, retry_interval=5.0, clock=clock))
+    sink.down = True
+    sink.go.set()
+    assert _error_code(await chain(_call(0))) is None  # ran; its outcome is kept for retry
+    clock.advance(5.0)
+    sink.go = anyio.Event()
+    attempts = sink.attempts
+    codes: list[str | None] = []
+
+    async def one(n: int) -> None:
+        codes.append(_error_code(await chain(_call(n))))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            for n in range(1, 6):
+                group.start_soon(one, n)
+            await anyio.wait_all_tasks_blocked()
+            sink.go.set()
+    assert codes == ["dependency_unavailable"] * 5
+    assert sink.attempts == attempts + 1  # one retry of the kept record, not one per waiting call
+    assert tool.runs == 1

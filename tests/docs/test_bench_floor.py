@@ -85,3 +85,16 @@ def test_the_floor_layers_take_the_audit_slot_and_not_with_mcplane_s_audit() -> 
         fullpipe.parse_layers("audit,audit-floor")
     with pytest.raises(ValueError, match="records is 1 or 2"):
         fullpipe.FloorAudit(Path(os.devnull), records=3)
+
+
+def test_the_one_record_layer_is_mcplanes_audit_with_pending_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fullpipe = _fullpipe()
+    monkeypatch.setenv("MCPLANE_BENCH_AUDIT_DIR", str(tmp_path))
+    one = fullpipe.plane_config(fullpipe.parse_layers("audit-one"))
+    two = fullpipe.plane_config(fullpipe.parse_layers("audit"))
+    assert (one.audit.pending, two.audit.pending) == (False, True)
+    assert one.audit.model_dump(exclude={"pending"}) == two.audit.model_dump(exclude={"pending"})
+    with pytest.raises(ValueError, match="same slot"):
+        fullpipe.parse_layers("audit,audit-one")

@@ -152,12 +152,15 @@ class AuditWriter:
     async def admit(self, record: Callable[[], Mapping[str, Any]]) -> None:
         """Before a call that gets no ``pending`` record: raise ``DependencyUnavailable`` to refuse it
         when a ``pending`` record would have been refused, i.e. the log is not :attr:`healthy` (after the
-        ``retry_interval`` the sink is tried again first, by :meth:`flush`) and fail-open has no room.
+        ``retry_interval`` the sink is tried again first, as :meth:`flush` does, once for the callers waiting
+        on that try) and fail-open has no room.
         ``record()``: what the refused call's record would have said, logged at ERROR."""
         if self.healthy:
             return
-        if not self._resting() and await self.flush():
-            return
+        if not self._resting():
+            await self._flush(again=False)
+            if self.healthy:
+                return
         if self.options.fail_open and len(self._buffer) < self.options.buffer_size:
             return
         broken = self.broken
@@ -265,14 +268,21 @@ class AuditWriter:
         fail-closed refuses every call, and records written before a quiet spell get their
         checkpoint ``interval`` seconds later.
         """
+        await self._flush(again=True)
+        return self.healthy
+
+    async def _flush(self, *, again: bool) -> None:
+        """:meth:`flush`'s work under the lock; ``again=False``: not if, by the time the lock is held, the
+        writer is healthy or resting (another caller just tried the sink: its verdict stands)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
+                if not again and (self.healthy or self._resting()):
+                    return
                 self._writing = True
                 try:
                     await self._flush_locked()
                 finally:
                     self._writing = False
-        return self.healthy
 
     async def _flush_locked(self) -> None:
         if self._buffer:
