@@ -387,3 +387,24 @@ async def test_one_record_per_call_calls_waiting_on_a_retry_take_its_verdict(tmp
     assert codes == ["dependency_unavailable"] * 5
     assert sink.attempts == attempts + 1  # one retry of the kept record, not one per waiting call
     assert tool.runs == 1
+
+
+async def test_one_record_per_call_with_postgres_unreachable_then_back(postgres_dsn: str, pg_table: str) -> None:
+    environ = {"AUDIT_DSN": f"postgresql://postgres@127.0.0.1:{free_port()}/test"}
+    secrets = Secrets(environ=environ)
+    sink = PostgresSink(secrets.secret("${env:AUDIT_DSN}"), table=pg_table, connect_timeout=2)
+    audit, tool, chain = _chain(sink, AuditOptions(pending=False, retry_interval=0))
+    assert _error_code(await chain(_call(1))) is None  # the store's absence shows only at its write
+    assert _error_code(await chain(_call(2))) == "dependency_unavailable"
+    assert tool.runs == 1
+    assert audit.writer.buffered == 1
+
+    environ["AUDIT_DSN"] = postgres_dsn
+    assert secrets.refresh() == []
+    assert _error_code(await chain(_call(3))) is None
+    await audit.aclose()
+    reader = PostgresSink(postgres_dsn, table=pg_table)
+    lines = await reader.read_lines()
+    await reader.aclose()
+    assert verify_lines(lines, unit="row").ok
+    assert _statuses(lines) == [("ok", "c1"), ("ok", "c3")]
