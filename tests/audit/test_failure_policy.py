@@ -201,6 +201,21 @@ async def test_close_flushes_the_buffer_or_says_what_is_left(
     assert verify_lines(await flaky.read_lines()).count == 2
 
 
+async def _back_then_rows(
+    secrets: Secrets, environ: dict[str, str], dsn: str, table: str, audit: AuditMiddleware, chain: Any
+) -> list[str]:
+    """Point the sink's DSN at the real server, make call 3 (it runs), close the slot; the table's rows."""
+    environ["AUDIT_DSN"] = dsn  # the same sink, pointed at the real server
+    assert secrets.refresh() == []
+    assert _error_code(await chain(_call(3))) is None
+    await audit.aclose()
+    reader = PostgresSink(dsn, table=table)
+    try:
+        return await reader.read_lines()
+    finally:
+        await reader.aclose()
+
+
 async def test_fail_open_with_postgres_unreachable_then_back(
     postgres_dsn: str, pg_table: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -218,13 +233,7 @@ async def test_fail_open_with_postgres_unreachable_then_back(
     assert len(logged) == 4
     assert all("OperationalError" in r.getMessage() for r in caplog.records if r.name == "mcplane.audit")
 
-    environ["AUDIT_DSN"] = postgres_dsn  # the same sink, pointed at the real server
-    assert secrets.refresh() == []
-    assert _error_code(await chain(_call(3))) is None
-    await audit.aclose()
-    reader = PostgresSink(postgres_dsn, table=pg_table)
-    lines = await reader.read_lines()
-    await reader.aclose()
+    lines = await _back_then_rows(secrets, environ, postgres_dsn, pg_table, audit, chain)
     report = verify_lines(lines, unit="row")
     assert report.ok, report.render()
     assert report.count == 6
@@ -399,12 +408,6 @@ async def test_one_record_per_call_with_postgres_unreachable_then_back(postgres_
     assert tool.runs == 1
     assert audit.writer.buffered == 1
 
-    environ["AUDIT_DSN"] = postgres_dsn
-    assert secrets.refresh() == []
-    assert _error_code(await chain(_call(3))) is None
-    await audit.aclose()
-    reader = PostgresSink(postgres_dsn, table=pg_table)
-    lines = await reader.read_lines()
-    await reader.aclose()
+    lines = await _back_then_rows(secrets, environ, postgres_dsn, pg_table, audit, chain)
     assert verify_lines(lines, unit="row").ok
     assert _statuses(lines) == [("ok", "c1"), ("ok", "c3")]
