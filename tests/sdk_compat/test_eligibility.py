@@ -3,14 +3,18 @@ the rest (they reach the SDK, so both paths answer alike either way)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp.server.context import ServerRequestContext
 from mcp_types import InputRequiredResult
 from pydantic import Field
 
 from mcplane import Context, Plane
+from mcplane.sdk_adapter.eligibility import read_alike
 from mcplane.sdk_adapter.otel import SDKOpenTelemetryMiddleware
 from tests.sdk_compat.wire import ERAS, Era, answers_of, tool_call
 
@@ -155,3 +159,25 @@ def test_header_mapped_is_read_once_per_schema(schema: dict[str, Any] | None, ma
     assert [header_mapped(counted) for _ in range(3)] == [mapped] * 3
     assert _CountingSchema.reprs == (1 if counted is not None else 0)
     assert header_mapped(_CountingSchema(schema) if schema is not None else None) is mapped  # a new object: read again
+
+
+_DIGITY = st.binary(max_size=120) | st.lists(
+    st.sampled_from([b"0", b"7", b"9", b"/", b":", b"a", b"\xb9", b"\xd9", b"\x00", b"12345678901234567890"]),
+    max_size=40,
+).map(b"".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=_DIGITY)
+def test_read_alike_finds_a_run_of_twenty_digits_where_the_regex_does(body: bytes) -> None:
+    assert read_alike(body) is (re.search(rb"[0-9]{20}", body) is None)
+
+
+def test_read_alike_on_call_bodies() -> None:
+    call = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"arguments":{"n":%d}}}'
+    assert read_alike(call % (12345678901234567, 2026072800112233))  # many digits, no run of twenty
+    assert not read_alike(call % (1, 2**64 + 5))
+    assert not read_alike(call % (2**70, 1))
+    assert read_alike(b"9" * 19)
+    assert not read_alike(b"9" * 20)
+    assert read_alike(b"")

@@ -22,7 +22,6 @@ dispatch changes nothing on the wire. These are the SDK-side halves of that rule
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,19 +55,17 @@ LATEST_HANDSHAKE_VERSION: str = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 SDK_BUILTIN_MIDDLEWARE: frozenset[type] = frozenset({SDKOpenTelemetryMiddleware, RequestStateBoundary})
 """The SDK's own middleware classes, which never need to see a plain ``tools/call``."""
 
-_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+_DIGIT_RUNS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+"""A ``bytes.translate`` table: every ASCII digit to ``0``, every other byte to a space."""
+_LONG_RUN = b"0" * 20
 """Twenty digits in a row: possibly an integer beyond 64 bits (or a long digit string, left to the SDK too)."""
 
 
-_DIGITS = b"0123456789"
-
-
 def read_alike(body: bytes) -> bool:
-    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it).
-
-    Counting the digits first (one C pass) spares the regex search on nearly every body.
-    """
-    return len(body) - len(body.translate(None, _DIGITS)) < 20 or _LONG_NUMBER.search(body) is None
+    """Whether ``orjson`` reads ``body`` as the SDK's parser does (no integer beyond 64 bits in it): no run
+    of twenty ASCII digits, found with two C passes (a translation and a substring search), where a regex
+    ``[0-9]{20}`` tried every position (≈ 2 µs on a 300-byte call with twenty digits in all)."""
+    return _LONG_RUN not in body.translate(_DIGIT_RUNS)
 
 
 _MAPPED: dict[int, tuple[Any, bool]] = {}
