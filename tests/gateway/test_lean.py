@@ -284,6 +284,7 @@ async def _real_record(plane_http: PlaneServer, mode: str, lean: bool) -> Any:
             ("up__hop", {"names": [], "url": plane_http.url, "record": "unused"}),  # the tool fails upstream
             ("up__era", {}),
             ("up__traceparent", {}),
+            ("up__add", {"a": 2**63, "b": 2**63}),  # a result beyond 64 bits, exact across the hop
         ]:
             result = await client.call_tool(name, arguments)
             record.append((result.is_error, scrub(result.structured_content), error_code(result)))
@@ -297,6 +298,8 @@ async def _real_record(plane_http: PlaneServer, mode: str, lean: bool) -> Any:
     assert record[0][1] == {"result": 5}
     assert record[1][2] == "invalid_arguments"
     assert record[2][0] is True
+    assert record[5][1] == {"result": 2**64}
+    assert type(record[5][1]["result"]) is int
     assert record[-1] == "deadline_exceeded"
     return record
 

@@ -149,6 +149,28 @@ async def test_integers_beyond_64_bits_are_read_and_written_as_the_sdk_does(era:
     leaves an HTTP body holding one to the SDK (streams read every line with ``orjson`` either way)."""
     compared = await answers_of(make_huge_plane, era, [call])
     assert compared.fast == compared.sdk
+    if call["params"]["name"] == "huge":  # answered, not an internal_error (orjson refuses such integers)
+        assert compared.fast[0].body["result"]["structuredContent"] == {"result": 2**70}
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_result_beyond_64_bits_from_a_call_the_hot_path_takes_is_written_as_the_sdk_writes_it(
+    era: Era,
+) -> None:
+    """``2**63 + 2**63``: no argument past 64 bits (the hot path takes the call), a result past them."""
+
+    def make() -> Plane:
+        plane = Plane("sum")
+
+        @plane.tool()
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        return plane
+
+    compared = await answers_of(make, era, [tool_call("add", {"a": 2**63, "b": 2**63})])
+    assert compared.fast == compared.sdk
+    assert compared.fast[0].body["result"]["structuredContent"] == {"result": 2**64}
 
 
 PLAIN_SHAPES: dict[str, dict[str, Any]] = {

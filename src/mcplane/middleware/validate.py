@@ -35,6 +35,7 @@ from typing import Any
 
 import jsonschema_rs
 import orjson
+import pydantic_core
 from mcp_types import CallToolResult
 from pydantic import ValidationError
 
@@ -248,7 +249,10 @@ def result_size(result: CallToolResult, limit: int) -> int:
         if size > limit:
             return size
     if result.structured_content is not None and size < limit // 2:
-        size += len(orjson.dumps(result.structured_content, default=str))
+        try:
+            size += len(orjson.dumps(result.structured_content, default=str))
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits (the SDK writes it): pydantic's writer sizes it
+            size += len(pydantic_core.to_json(result.structured_content, fallback=str))
     return size
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pydantic_core
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, ErrorData
 from pydantic import BaseModel, ValidationError
 
 from mcplane.jsonrpc import error_envelope
+from mcplane.sdk_adapter.eligibility import read_alike
 
 __all__ = [
     "BASE_HEADERS",
@@ -61,10 +63,12 @@ def parse_failure(why: str, prefix: str = "Failed to parse JSON response") -> MC
 
 
 def loads_answer(content: bytes) -> Any:
-    """A JSON answer body, or the transport's parse failure."""
+    """A JSON answer body, or the transport's parse failure. A body with a run of twenty digits (an
+    integer beyond 64 bits, which orjson reads as a float) is read by pydantic's parser, as the SDK
+    client reads it: the integer stays exact."""
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
+        return orjson.loads(content) if read_alike(content) else pydantic_core.from_json(content)
+    except ValueError as exc:  # orjson.JSONDecodeError is one
         raise parse_failure(str(exc)) from None
 
 

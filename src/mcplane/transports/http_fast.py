@@ -31,7 +31,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.types import Receive, Scope, Send
 
 from mcplane.context import ANONYMOUS, Principal
-from mcplane.jsonrpc import error_envelope
+from mcplane.jsonrpc import answer_bytes, error_envelope
 from mcplane.sdk_adapter.eligibility import read_alike
 from mcplane.sdk_adapter.sessions import hold_idle_clock, open_sessions, release_idle_clock, session_owner
 from mcplane.transports.http_write import on_disconnect
@@ -317,7 +317,7 @@ async def _answer(
     status = 200
     if transport is None and "error" in response:
         status = ERROR_CODE_HTTP_STATUS.get(response["error"].get("code"), 200)
-    payload = orjson.dumps(response)
+    payload = answer_bytes(response)
     headers = [_JSON_TYPE, (b"content-length", b"%d" % len(payload))]
     if transport is not None and transport.mcp_session_id is not None:
         headers.append((b"mcp-session-id", transport.mcp_session_id.encode()))

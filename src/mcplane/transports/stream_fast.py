@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio.abc
-import orjson
 from mcp_types import JSONRPCMessage, JSONRPCResponse
 
 from mcplane.context import ANONYMOUS, Principal
 from mcplane.fastpath import FastPath
+from mcplane.jsonrpc import answer_bytes
 from mcplane.sdk_adapter.eligibility import handshake_version, opens_modern
 
 __all__ = ["StreamFastPath"]
@@ -133,7 +133,7 @@ class StreamFastPath:
             if running.cancelled:
                 return
             response = await self.fast.serve(raw, version, principal=self._principal, scope=self._scope)
-            await self._write(orjson.dumps(response))
+            await self._write(answer_bytes(response))
         except asyncio.CancelledError:
             if not running.cancelled or task.uncancel() > 0:
                 raise  # not (only) the client's cancellation: the connection is ending
