@@ -158,7 +158,7 @@ class AuditWriter:
         if self.healthy:
             return
         if not self._resting():
-            await self._flush(again=False)
+            await self._flush(unless_settled=True)
             if self.healthy:
                 return
         if self.options.fail_open and len(self._buffer) < self.options.buffer_size:
@@ -268,15 +268,15 @@ class AuditWriter:
         fail-closed refuses every call, and records written before a quiet spell get their
         checkpoint ``interval`` seconds later.
         """
-        await self._flush(again=True)
+        await self._flush(unless_settled=False)
         return self.healthy
 
-    async def _flush(self, *, again: bool) -> None:
-        """:meth:`flush`'s work under the lock; ``again=False``: not if, by the time the lock is held, the
+    async def _flush(self, *, unless_settled: bool) -> None:
+        """:meth:`flush`'s work under the lock; ``unless_settled``: not if, by the time the lock is held, the
         writer is healthy or resting (another caller just tried the sink: its verdict stands)."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                if not again and (self.healthy or self._resting()):
+                if unless_settled and (self.healthy or self._resting()):
                     return
                 self._writing = True
                 try:
